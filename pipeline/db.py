@@ -1,0 +1,47 @@
+"""One SQLAlchemy engine per database URL: SQLite by default, PostgreSQL in production.
+
+Tables are SQLAlchemy Core tables owned by the module that uses them
+(:mod:`pipeline.state`, :mod:`sinks.records`, :mod:`sinks.atom`); each creates its own on
+``setup``. Upserts use the dialect's ``INSERT … ON CONFLICT`` so replays change nothing.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sqlalchemy import Engine, Table, create_engine, event
+from sqlalchemy.dialects import postgresql, sqlite
+
+from pipeline.errors import ConfigError, ConfigProblem
+
+
+def make_engine(database_url: str) -> Engine:
+    """An engine for ``database_url``; creates the directory of a SQLite file."""
+    if database_url.startswith("sqlite:///") and not database_url.startswith("sqlite:///:memory:"):
+        Path(database_url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    try:
+        engine = create_engine(database_url, pool_pre_ping=True)
+    except ModuleNotFoundError as exc:
+        raise ConfigError([ConfigProblem(
+            "amur.yaml", "database_url", f"driver package {exc.name!r} is missing",
+            'run pip install "amur[postgres]" for PostgreSQL',
+        )]) from None
+    if engine.dialect.name == "sqlite":
+        event.listen(engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+def _sqlite_pragmas(dbapi_connection, _record) -> None:
+    # WAL lets the sinks write while the HTTP server and `amur` commands read.
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.close()
+
+
+def upsert(engine: Engine, table: Table, rows: list[dict], key: list[str]):
+    """An INSERT of ``rows`` into ``table`` that updates the other columns on a ``key`` conflict."""
+    dialect = postgresql if engine.dialect.name == "postgresql" else sqlite
+    statement = dialect.insert(table).values(rows)
+    updates = {column.name: statement.excluded[column.name] for column in table.columns if column.name not in key}
+    return statement.on_conflict_do_update(index_elements=key, set_=updates)

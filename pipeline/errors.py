@@ -1,0 +1,98 @@
+"""Every error Amur raises on purpose, as one tree.
+
+    AmurError
+    ├── ConfigError            a settings or sources file is wrong; stops the program
+    ├── SourceError            one source or one item of it failed; the loop goes on
+    │   ├── FetchError         HTTP failure, timeout, refused URL, too large, redirect loop
+    │   ├── FeedParseError     the body is not a feed feedparser can read
+    │   └── ExtractionError    no article text could be extracted from a page
+    ├── MessageError           a topic message is not valid JSON of its schema (poison)
+    ├── TransportError         the broker or the embedded log failed
+    └── SinkError              a sink could not write; nothing is committed
+        └── SinkBackpressure   a sink asks to retry later (``retry_after`` seconds)
+
+A per-item error (``SourceError``, ``MessageError``) is data: it is logged with the
+source or topic position, counted, and the item is skipped or sent to the dead-letter
+topic. Only ``ConfigError`` ends the program.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class AmurError(Exception):
+    """Base of every error Amur raises on purpose."""
+
+
+@dataclass(frozen=True)
+class ConfigProblem:
+    """One problem in a configuration file: where it is and how to fix it."""
+
+    file: str
+    key: str
+    message: str
+    hint: str = ""
+
+    def __str__(self) -> str:
+        text = f"{self.file}: {self.key}: {self.message}"
+        return f"{text} (hint: {self.hint})" if self.hint else text
+
+
+class ConfigError(AmurError):
+    """A configuration file is missing, unreadable or invalid.
+
+    Carries every problem found, so ``amur config check`` can print them all at once.
+    """
+
+    def __init__(self, problems: list[ConfigProblem]):
+        self.problems = problems
+        super().__init__("\n".join(str(problem) for problem in problems))
+
+
+class SourceError(AmurError):
+    """One source, or one item of a source, failed. ``retryable`` says if trying later may help."""
+
+    retryable = False
+
+    def __init__(self, url: str, reason: str):
+        self.url = url
+        self.reason = reason
+        super().__init__(f"{url}: {reason}")
+
+
+class FetchError(SourceError):
+    """An HTTP fetch failed: refused URL, status, timeout, oversized or binary body."""
+
+    def __init__(self, url: str, reason: str, *, retryable: bool = False, status: int | None = None):
+        super().__init__(url, reason)
+        self.retryable = retryable
+        self.status = status
+
+
+class FeedParseError(SourceError):
+    """The fetched body is not a feed that feedparser can read."""
+
+
+class ExtractionError(SourceError):
+    """No article text could be extracted from a page."""
+
+
+class MessageError(AmurError):
+    """A message on a topic cannot be decoded into its model (a poison message)."""
+
+
+class TransportError(AmurError):
+    """The transport (Kafka or the embedded log) failed to produce, poll or commit."""
+
+
+class SinkError(AmurError):
+    """A sink failed to write or flush a batch; the batch's offsets are not committed."""
+
+
+class SinkBackpressure(SinkError):
+    """A sink is temporarily unable to accept writes; retry the batch after ``retry_after`` s."""
+
+    def __init__(self, message: str, retry_after: float):
+        super().__init__(message)
+        self.retry_after = retry_after

@@ -1,0 +1,215 @@
+"""The messages on Amur's topics: one versioned pydantic model per topic.
+
+Every message is JSON (UTF-8), keyed on Kafka by its ``id``; timestamps are UTC ISO-8601.
+``schema_version`` grows when a field is removed or changes meaning; new optional fields
+do not bump it. The JSON Schemas in ``pipeline/schemas/`` are generated from these
+models (``amur schemas export``) and documented in ``docs/topics.md``.
+
+========================  ======================  ==========================================
+topic (default prefix)    model                   written by → read by
+========================  ======================  ==========================================
+``amur.articles``         :class:`Article`        connectors → processors
+``amur.classified``       :class:`Classified`     processors → sinks (records), consumers
+``amur.alerts``           :class:`Alert`          processors → sinks (alert feeds), consumers
+``amur.dlq``              :class:`DeadLetter`     any stage → operators
+========================  ======================  ==========================================
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Literal, TypeVar
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from pipeline.errors import MessageError
+
+SCHEMA_VERSION = 1
+
+Level = Literal["national", "interregional", "municipal", "corporate"]
+Country = Literal["RU", "CN"]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def article_id(canonical_url: str) -> str:
+    """The stable id of an article: the first 32 hex digits of SHA-256 of its canonical URL."""
+    return hashlib.sha256(canonical_url.encode("utf-8")).hexdigest()[:32]
+
+
+class _Message(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    schema_version: int = SCHEMA_VERSION
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _to_utc(cls, value):
+        if isinstance(value, datetime):
+            return value.astimezone(UTC)
+        return value
+
+
+class Article(_Message):
+    """A fetched article with its extracted text (topic ``articles``)."""
+
+    id: str = Field(description="article_id(url): hash of the canonical URL", min_length=32, max_length=32)
+    url: str = Field(description="Canonical URL of the article page")
+    source: str = Field(description="Name of the source in sources.yaml")
+    title: str
+    text: str = Field(description="Main text extracted from the page")
+    summary: str = ""
+    language: str | None = None
+    authors: list[str] = Field(default_factory=list)
+    published_at: AwareDatetime | None = None
+    fetched_at: AwareDatetime = Field(description="When the connector emitted the article")
+
+
+class Entity(BaseModel):
+    """A mention in the article, resolved to a canonical id where the gazetteer knows it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    text: str
+    label: str = Field(description="spaCy label (GPE, ORG, PERSON, MONEY, ...) or gazetteer kind")
+    start: int = Field(description="Character offset in the article text")
+    end: int
+    canonical_id: str | None = Field(None, examples=["RU-IRK", "CN-NM", "org:rosatom"])
+    country: Country | None = None
+
+
+class Figure(BaseModel):
+    """A number the article states: money, a percentage or a count of agreements."""
+
+    model_config = ConfigDict(frozen=True)
+
+    kind: Literal["money", "percent", "count"]
+    value: float
+    unit: str = Field(examples=["USD", "CNY", "RUB", "%", "agreements"])
+    text: str
+    sentence: str
+
+
+class Classification(BaseModel):
+    """Whether the article is a Russia–China cooperation story, and why."""
+
+    model_config = ConfigDict(frozen=True)
+
+    is_cooperation: bool
+    score: float = Field(ge=0, le=1)
+    level: Level | None = None
+    sectors: list[str] = Field(default_factory=list)
+    russian_parties: list[str] = Field(default_factory=list)
+    chinese_parties: list[str] = Field(default_factory=list)
+    evidence: list[str] = Field(default_factory=list, description="Sentences that decided it")
+    reason: str = Field(description="Why the classifier decided so, in one line")
+    classifier: str = Field(description="Name and version of the classifier", examples=["amur.rules.v1"])
+
+
+class Classified(_Message):
+    """An article with its entities, figures and classification (topic ``classified``)."""
+
+    id: str = Field(min_length=32, max_length=32)
+    article: Article
+    entities: list[Entity] = Field(default_factory=list)
+    figures: list[Figure] = Field(default_factory=list)
+    classification: Classification
+    classified_at: AwareDatetime
+
+
+class Alert(_Message):
+    """A cooperation story worth telling subscribers about (topic ``alerts``).
+
+    ``id`` is the story id: re-delivering the same story yields the same alert id, so
+    every sink can upsert it and subscribers see it once.
+    """
+
+    id: str = Field(min_length=32, max_length=32, description="Story id")
+    article_id: str
+    url: str
+    source: str
+    title: str
+    summary: str
+    score: float = Field(ge=0, le=1)
+    level: Level | None = None
+    sectors: list[str] = Field(default_factory=list)
+    russian_parties: list[str] = Field(default_factory=list)
+    chinese_parties: list[str] = Field(default_factory=list)
+    evidence: list[str] = Field(default_factory=list)
+    published_at: AwareDatetime | None = None
+    fetched_at: AwareDatetime
+    alerted_at: AwareDatetime
+
+
+class DeadLetter(_Message):
+    """An input a stage could not handle, with where it came from and why (topic ``dlq``)."""
+
+    id: str = Field(description="'<topic>:<partition>:<offset>' or '<source>:<url hash>'")
+    stage: str = Field(examples=["processors", "sinks", "connectors"])
+    error_type: str = Field(examples=["MessageError", "FetchError"])
+    reason: str
+    topic: str | None = None
+    partition: int | None = None
+    offset: int | None = None
+    key: str | None = None
+    payload: str = Field("", description="The original value, decoded as UTF-8 with replacement, cut to 64 KiB")
+    failed_at: AwareDatetime
+
+
+MESSAGE_TYPES: dict[str, type[_Message]] = {
+    "articles": Article,
+    "classified": Classified,
+    "alerts": Alert,
+    "dlq": DeadLetter,
+}
+
+
+@dataclass(frozen=True)
+class Topics:
+    """Topic names under one prefix (``kafka.topic_prefix``)."""
+
+    prefix: str = "amur."
+
+    @property
+    def articles(self) -> str:
+        return f"{self.prefix}articles"
+
+    @property
+    def classified(self) -> str:
+        return f"{self.prefix}classified"
+
+    @property
+    def alerts(self) -> str:
+        return f"{self.prefix}alerts"
+
+    @property
+    def dlq(self) -> str:
+        return f"{self.prefix}dlq"
+
+    def all(self) -> list[str]:
+        return [self.articles, self.classified, self.alerts, self.dlq]
+
+    def model_for(self, topic: str) -> type[_Message]:
+        return MESSAGE_TYPES[topic.removeprefix(self.prefix)]
+
+
+M = TypeVar("M", bound=_Message)
+
+
+def encode(message: _Message) -> tuple[bytes, bytes]:
+    """The Kafka key and value of a message."""
+    return message.id.encode("utf-8"), message.model_dump_json().encode("utf-8")
+
+
+def decode(model: type[M], value: bytes) -> M:
+    """Parse a topic value into its model; a poison value raises :class:`MessageError`."""
+    try:
+        return model.model_validate_json(value)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "(message)"
+        raise MessageError(f"not a valid {model.__name__} message: {where}: {first['msg']} ({exc.error_count()} error(s))") from None

@@ -1,0 +1,254 @@
+"""Settings: ``config/amur.yaml`` (runtime) and ``config/sources.yaml`` (what to watch).
+
+Both files are validated by frozen pydantic models. Every problem is reported as a
+:class:`~pipeline.errors.ConfigProblem` naming the file, the dotted key and a fix, so an
+operator can repair a file in one pass (``amur config check``).
+
+Environment variables override the values that differ per deployment:
+
+=================================  ==============================
+``AMUR_TRANSPORT``                 ``transport``
+``AMUR_KAFKA_BOOTSTRAP_SERVERS``   ``kafka.bootstrap_servers``
+``AMUR_KAFKA_SASL_PASSWORD``       ``kafka.sasl_password``
+``AMUR_DATABASE_URL``              ``database_url``
+``AMUR_MODEL_NAME``                ``model.name``
+=================================  ==============================
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    HttpUrl,
+    SecretStr,
+    ValidationError,
+    field_validator,
+)
+
+from pipeline.errors import ConfigError, ConfigProblem
+
+DEFAULT_CONFIG_PATH = Path("config/amur.yaml")
+
+ENV_OVERRIDES: dict[str, tuple[str, ...]] = {
+    "AMUR_TRANSPORT": ("transport",),
+    "AMUR_KAFKA_BOOTSTRAP_SERVERS": ("kafka", "bootstrap_servers"),
+    "AMUR_KAFKA_SASL_PASSWORD": ("kafka", "sasl_password"),
+    "AMUR_DATABASE_URL": ("database_url",),
+    "AMUR_MODEL_NAME": ("model", "name"),
+}
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class KafkaSettings(_Frozen):
+    """How to reach the Kafka cluster and how to name topics and groups."""
+
+    bootstrap_servers: str = Field("127.0.0.1:9092", examples=["kafka-1:9092,kafka-2:9092"])
+    topic_prefix: str = Field("amur.", examples=["amur.", "staging.amur."])
+    partitions: int = Field(3, ge=1, le=1000, description="Partitions of topics Amur creates")
+    replication_factor: int = Field(1, ge=1, le=7)
+    group_prefix: str = Field("amur", description="Consumer groups are '<prefix>-<role>'")
+    client_id: str = "amur"
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+
+
+class EmbeddedSettings(_Frozen):
+    """The single-machine transport: a durable log in one SQLite file."""
+
+    path: str = Field("var/embedded-log.sqlite", examples=["var/embedded-log.sqlite", ":memory:"])
+    partitions: int = Field(1, ge=1, le=64)
+
+
+class ModelSettings(_Frozen):
+    """The spaCy pipeline used for named entities."""
+
+    name: str = Field("en_core_web_sm", examples=["en_core_web_sm", "en_core_web_md"])
+    gazetteer_dir: str = Field("config/gazetteer", description="YAML files of places and institutions")
+
+
+class FetchSettings(_Frozen):
+    """Limits for every HTTP request Amur makes to a source."""
+
+    timeout_seconds: float = Field(15.0, gt=0, le=300)
+    max_bytes: int = Field(5_000_000, ge=10_000, description="Larger bodies are refused")
+    max_redirects: int = Field(5, ge=0, le=20)
+    user_agent: str = "Amur/0.1 (news monitor; +https://example.invalid/amur)"
+    per_host_delay_seconds: float = Field(1.0, ge=0, description="Politeness gap between requests to one host")
+
+
+class AlertSettings(_Frozen):
+    """Where alerts go and which classified articles become alerts."""
+
+    min_score: float = Field(0.5, ge=0, le=1)
+    atom_path: str = Field("var/alerts.atom", examples=["/srv/www/amur/alerts.atom"])
+    feed_title: str = "Amur: Russia–China cooperation alerts"
+    feed_id: str = "urn:amur:alerts"
+    max_entries: int = Field(200, ge=1, le=10_000)
+
+
+class AmurSettings(_Frozen):
+    """Runtime settings, read from ``config/amur.yaml``."""
+
+    transport: Literal["embedded", "kafka"] = "embedded"
+    sources_file: str = Field("sources.yaml", description="Relative to the directory of amur.yaml")
+    database_url: str = Field("sqlite:///var/amur.sqlite", examples=["postgresql+psycopg://amur@db/amur"])
+    kafka: KafkaSettings = KafkaSettings()
+    embedded: EmbeddedSettings = EmbeddedSettings()
+    model: ModelSettings = ModelSettings()
+    fetch: FetchSettings = FetchSettings()
+    alerts: AlertSettings = AlertSettings()
+    batch_size: int = Field(100, ge=1, le=10_000, description="Records a stage handles per poll")
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_database(cls, value: str) -> str:
+        if not value.startswith(("sqlite:", "postgresql")):
+            raise ValueError("must start with 'sqlite:///' or 'postgresql+psycopg://'")
+        return value
+
+
+SourceName = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")]
+
+
+class SourceConfig(_Frozen):
+    """One news source to watch."""
+
+    name: SourceName = Field(examples=["tass-world"])
+    kind: Literal["rss"] = Field("rss", description="rss covers RSS 0.9x/1.0/2.0 and Atom")
+    url: HttpUrl = Field(examples=["https://example.org/rss.xml"])
+    poll_interval_seconds: int = Field(300, ge=30, le=86_400)
+    enabled: bool = True
+    max_articles_per_poll: int = Field(50, ge=1, le=1000)
+
+
+class SourcesFile(_Frozen):
+    """The contents of ``config/sources.yaml``."""
+
+    sources: list[SourceConfig] = Field(default_factory=list)
+
+    @field_validator("sources")
+    @classmethod
+    def _unique_names(cls, sources: list[SourceConfig]) -> list[SourceConfig]:
+        names = [source.name for source in sources]
+        duplicates = sorted({name for name in names if names.count(name) > 1})
+        if duplicates:
+            raise ValueError(f"source names must be unique; repeated: {', '.join(duplicates)}")
+        return sources
+
+
+_HINTS = {
+    "extra_forbidden": "remove the key or check its spelling against the documented keys",
+    "missing": "add the key",
+    "literal_error": "use one of the allowed values",
+    "url_parsing": "use an absolute http:// or https:// URL",
+    "url_scheme": "use an absolute http:// or https:// URL",
+    "string_pattern_mismatch": "use lower-case letters, digits, '.', '_' or '-'",
+    "greater_than_equal": "raise the value",
+    "less_than_equal": "lower the value",
+    "int_parsing": "write a whole number",
+    "float_parsing": "write a number",
+}
+
+
+def _read_yaml(path: Path) -> Any:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError([ConfigProblem(str(path), "(file)", "file not found", "create it or pass --config")])
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError([ConfigProblem(str(path), "(file)", f"cannot read: {exc}", "check permissions and encoding (UTF-8)")])
+    try:
+        return yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "(file)"
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError([ConfigProblem(str(path), where, f"invalid YAML: {problem}", "fix the YAML syntax (indentation, quotes, colons)")])
+
+
+def _problems_from(path: Path, exc: ValidationError) -> list[ConfigProblem]:
+    problems = []
+    for error in exc.errors():
+        key = ".".join(str(part) for part in error["loc"]) or "(top level)"
+        problems.append(ConfigProblem(str(path), key, error["msg"], _HINTS.get(error["type"], "")))
+    return problems
+
+
+def _validate(model: type[BaseModel], path: Path, data: Any) -> Any:
+    if not isinstance(data, dict):
+        raise ConfigError([ConfigProblem(str(path), "(top level)", "expected a mapping of keys to values", "start the file with 'key: value' lines")])
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_problems_from(path, exc)) from None
+
+
+def _apply_env_overrides(data: dict[str, Any], environ: dict[str, str]) -> dict[str, Any]:
+    for variable, key_path in ENV_OVERRIDES.items():
+        if variable not in environ:
+            continue
+        node = data
+        for key in key_path[:-1]:
+            node = node.setdefault(key, {})
+        node[key_path[-1]] = environ[variable]
+    return data
+
+
+def load_settings(path: Path | str = DEFAULT_CONFIG_PATH, environ: dict[str, str] | None = None) -> AmurSettings:
+    """Read and validate amur.yaml, then apply ``AMUR_*`` environment overrides."""
+    path = Path(path)
+    data = _read_yaml(path)
+    if isinstance(data, dict):
+        data = _apply_env_overrides(data, dict(os.environ if environ is None else environ))
+    return _validate(AmurSettings, path, data)
+
+
+def sources_path(config_path: Path | str, settings: AmurSettings) -> Path:
+    """The sources file named by ``settings``, resolved against the directory of amur.yaml."""
+    return Path(config_path).parent / settings.sources_file
+
+
+def load_sources(path: Path | str) -> SourcesFile:
+    """Read and validate a sources file."""
+    path = Path(path)
+    return _validate(SourcesFile, path, _read_yaml(path))
+
+
+def check_config(path: Path | str = DEFAULT_CONFIG_PATH) -> list[ConfigProblem]:
+    """Every problem of amur.yaml and the sources file it names; empty when both are valid.
+
+    A file that is itself a sources file (it has a top-level ``sources`` key) is checked alone.
+    """
+    path = Path(path)
+    problems: list[ConfigProblem] = []
+    try:
+        raw = _read_yaml(path)
+    except ConfigError as exc:
+        return exc.problems
+    if isinstance(raw, dict) and "sources" in raw:
+        try:
+            load_sources(path)
+        except ConfigError as exc:
+            problems.extend(exc.problems)
+        return problems
+    try:
+        settings = load_settings(path)
+    except ConfigError as exc:
+        return exc.problems
+    try:
+        load_sources(sources_path(path, settings))
+    except ConfigError as exc:
+        problems.extend(exc.problems)
+    return problems

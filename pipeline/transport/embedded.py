@@ -1,0 +1,219 @@
+"""The embedded transport: Kafka's log semantics in one SQLite file, for a single process.
+
+Records survive a restart (unless the path is ``:memory:``), consumer groups keep committed
+offsets, and uncommitted records are delivered again — so ``amur run`` on one machine is
+at-least-once like the Kafka deployment. Only one member of a group may be open at a time:
+scaling out is what the Kafka transport is for.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+import zlib
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from pipeline.errors import TransportError
+from pipeline.transport.base import Consumer, Headers, Producer, Record, TopicPartition, Transport
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS topics (name TEXT PRIMARY KEY, partitions INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS records (
+    topic TEXT NOT NULL, partition INTEGER NOT NULL, "offset" INTEGER NOT NULL,
+    key BLOB, value BLOB NOT NULL, headers TEXT NOT NULL, timestamp_ms INTEGER NOT NULL,
+    PRIMARY KEY (topic, partition, "offset")
+);
+CREATE TABLE IF NOT EXISTS group_offsets (
+    grp TEXT NOT NULL, topic TEXT NOT NULL, partition INTEGER NOT NULL, "offset" INTEGER NOT NULL,
+    PRIMARY KEY (grp, topic, partition)
+);
+"""
+
+
+def partition_for(key: bytes, partitions: int) -> int:
+    return zlib.crc32(key) % partitions
+
+
+class EmbeddedTransport(Transport):
+    """A durable log in the SQLite file at ``path`` (``:memory:`` for a throw-away one)."""
+
+    name = "embedded"
+
+    def __init__(self, path: str = ":memory:", default_partitions: int = 1):
+        if path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.executescript(_SCHEMA)
+        self._default_partitions = default_partitions
+        self._lock = threading.RLock()
+        self._new_records = threading.Condition(self._lock)
+        self._open_groups: set[str] = set()
+
+    # -- used by producers and consumers -------------------------------------------------
+    def partitions_of(self, topic: str) -> int:
+        row = self._db.execute("SELECT partitions FROM topics WHERE name = ?", (topic,)).fetchone()
+        if row is None:
+            raise TransportError(f"topic {topic!r} does not exist; create it first (amur topics create)")
+        return row[0]
+
+    def end_offset(self, topic: str, partition: int) -> int:
+        row = self._db.execute(
+            'SELECT MAX("offset") FROM records WHERE topic = ? AND partition = ?', (topic, partition)
+        ).fetchone()
+        return 0 if row[0] is None else row[0] + 1
+
+    def append(self, batch: list[tuple[str, bytes, bytes, Headers]]) -> None:
+        with self._new_records:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                for topic, key, value, headers in batch:
+                    partition = partition_for(key, self.partitions_of(topic))
+                    offset = self.end_offset(topic, partition)
+                    self._db.execute(
+                        "INSERT INTO records VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        (topic, partition, offset, key, value, _dump_headers(headers), int(time.time() * 1000)),
+                    )
+                self._db.execute("COMMIT")
+            except Exception as exc:
+                self._db.execute("ROLLBACK")
+                raise TransportError(f"embedded log write failed: {exc}") from exc
+            self._new_records.notify_all()
+
+    def read(self, positions: dict[TopicPartition, int], max_records: int) -> list[Record]:
+        records: list[Record] = []
+        for (topic, partition), offset in positions.items():
+            rows = self._db.execute(
+                'SELECT "offset", key, value, headers, timestamp_ms FROM records '
+                'WHERE topic = ? AND partition = ? AND "offset" >= ? ORDER BY "offset" LIMIT ?',
+                (topic, partition, offset, max_records - len(records)),
+            ).fetchall()
+            records.extend(
+                Record(topic, partition, row[0], row[1], row[2], _load_headers(row[3]), row[4]) for row in rows
+            )
+            if len(records) >= max_records:
+                break
+        return records
+
+    def committed(self, group: str, topic: str, partition: int) -> int:
+        row = self._db.execute(
+            'SELECT "offset" FROM group_offsets WHERE grp = ? AND topic = ? AND partition = ?',
+            (group, topic, partition),
+        ).fetchone()
+        return 0 if row is None else row[0]
+
+    def commit(self, group: str, offsets: Mapping[TopicPartition, int]) -> None:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            self._db.executemany(
+                'INSERT INTO group_offsets VALUES (?, ?, ?, ?) '
+                'ON CONFLICT (grp, topic, partition) DO UPDATE SET "offset" = excluded."offset"',
+                [(group, topic, partition, offset) for (topic, partition), offset in offsets.items()],
+            )
+            self._db.execute("COMMIT")
+
+    def wait_for_records(self, timeout: float) -> None:
+        with self._new_records:
+            self._new_records.wait(timeout)
+
+    def leave(self, group: str) -> None:
+        with self._lock:
+            self._open_groups.discard(group)
+
+    # -- Transport ---------------------------------------------------------------------------
+    def ensure_topics(self, topics: Sequence[str]) -> None:
+        with self._lock:
+            self._db.executemany(
+                "INSERT OR IGNORE INTO topics VALUES (?, ?)", [(topic, self._default_partitions) for topic in topics]
+            )
+
+    def producer(self) -> Producer:
+        return EmbeddedProducer(self)
+
+    def consumer(self, group: str, topics: Sequence[str]) -> Consumer:
+        with self._lock:
+            if group in self._open_groups:
+                raise TransportError(
+                    f"group {group!r} already has a member; the embedded transport runs one member "
+                    "per group (use the kafka transport to scale out)"
+                )
+            for topic in topics:
+                self.partitions_of(topic)
+            self._open_groups.add(group)
+            return EmbeddedConsumer(self, group, list(topics))
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+
+class EmbeddedProducer(Producer):
+    def __init__(self, log: EmbeddedTransport):
+        self._log = log
+        self._pending: list[tuple[str, bytes, bytes, Headers]] = []
+        self._lock = threading.Lock()
+
+    def produce(self, topic: str, key: bytes, value: bytes, headers: Headers = ()) -> None:
+        self._log.partitions_of(topic)
+        with self._lock:
+            self._pending.append((topic, key, value, tuple(headers)))
+
+    def flush(self, timeout: float = 30.0) -> None:
+        with self._lock:
+            batch, self._pending = self._pending, []
+        if batch:
+            self._log.append(batch)
+
+    def close(self) -> None:
+        self.flush()
+
+
+class EmbeddedConsumer(Consumer):
+    def __init__(self, log: EmbeddedTransport, group: str, topics: list[str]):
+        self._log = log
+        self._group = group
+        with log._lock:
+            self._positions = {
+                (topic, partition): log.committed(group, topic, partition)
+                for topic in topics
+                for partition in range(log.partitions_of(topic))
+            }
+
+    def poll(self, max_records: int = 500, timeout: float = 1.0) -> list[Record]:
+        deadline = time.monotonic() + timeout
+        while True:
+            with self._log._lock:
+                records = self._log.read(self._positions, max_records)
+            if records:
+                for record in records:
+                    self._positions[(record.topic, record.partition)] = record.offset + 1
+                return records
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return []
+            self._log.wait_for_records(remaining)
+
+    def commit(self, offsets: Mapping[TopicPartition, int]) -> None:
+        self._log.commit(self._group, offsets)
+
+    def seek(self, offsets: Mapping[TopicPartition, int]) -> None:
+        self._positions.update(offsets)
+
+    def lag(self) -> int | None:
+        with self._log._lock:
+            return sum(self._log.end_offset(t, p) - offset for (t, p), offset in self._positions.items())
+
+    def close(self) -> None:
+        self._log.leave(self._group)
+
+
+def _dump_headers(headers: Headers) -> str:
+    return json.dumps([[name, value.hex()] for name, value in headers])
+
+
+def _load_headers(text: str) -> Headers:
+    return tuple((name, bytes.fromhex(value)) for name, value in json.loads(text))
