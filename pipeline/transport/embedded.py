@@ -56,15 +56,17 @@ class EmbeddedTransport(Transport):
 
     # -- used by producers and consumers -------------------------------------------------
     def partitions_of(self, topic: str) -> int:
-        row = self._db.execute("SELECT partitions FROM topics WHERE name = ?", (topic,)).fetchone()
+        with self._lock:
+            row = self._db.execute("SELECT partitions FROM topics WHERE name = ?", (topic,)).fetchone()
         if row is None:
             raise TransportError(f"topic {topic!r} does not exist; create it first (amur topics create)")
         return row[0]
 
     def end_offset(self, topic: str, partition: int) -> int:
-        row = self._db.execute(
-            'SELECT MAX("offset") FROM records WHERE topic = ? AND partition = ?', (topic, partition)
-        ).fetchone()
+        with self._lock:
+            row = self._db.execute(
+                'SELECT MAX("offset") FROM records WHERE topic = ? AND partition = ?', (topic, partition)
+            ).fetchone()
         return 0 if row[0] is None else row[0] + 1
 
     def append(self, batch: list[tuple[str, bytes, bytes, Headers]]) -> None:
@@ -100,10 +102,11 @@ class EmbeddedTransport(Transport):
         return records
 
     def committed(self, group: str, topic: str, partition: int) -> int:
-        row = self._db.execute(
-            'SELECT "offset" FROM group_offsets WHERE grp = ? AND topic = ? AND partition = ?',
-            (group, topic, partition),
-        ).fetchone()
+        with self._lock:
+            row = self._db.execute(
+                'SELECT "offset" FROM group_offsets WHERE grp = ? AND topic = ? AND partition = ?',
+                (group, topic, partition),
+            ).fetchone()
         return 0 if row is None else row[0]
 
     def commit(self, group: str, offsets: Mapping[TopicPartition, int]) -> None:

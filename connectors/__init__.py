@@ -1,0 +1,1 @@
+"""Connectors: poll news sources and turn new items into ``Article`` messages."""

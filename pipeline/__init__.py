@@ -1,0 +1,1 @@
+"""Amur's runtime: settings, message contracts, transports, stages and the CLI."""

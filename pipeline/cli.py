@@ -1,0 +1,174 @@
+"""The ``amur`` command. Each command parses its arguments and calls an importable function."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from pipeline.errors import AmurError, ConfigError, ConfigProblem
+from pipeline.settings import DEFAULT_CONFIG_PATH, AmurSettings, check_config, load_settings
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help="Amur: alerts on Russia–China cooperation news.")
+config_app = typer.Typer(no_args_is_help=True, help="Check configuration files.")
+schemas_app = typer.Typer(no_args_is_help=True, help="JSON Schemas of the topic messages.")
+topics_app = typer.Typer(no_args_is_help=True, help="Manage the pipeline's topics.")
+app.add_typer(config_app, name="config")
+app.add_typer(schemas_app, name="schemas")
+app.add_typer(topics_app, name="topics")
+
+ConfigOption = Annotated[
+    Path, typer.Option("--config", "-c", envvar="AMUR_CONFIG", help="Runtime settings file.", show_envvar=True)
+]
+EXIT_CONFIG = 2
+
+
+def _fail_config(problems: list[ConfigProblem]) -> None:
+    for problem in problems:
+        typer.echo(f"error: {problem}", err=True)
+    raise typer.Exit(EXIT_CONFIG)
+
+
+def _settings(config: Path, transport: Optional[str] = None) -> AmurSettings:
+    try:
+        settings = load_settings(config)
+    except ConfigError as exc:
+        _fail_config(exc.problems)
+    if transport:
+        settings = settings.model_copy(update={"transport": transport})
+    return settings
+
+
+def _logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+@app.command()
+def run(
+    role: Annotated[Optional[str], typer.Argument(help="connectors, processors or sinks; all three when omitted.")] = None,
+    config: ConfigOption = DEFAULT_CONFIG_PATH,
+    transport: Annotated[Optional[str], typer.Option(help="embedded or kafka; overrides the config.")] = None,
+    once: Annotated[bool, typer.Option("--once", help="Poll every source once, drain the pipeline, exit.")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Run the pipeline: all roles in one process, or one role of a scaled-out deployment."""
+    from pipeline.roles import ROLES, Runtime, run_forever, run_once
+
+    if role is not None and role not in ROLES:
+        raise typer.BadParameter(f"unknown role {role!r}; choose one of: {', '.join(ROLES)}", param_hint="ROLE")
+    if transport is not None and transport not in ("embedded", "kafka"):
+        raise typer.BadParameter("choose embedded or kafka", param_hint="--transport")
+    _logging(verbose)
+    settings = _settings(config, transport)
+    if role is not None and settings.transport == "embedded" and not once:
+        typer.echo("note: a single role on the embedded transport only makes sense with --once", err=True)
+    roles = (role,) if role else ROLES
+    try:
+        runtime = Runtime.from_settings(settings, config)
+        try:
+            if once:
+                run_once(runtime, roles, report=typer.echo)
+            else:
+                stop = threading.Event()
+                for signum in (signal.SIGINT, signal.SIGTERM):
+                    signal.signal(signum, lambda *_: stop.set())
+                run_forever(runtime, roles, stop)
+        finally:
+            runtime.close()
+    except ConfigError as exc:
+        _fail_config(exc.problems)
+    except AmurError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1)
+
+
+@config_app.command("check")
+def config_check(
+    file: Annotated[Path, typer.Argument(help="amur.yaml (checks the sources file it names too) or a sources file.")] = DEFAULT_CONFIG_PATH,
+) -> None:
+    """Print every problem with its file, key and a hint; exit 2 if there is any."""
+    problems = check_config(file)
+    if problems:
+        _fail_config(problems)
+    typer.echo(f"{file}: OK")
+
+
+@topics_app.command("create")
+def topics_create(config: ConfigOption = DEFAULT_CONFIG_PATH) -> None:
+    """Create the pipeline's topics (articles, classified, alerts, dlq) where missing."""
+    from pipeline.roles import Runtime
+
+    settings = _settings(config)
+    try:
+        runtime = Runtime.from_settings(settings, config)
+    except AmurError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1)
+    typer.echo("\n".join(runtime.topics.all()))
+    runtime.close()
+
+
+@schemas_app.command("export")
+def schemas_export(
+    directory: Annotated[Path, typer.Argument(help="Where to write the .schema.json files.")] = Path("pipeline/schemas"),
+    check: Annotated[bool, typer.Option("--check", help="Fail if the files differ from the models.")] = False,
+) -> None:
+    """Write one JSON Schema per topic message, generated from the models."""
+    from pipeline.schemas import export_schemas
+
+    stale = export_schemas(directory, check=check)
+    if check and stale:
+        typer.echo(f"stale schemas (run amur schemas export): {', '.join(stale)}", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"schemas {'checked' if check else 'written'} in {directory}")
+
+
+@app.command()
+def classify(
+    source: Annotated[Optional[str], typer.Argument(help="A text or HTML file, an http(s) URL, or - for standard input.")] = None,
+    jsonl: Annotated[Optional[Path], typer.Option(help="Classify each line's 'text' (with optional 'title', 'url').")] = None,
+    config: ConfigOption = DEFAULT_CONFIG_PATH,
+) -> None:
+    """Print the full classification of one article (or of every line of a JSONL file) as JSON."""
+    from processors.adhoc import classify_jsonl, classify_one
+
+    if (source is None) == (jsonl is None):
+        raise typer.BadParameter("give either SOURCE or --jsonl FILE")
+    settings = _settings(config)
+    try:
+        if jsonl is not None:
+            for line in classify_jsonl(jsonl, settings):
+                typer.echo(line)
+        else:
+            typer.echo(classify_one(source, settings))
+    except AmurError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1)
+
+
+@app.command("eval")
+def evaluate_command(
+    file: Annotated[Path, typer.Argument(help="Labeled JSONL: 'text' and 'label' (positive/negative) per line.")],
+    config: ConfigOption = DEFAULT_CONFIG_PATH,
+) -> None:
+    """Print precision, recall and F1 of the classifier on a labeled file."""
+    from processors.analyze import Analyzer
+    from processors.evaluate import evaluate, format_report
+
+    settings = _settings(config)
+    try:
+        report = evaluate(file, Analyzer.from_settings(settings.model))
+    except AmurError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1)
+    typer.echo(format_report(report))
+

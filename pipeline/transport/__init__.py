@@ -1,0 +1,1 @@
+"""Transports: the Kafka log and its embedded single-machine twin."""

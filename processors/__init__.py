@@ -1,0 +1,1 @@
+"""Processors: entities, figures and the Russia–China cooperation classifier."""

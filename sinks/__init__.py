@@ -1,0 +1,1 @@
+"""Sinks: where classified articles and alerts end up (SQL records, alert feeds)."""
