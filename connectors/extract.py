@@ -1,0 +1,121 @@
+"""Main text and metadata of an article page, with trafilatura.
+
+:func:`extract_article` runs ``trafilatura.bare_extraction`` in precision mode without
+comments, so navigation, teasers and reader comments stay out of the text the processors
+classify. A page whose main text is shorter than :data:`MIN_TEXT_CHARS` characters or
+:data:`MIN_TEXT_WORDS` words (a gallery, a paywall teaser, an index page) raises
+:class:`~pipeline.errors.ExtractionError` saying how much text the page had. Chinese and
+Japanese characters count as one word each, as those scripts do not separate words.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import lxml.html
+import trafilatura
+from lxml import etree
+
+from pipeline.errors import ExtractionError
+
+__all__ = ["MIN_TEXT_CHARS", "MIN_TEXT_WORDS", "Extracted", "count_words", "extract_article"]
+
+MIN_TEXT_CHARS = 200
+MIN_TEXT_WORDS = 30
+
+# htmldate options: only dates the page states in its markup (no guessing from body text),
+# the original publication date rather than an update, with the time and offset when known.
+DATE_OPTIONS = {"original_date": True, "extensive_search": False, "outputformat": "%Y-%m-%dT%H:%M:%S%z"}
+
+_WORD = re.compile(r"[\u3040-\u30ff\u3400-\u9fff\uf900-\ufaff]|[^\s\u3040-\u30ff\u3400-\u9fff\uf900-\ufaff]+")
+_HTML_LANG = re.compile(r"""<html\b[^>]*?\blang\s*=\s*["']?([a-zA-Z]{2,3})(?:[-_][a-zA-Z0-9]+)*""", re.IGNORECASE)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Extracted:
+    """What a page says about itself; any field may be empty except ``text``."""
+
+    title: str
+    text: str
+    summary: str = ""
+    authors: list[str] = field(default_factory=list)
+    published_at: datetime | None = None  # aware, UTC
+    language: str | None = None  # ISO 639 code from <html lang>, e.g. "en", "ru", "zh"
+
+
+def extract_article(html: str, url: str) -> Extracted:
+    """The main text and metadata of the page ``html`` fetched from ``url``.
+
+    :param html: the decoded page (``FetchResult.text``).
+    :param url: the page's URL, used to resolve relative links and as the extraction label.
+    :raises ExtractionError: when the page has no main text of at least
+        :data:`MIN_TEXT_CHARS` characters and :data:`MIN_TEXT_WORDS` words.
+    """
+    try:
+        document = trafilatura.bare_extraction(
+            html, url=url, with_metadata=True, favor_precision=True, include_comments=False,
+            include_images=False, include_links=False, date_extraction_params=DATE_OPTIONS,
+        )
+    except Exception as exc:  # a third-party parser on hostile input: a crash is this page's problem
+        log.warning("trafilatura failed on %s: %r", url, exc)
+        raise ExtractionError(url, f"extractor failed: {type(exc).__name__}: {exc}") from exc
+    text = (document.text or "").strip() if document is not None else ""
+    if not text:
+        raise ExtractionError(url, f"no article text found (page has {_page_words(html)} words of text)")
+    words = count_words(text)
+    if len(text) < MIN_TEXT_CHARS or words < MIN_TEXT_WORDS:
+        raise ExtractionError(url, (
+            f"no article text found: main text is {words} words / {len(text)} characters, "
+            f"below the minimum of {MIN_TEXT_WORDS} words and {MIN_TEXT_CHARS} characters"
+        ))
+    return Extracted(
+        title=(document.title or "").strip(),
+        text=text,
+        summary=(document.description or "").strip(),
+        authors=_authors(document.author),
+        published_at=_parse_date(document.date),
+        language=document.language or _html_language(html),
+    )
+
+
+def count_words(text: str) -> int:
+    """Words in ``text``: runs of non-space characters, each CJK character counted alone."""
+    return len(_WORD.findall(text))
+
+
+def _authors(value: str | None) -> list[str]:
+    # trafilatura joins several authors with "; ".
+    return [name.strip() for name in (value or "").split(";") if name.strip()]
+
+
+def _parse_date(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    # A date without an offset is taken as UTC: better a few hours off than no date.
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def _html_language(html: str) -> str | None:
+    match = _HTML_LANG.search(html[:5000])
+    return match.group(1).lower() if match else None
+
+
+def _page_words(html: str) -> int:
+    """Words of visible text in the whole page, to say how little there was."""
+    try:
+        # bytes, because lxml refuses a str that carries an XML encoding declaration
+        tree = lxml.html.fromstring(html.encode("utf-8"), parser=lxml.html.HTMLParser(encoding="utf-8"))
+    except (ValueError, etree.ParserError):
+        return 0
+    for element in tree.xpath("//script|//style|//noscript|//template"):
+        element.drop_tree()
+    return count_words(tree.text_content())

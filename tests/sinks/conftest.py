@@ -1,0 +1,1 @@
+from tests.support.databases import database_url  # noqa: F401 - shared fixture
