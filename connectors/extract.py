@@ -70,8 +70,8 @@ def extract_article(html: str, url: str) -> Extracted:
     words = count_words(text)
     if len(text) < MIN_TEXT_CHARS or words < MIN_TEXT_WORDS:
         raise ExtractionError(url, (
-            f"no article text found: main text is {words} words / {len(text)} characters, "
-            f"below the minimum of {MIN_TEXT_WORDS} words and {MIN_TEXT_CHARS} characters"
+            f"no article text found (main text has {words} words, {len(text)} characters; "
+            f"at least {MIN_TEXT_WORDS} words and {MIN_TEXT_CHARS} characters needed)"
         ))
     return Extracted(
         title=(document.title or "").strip(),

@@ -24,7 +24,7 @@ politeness                 at least ``per_host_delay_seconds`` between the start
 
 HTTP statuses: 304 gives ``not_modified=True``; 404, 410 and other 4xx are permanent;
 408, 429 and 5xx are retryable, and their ``Retry-After`` (seconds or HTTP date) is parsed
-into ``FetchError.retry_after`` (an attribute this module sets; ``None`` when absent).
+into ``FetchError.retry_after`` (``None`` when absent).
 
 Text is decoded with the first charset that works, in order: a byte-order mark, the
 ``Content-Type`` charset, the document's own ``<meta charset>`` / XML declaration, UTF-8,
@@ -55,14 +55,8 @@ except ImportError:  # pragma: no cover
     charset_normalizer = None
 
 __all__ = [
-    "ACCEPT_FEED",
-    "ACCEPT_HTML",
-    "TRACKING_PARAMETERS",
-    "TRACKING_PREFIXES",
-    "FetchResult",
-    "Fetcher",
-    "canonical_url",
-    "decode_body",
+    "ACCEPT_FEED", "ACCEPT_HTML", "TRACKING_PARAMETERS", "TRACKING_PREFIXES",
+    "FetchResult", "Fetcher", "canonical_url", "decode_body", "parse_retry_after",
 ]
 
 ACCEPT_HTML = "text/html,application/xhtml+xml;q=0.9,*/*;q=0.5"
@@ -161,14 +155,9 @@ class FetchResult:
 
     def response_headers(self) -> dict[str, str]:
         """The headers a parser needs (feedparser's ``response_headers``), lower-case names."""
-        headers = {"content-location": self.final_url}
-        if self.content_type:
-            headers["content-type"] = self.content_type
-        if self.etag:
-            headers["etag"] = self.etag
-        if self.last_modified:
-            headers["last-modified"] = self.last_modified
-        return headers
+        headers = {"content-location": self.final_url, "content-type": self.content_type,
+                   "etag": self.etag, "last-modified": self.last_modified}
+        return {name: value for name, value in headers.items() if value}
 
 
 class Fetcher:
@@ -201,14 +190,7 @@ class Fetcher:
         if self._owns_client:
             self._client.close()
 
-    def fetch(
-        self,
-        url: str,
-        *,
-        etag: str | None = None,
-        last_modified: str | None = None,
-        accept: str = ACCEPT_HTML,
-    ) -> FetchResult:
+    def fetch(self, url: str, *, etag: str | None = None, last_modified: str | None = None, accept: str = ACCEPT_HTML) -> FetchResult:
         """GET ``url``, conditionally when ``etag`` / ``last_modified`` are given.
 
         :param url: an absolute http(s) URL.
@@ -370,9 +352,7 @@ def _status_error(url: str, response: httpx.Response, retry_after: float | None)
         reason += " without a usable Location header"
     elif retryable and retry_after is not None:
         reason += f" (retry after {retry_after:g} s)"
-    error = FetchError(url, reason, retryable=retryable, status=status)
-    error.retry_after = retry_after if retryable else None
-    return error
+    return FetchError(url, reason, retryable=retryable, status=status, retry_after=retry_after if retryable else None)
 
 
 def _transport_error(url: str, hop: str, exc: Exception, timeout: float) -> FetchError:

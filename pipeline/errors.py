@@ -62,12 +62,19 @@ class SourceError(AmurError):
 
 
 class FetchError(SourceError):
-    """An HTTP fetch failed: refused URL, status, timeout, oversized or binary body."""
+    """An HTTP fetch failed: refused URL, status, timeout, oversized or binary body.
 
-    def __init__(self, url: str, reason: str, *, retryable: bool = False, status: int | None = None):
+    ``retry_after`` is the delay in seconds a server asked for (429/503 Retry-After), if any.
+    """
+
+    def __init__(
+        self, url: str, reason: str, *, retryable: bool = False, status: int | None = None,
+        retry_after: float | None = None,
+    ):
         super().__init__(url, reason)
         self.retryable = retryable
         self.status = status
+        self.retry_after = retry_after
 
 
 class FeedParseError(SourceError):

@@ -70,7 +70,7 @@ class ConnectorRunner:
     """
 
     def __init__(self, connectors: Sequence[Connector], producer: Producer, topics: Topics):
-        self.connectors = {connector.source.name: connector for connector in connectors}
+        self.connectors = {connector.name: connector for connector in connectors}
         self.producer = producer
         self.topics = topics
         self.dead_letters = DeadLetters(producer, topics, "connectors")
@@ -85,11 +85,12 @@ class ConnectorRunner:
         except SourceError as exc:
             log.error("source=%s poll failed: %s", name, exc)
             summary.error = str(exc)
-            return summary, connector.source.poll_interval_seconds
+            return summary, connector.next_poll_in
         for article in result.articles:
             self.producer.produce(self.topics.articles, *encode(article))
         for failure in result.failures:
-            self.dead_letters.item(f"{name}:{failure.url}", failure.url, failure.error)
+            if failure.gave_up:  # a retryable failure comes back on a later poll
+                self.dead_letters.item(f"{name}:{failure.url}", failure.url, failure.error)
         self.producer.flush()
         connector.commit(result.articles)
         summary.emitted, summary.failed_items = len(result.articles), len(result.failures)
@@ -104,7 +105,7 @@ class ConnectorRunner:
         self._scheduler = BackgroundScheduler(executors={"default": ThreadPoolExecutor(4)}, timezone="UTC")
         for connector in self.connectors.values():
             connector.start()
-            self._schedule(connector.source.name, 0.0)
+            self._schedule(connector.name, 0.0)
         self._scheduler.start()
 
     def _schedule(self, name: str, delay: float) -> None:
@@ -118,7 +119,7 @@ class ConnectorRunner:
             _, next_poll_in = self.poll(name)
         except Exception:  # noqa: BLE001 - a bug in one source's poll must not end its schedule
             log.exception("source=%s poll crashed", name)
-            next_poll_in = self.connectors[name].source.poll_interval_seconds
+            next_poll_in = self.connectors[name].next_poll_in
         if self._scheduler is not None and self._scheduler.running:
             self._schedule(name, next_poll_in)
 

@@ -21,15 +21,20 @@ from __future__ import annotations
 
 import logging
 import threading
-import weakref
+import time
+import warnings
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Any
 
-import kafka.errors as kafka_errors
-from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
-from kafka import TopicPartition as KafkaTopicPartition
-from kafka.structs import OffsetAndMetadata
+# kafka-python 3.0 loads its protocol schemas at import through importlib.resources
+# functions Python deprecates; the hundreds of identical warnings are its business, not ours.
+with warnings.catch_warnings():
+    warnings.filterwarnings("ignore", category=DeprecationWarning, message="(read|open)_text is deprecated")
+    import kafka.errors as kafka_errors
+    from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
+    from kafka import TopicPartition as KafkaTopicPartition
+    from kafka.structs import OffsetAndMetadata
 
 from pipeline.errors import TransportError
 from pipeline.settings import KafkaSettings
@@ -41,19 +46,26 @@ _kafka_logger = logging.getLogger("kafka")
 if _kafka_logger.level == logging.NOTSET:
     _kafka_logger.setLevel(logging.WARNING)
 
-# A lost-and-found record batch in the producer is retried until this bound; it must
-# exceed linger + request timeout (the Java client rejects smaller values, so we keep that
-# rule here too).
+# How long the producer retries a batch before failing its records (kafka-python's default).
+# Must be at least linger + request timeout, the rule the Java client enforces.
 _DELIVERY_TIMEOUT_MS = 120_000
 _LINGER_MS = 5
+_HEARTBEAT_INTERVAL_MS = 1_000
+_SESSION_TIMEOUT_MS = 10_000
 # kafka-python requires request_timeout_ms > fetch_max_wait_ms (500 ms by default).
 _MIN_TIMEOUT_MS = 1_000
 
 _UNREACHABLE = (
     kafka_errors.KafkaTimeoutError,
-    kafka_errors.NoBrokersAvailable,
     kafka_errors.KafkaConnectionError,
+    kafka_errors.MetadataEmptyBrokerList,
 )
+
+
+def _topic_problem(error_code: int) -> str:
+    if error_code == kafka_errors.UnknownTopicOrPartitionError.errno:
+        return "does not exist"
+    return kafka_errors.for_code(error_code).__name__
 
 
 class KafkaTransport(Transport):
@@ -69,22 +81,23 @@ class KafkaTransport(Transport):
 
     def __init__(self, settings: KafkaSettings, *, timeout: float = 30.0):
         self.settings = settings
-        self._timeout_ms = max(_MIN_TIMEOUT_MS, int(timeout * 1000))
+        self.timeout_ms = max(_MIN_TIMEOUT_MS, int(timeout * 1000))
         self._admin: KafkaAdminClient | None = None
         self._lock = threading.Lock()
         # Closed together with the transport, so a stage that stops abruptly (or a failing
-        # test) does not leave client threads and group memberships behind.
-        self._members: weakref.WeakSet[KafkaProducerClient | KafkaConsumerMember] = weakref.WeakSet()
+        # test) does not leave client threads and group memberships behind. Held strongly: a
+        # dropped consumer's IO thread would otherwise keep it in its group, unclosable.
+        self._members: set[KafkaProducerClient | KafkaConsumerMember] = set()
 
     # -- client construction --------------------------------------------------------------
-    def client_config(self) -> dict[str, Any]:
+    def _client_config(self) -> dict[str, Any]:
         """Connection settings shared by the producer, consumer and admin clients."""
         config: dict[str, Any] = {
             "bootstrap_servers": self.settings.bootstrap_servers.split(","),
             "client_id": self.settings.client_id,
             "security_protocol": self.settings.security_protocol,
-            "request_timeout_ms": self._timeout_ms,
-            "bootstrap_timeout_ms": self._timeout_ms,
+            "request_timeout_ms": self.timeout_ms,
+            "bootstrap_timeout_ms": self.timeout_ms,
         }
         if self.settings.sasl_mechanism:
             config["sasl_mechanism"] = self.settings.sasl_mechanism
@@ -94,7 +107,7 @@ class KafkaTransport(Transport):
         return config
 
     @contextmanager
-    def errors(self, action: str) -> Iterator[None]:
+    def _errors(self, action: str) -> Iterator[None]:
         """Turn kafka-python's exceptions into TransportErrors that name the fix."""
         try:
             yield
@@ -106,29 +119,32 @@ class KafkaTransport(Transport):
         except kafka_errors.KafkaError as exc:
             raise TransportError(f"{action}: Kafka at {self.settings.bootstrap_servers} failed: {exc}") from exc
 
-    def admin(self) -> KafkaAdminClient:
+    def _admin_client(self) -> KafkaAdminClient:
         """The transport's one admin client, created on first use."""
         with self._lock:
             if self._admin is None:
-                with self.errors("connecting the admin client"):
-                    self._admin = KafkaAdminClient(**self.client_config())
+                with self._errors("connecting the admin client"):
+                    self._admin = KafkaAdminClient(**self._client_config())
             return self._admin
 
-    def missing_topics(self, topics: Sequence[str]) -> list[str]:
-        """The topics of ``topics`` the cluster does not have.
+    def require_topics(self, topics: Sequence[str]) -> None:
+        """Raise TransportError naming every topic of ``topics`` that cannot be used.
 
-        Asked of the admin client because a producer or consumer only learns that a topic is
-        missing by waiting out its whole metadata timeout.
+        Asked of the admin client because a producer only learns that a topic is missing by
+        waiting out its whole metadata timeout, and a consumer never learns it: it just idles.
         """
-        with self.errors("looking up topics"):
-            described = self.admin().describe_topics(list(topics))
-        unknown = kafka_errors.UnknownTopicOrPartitionError.errno
-        return [topic["name"] for topic in described if topic["error_code"] == unknown]
+        with self._errors("looking up topics"):
+            described = self._admin_client().describe_topics(list(topics))
+        problems = [
+            f"{topic['name']!r} {_topic_problem(topic['error_code'])}" for topic in described if topic["error_code"]
+        ]
+        if problems:
+            raise TransportError(f"unusable topics: {', '.join(problems)}; create them first (amur topics create)")
 
     def check_connection(self) -> None:
         """Raise TransportError unless the cluster answers a metadata request within the timeout."""
-        with self.errors("checking the connection"):
-            brokers = self.admin().describe_cluster()["brokers"]
+        with self._errors("checking the connection"):
+            brokers = self._admin_client().describe_cluster()["brokers"]
         if not brokers:
             raise TransportError(f"Kafka at {self.settings.bootstrap_servers} reports no live brokers")
 
@@ -140,8 +156,8 @@ class KafkaTransport(Transport):
             topic: {"num_partitions": self.settings.partitions, "replication_factor": self.settings.replication_factor}
             for topic in topics
         }
-        with self.errors(f"creating topics {', '.join(topics)}"):
-            result = self.admin().create_topics(spec, timeout_ms=self._timeout_ms, raise_errors=False)
+        with self._errors(f"creating topics {', '.join(topics)}"):
+            result = self._admin_client().create_topics(spec, timeout_ms=self.timeout_ms, raise_errors=False)
         already_exists = kafka_errors.TopicAlreadyExistsError.errno
         failures = [
             f"{topic['name']}: {topic.get('error_message') or kafka_errors.for_code(topic['error_code']).__name__}"
@@ -152,47 +168,71 @@ class KafkaTransport(Transport):
             raise TransportError("cannot create Kafka topics: " + "; ".join(failures))
         # The create response only means the controller accepted the topics; producers and
         # consumers fail until every partition has a leader in the brokers' metadata.
-        with self.errors("waiting for new topics to get partition leaders"):
-            self.admin().wait_for_topics(list(topics), timeout_ms=self._timeout_ms)
+        with self._errors("waiting for new topics to get partition leaders"):
+            self._admin_client().wait_for_topics(list(topics), timeout_ms=self.timeout_ms)
 
     def producer(self) -> Producer:
+        producer = KafkaProducerClient(self)
+        with self._lock:
+            self._members.add(producer)
+        return producer
+
+    def _kafka_producer(self) -> KafkaProducer:
         config = {
-            **self.client_config(),
+            **self._client_config(),
             "acks": "all",
             "enable_idempotence": True,
             "linger_ms": _LINGER_MS,
-            "delivery_timeout_ms": max(_DELIVERY_TIMEOUT_MS, self._timeout_ms + _LINGER_MS),
-            "max_block_ms": self._timeout_ms,
+            "delivery_timeout_ms": max(_DELIVERY_TIMEOUT_MS, self.timeout_ms + _LINGER_MS),
+            "max_block_ms": self.timeout_ms,
             "allow_auto_create_topics": False,
         }
-        with self.errors("connecting the producer"):
-            producer = KafkaProducerClient(self, KafkaProducer(**config))
-        self._members.add(producer)
-        return producer
+        with self._errors("connecting the producer"):
+            return KafkaProducer(**config)
 
     def consumer(self, group: str, topics: Sequence[str]) -> Consumer:
-        missing = self.missing_topics(topics)
-        if missing:
-            raise TransportError(f"topics {', '.join(missing)} do not exist; create them first (amur topics create)")
+        self.require_topics(topics)
         config = {
-            **self.client_config(),
+            **self._client_config(),
             "group_id": group,
             "enable_auto_commit": False,
             "auto_offset_reset": "earliest",
             "allow_auto_create_topics": False,
+            # Members learn of a rebalance from a heartbeat response, so the heartbeat sets
+            # how long the group stalls when a processor joins or leaves; a member that
+            # died without leaving holds its partitions for the session timeout. kafka-python
+            # heartbeats from its IO thread, so a long batch counts against neither, only
+            # against max_poll_interval_ms (5 minutes between polls).
+            "heartbeat_interval_ms": _HEARTBEAT_INTERVAL_MS,
+            "session_timeout_ms": _SESSION_TIMEOUT_MS,
         }
-        with self.errors(f"joining consumer group {group!r}"):
+        with self._errors(f"joining consumer group {group!r}"):
             consumer = KafkaConsumerMember(self, KafkaConsumer(*topics, **config))
-        self._members.add(consumer)
+        with self._lock:
+            self._members.add(consumer)
         return consumer
 
+    def _forget(self, member: KafkaProducerClient | KafkaConsumerMember) -> None:
+        with self._lock:
+            self._members.discard(member)
+
     def close(self) -> None:
-        for member in list(self._members):
-            member.close()
+        # Every client is closed even if one fails (a producer whose last flush fails), so
+        # none keeps its threads or group membership; the first failure is reported after.
+        failure: TransportError | None = None
+        with self._lock:
+            members = list(self._members)
+        for member in members:
+            try:
+                member.close()
+            except TransportError as exc:
+                failure = failure or exc
         with self._lock:
             if self._admin is not None:
                 self._admin.close()
                 self._admin = None
+        if failure is not None:
+            raise failure
 
 
 class KafkaProducerClient(Producer):
@@ -202,9 +242,9 @@ class KafkaProducerClient(Producer):
     the last flush is kept and checked once flush has waited for them.
     """
 
-    def __init__(self, transport: KafkaTransport, producer: KafkaProducer):
+    def __init__(self, transport: KafkaTransport):
         self._transport = transport
-        self._producer = producer
+        self._producer = transport._kafka_producer()
         self._pending: list[Any] = []
         self._known_topics: set[str] = set()
         self._lock = threading.Lock()
@@ -212,10 +252,9 @@ class KafkaProducerClient(Producer):
 
     def produce(self, topic: str, key: bytes, value: bytes, headers: Headers = ()) -> None:
         if topic not in self._known_topics:
-            if self._transport.missing_topics([topic]):
-                raise TransportError(f"topic {topic!r} does not exist; create it first (amur topics create)")
+            self._transport.require_topics([topic])
             self._known_topics.add(topic)
-        with self._transport.errors(f"producing to {topic!r}"):
+        with self._transport._errors(f"producing to {topic!r}"):
             future = self._producer.send(topic, key=key, value=value, headers=list(headers))
         with self._lock:
             self._pending.append(future)
@@ -223,28 +262,50 @@ class KafkaProducerClient(Producer):
     def flush(self, timeout: float = 30.0) -> None:
         with self._lock:
             pending, self._pending = self._pending, []
-        try:
-            with self._transport.errors("flushing the producer"):
-                self._producer.flush(timeout=timeout)
-        except TransportError:
-            # Not delivered yet is not failed: the next flush checks these again.
+        deadline = time.monotonic() + timeout
+        # Only the futures are trusted: kafka-python 3.0's flush raises UnknownError('Future
+        # not done') when the broker makes it split a batch whose records are still retried.
+        with suppress(kafka_errors.KafkaError):
+            self._producer.flush(timeout=timeout)
+        for future in pending:
+            if not future.is_done:
+                with suppress(kafka_errors.KafkaError):  # failed or unfinished: counted below
+                    future.get(timeout=max(0.0, deadline - time.monotonic()))
+        unfinished = [future for future in pending if not future.is_done]
+        if unfinished:
+            # Not acknowledged yet is not failed: the next flush checks these again.
             with self._lock:
-                self._pending[:0] = [future for future in pending if not future.is_done]
-            raise
+                self._pending[:0] = unfinished
+            raise TransportError(
+                f"Kafka at {self._transport.settings.bootstrap_servers} did not acknowledge {len(unfinished)} "
+                f"records within {timeout:g} s; is the broker down or overloaded?"
+            )
         failed = [future.exception for future in pending if future.failed()]
         if failed:
+            self._replace_producer()
             raise TransportError(
                 f"{len(failed)} of {len(pending)} records were not written to Kafka; first error: {failed[0]}"
             )
+
+    def _replace_producer(self) -> None:
+        """Start over with a new producer after a failed delivery.
+
+        An idempotent kafka-python producer treats errors such as a record too large for
+        the topic as fatal and fails every later record too; the caller will retry the
+        batch, and that retry needs a producer that can still write.
+        """
+        broken, self._producer = self._producer, self._transport._kafka_producer()
+        broken.close(timeout=0)
 
     def close(self) -> None:
         if self._closed:
             return
         self._closed = True
+        self._transport._forget(self)
         try:
-            self.flush()
+            self.flush(timeout=self._transport.timeout_ms / 1000)
         finally:
-            self._producer.close(timeout=self._transport._timeout_ms / 1000)
+            self._producer.close(timeout=self._transport.timeout_ms / 1000)
 
 
 class KafkaConsumerMember(Consumer):
@@ -256,7 +317,7 @@ class KafkaConsumerMember(Consumer):
         self._closed = False
 
     def poll(self, max_records: int = 500, timeout: float = 1.0) -> list[Record]:
-        with self._transport.errors("polling"):
+        with self._transport._errors("polling"):
             batches = self._consumer.poll(timeout_ms=int(timeout * 1000), max_records=max_records)
         return [
             Record(
@@ -275,17 +336,18 @@ class KafkaConsumerMember(Consumer):
     def commit(self, offsets: Mapping[TopicPartition, int]) -> None:
         if not offsets:
             return
-        to_commit = {KafkaTopicPartition(topic, partition): OffsetAndMetadata(offset) for (topic, partition), offset in offsets.items()}
-        try:
-            with self._transport.errors("committing offsets"):
-                self._consumer.commit(to_commit)
-        except TransportError as exc:
-            if isinstance(exc.__cause__, kafka_errors.CommitFailedError):
+        to_commit = {
+            KafkaTopicPartition(topic, partition): OffsetAndMetadata(offset)
+            for (topic, partition), offset in offsets.items()
+        }
+        with self._transport._errors("committing offsets"):
+            try:
+                self._consumer.commit(to_commit, timeout_ms=self._transport.timeout_ms)
+            except kafka_errors.CommitFailedError as exc:
                 raise TransportError(
                     "commit refused: the group rebalanced and these partitions moved to another member, "
                     "which will process the uncommitted records again"
-                ) from exc.__cause__
-            raise
+                ) from exc
 
     def seek(self, offsets: Mapping[TopicPartition, int]) -> None:
         # A partition that moved to another member in a rebalance is skipped: its new owner
@@ -300,14 +362,17 @@ class KafkaConsumerMember(Consumer):
         assigned = list(self._consumer.assignment())
         if not assigned:
             return None
-        with self._transport.errors("reading end offsets"):
-            ends = self._consumer.end_offsets(assigned)
-            positions = {tp: self._consumer.position(tp) for tp in assigned}
-        return sum(max(0, ends[tp] - (positions[tp] or 0)) for tp in assigned)
+        with self._transport._errors("reading end offsets"):
+            ends = self._consumer.end_offsets(assigned, timeout_ms=self._transport.timeout_ms)
+            positions = {tp: self._consumer.position(tp, timeout_ms=self._transport.timeout_ms) for tp in assigned}
+        if None in positions.values():
+            return None  # just assigned, start offsets not yet resolved: lag is not known
+        return sum(max(0, ends[tp] - positions[tp]) for tp in assigned)
 
     def close(self) -> None:
         if self._closed:
             return
         self._closed = True
-        with self._transport.errors("leaving the consumer group"):
-            self._consumer.close(autocommit=False, timeout_ms=self._transport._timeout_ms)
+        self._transport._forget(self)
+        with self._transport._errors("leaving the consumer group"):
+            self._consumer.close(autocommit=False, timeout_ms=self._transport.timeout_ms)

@@ -1,0 +1,263 @@
+"""The connectors' durable state, in the SQL database (SQLite by default, PostgreSQL in production).
+
+Two tables, created by :meth:`StateStore.setup`:
+
+``source_state`` — one row per source: the validators for the next conditional GET
+(``etag``, ``last_modified``), when it was polled and last succeeded, how many polls in a
+row failed and why, and when to poll next (the runtime's schedule survives a restart).
+
+``seen_articles`` — one row per (source, article id) the connector has dealt with:
+
+============  =================================================================
+``emitted``   produced to the topic and committed; never fetched again
+``retrying``  failed ``attempts`` times so far with a retryable error; offered again
+``failed``    gave up: a permanent error (404, no text), or ``max_attempts`` reached
+============  =================================================================
+
+An article is recorded as emitted only by the connector's ``commit``, after the runtime has
+flushed the producer: a crash in between means it is fetched and produced again
+(at-least-once), never lost. Every timestamp is stored and returned as aware UTC.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+
+import sqlalchemy as sa
+from sqlalchemy import Engine
+
+from pipeline.db import upsert
+from pipeline.messages import utc_now
+
+__all__ = ["MAX_ERROR_CHARS", "SourceState", "StateStore", "metadata", "seen_articles", "source_state"]
+
+MAX_ERROR_CHARS = 2000  # a reason longer than this is cut; it is for people, not parsers
+_CHUNK = 500  # ids per IN (...) clause, well below every driver's parameter limit
+
+
+class UTCDateTime(sa.types.TypeDecorator):
+    """An aware UTC datetime on every database; SQLite keeps no offset, so it is restored here."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r}: pass an aware datetime (pipeline.messages.utc_now())")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+metadata = sa.MetaData()
+
+source_state = sa.Table(
+    "source_state", metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("etag", sa.Text),
+    sa.Column("last_modified", sa.Text),
+    sa.Column("last_polled_at", UTCDateTime),
+    sa.Column("last_success_at", UTCDateTime),
+    sa.Column("consecutive_failures", sa.Integer, nullable=False, default=0),
+    sa.Column("last_error", sa.Text),
+    sa.Column("next_poll_at", UTCDateTime),
+)
+
+seen_articles = sa.Table(
+    "seen_articles", metadata,
+    sa.Column("source", sa.String(64), primary_key=True),
+    sa.Column("article_id", sa.String(32), primary_key=True),
+    sa.Column("url", sa.Text, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    sa.Column("last_error", sa.Text),
+    sa.Column("first_seen_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.CheckConstraint("status IN ('emitted', 'retrying', 'failed')", name="seen_articles_status"),
+)
+
+EMITTED, RETRYING, FAILED = "emitted", "retrying", "failed"
+_DONE = (EMITTED, FAILED)
+
+
+@dataclass(frozen=True)
+class SourceState:
+    """What the store knows of one source; a source never polled has the defaults."""
+
+    name: str
+    etag: str | None = None
+    last_modified: str | None = None
+    last_polled_at: datetime | None = None
+    last_success_at: datetime | None = None
+    consecutive_failures: int = 0
+    last_error: str | None = None
+    next_poll_at: datetime | None = None
+
+
+class StateStore:
+    """Per-source polling state and the seen-article store, on ``engine``.
+
+    :param engine: from :func:`pipeline.db.make_engine`; call :meth:`setup` once before use.
+
+    Safe to share between threads (each call takes its own connection). One source is
+    expected to be polled by one connector at a time.
+    """
+
+    def __init__(self, engine: Engine):
+        self.engine = engine
+
+    def setup(self) -> None:
+        """Create the tables if they do not exist."""
+        metadata.create_all(self.engine)
+
+    # --- per-source polling state ---------------------------------------------------------
+
+    def get(self, name: str) -> SourceState:
+        """The state of source ``name``; defaults when it was never polled."""
+        with self.engine.connect() as connection:
+            row = connection.execute(sa.select(source_state).where(source_state.c.name == name)).mappings().first()
+        return SourceState(**row) if row else SourceState(name=name)
+
+    def record_success(self, name: str, etag: str | None, last_modified: str | None, next_poll_at: datetime) -> None:
+        """A poll succeeded: keep the validators for the next conditional GET, reset the failures.
+
+        On a 304 pass the validators sent (the server need not repeat them).
+        """
+        now = utc_now()
+        row = dict(
+            name=name, etag=etag, last_modified=last_modified, last_polled_at=now, last_success_at=now,
+            consecutive_failures=0, last_error=None, next_poll_at=next_poll_at,
+        )
+        with self.engine.begin() as connection:
+            connection.execute(upsert(self.engine, source_state, [row], key=["name"]))
+
+    def set_validators(self, name: str, etag: str | None, last_modified: str | None) -> None:
+        """Store the ETag / Last-Modified to send on the next poll of ``name`` (``None`` clears them).
+
+        Connectors call it from ``commit``, once the feed version they describe is delivered.
+        """
+        with self.engine.begin() as connection:
+            connection.execute(
+                sa.update(source_state).where(source_state.c.name == name).values(etag=etag, last_modified=last_modified)
+            )
+
+    def record_failure(self, name: str, error: str, next_poll_at: datetime) -> SourceState:
+        """A poll failed as a whole: count it, keep the reason; validators stay as they were.
+
+        :returns: the state after the failure (``consecutive_failures`` includes this one).
+        """
+        with self.engine.begin() as connection:
+            # Read-modify-write in one transaction: only one connector polls a source.
+            previous = self._source_row(connection, name) or asdict(SourceState(name=name))
+            row = {
+                **previous, "last_polled_at": utc_now(), "last_error": _cut(error), "next_poll_at": next_poll_at,
+                "consecutive_failures": previous["consecutive_failures"] + 1,
+            }
+            connection.execute(upsert(self.engine, source_state, [row], key=["name"]))
+        return SourceState(**row)
+
+    def health(self) -> list[SourceState]:
+        """Every source's state, by name: for ``amur`` status commands and the operator view."""
+        with self.engine.connect() as connection:
+            rows = connection.execute(sa.select(source_state).order_by(source_state.c.name)).mappings().all()
+        return [SourceState(**row) for row in rows]
+
+    @staticmethod
+    def _source_row(connection: sa.Connection, name: str) -> dict | None:
+        row = connection.execute(sa.select(source_state).where(source_state.c.name == name)).mappings().first()
+        return dict(row) if row else None
+
+    # --- seen articles -------------------------------------------------------------------------
+
+    def unseen(self, source: str, ids: Iterable[str]) -> set[str]:
+        """The ``ids`` still to fetch: neither emitted nor given up (new or ``retrying``)."""
+        wanted = set(ids)
+        done: set[str] = set()
+        with self.engine.connect() as connection:
+            for chunk in _chunks(sorted(wanted)):
+                done.update(connection.execute(
+                    sa.select(seen_articles.c.article_id).where(
+                        seen_articles.c.source == source,
+                        seen_articles.c.article_id.in_(chunk),
+                        seen_articles.c.status.in_(_DONE),
+                    )
+                ).scalars())
+        return wanted - done
+
+    def mark_emitted(self, source: str, items: Sequence[tuple[str, str]]) -> None:
+        """Record ``(article_id, url)`` pairs as produced and flushed; they are not fetched again."""
+        if not items:
+            return
+        now = utc_now()
+        latest = dict(items)  # one row per id, or the upsert would touch a row twice
+        with self.engine.begin() as connection:
+            previous = self._seen_rows(connection, source, list(latest))
+            rows = [
+                {
+                    "source": source, "article_id": article_id, "url": url, "status": EMITTED,
+                    "attempts": previous.get(article_id, {}).get("attempts", 0), "last_error": None,
+                    "first_seen_at": previous.get(article_id, {}).get("first_seen_at", now), "updated_at": now,
+                }
+                for article_id, url in latest.items()
+            ]
+            for chunk in _chunks(rows):
+                connection.execute(upsert(self.engine, seen_articles, chunk, key=["source", "article_id"]))
+
+    def record_item_failure(
+        self, source: str, article_id: str, url: str, error: str, permanent: bool, max_attempts: int = 3,
+    ) -> bool:
+        """Count a failed attempt at one article.
+
+        :param permanent: the error cannot go away by retrying (``not SourceError.retryable``).
+        :param max_attempts: attempts after which a retryable failure is given up as well.
+        :returns: ``True`` when the article is now given up (status ``failed``).
+        """
+        now = utc_now()
+        with self.engine.begin() as connection:
+            previous = self._seen_rows(connection, source, [article_id]).get(article_id)
+            if previous is not None and previous["status"] == EMITTED:
+                return False  # already delivered; a later failure to refetch changes nothing
+            attempts = (previous["attempts"] if previous else 0) + 1
+            status = FAILED if permanent or attempts >= max_attempts else RETRYING
+            row = {
+                "source": source, "article_id": article_id, "url": url, "status": status, "attempts": attempts,
+                "last_error": _cut(error), "first_seen_at": previous["first_seen_at"] if previous else now,
+                "updated_at": now,
+            }
+            connection.execute(upsert(self.engine, seen_articles, [row], key=["source", "article_id"]))
+        return status == FAILED
+
+    def item_statuses(self, source: str) -> dict[str, str]:
+        """``article_id → status`` of every article recorded for ``source`` (operators, tests)."""
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                sa.select(seen_articles.c.article_id, seen_articles.c.status).where(seen_articles.c.source == source)
+            ).all()
+        return {article_id: status for article_id, status in rows}
+
+    @staticmethod
+    def _seen_rows(connection: sa.Connection, source: str, ids: list[str]) -> dict[str, dict]:
+        found: dict[str, dict] = {}
+        for chunk in _chunks(ids):
+            rows = connection.execute(
+                sa.select(seen_articles).where(seen_articles.c.source == source, seen_articles.c.article_id.in_(chunk))
+            ).mappings()
+            found.update({row["article_id"]: dict(row) for row in rows})
+        return found
+
+
+def _chunks(items: list, size: int = _CHUNK):
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+def _cut(text: str) -> str:
+    return text if len(text) <= MAX_ERROR_CHARS else text[: MAX_ERROR_CHARS - 1] + "…"

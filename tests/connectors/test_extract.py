@@ -1,0 +1,103 @@
+"""Article extraction from the saved pages in tests/resources/pages."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from connectors.extract import count_words, extract_article
+from pipeline.errors import ExtractionError
+
+PAGES = Path(__file__).resolve().parent.parent / "resources" / "pages"
+
+
+def page(name: str, **replacements: str) -> str:
+    html = (PAGES / name).read_text(encoding="utf-8")
+    for key, value in replacements.items():
+        html = html.replace("{" + key + "}", value)
+    return html
+
+
+def test_article_text_and_metadata():
+    article = extract_article(page("ferry-line.html"), "https://courier.example/articles/ferry-line")
+
+    assert article.title == "Summer ferry returns to the Lower Crossing"
+    assert "made its first trip of the year on Tuesday morning" in article.text
+    assert "landing stages have to be moved" in article.text  # the last paragraph too
+    assert article.summary == "The passenger ferry between Ostrovka and Kamenny Bereg starts its season a week early."
+    assert article.authors == ["Marta Lindqvist"]
+    assert article.published_at == datetime(2024, 5, 14, 4, 30, tzinfo=UTC)
+    assert article.language == "en"
+
+
+def test_navigation_footer_and_comments_stay_out():
+    text = extract_article(page("ferry-line.html"), "https://courier.example/articles/ferry-line").text
+
+    for noise in ("All rights reserved", "Sport", "evening departure", "good riddance"):
+        assert noise not in text
+
+
+def test_several_authors_and_a_regional_language_tag():
+    article = extract_article(page("grain-terminal.html"), "https://courier.example/articles/grain-terminal")
+
+    assert article.authors == ["Pavel Orlov", "Chen Lan"]
+    assert article.language == "en"
+    assert article.published_at == datetime(2024, 5, 15, 10, 0, tzinfo=UTC)
+    assert "Most read" not in article.text
+
+
+def test_missing_metadata_is_empty_not_invented():
+    article = extract_article(page("university-exchange.html"), "https://courier.example/articles/university-exchange")
+
+    assert article.authors == []
+    assert article.published_at is None
+    assert "forty students a year" in article.text
+
+
+def test_russian_page():
+    article = extract_article(page("bridge-ru.html", CHARSET="utf-8"), "https://vesti.example/most")
+
+    assert article.title == "Мост через Светлую откроют в июле"
+    assert "грузовики массой до сорока тонн" in article.text
+    assert article.language == "ru"
+
+
+def test_page_without_article_text_says_how_little_it_had():
+    with pytest.raises(ExtractionError) as caught:
+        extract_article(page("thin.html"), "https://courier.example/photos/spring")
+
+    assert caught.value.reason == (
+        "no article text found (main text has 6 words, 33 characters; at least 30 words and 200 characters needed)"
+    )
+    assert not caught.value.retryable
+
+
+def test_short_text_is_refused_with_its_size():
+    html = "<html><body><article><h1>Brief</h1><p>The ferry starts on Tuesday, a week early this year.</p></article></body></html>"
+
+    with pytest.raises(ExtractionError) as caught:
+        extract_article(html, "https://courier.example/brief")
+
+    assert caught.value.reason.startswith("no article text found")
+
+
+@pytest.mark.parametrize("html", ["", "   ", "{\"json\": true}", "\x00\x01binary", "<html></html>", "<?xml version='1.0' encoding='utf-8'?><rss/>"])
+def test_garbage_raises_extraction_error_not_a_crash(html):
+    with pytest.raises(ExtractionError) as caught:
+        extract_article(html, "https://courier.example/odd")
+
+    assert caught.value.url == "https://courier.example/odd"
+    assert caught.value.reason.startswith("no article text found (")
+
+
+def test_empty_page_counts_no_words():
+    with pytest.raises(ExtractionError, match=r"no article text found \(page has 0 words of text\)"):
+        extract_article("<html><body><nav>   </nav></body></html>", "https://courier.example/empty")
+
+
+def test_count_words_counts_cjk_characters():
+    assert count_words("The ferry starts early") == 4
+    assert count_words("中俄合作项目") == 6
+    assert count_words("Rosatom 与 中国 sign") == 5

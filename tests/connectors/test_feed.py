@@ -1,0 +1,367 @@
+"""The RSS/Atom connector against a local web site: feeds, pages and their failures, for real."""
+
+from __future__ import annotations
+
+import logging
+import socket
+from datetime import UTC, datetime
+
+import pytest
+
+from connectors.feed import FeedConnector
+from pipeline.errors import ExtractionError, FeedParseError, FetchError
+from pipeline.messages import article_id
+from pipeline.settings import SourceConfig
+
+RSS = "application/rss+xml; charset=utf-8"
+PAGES = ("ferry-line", "grain-terminal", "university-exchange")
+
+
+def connector(site, fetcher, state, path="/feed.rss", **overrides) -> FeedConnector:
+    source = SourceConfig(name="valley-courier", url=site.url(path), **overrides)
+    return FeedConnector(source, fetcher, state)
+
+
+@pytest.fixture
+def courier(local_site, resource):
+    """The Valley Courier: an RSS feed of three stories, and their pages."""
+    local_site.add("/feed.rss", resource("feeds/valley-courier.rss"), RSS)
+    for name in PAGES:
+        local_site.add(f"/articles/{name}", resource(f"pages/{name}.html"))
+    return local_site
+
+
+def page_requests(site) -> dict[str, int]:
+    return {name: len(site.requests_to(f"/articles/{name}")) for name in PAGES}
+
+
+# --- the happy path --------------------------------------------------------------------------
+
+
+def test_first_poll_returns_every_entry_newest_first(courier, fetcher, state):
+    result = connector(courier, fetcher, state).poll()
+
+    assert [article.title for article in result.articles] == [
+        "Two universities sign a student exchange",
+        "New grain terminal opens at the river port",
+        "Summer ferry returns to the Lower Crossing",
+    ]
+    assert result.failures == []
+    assert result.next_poll_in == 300
+    assert "application/rss+xml" in courier.requests_to("/feed.rss")[0].headers["Accept"]
+
+
+def test_articles_combine_the_entry_and_the_page(courier, fetcher, state):
+    articles = {article.title: article for article in connector(courier, fetcher, state).poll().articles}
+
+    ferry = articles["Summer ferry returns to the Lower Crossing"]
+    assert ferry.url == courier.url("/articles/ferry-line")  # utm_* dropped
+    assert ferry.id == article_id(ferry.url)
+    assert ferry.source == "valley-courier"
+    assert ferry.summary == "The ferry between Ostrovka and Kamenny Bereg starts a week early."  # HTML stripped
+    assert ferry.published_at == datetime(2024, 5, 14, 4, 30, tzinfo=UTC)
+    assert ferry.authors == ["Marta Lindqvist"]
+    assert ferry.language == "en"
+    assert "made its first trip of the year" in ferry.text
+    assert ferry.fetched_at.tzinfo is not None
+
+    grain = articles["New grain terminal opens at the river port"]
+    assert grain.url == courier.url("/articles/grain-terminal")  # fragment dropped
+    assert grain.authors == ["Pavel Orlov", "Chen Lan"]
+
+    school = articles["Two universities sign a student exchange"]
+    assert school.published_at == datetime(2024, 5, 16, 9, 0, tzinfo=UTC)  # from the entry; the page has none
+    assert school.authors == []
+
+
+def test_atom_feed_with_a_relative_link(local_site, resource, fetcher, state):
+    local_site.add("/business.atom", resource("feeds/valley-courier.atom"), "application/atom+xml")
+    for name in PAGES:
+        local_site.add(f"/articles/{name}", resource(f"pages/{name}.html"))
+
+    result = connector(local_site, fetcher, state, "/business.atom").poll()
+
+    assert [article.url for article in result.articles] == [
+        local_site.url("/articles/grain-terminal"), local_site.url("/articles/ferry-line"),
+    ]
+    assert result.articles[1].published_at == datetime(2024, 5, 14, 4, 30, tzinfo=UTC)  # <updated> when no <published>
+
+
+def test_windows_1251_feed_and_page_declared_as_utf8(local_site, resource, fetcher, state):
+    feed = f"""<?xml version="1.0" encoding="utf-8"?>
+<rss version="2.0"><channel><title>Вести долины</title><language>ru</language>
+<item><title>Мост через Светлую откроют в июле</title><link>{local_site.url("/most")}</link>
+<description>Ремонт моста завершится к середине лета.</description></item>
+</channel></rss>"""
+    local_site.add("/feed.rss", feed.encode("windows-1251"), RSS)
+    page = resource("pages/bridge-ru.html", CHARSET="utf-8").decode("utf-8").encode("windows-1251")
+    local_site.add("/most", page, "text/html; charset=utf-8")
+
+    [article] = connector(local_site, fetcher, state).poll().articles
+
+    assert article.title == "Мост через Светлую откроют в июле"
+    assert article.summary == "Ремонт моста завершится к середине лета."
+    assert article.language == "ru"
+    assert "сорока тонн" in article.text
+
+
+# --- seen articles, commit and conditional GET ------------------------------------------------------
+
+
+def test_committed_articles_are_not_fetched_again(courier, fetcher, state):
+    feed = connector(courier, fetcher, state)
+    first = feed.poll()
+    feed.commit(first.articles)
+
+    second = feed.poll()
+
+    assert second.articles == [] and second.failures == []
+    assert page_requests(courier) == {name: 1 for name in PAGES}
+    assert len(courier.requests_to("/feed.rss")) == 2
+
+
+def test_articles_polled_but_not_committed_come_again(local_site, resource, fetcher, state):
+    local_site.add("/feed.rss", resource("feeds/valley-courier.rss"), RSS, headers={"ETag": '"r1"'})
+    for name in PAGES:
+        local_site.add(f"/articles/{name}", resource(f"pages/{name}.html"))
+    feed = connector(local_site, fetcher, state)
+
+    first = feed.poll()  # ...and the runtime crashes before commit
+    second = connector(local_site, fetcher, state).poll()
+
+    assert [article.id for article in second.articles] == [article.id for article in first.articles]
+    assert "If-None-Match" not in local_site.requests_to("/feed.rss")[1].headers  # a 304 would hide them
+
+
+def test_second_poll_sends_validators_and_a_304_means_nothing_new(local_site, resource, fetcher, state):
+    validators = {"ETag": '"r1"', "Last-Modified": "Thu, 16 May 2024 09:00:00 GMT"}
+    local_site.add("/feed.rss", resource("feeds/valley-courier.rss"), RSS, headers=validators)
+    for name in PAGES:
+        local_site.add(f"/articles/{name}", resource(f"pages/{name}.html"))
+    feed = connector(local_site, fetcher, state)
+    feed.commit(feed.poll().articles)
+
+    second = feed.poll()
+
+    sent = local_site.requests_to("/feed.rss")[1].headers
+    assert (sent["If-None-Match"], sent["If-Modified-Since"]) == ('"r1"', "Thu, 16 May 2024 09:00:00 GMT")
+    assert second.articles == [] and second.next_poll_in == 300
+    assert page_requests(local_site) == {name: 1 for name in PAGES}
+    after = state.get("valley-courier")
+    assert (after.etag, after.consecutive_failures, after.last_error) == ('"r1"', 0, None)
+
+
+def test_max_articles_per_poll_leaves_the_rest_for_the_next_poll(local_site, resource, fetcher, state):
+    local_site.add("/feed.rss", resource("feeds/valley-courier.rss"), RSS, headers={"ETag": '"r1"'})
+    for name in PAGES:
+        local_site.add(f"/articles/{name}", resource(f"pages/{name}.html"))
+    feed = connector(local_site, fetcher, state, max_articles_per_poll=2)
+
+    first = feed.poll()
+    feed.commit(first.articles)
+    second = feed.poll()
+    feed.commit(second.articles)
+    third = feed.poll()
+
+    assert [len(first.articles), len(second.articles), len(third.articles)] == [2, 1, 0]
+    assert second.articles[0].title == "Summer ferry returns to the Lower Crossing"  # the oldest came last
+    feed_requests = local_site.requests_to("/feed.rss")
+    assert "If-None-Match" not in feed_requests[1].headers  # entries were left over: full GET
+    assert feed_requests[2].headers["If-None-Match"] == '"r1"'
+
+
+def test_a_repeated_link_gives_one_article(local_site, resource, fetcher, state):
+    feed = resource("feeds/valley-courier.rss").replace(b"/articles/university-exchange", b"/articles/ferry-line?utm_campaign=again")
+    local_site.add("/feed.rss", feed, RSS)
+    local_site.add("/articles/ferry-line", resource("pages/ferry-line.html"))
+    local_site.add("/articles/grain-terminal", resource("pages/grain-terminal.html"))
+
+    result = connector(local_site, fetcher, state).poll()
+
+    assert len(result.articles) == 2
+    assert len(local_site.requests_to("/articles/ferry-line")) == 1
+
+
+# --- item failures ---------------------------------------------------------------------------------
+
+
+def test_failed_items_do_not_stop_the_others(local_site, resource, fetcher, state):
+    local_site.add("/feed.rss", resource("feeds/valley-courier.rss"), RSS)
+    local_site.add("/articles/ferry-line", resource("pages/ferry-line.html"))
+    local_site.add("/articles/university-exchange", b"busy", status=503, headers={"Retry-After": "60"})
+    # /articles/grain-terminal is not there: 404
+    feed = connector(local_site, fetcher, state)
+
+    result = feed.poll()
+
+    assert [article.title for article in result.articles] == ["Summer ferry returns to the Lower Crossing"]
+    failures = {failure.url.rsplit("/", 1)[1]: failure for failure in result.failures}
+    assert failures["grain-terminal"].reason == "HTTP 404 Not Found: the page is gone; not retried"
+    assert failures["grain-terminal"].gave_up
+    assert failures["university-exchange"].error.retryable
+    assert not failures["university-exchange"].gave_up
+    assert all(isinstance(failure.error, FetchError) for failure in result.failures)
+
+
+def test_retryable_item_is_retried_then_given_up_and_404_never_again(local_site, resource, fetcher, state):
+    local_site.add("/feed.rss", resource("feeds/valley-courier.rss"), RSS, headers={"ETag": '"r1"'})
+    local_site.add("/articles/ferry-line", resource("pages/ferry-line.html"))
+    local_site.add("/articles/university-exchange", b"busy", status=503)
+    feed = connector(local_site, fetcher, state)
+
+    for _ in range(4):
+        feed.commit(feed.poll().articles)
+
+    assert len(local_site.requests_to("/articles/grain-terminal")) == 1  # 404: permanent
+    assert len(local_site.requests_to("/articles/university-exchange")) == 3  # 503: three attempts
+    assert len(local_site.requests_to("/articles/ferry-line")) == 1
+    statuses = state.item_statuses("valley-courier")
+    assert sorted(statuses.values()) == ["emitted", "failed", "failed"]
+    feed_requests = local_site.requests_to("/feed.rss")
+    assert "If-None-Match" not in feed_requests[2].headers  # a retry was pending
+    assert feed_requests[3].headers["If-None-Match"] == '"r1"'  # nothing left to do
+
+
+def test_page_without_text_is_a_permanent_failure(local_site, resource, fetcher, state):
+    local_site.add("/feed.rss", resource("feeds/valley-courier.rss"), RSS)
+    local_site.add("/articles/ferry-line", resource("pages/ferry-line.html"))
+    local_site.add("/articles/grain-terminal", resource("pages/thin.html"))
+    local_site.add("/articles/university-exchange", resource("pages/university-exchange.html"))
+
+    result = connector(local_site, fetcher, state).poll()
+
+    assert len(result.articles) == 2
+    [failure] = result.failures
+    assert isinstance(failure.error, ExtractionError) and failure.gave_up
+    assert failure.reason.startswith("no article text found")
+
+
+@pytest.mark.parametrize("link", ["javascript:alert(1)", "ftp://files.courier.example/ferry.pdf", "mailto:desk@courier.example"])
+def test_non_http_link_in_a_feed_is_an_item_failure(local_site, resource, fetcher, state, link):
+    feed = resource("feeds/valley-courier.rss").replace(
+        f"{local_site.base_url}/articles/grain-terminal#comments".encode(), link.encode()
+    )
+    local_site.add("/feed.rss", feed, RSS)
+    for name in PAGES:
+        local_site.add(f"/articles/{name}", resource(f"pages/{name}.html"))
+
+    result = connector(local_site, fetcher, state).poll()
+
+    assert len(result.articles) == 2
+    [failure] = result.failures
+    assert "refused non-http URL" in failure.reason and failure.gave_up
+
+
+# --- whole-feed failures -----------------------------------------------------------------------------
+
+
+def test_bozo_feed_with_entries_is_used_with_a_warning(local_site, resource, fetcher, state, caplog):
+    local_site.add("/feed.rss", resource("feeds/cut-short.rss"), RSS)
+    for name in PAGES:
+        local_site.add(f"/articles/{name}", resource(f"pages/{name}.html"))
+
+    with caplog.at_level(logging.WARNING, logger="connectors.feed"):
+        result = connector(local_site, fetcher, state).poll()
+
+    assert len(result.articles) == 2
+    assert "feed is not well-formed, using its 3 entries" in caplog.text
+    assert "no element found" in caplog.text
+
+
+@pytest.mark.parametrize(("body", "content_type", "reason"), [
+    ("feeds/mismatched-tags.rss", RSS, "XML error at line 3: mismatched tag"),
+    ("pages/ferry-line.html", "text/html; charset=utf-8", "not a feed: <html> document (served as text/html)"),
+    ("pages/ferry-line.html", "application/rss+xml", "not a feed: <html> document (served as application/rss+xml)"),
+    (b"", RSS, "not a feed: empty body"),
+    (b'<?xml version="1.0"?><catalog><book>River atlas</book></catalog>', "application/xml", "not a feed: no RSS or Atom root element (served as application/xml)"),
+    (b'{"items": []}', "application/json", "XML error at line 1: not well-formed (invalid token)"),
+    (b"<rss version='2.0'>\n<channel>\n<title>Valley</titel>", RSS, "XML error at line 3: mismatched tag"),
+])
+def test_unreadable_feeds_raise_feed_parse_error(local_site, resource, fetcher, state, body, content_type, reason):
+    local_site.add("/feed.rss", resource(body) if isinstance(body, str) else body, content_type)
+    feed = connector(local_site, fetcher, state)
+
+    with pytest.raises(FeedParseError) as caught:
+        feed.poll()
+
+    assert caught.value.reason == reason
+    recorded = state.get("valley-courier")
+    assert (recorded.consecutive_failures, recorded.last_error) == (1, str(caught.value))
+
+
+def test_valid_feed_without_entries_is_not_an_error(local_site, fetcher, state):
+    local_site.add("/feed.rss", b'<?xml version="1.0"?><rss version="2.0"><channel><title>Quiet day</title></channel></rss>', RSS)
+
+    result = connector(local_site, fetcher, state).poll()
+
+    assert result.articles == [] and result.failures == []
+
+
+def test_failures_back_off_exponentially_then_reset(local_site, resource, fetcher, state):
+    local_site.add("/feed.rss", resource("feeds/mismatched-tags.rss"), RSS)
+    feed = connector(local_site, fetcher, state)
+
+    waits = []
+    for _ in range(3):
+        with pytest.raises(FeedParseError):
+            feed.poll()
+        waits.append(feed.next_poll_in)
+    local_site.add("/feed.rss", resource("feeds/valley-courier.rss"), RSS)
+    result = feed.poll()
+
+    assert waits == [600, 1200, 2400]
+    assert result.next_poll_in == feed.next_poll_in == 300
+    assert state.get("valley-courier").consecutive_failures == 0
+
+
+def test_backoff_is_capped_at_one_day(local_site, fetcher, state):
+    for _ in range(9):
+        state.record_failure("valley-courier", "earlier failure", datetime.now(UTC))
+    feed = connector(local_site, fetcher, state, "/gone.rss", poll_interval_seconds=3600)
+
+    with pytest.raises(FetchError):
+        feed.poll()
+
+    assert feed.next_poll_in == 86_400
+    assert state.get("valley-courier").consecutive_failures == 10
+
+
+@pytest.mark.parametrize(("retry_after", "expected"), [("900", 900), ("5", 30), ("9999999", 86_400)])
+def test_feed_retry_after_sets_the_next_poll(local_site, fetcher, state, retry_after, expected):
+    local_site.add("/feed.rss", b"busy", status=503, headers={"Retry-After": retry_after})
+    feed = connector(local_site, fetcher, state)
+
+    with pytest.raises(FetchError) as caught:
+        feed.poll()
+
+    assert caught.value.retryable
+    assert feed.next_poll_in == expected
+
+
+def test_retry_after_on_a_good_response_is_honoured(courier, resource, fetcher, state):
+    courier.add("/feed.rss", resource("feeds/valley-courier.rss"), RSS, headers={"Retry-After": "3600"})
+
+    assert connector(courier, fetcher, state).poll().next_poll_in == 3600
+
+
+def test_dead_feed_server(fetcher, state):
+    with socket.socket() as probe:  # a port that was free a moment ago: nothing listens there
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    feed = FeedConnector(SourceConfig(name="valley-courier", url=f"http://127.0.0.1:{port}/feed.rss"), fetcher, state)
+
+    with pytest.raises(FetchError) as caught:
+        feed.poll()
+
+    assert "connection refused" in caught.value.reason and caught.value.retryable
+    assert state.get("valley-courier").consecutive_failures == 1
+    assert feed.next_poll_in == 600
+
+
+def test_commit_records_emitted_articles(courier, fetcher, state):
+    feed = connector(courier, fetcher, state)
+    result = feed.poll()
+
+    feed.commit(result.articles)
+
+    assert state.item_statuses("valley-courier") == {article.id: "emitted" for article in result.articles}

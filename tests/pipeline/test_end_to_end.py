@@ -1,0 +1,203 @@
+"""The whole pipeline as an operator runs it: three role processes over a real transport.
+
+A local web server on 127.0.0.1 serves an RSS feed with two Russia–China cooperation stories
+and one unrelated story. Each test runs ``amur run ROLE --once`` as separate processes — over
+the real Kafka broker and over the embedded log file — and checks the records, the Atom
+alert feed and every message on the topics.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import feedparser
+import pytest
+import sqlalchemy as sa
+
+from pipeline.messages import Topics
+from pipeline.roles import make_transport
+from pipeline.settings import load_settings
+from tests.support.contracts import assert_matches_schema
+from tests.support.local_site import LocalSite
+
+pytestmark = pytest.mark.slow
+
+RESOURCES = Path(__file__).resolve().parents[1] / "resources" / "e2e"
+AMUR = [sys.executable, "-c", "from pipeline.cli import app; app()"]
+STORIES = {"amur-heilongjiang-freight.html", "primorye-jilin-tourism.html"}
+UNRELATED = "salmon-prices.html"
+
+
+@pytest.fixture
+def site():
+    with LocalSite() as local:
+        base = local.url("").rstrip("/")
+        local.add("/feed.xml", (RESOURCES / "feed.xml").read_text().replace("{base}", base).encode(), "application/rss+xml")
+        for page in [*STORIES, UNRELATED]:
+            local.add(f"/news/{page}", (RESOURCES / page).read_bytes(), "text/html; charset=utf-8")
+        yield local
+
+
+@pytest.fixture(params=["embedded", pytest.param("kafka", marks=pytest.mark.kafka)])
+def deployment(request, tmp_path, site, topic_prefix):
+    """A config directory for one deployment, and a runner of its role processes."""
+    transport = request.param
+    bootstrap = request.getfixturevalue("kafka_bootstrap") if transport == "kafka" else "127.0.0.1:9"
+    return Deployment(tmp_path, transport, bootstrap, topic_prefix, {"news": site.url("/feed.xml")})
+
+
+class Deployment:
+    def __init__(self, root: Path, transport: str, bootstrap: str, prefix: str, sources: dict[str, str]):
+        self.root = root
+        self.config = root / "amur.yaml"
+        self.database_url = f"sqlite:///{root / 'amur.sqlite'}"
+        self.atom = root / "alerts.atom"
+        self.topics = Topics(prefix)
+        self.config.write_text(
+            f"transport: {transport}\n"
+            f"database_url: {self.database_url}\n"
+            f"kafka:\n  bootstrap_servers: {bootstrap}\n  topic_prefix: {prefix}\n  group_prefix: {prefix}g\n"
+            f"embedded:\n  path: {root / 'log.sqlite'}\n  partitions: 2\n"
+            f"fetch:\n  per_host_delay_seconds: 0\n  timeout_seconds: 5\n"
+            f"alerts:\n  atom_path: {self.atom}\n"
+        )
+        self.write_sources(sources)
+
+    def write_sources(self, sources: dict[str, str]) -> None:
+        lines = ["sources:"] + [f"  - name: {name}\n    url: {url}\n    poll_interval_seconds: 60" for name, url in sources.items()]
+        (self.root / "sources.yaml").write_text("\n".join(lines) + "\n")
+
+    def run(self, *args: str, failpoints: str = "") -> subprocess.CompletedProcess:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("AMUR_")}
+        env["AMUR_FAILPOINTS"] = failpoints
+        return subprocess.run(
+            [*AMUR, "run", *args, "--once", "--config", str(self.config)],
+            env=env, capture_output=True, text=True, timeout=240,
+        )
+
+    def run_roles(self) -> list[subprocess.CompletedProcess]:
+        results = [self.run(role) for role in ("connectors", "processors", "sinks")]
+        for result in results:
+            assert result.returncode == 0, result.stderr[-3000:]
+        return results
+
+    def query(self, sql: str) -> list:
+        engine = sa.create_engine(self.database_url)
+        with engine.connect() as connection:
+            rows = connection.execute(sa.text(sql)).all()
+        engine.dispose()
+        return rows
+
+    def alert_links(self) -> list[str]:
+        parsed = feedparser.parse(self.atom.read_bytes())
+        assert not parsed.bozo, parsed.bozo_exception
+        return sorted(entry.link.rsplit("/", 1)[-1] for entry in parsed.entries)
+
+    def topic_values(self, kind: str) -> list[bytes]:
+        transport = make_transport(load_settings(self.config, environ={}))
+        consumer = transport.consumer(f"{self.topics.prefix}reader-{kind}", [getattr(self.topics, kind)])
+        values: list[bytes] = []
+        deadline = time.monotonic() + 60
+        try:
+            while time.monotonic() < deadline:
+                values.extend(record.value for record in consumer.poll(500, 1.0))
+                if consumer.lag() == 0:
+                    break
+        finally:
+            consumer.close()
+            transport.close()
+        return values
+
+
+def test_stories_flow_to_records_and_alerts_once(deployment):
+    first = deployment.run_roles()
+    assert "news: 3 new article(s)" in first[0].stdout
+
+    records = deployment.query("SELECT url, is_cooperation, entities, chinese_parties FROM articles")
+    assert len(records) == 3
+    verdicts = {url.rsplit("/", 1)[-1]: bool(flag) for url, flag, _, _ in records}
+    assert verdicts == {**{page: True for page in STORIES}, UNRELATED: False}
+    for url, flag, entities, chinese in records:
+        if flag:
+            assert '"canonical_id": "CN-' in entities and chinese != "[]", url
+    assert deployment.alert_links() == sorted(STORIES)
+
+    # Polling again finds nothing new and changes nothing.
+    again = deployment.run_roles()
+    assert "news: 0 new article(s)" in again[0].stdout
+    assert deployment.query("SELECT COUNT(*) FROM articles") == [(3,)]
+    assert deployment.query("SELECT COUNT(*) FROM alerts") == [(2,)]
+    assert deployment.alert_links() == sorted(STORIES)
+
+    for kind in ("articles", "classified", "alerts"):
+        values = deployment.topic_values(kind)
+        assert values, kind
+        for value in values:
+            assert_matches_schema(kind, value)
+
+
+def test_a_processor_killed_before_commit_loses_and_duplicates_nothing(deployment):
+    assert deployment.run("connectors").returncode == 0
+    crashed = deployment.run("processors", failpoints="processors.before_commit")
+    assert crashed.returncode == -9, crashed.stderr[-3000:]
+    # The killed run produced its outputs but never committed: the restart handles them again.
+    restarted = deployment.run("processors")
+    assert restarted.returncode == 0, restarted.stderr[-3000:]
+    assert "processors: handled 3 record(s)" in restarted.stdout
+    assert len(deployment.topic_values("alerts")) == 4
+    assert deployment.run("sinks").returncode == 0
+
+    assert deployment.query("SELECT COUNT(*) FROM articles") == [(3,)]
+    assert deployment.query("SELECT COUNT(*) FROM alerts") == [(2,)]
+    assert deployment.alert_links() == sorted(STORIES)
+
+
+def test_bad_feed_bad_page_and_bad_config_are_reported_and_the_rest_runs(deployment, site):
+    site.add("/broken.xml", b"<rss><channel><title>cut short", "application/rss+xml")
+    text = (RESOURCES / "feed.xml").read_text().replace("{base}", site.url("").rstrip("/"))
+    site.add("/feed-with-404.xml", text.replace("salmon-prices.html", "gone.html").encode(), "application/rss+xml")
+    deployment.write_sources({"broken": site.url("/broken.xml"), "news": site.url("/feed-with-404.xml")})
+
+    connectors = deployment.run("connectors")
+    assert connectors.returncode == 0, connectors.stderr[-3000:]
+    assert "source broken: FAILED:" in connectors.stdout
+    assert "news: 2 new article(s), 1 failed item(s)" in connectors.stdout
+    letters = [assert_matches_schema("dlq", value) for value in deployment.topic_values("dlq")]
+    assert [letter["stage"] for letter in letters] == ["connectors"]
+    assert "404" in letters[0]["reason"] and letters[0]["payload"].endswith("/news/gone.html")
+
+    for role in ("processors", "sinks"):
+        assert deployment.run(role).returncode == 0
+    assert deployment.alert_links() == sorted(STORIES)
+
+    deployment.config.write_text(deployment.config.read_text() + "batch_size: lots\n")
+    invalid = deployment.run("sinks")
+    assert invalid.returncode == 2
+    assert f"{deployment.config}: batch_size:" in invalid.stderr and "whole number" in invalid.stderr
+
+
+def test_all_roles_in_one_process_until_stopped(tmp_path, site, topic_prefix):
+    """`amur run` (no --once) on the embedded default: alerts appear, SIGTERM stops it cleanly."""
+    deployment = Deployment(tmp_path, "embedded", "127.0.0.1:9", topic_prefix, {"news": site.url("/feed.xml")})
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AMUR_")}
+    process = subprocess.Popen([*AMUR, "run", "--config", str(deployment.config)], env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        finished = threading.Event()
+        for _ in range(120):
+            if deployment.atom.exists() and len(feedparser.parse(deployment.atom.read_bytes()).entries) == 2:
+                finished.set()
+                break
+            if finished.wait(1.0) or process.poll() is not None:
+                break
+        assert finished.is_set(), process.stderr.read() if process.poll() is not None else "no alerts within 120 s"
+    finally:
+        process.terminate()
+        _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 0, stderr[-3000:]
+    assert deployment.alert_links() == sorted(STORIES)

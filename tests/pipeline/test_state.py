@@ -1,0 +1,183 @@
+"""The connectors' state store, on SQLite and (when configured) PostgreSQL."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import sqlalchemy.exc
+
+from pipeline.db import make_engine
+from pipeline.messages import article_id
+from pipeline.state import MAX_ERROR_CHARS, SourceState, StateStore
+from tests.support.databases import database_url  # noqa: F401 - shared fixture
+
+NEXT = datetime(2024, 5, 14, 5, 0, 0, 123456, tzinfo=UTC)
+
+
+@pytest.fixture
+def store(database_url):  # noqa: F811 - the imported fixture
+    engine = make_engine(database_url)
+    store = StateStore(engine)
+    store.setup()
+    yield store
+    engine.dispose()
+
+
+def ids(*names: str) -> list[str]:
+    return [article_id(f"https://courier.example/{name}") for name in names]
+
+
+# --- source state ----------------------------------------------------------------------------
+
+
+def test_setup_is_idempotent(store):
+    store.setup()
+    assert store.health() == []
+
+
+def test_unknown_source_has_defaults(store):
+    assert store.get("valley-courier") == SourceState(name="valley-courier")
+
+
+def test_success_keeps_validators_and_schedule(store):
+    before = datetime.now(UTC)
+    store.record_success("valley-courier", '"v1"', "Tue, 14 May 2024 04:30:00 GMT", NEXT)
+
+    state = store.get("valley-courier")
+
+    assert (state.etag, state.last_modified, state.next_poll_at) == ('"v1"', "Tue, 14 May 2024 04:30:00 GMT", NEXT)
+    assert state.consecutive_failures == 0 and state.last_error is None
+    assert state.last_success_at == state.last_polled_at
+    assert state.last_polled_at.tzinfo == UTC and state.last_polled_at >= before - timedelta(seconds=1)
+
+
+def test_failures_count_up_keep_validators_and_reset_on_success(store):
+    store.record_success("valley-courier", '"v1"', None, NEXT)
+    first_success = store.get("valley-courier").last_success_at
+
+    store.record_failure("valley-courier", "https://courier.example/rss: HTTP 503 Service Unavailable", NEXT)
+    after = store.record_failure("valley-courier", "https://courier.example/rss: read timeout", NEXT + timedelta(hours=1))
+
+    assert after == store.get("valley-courier")
+    assert after.consecutive_failures == 2
+    assert after.last_error == "https://courier.example/rss: read timeout"
+    assert after.etag == '"v1"'
+    assert after.last_success_at == first_success
+    assert after.next_poll_at == NEXT + timedelta(hours=1)
+
+    store.record_success("valley-courier", '"v2"', None, NEXT)
+    assert store.get("valley-courier").consecutive_failures == 0
+    assert store.get("valley-courier").last_error is None
+
+
+def test_failure_of_a_source_never_polled(store):
+    state = store.record_failure("new-source", "connection refused", NEXT)
+
+    assert (state.consecutive_failures, state.last_success_at, state.etag) == (1, None, None)
+
+
+def test_set_validators(store):
+    store.record_success("valley-courier", None, None, NEXT)
+
+    store.set_validators("valley-courier", '"v9"', "Wed, 15 May 2024 10:00:00 GMT")
+    assert (store.get("valley-courier").etag, store.get("valley-courier").last_modified) == ('"v9"', "Wed, 15 May 2024 10:00:00 GMT")
+
+    store.set_validators("valley-courier", None, None)
+    assert store.get("valley-courier").etag is None
+
+
+def test_health_lists_every_source_by_name(store):
+    store.record_success("zeta-news", None, None, NEXT)
+    store.record_failure("alpha-news", "HTTP 404 Not Found", NEXT)
+
+    assert [(state.name, state.consecutive_failures) for state in store.health()] == [("alpha-news", 1), ("zeta-news", 0)]
+
+
+def test_naive_datetimes_are_refused(store):
+    with pytest.raises(sqlalchemy.exc.StatementError, match="naive datetime"):
+        store.record_success("valley-courier", None, None, datetime(2024, 5, 14, 5, 0))
+
+
+def test_long_errors_are_cut(store):
+    state = store.record_failure("valley-courier", "x" * 10_000, NEXT)
+
+    assert len(state.last_error) == MAX_ERROR_CHARS
+    assert len(store.get("valley-courier").last_error) == MAX_ERROR_CHARS
+
+
+# --- seen articles -----------------------------------------------------------------------------
+
+
+def test_new_ids_are_unseen_and_emitted_ones_are_not(store):
+    ferry, grain, school = ids("ferry", "grain", "school")
+
+    assert store.unseen("valley-courier", [ferry, grain, school]) == {ferry, grain, school}
+    store.mark_emitted("valley-courier", [(ferry, "https://courier.example/ferry"), (grain, "https://courier.example/grain")])
+
+    assert store.unseen("valley-courier", [ferry, grain, school]) == {school}
+    assert store.unseen("other-source", [ferry]) == {ferry}  # seen is per source
+    assert store.unseen("valley-courier", []) == set()
+
+
+def test_retryable_failures_are_retried_until_max_attempts(store):
+    [ferry] = ids("ferry")
+
+    assert store.record_item_failure("valley-courier", ferry, "https://courier.example/ferry", "HTTP 503", permanent=False) is False
+    assert store.unseen("valley-courier", [ferry]) == {ferry}
+    assert store.record_item_failure("valley-courier", ferry, "https://courier.example/ferry", "read timeout", permanent=False) is False
+    assert store.item_statuses("valley-courier") == {ferry: "retrying"}
+
+    assert store.record_item_failure("valley-courier", ferry, "https://courier.example/ferry", "HTTP 503", permanent=False) is True
+    assert store.unseen("valley-courier", [ferry]) == set()
+    assert store.item_statuses("valley-courier") == {ferry: "failed"}
+
+
+def test_permanent_failure_gives_up_at_once(store):
+    [gone] = ids("gone")
+
+    assert store.record_item_failure("valley-courier", gone, "https://courier.example/gone", "HTTP 404", permanent=True) is True
+    assert store.unseen("valley-courier", [gone]) == set()
+
+
+def test_max_attempts_is_a_parameter(store):
+    [ferry] = ids("ferry")
+    for _ in range(4):
+        assert store.record_item_failure("valley-courier", ferry, "u", "HTTP 503", permanent=False, max_attempts=5) is False
+    assert store.record_item_failure("valley-courier", ferry, "u", "HTTP 503", permanent=False, max_attempts=5) is True
+
+
+def test_retried_article_that_succeeds_is_emitted(store):
+    [ferry] = ids("ferry")
+    store.record_item_failure("valley-courier", ferry, "https://courier.example/ferry", "HTTP 503", permanent=False)
+
+    store.mark_emitted("valley-courier", [(ferry, "https://courier.example/ferry")])
+
+    assert store.item_statuses("valley-courier") == {ferry: "emitted"}
+    assert store.unseen("valley-courier", [ferry]) == set()
+
+
+def test_a_failure_after_emission_changes_nothing(store):
+    [ferry] = ids("ferry")
+    store.mark_emitted("valley-courier", [(ferry, "https://courier.example/ferry")])
+
+    assert store.record_item_failure("valley-courier", ferry, "https://courier.example/ferry", "HTTP 404", permanent=True) is False
+    assert store.item_statuses("valley-courier") == {ferry: "emitted"}
+
+
+def test_emitting_twice_is_harmless(store):
+    [ferry] = ids("ferry")
+    pair = (ferry, "https://courier.example/ferry")
+
+    store.mark_emitted("valley-courier", [pair, pair])
+    store.mark_emitted("valley-courier", [pair])
+    store.mark_emitted("valley-courier", [])
+
+    assert store.item_statuses("valley-courier") == {ferry: "emitted"}
+
+
+def test_many_ids_at_once(store):
+    many = ids(*(f"story-{n}" for n in range(1_200)))
+    store.mark_emitted("valley-courier", [(key, f"https://courier.example/{key}") for key in many[:700]])
+
+    assert store.unseen("valley-courier", many) == set(many[700:])
