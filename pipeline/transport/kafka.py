@@ -49,6 +49,7 @@ if _kafka_logger.level == logging.NOTSET:
 # How long the producer retries a batch before failing its records (kafka-python's default).
 # Must be at least linger + request timeout, the rule the Java client enforces.
 _DELIVERY_TIMEOUT_MS = 120_000
+# A few ms lets a burst of records (one poll's articles) share a request, unnoticeably.
 _LINGER_MS = 5
 _HEARTBEAT_INTERVAL_MS = 1_000
 _SESSION_TIMEOUT_MS = 10_000
