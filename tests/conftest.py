@@ -99,3 +99,24 @@ def transport_factory(request: pytest.FixtureRequest, tmp_path, topic_prefix: st
     yield make
     for transport in made:
         transport.close()
+
+
+_REQUIRED_SERVICES = {"kafka": "AMUR_REQUIRE_KAFKA", "postgres": "AMUR_REQUIRE_POSTGRES"}
+_skipped_integration: list[str] = []
+
+
+def _required(marker: str) -> bool:
+    return os.environ.get(_REQUIRED_SERVICES[marker]) == "1" or (marker == "kafka" and bool(os.environ.get("CI")))
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Remember every integration test that skipped although its service is required."""
+    if report.skipped and any(marker in report.keywords and _required(marker) for marker in _REQUIRED_SERVICES):
+        _skipped_integration.append(report.nodeid)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    # A skip hidden behind a green run would let a missing broker or database go unnoticed.
+    if _skipped_integration:
+        print(f"\nerror: {len(_skipped_integration)} required integration test(s) skipped:", *_skipped_integration, sep="\n  ")
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
