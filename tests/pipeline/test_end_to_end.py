@@ -36,7 +36,7 @@ UNRELATED = "salmon-prices.html"
 @pytest.fixture
 def site():
     with LocalSite() as local:
-        base = local.url("").rstrip("/")
+        base = local.base_url
         local.add("/feed.xml", (RESOURCES / "feed.xml").read_text().replace("{base}", base).encode(), "application/rss+xml")
         for page in [*STORIES, UNRELATED]:
             local.add(f"/news/{page}", (RESOURCES / page).read_bytes(), "text/html; charset=utf-8")
@@ -159,7 +159,7 @@ def test_a_processor_killed_before_commit_loses_and_duplicates_nothing(deploymen
 
 def test_bad_feed_bad_page_and_bad_config_are_reported_and_the_rest_runs(deployment, site):
     site.add("/broken.xml", b"<rss><channel><title>cut short", "application/rss+xml")
-    text = (RESOURCES / "feed.xml").read_text().replace("{base}", site.url("").rstrip("/"))
+    text = (RESOURCES / "feed.xml").read_text().replace("{base}", site.base_url)
     site.add("/feed-with-404.xml", text.replace("salmon-prices.html", "gone.html").encode(), "application/rss+xml")
     deployment.write_sources({"broken": site.url("/broken.xml"), "news": site.url("/feed-with-404.xml")})
 

@@ -1,0 +1,408 @@
+"""The rules classifier: is an article a story about Russia–China cooperation?
+
+It reads an article sentence by sentence. A sentence counts when it names a Russian party
+and a Chinese party (gazetteer mentions) together with a cooperation cue; dispute cues,
+other countries and multilateral bodies lower it. The best sentences become the
+evidence, and a logistic curve turns the article's raw score into ``score`` in [0, 1].
+``docs/classifier.md`` explains the features and weights, which live in
+``config/classifier.yaml``.
+
+:meth:`RulesClassifier.screen` is the cascade's cheap pass (no spaCy); :meth:`classify`
+needs the sentence boundaries the model finds::
+
+    classifier = RulesClassifier(load_classifier_config("config/classifier.yaml"), gazetteer)
+    reason = classifier.screen(title, body)          # None: worth the model
+    result = classifier.classify(title, body, sentences) if reason is None else classifier.reject(reason)
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from bisect import bisect_left
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from pipeline.errors import ConfigError, ConfigProblem
+from pipeline.messages import Classification, Country, Level
+from pipeline.settings import _problems_from, _read_yaml
+from processors.gazetteer import Gazetteer, Mention, PhraseHit, PhraseIndex, Tokens, phrase_key, tokenize
+
+# --- config/classifier.yaml ------------------------------------------------------------
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class CascadeConfig(_Strict):
+    pair_window_chars: int = Field(gt=0)
+
+
+class ScoringConfig(_Strict):
+    pair_base: float
+    pair_specificity: float
+    strong_cue: float
+    weak_cue: float
+    extra_cue: float
+    extra_cue_cap: int = Field(ge=0)
+    negative_cue: float = Field(le=0)
+    other_country: float = Field(le=0)
+    other_country_cap: int = Field(ge=0)
+    multilateral: float = Field(le=0)
+    neighbour_factor: float = Field(ge=0, le=1)
+    support: float = Field(ge=0)
+    support_cap: int = Field(ge=0)
+    dispute_share: float = Field(le=0)
+    evidence_min: float
+    max_evidence: int = Field(ge=1)
+    midpoint: float
+    steepness: float = Field(gt=0)
+    threshold: float = Field(ge=0, le=1)
+
+
+class CuesConfig(_Strict):
+    strong: list[str]
+    weak: list[str]
+    negative: list[str]
+
+
+class ContextConfig(_Strict):
+    other_countries: list[str]
+    place_names: list[str]
+    multilateral: list[str]
+    regional_words: list[str]
+    municipal_words: list[str]
+    company_words: list[str]
+
+
+class SectorRulesConfig(_Strict):
+    min_hits_elsewhere: int = Field(ge=1)
+
+
+class SectorsConfig(_Strict):
+    """Keywords per sector. The fields are the fixed taxonomy: an unknown or missing id is a config error."""
+
+    trade: list[str]
+    investment: list[str]
+    energy: list[str]
+    transport_logistics: list[str]
+    agriculture: list[str]
+    forestry_timber: list[str]
+    industry: list[str]
+    tourism: list[str]
+    education: list[str]
+    science_space: list[str]
+    culture_humanitarian: list[str]
+    health: list[str]
+    environment: list[str]
+    finance_payments: list[str]
+    defence: list[str]
+    digital: list[str]
+    legal_parliamentary: list[str]
+
+
+SECTORS: tuple[str, ...] = tuple(SectorsConfig.model_fields)
+
+
+class ClassifierConfig(_Strict):
+    name: str = Field(pattern=r"^[a-z0-9_.-]+$")
+    cascade: CascadeConfig
+    scoring: ScoringConfig
+    cues: CuesConfig
+    context: ContextConfig
+    sector_rules: SectorRulesConfig
+    sectors: SectorsConfig
+
+
+def load_classifier_config(path: Path | str) -> ClassifierConfig:
+    """Read and validate ``config/classifier.yaml``; every problem names the key and the fix."""
+    path = Path(path)
+    raw = _read_yaml(path)
+    try:
+        config = ClassifierConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(_problems_from(path, exc)) from None
+    problems = [problem for group in ("cues", "context", "sectors") for problem in _repeated_phrases(path, group, getattr(config, group).model_dump())]
+    if problems:
+        raise ConfigError(problems)
+    return config
+
+
+def _repeated_phrases(path: Path, group: str, lists: dict[str, list[str]]) -> list[ConfigProblem]:
+    """A phrase may stand in only one list of a group, so that it counts once."""
+    seen: dict[tuple[str, ...], str] = {}
+    problems = []
+    for name, phrases in lists.items():
+        for phrase in phrases:
+            key = phrase_key(phrase)
+            if not key:
+                problems.append(ConfigProblem(str(path), f"{group}.{name}", f"{phrase!r} has no letters or digits", "remove it"))
+            elif seen.setdefault(key, name) != name:
+                problems.append(ConfigProblem(str(path), f"{group}.{name}", f"{phrase!r} is also listed under {group}.{seen[key]}", "keep it in one list"))
+    return problems
+
+
+# --- What the classifier reads -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Passage:
+    """The title or the body of an article, with its words and its gazetteer mentions."""
+
+    text: str
+    tokens: Tokens
+    mentions: Sequence[Mention]
+
+    @classmethod
+    def of(cls, text: str, gazetteer: Gazetteer) -> Passage:
+        tokens = tokenize(text)
+        return cls(text, tokens, gazetteer.matcher.find(text, tokens))
+
+
+@dataclass(frozen=True)
+class _Party:
+    country: Country
+    canonical_id: str
+    tier: str  # city, region, company or national — how local the party is
+    specificity: float  # 1 below the national level or for a named institution, 0 for the country itself
+
+
+@dataclass
+class _Sentence:
+    text: str
+    parties: list[_Party]
+    cues: list[tuple[str, str]]  # (strong / weak / negative, the words as written)
+    context: Counter
+    sector_hits: Counter
+    factor: float = 1.0  # below 1 for a pair made of two neighbouring sentences
+    score: float = 0.0
+
+    @property
+    def is_pair(self) -> bool:
+        """Names both sides and carries at least one cooperation cue."""
+        return {p.country for p in self.parties} == {"RU", "CN"} and any(kind != "negative" for kind, _ in self.cues)
+
+    def side(self, country: Country) -> list[_Party]:
+        return [party for party in self.parties if party.country == country]
+
+    def count(self, kind: str) -> int:
+        return sum(1 for cue_kind, _ in self.cues if cue_kind == kind)
+
+    def cue_words(self, *kinds: str) -> list[str]:
+        return sorted({words.lower() for cue_kind, words in self.cues if cue_kind in kinds})
+
+
+# Which party sets a side's level: a region named next to one of its cities ("the bridge
+# between Nizhneleninskoye and Tongjiang links the Jewish Autonomous Region and
+# Heilongjiang") makes the side regional; the cities alone make it municipal.
+_SIDE_TIERS = ("region", "city", "company", "national")
+# Gaps that tie a country name to a generic word: "Russian regions", "China's provinces",
+# "Russian and Chinese companies" (after the name); "regions of the Russian Federation",
+# "northeast China" (before it).
+_GAP_AFTER = re.compile(r"(?:['’]s)?\s+(?:and\s+\w+\s+)?", re.IGNORECASE)
+_GAP_BEFORE = re.compile(r"\s+of\s+(?:the\s+)?|[\s-]+", re.IGNORECASE)
+
+
+class RulesClassifier:
+    """Scores articles with the lexicons and weights of a :class:`ClassifierConfig`."""
+
+    def __init__(self, config: ClassifierConfig, gazetteer: Gazetteer):
+        self.config = config
+        self.name = config.name
+        self._gazetteer = gazetteer
+        self._cues = PhraseIndex({p: kind for kind, phrases in config.cues.model_dump().items() for p in phrases})
+        self._context = PhraseIndex({p: kind for kind, phrases in config.context.model_dump().items() for p in phrases})
+        self._sectors = PhraseIndex({p: sector for sector, phrases in config.sectors.model_dump().items() for p in phrases})
+
+    # --- the cheap pass ---
+
+    def screen(self, title: Passage, body: Passage) -> str | None:
+        """None when the article is worth the model; otherwise why it is not a cooperation story."""
+        mentions = [*title.mentions, *body.mentions]
+        sides = {country: sorted({m.canonical_id for m in mentions if m.country == country}) for country in ("RU", "CN")}
+        if not sides["RU"] and not sides["CN"]:
+            return "names neither a Russian nor a Chinese party"
+        for missing, present in (("RU", "CN"), ("CN", "RU")):
+            if not sides[missing]:
+                named = ", ".join(sides[present][:5])
+                return f"names no {'Russian' if missing == 'RU' else 'Chinese'} party (only {named})"
+        if not self._sides_meet(title, body):
+            return f"Russian and Chinese parties are never within {self.config.cascade.pair_window_chars} characters of each other"
+        if not any(hit.value != "negative" for passage in (title, body) for hit in self._cues.find(passage.tokens)):
+            return "no cooperation cue anywhere in the article"
+        return None
+
+    def _sides_meet(self, title: Passage, body: Passage) -> bool:
+        title_sides = {m.country for m in title.mentions}
+        if title_sides == {"RU", "CN"} or (title_sides and {m.country for m in body.mentions} - title_sides):
+            return True
+        last_seen: dict[str, int] = {}
+        for mention in body.mentions:
+            other = "CN" if mention.country == "RU" else "RU"
+            if other in last_seen and mention.start - last_seen[other] <= self.config.cascade.pair_window_chars:
+                return True
+            last_seen[mention.country] = mention.end
+        return False
+
+    def reject(self, reason: str) -> Classification:
+        """The negative classification of an article the cheap pass turned away."""
+        return Classification(is_cooperation=False, score=0.0, reason=f"cheap pass: {reason}", classifier=self.name)
+
+    # --- the full classification ---
+
+    def classify(self, title: Passage, body: Passage, sentences: Sequence[tuple[int, int]]) -> Classification:
+        """Classify an article whose body is split into ``sentences`` (character spans)."""
+        units = self._sentences(title, [(0, len(title.text))]) + self._sentences(body, sentences)
+        pairs = [unit for unit in units if unit.is_pair] + self._neighbour_pairs(units)
+        for unit in pairs:
+            unit.score = self._score(unit)
+        return self._decide(units, pairs)
+
+    def _sentences(self, passage: Passage, spans: Sequence[tuple[int, int]]) -> list[_Sentence]:
+        cues, context, sectors = (index.find(passage.tokens) for index in (self._cues, self._context, self._sectors))
+        mentions = list(passage.mentions)
+        units = []
+        for start, end in spans:
+            text = passage.text[start:end].strip()
+            if not text:
+                continue
+            in_span = [m for m in _within(mentions, start, end) if m.country in ("RU", "CN")]
+            context_hits = _within(context, start, end)
+            units.append(_Sentence(
+                text=text,
+                parties=[self._party(m, context_hits, passage.text) for m in in_span],
+                cues=[(hit.value, passage.text[hit.start : hit.end]) for hit in _within(cues, start, end)],
+                context=Counter(hit.value for hit in context_hits),
+                sector_hits=Counter(hit.value for hit in _within(sectors, start, end)),
+            ))
+        return units
+
+    def _party(self, mention: Mention, context: list[PhraseHit[str]], text: str) -> _Party:
+        entry = self._gazetteer[mention.canonical_id]
+        local = any(hit.value == "municipal_words" for hit in context)
+        if entry.kind == "country":
+            generic = _generic_tier(mention, context, text)
+            return _Party(entry.country, entry.id, generic or "national", 1.0 if generic else 0.0)
+        if entry.metonym_of and not local:  # "Moscow said", "Beijing agreed": the government
+            return _Party(entry.country, entry.metonym_of, "national", 0.0)
+        tier = {"city": "city", "company": "company", "institution": "national"}.get(entry.kind, "region")
+        if tier == "region" and local and entry.subtype in ("federal_city", "municipality"):
+            tier = "city"
+        return _Party(entry.country, entry.id, tier, 1.0)
+
+    def _score(self, unit: _Sentence) -> float:
+        weights = self.config.scoring
+        strong, weak, negative = (unit.count(kind) for kind in ("strong", "weak", "negative"))
+        specificity = sum(max(p.specificity for p in unit.side(country)) for country in ("RU", "CN"))
+        score = weights.pair_base + weights.pair_specificity * specificity
+        score += (weights.strong_cue if strong else weights.weak_cue) + weights.extra_cue * min(strong + weak - 1, weights.extra_cue_cap)
+        score += weights.negative_cue * negative
+        score += weights.other_country * min(unit.context["other_countries"], weights.other_country_cap)
+        if unit.context["multilateral"]:
+            score += weights.multilateral
+        return score * unit.factor
+
+    def _neighbour_pairs(self, units: list[_Sentence]) -> list[_Sentence]:
+        """One side in a sentence and the other in the next: the pair at a discount."""
+        pairs = []
+        for first, second in zip(units, units[1:]):
+            sides = [{p.country for p in unit.parties} for unit in (first, second)]
+            if len(sides[0]) == 1 and len(sides[1]) == 1 and sides[0] != sides[1]:
+                joined = _Sentence(f"{first.text} {second.text}", first.parties + second.parties, first.cues + second.cues,
+                                   first.context + second.context, first.sector_hits + second.sector_hits,
+                                   factor=self.config.scoring.neighbour_factor)
+                if joined.is_pair:
+                    pairs.append(joined)
+        return pairs
+
+    def _decide(self, units: list[_Sentence], pairs: list[_Sentence]) -> Classification:
+        weights = self.config.scoring
+        evidence = sorted((u for u in pairs if u.score >= weights.evidence_min), key=lambda u: u.score, reverse=True)
+        best = max(pairs, key=lambda u: u.score, default=None)
+        raw = best.score if best else 0.0
+        raw += weights.support * min(max(len(evidence) - 1, 0), weights.support_cap)
+        disputed = sum(1 for unit in pairs if unit.count("negative"))
+        if pairs:
+            raw += weights.dispute_share * disputed / len(pairs)
+        score = 1.0 / (1.0 + math.exp(-weights.steepness * (raw - weights.midpoint)))
+        positive = score >= weights.threshold
+        # The parties, level and sectors of a negative come from its best pair, if any.
+        deciding = evidence or ([best] if best else [])
+        return Classification(
+            is_cooperation=positive,
+            score=round(score, 4),
+            level=_level(deciding[0]) if deciding else None,
+            sectors=self._sectors_of(deciding, units) if deciding else [],
+            russian_parties=_parties(deciding, "RU"),
+            chinese_parties=_parties(deciding, "CN"),
+            evidence=[unit.text for unit in evidence[: weights.max_evidence]],
+            reason=_reason(positive, best, evidence, disputed, len(pairs)),
+            classifier=self.name,
+        )
+
+    def _sectors_of(self, evidence: list[_Sentence], units: list[_Sentence]) -> list[str]:
+        in_evidence = sum((unit.sector_hits for unit in evidence), Counter())
+        # Other sentences with a cooperation cue: the article's topical sentences.
+        elsewhere = sum((u.sector_hits for u in units if u.cue_words("strong", "weak") and u not in evidence), Counter())
+        minimum = self.config.sector_rules.min_hits_elsewhere
+        chosen = {s for s in in_evidence} | {s for s, hits in elsewhere.items() if hits >= minimum}
+        return sorted(chosen, key=lambda s: (-(in_evidence[s] + elsewhere[s]), SECTORS.index(s)))
+
+
+def _within(hits: list, start: int, end: int) -> list:
+    """The hits (sorted by offset) that start inside [start, end)."""
+    starts = [hit.start for hit in hits]
+    return hits[bisect_left(starts, start) : bisect_left(starts, end)]
+
+
+def _generic_tier(mention: Mention, context: list[PhraseHit[str]], text: str) -> str | None:
+    """"region" for "Russian regions", "company" for "Chinese companies", else None."""
+    for hit in context:
+        if hit.value not in ("regional_words", "company_words"):
+            continue
+        after = hit.start >= mention.end and _GAP_AFTER.fullmatch(text, mention.end, hit.start)
+        before = hit.end <= mention.start and _GAP_BEFORE.fullmatch(text, hit.end, mention.start)
+        if after or before:
+            return "region" if hit.value == "regional_words" else "company"
+    return None
+
+
+def _level(unit: _Sentence) -> Level:
+    """How local the cooperation is, from the parties named on each side."""
+    ru, cn = (min((p.tier for p in unit.side(c)), key=_SIDE_TIERS.index, default="national") for c in ("RU", "CN"))
+    tiers = {ru, cn}
+    if tiers == {"city"}:
+        return "municipal"
+    if tiers <= {"city", "region"}:
+        return "interregional"
+    if "company" in tiers:  # a company on one side: a business deal, even with a region
+        return "corporate"
+    if "region" in tiers:  # a region with the other country at large ("Chinese partners")
+        return "interregional"
+    if "city" in tiers:
+        return "municipal"
+    return "corporate" if unit.context["company_words"] else "national"
+
+
+def _parties(units: list[_Sentence], country: Country) -> list[str]:
+    """Canonical ids on one side, most named first; the bare country only when nothing more precise is."""
+    counts = Counter(p.canonical_id for unit in units for p in unit.side(country))
+    precise = [party_id for party_id, _ in counts.most_common() if party_id != country]
+    return precise or ([country] if counts else [])
+
+
+def _reason(positive: bool, best: _Sentence | None, evidence: list[_Sentence], disputed: int, pairs: int) -> str:
+    if best is None:
+        return "not cooperation: no sentence names a Russian and a Chinese party together with a cooperation cue"
+    summary = f"{len(evidence)} evidence sentence(s), the best scoring {best.score:.2f} (cues: {', '.join(best.cue_words('strong', 'weak')[:5])})"
+    if positive:
+        return f"cooperation: {summary}"
+    if disputed:
+        disputes = ", ".join(best.cue_words("negative")[:3]) or "in other sentences"
+        return f"not cooperation: {disputed} of {pairs} pair sentence(s) carry dispute cues ({disputes}); {summary}"
+    return f"not cooperation: the evidence is too weak; {summary}"

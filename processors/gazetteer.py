@@ -1,0 +1,424 @@
+"""The gazetteer: places, institutions and companies of Russia and China, and a fast matcher.
+
+The data lives in ``config/gazetteer/*.yaml`` (schema at the top of ``russia.yaml``).
+:func:`load_gazetteer` validates every file into frozen :class:`GazetteerEntry` objects and
+reports each problem with the file, the key and the fix (:class:`~pipeline.errors.ConfigError`).
+
+:class:`GazetteerMatcher` is the cascade's cheap pass: it finds every alias in a text in one
+pass over its words — no spaCy — and returns :class:`Mention` objects with canonical ids and
+character offsets::
+
+    gazetteer = load_gazetteer("config/gazetteer")
+    [m.canonical_id for m in gazetteer.matcher.find("Heihe faces Blagoveshchensk across the Amur")]
+    # ['city:cn:heihe', 'city:ru:blagoveshchensk']   ("the Amur" is the river: no mention)
+
+The matching machinery (:func:`tokenize`, :class:`PhraseIndex`) is shared with the
+classifier's cue lexicons, so a text is split into words once per article.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, replace
+from functools import cached_property
+from pathlib import Path
+from typing import Generic, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from pipeline.errors import ConfigError, ConfigProblem
+from pipeline.messages import Country
+from pipeline.settings import _problems_from, _read_yaml
+
+Kind = Literal["country", "federal_subject", "province", "city", "institution", "company"]
+
+# A CJK character is a word of its own (Chinese has no spaces); any other run of word
+# characters is one word.
+_CJK = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
+TOKEN_RE = re.compile(rf"[{_CJK}]|[^\W{_CJK}]+")
+# What may stand between two words of one phrase: a short run of spaces, hyphens, dots,
+# apostrophes, brackets or signs ("St. Petersburg", "People's", "Sakha (Yakutia)", "En+
+# Group") — never a line break or clause punctuation, so a phrase does not run across
+# sentences.
+_JOINER_RE = re.compile(r"[ \t\u00a0\-\u2010-\u2014'\u2019.()&/+]{0,3}")
+
+
+# --- Words and phrases -----------------------------------------------------------------
+
+
+class Tokens:
+    """A text split into lower-cased words; each word's character offsets are worked out
+    only when first asked for, because most texts of a news stream need none."""
+
+    __slots__ = ("text", "lowered", "words", "_spans")
+
+    def __init__(self, text: str):
+        self.text = text
+        lowered = text.lower()
+        if len(lowered) != len(text):
+            # A few characters lower-case to two ("İ"): keep those as they are, so that
+            # offsets in ``lowered`` stay offsets in ``text``.
+            lowered = "".join(c.lower() if len(c.lower()) == 1 else c for c in text)
+        self.lowered = lowered
+        self.words: list[str] = TOKEN_RE.findall(lowered)
+        self._spans: list[tuple[int, int]] | None = None
+
+    def __len__(self) -> int:
+        return len(self.words)
+
+    def span(self, index: int) -> tuple[int, int]:
+        """Start and end offsets of word ``index`` in the text."""
+        if self._spans is None:
+            self._spans = [m.span() for m in TOKEN_RE.finditer(self.lowered)]
+        return self._spans[index]
+
+
+def tokenize(text: str) -> Tokens:
+    """Split ``text`` into lower-cased words (offsets refer to ``text`` itself)."""
+    return Tokens(text)
+
+
+def phrase_key(phrase: str) -> tuple[str, ...]:
+    """The words a phrase is matched by: "St. Petersburg" and "st petersburg" share one key.
+
+    A trailing ``*`` stays on the last word ("invest*"), marking it as a prefix.
+    """
+    words = tuple(tokenize(phrase).words)
+    return words[:-1] + (words[-1] + "*",) if words and phrase.rstrip().endswith("*") else words
+
+
+V = TypeVar("V")
+
+
+@dataclass(frozen=True, slots=True)
+class PhraseHit(Generic[V]):
+    """A phrase found in a text: word indices ``first``..``last`` (exclusive) and offsets."""
+
+    first: int
+    last: int
+    start: int
+    end: int
+    value: V
+
+
+class PhraseIndex(Generic[V]):
+    """Leftmost-longest lookup of many phrases in a text's words.
+
+    Phrases are indexed by their first word, so each word of a text costs one dict lookup;
+    only where a phrase could start are its other words compared. A phrase's last word
+    ending in ``*`` matches any word with that prefix ("invest*" → investment, investors).
+
+    :param phrases: phrase → value; phrases with the same :func:`phrase_key` must carry
+        the same value (the loaders check this and report the conflict).
+    """
+
+    def __init__(self, phrases: Mapping[str, V]):
+        self._exact: dict[str, list[tuple[tuple[str, ...], V]]] = {}
+        self._prefixed: dict[str, list[tuple[tuple[str, ...], V]]] = {}
+        for phrase, value in phrases.items():
+            key = phrase_key(phrase)
+            if not key:
+                raise ValueError(f"phrase {phrase!r} has no words")
+            table = self._prefixed if len(key) == 1 and key[0].endswith("*") else self._exact
+            first = key[0].rstrip("*")
+            table.setdefault(first, []).append((key, value))
+        for table in (self._exact, self._prefixed):
+            for candidates in table.values():
+                candidates.sort(key=lambda item: len(item[0]), reverse=True)
+        self._prefix_lengths = sorted({len(prefix) for prefix in self._prefixed}, reverse=True)
+        # One anchored alternation tells, at C speed, whether a word starts with any prefix.
+        alternation = "|".join(re.escape(prefix) for prefix in sorted(self._prefixed, key=len, reverse=True))
+        self._starts_with_prefix = re.compile(alternation).match if alternation else None
+
+    def find(self, tokens: Tokens, accept: Callable[[V, Tokens, int, int], bool] | None = None) -> list[PhraseHit[V]]:
+        """Every phrase in ``tokens``, leftmost-longest, not overlapping.
+
+        :param accept: optional context check ``(value, tokens, first, last) -> bool``; when
+            it refuses the longest phrase at a position, shorter ones are tried.
+        """
+        hits: list[PhraseHit[V]] = []
+        exact, prefixed = self._exact, self._starts_with_prefix
+        # Most words start no phrase: find the few that may, in one comprehension.
+        starts = [i for i, word in enumerate(tokens.words) if word in exact or (prefixed and prefixed(word))]
+        covered = 0
+        for index in starts:
+            if index < covered:
+                continue
+            hit = self._longest_at(tokens, index, accept)
+            if hit is not None:
+                hits.append(hit)
+                covered = hit.last
+        return hits
+
+    def _longest_at(self, tokens: Tokens, index: int, accept) -> PhraseHit[V] | None:
+        words = tokens.words
+        word = words[index]
+        candidates = self._exact.get(word, []) + [c for n in self._prefix_lengths for c in self._prefixed.get(word[:n], [])]
+        for key, value in candidates:
+            last = index + len(key)
+            if last > len(words) or not all(_word_matches(p, w) for p, w in zip(key, words[index:last])):
+                continue
+            if not _joined(tokens, index, last):
+                continue
+            if accept is not None and not accept(value, tokens, index, last):
+                continue
+            return PhraseHit(index, last, tokens.span(index)[0], tokens.span(last - 1)[1], value)
+        return None
+
+
+def _word_matches(pattern: str, word: str) -> bool:
+    return word.startswith(pattern[:-1]) if pattern.endswith("*") else word == pattern
+
+
+def _joined(tokens: Tokens, first: int, last: int) -> bool:
+    """True when the words first..last stand together in the text, as one phrase would."""
+    text = tokens.text
+    return all(_JOINER_RE.fullmatch(text, tokens.span(i)[1], tokens.span(i + 1)[0]) for i in range(first, last - 1))
+
+
+# --- The YAML files ----------------------------------------------------------------------
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class _AmbiguousAlias(_Strict):
+    alias: str
+    unless_next: list[str] = Field(default_factory=list)
+    unless_previous: list[str] = Field(default_factory=list)
+
+
+class _City(_Strict):
+    name: str
+    id: str | None = None
+    native_name: str | None = None
+    aliases: list[str] = Field(default_factory=list)
+    ambiguous_aliases: list[_AmbiguousAlias] = Field(default_factory=list)
+    tags: list[Literal["border", "port"]] = Field(default_factory=list)
+    match_name: bool = True
+
+
+class _Entry(_City):
+    id: str
+    kind: Literal["country", "federal_subject", "province", "institution", "company"]
+    country: Country
+    subtype: str | None = None
+    capital: str | None = None
+    cities: list[_City] = Field(default_factory=list)
+    metonym_of: Country | None = None
+    iso: bool = True
+    note: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class GazetteerEntry:
+    """One place, institution or company, with the names it goes by."""
+
+    id: str
+    name: str
+    kind: Kind
+    country: Country
+    aliases: tuple[str, ...]
+    native_name: str | None = None
+    subtype: str | None = None
+    capital: str | None = None
+    cities: tuple[str, ...] = ()
+    parent: str | None = None
+    metonym_of: Country | None = None
+    tags: tuple[str, ...] = ()
+    iso: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class AliasRule:
+    """What an alias resolves to, and when it must not (see ``ambiguous_aliases``)."""
+
+    entry_id: str
+    alias: str
+    case_sensitive: bool = False
+    unless_next: frozenset[str] = frozenset()
+    unless_previous: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True, slots=True)
+class Mention:
+    """A gazetteer name found in a text."""
+
+    start: int
+    end: int
+    text: str
+    canonical_id: str
+    kind: Kind
+    country: Country
+
+
+class Gazetteer:
+    """Validated gazetteer entries and the alias rules that point at them."""
+
+    def __init__(self, entries: Iterable[GazetteerEntry], rules: Iterable[AliasRule]):
+        self.entries: Mapping[str, GazetteerEntry] = {entry.id: entry for entry in entries}
+        self.rules: tuple[AliasRule, ...] = tuple(rules)
+
+    def __getitem__(self, entry_id: str) -> GazetteerEntry:
+        return self.entries[entry_id]
+
+    def of_kind(self, kind: Kind) -> list[GazetteerEntry]:
+        return [entry for entry in self.entries.values() if entry.kind == kind]
+
+    @cached_property
+    def matcher(self) -> GazetteerMatcher:
+        return GazetteerMatcher(self)
+
+
+class GazetteerMatcher:
+    """The cheap pass: every gazetteer alias in a text, resolved to its entry."""
+
+    def __init__(self, gazetteer: Gazetteer):
+        self._gazetteer = gazetteer
+        merged: dict[tuple[str, ...], AliasRule] = {}
+        for rule in gazetteer.rules:
+            key = phrase_key(rule.alias)
+            previous = merged.get(key)
+            # "Lukoil" and "LUKOIL" share a key: it is case-sensitive only if every spelling is.
+            if previous is not None and not previous.case_sensitive:
+                continue
+            merged[key] = rule
+        self._index = PhraseIndex({" ".join(key): rule for key, rule in merged.items()})
+
+    def find(self, text: str, tokens: Tokens | None = None) -> list[Mention]:
+        """Mentions in ``text``; pass ``tokens`` when the text is already tokenized."""
+        tokens = tokens if tokens is not None else tokenize(text)
+        mentions = []
+        for hit in self._index.find(tokens, _in_context):
+            entry = self._gazetteer.entries[hit.value.entry_id]
+            mentions.append(Mention(hit.start, hit.end, text[hit.start : hit.end], entry.id, entry.kind, entry.country))
+        return mentions
+
+
+def _in_context(rule: AliasRule, tokens: Tokens, first: int, last: int) -> bool:
+    if rule.case_sensitive and any(c.islower() for c in tokens.text[tokens.span(first)[0] : tokens.span(last - 1)[1]]):
+        return False
+    if rule.unless_next and last < len(tokens) and tokens.words[last] in rule.unless_next:
+        return False
+    return not (rule.unless_previous and first > 0 and tokens.words[first - 1] in rule.unless_previous)
+
+
+# --- Loading and validation ----------------------------------------------------------
+
+
+def load_gazetteer(directory: Path | str) -> Gazetteer:
+    """Read every ``*.yaml`` file in ``directory``; raise :class:`ConfigError` listing all problems."""
+    directory = Path(directory)
+    files = sorted(directory.glob("*.yaml"))
+    if not files:
+        raise ConfigError([ConfigProblem(str(directory), "(directory)", "no gazetteer *.yaml files found", "set model.gazetteer_dir to the directory holding russia.yaml, china.yaml and institutions.yaml")])
+    builder = _Builder()
+    for path in files:
+        builder.add_file(path)
+    return builder.build()
+
+
+class _Builder:
+    """Collects entries and alias rules from several files, and every problem on the way."""
+
+    def __init__(self):
+        self.entries: dict[str, GazetteerEntry] = {}
+        self.rules: list[AliasRule] = []
+        self.problems: list[ConfigProblem] = []
+        self._defined_in: dict[str, str] = {}
+        self._alias_owner: dict[tuple[str, ...], tuple[str, str]] = {}
+
+    def add_file(self, path: Path) -> None:
+        raw = _read_yaml(path)
+        if not isinstance(raw, dict) or not isinstance(raw.get("entries"), list) or set(raw) != {"entries"}:
+            self._problem(path, "(top level)", "expected one key, 'entries', holding a list", "start the file with 'entries:' and list one entry per '- '")
+            return
+        # Entry by entry, so that one broken entry does not hide the problems of the others.
+        for position, item in enumerate(raw["entries"]):
+            named = isinstance(item, dict) and isinstance(item.get("id"), str)
+            key = f"entries[{item['id']}]" if named else f"entries.{position}"
+            try:
+                entry = _Entry.model_validate(item)
+            except ValidationError as exc:
+                self.problems.extend(replace(problem, key=f"{key}.{problem.key}") for problem in _problems_from(path, exc))
+                continue
+            self._add_entry(path, key, entry)
+
+    def _add_entry(self, path: Path, key: str, entry: _Entry) -> None:
+        if entry.id in self._defined_in:
+            self._problem(path, f"{key}.id", f"id {entry.id!r} is already defined in {self._defined_in[entry.id]}", "give every entry its own id")
+            return
+        if entry.kind in ("federal_subject", "province"):
+            city_names = {city.name for city in entry.cities} | {entry.name}
+            if entry.capital is None:
+                self._problem(path, f"{key}.capital", "missing", "add the capital's name, and list the capital under cities")
+            elif entry.capital not in city_names:
+                self._problem(path, f"{key}.capital", f"{entry.capital!r} is not one of this entry's cities", "add it under cities, or correct the spelling")
+        if entry.kind == "country" and entry.id != entry.country:
+            self._problem(path, f"{key}.id", f"a country's id must be its code {entry.country!r}", f"set id: {entry.country}")
+        city_ids = tuple(self._add_city(path, f"{key}.cities[{city.name}]", city, entry) for city in entry.cities)
+        self._register(path, key, entry, GazetteerEntry(
+            id=entry.id, name=entry.name, kind=entry.kind, country=entry.country, aliases=tuple(entry.aliases),
+            native_name=entry.native_name, subtype=entry.subtype, capital=entry.capital, cities=city_ids,
+            metonym_of=entry.metonym_of, tags=tuple(entry.tags), iso=entry.iso,
+        ))
+
+    def _add_city(self, path: Path, key: str, city: _City, parent: _Entry) -> str:
+        slug = re.sub(r"[\s'’]+", "-", city.name.strip().lower())
+        city_id = city.id or f"city:{parent.country.lower()}:{slug}"
+        if city_id in self._defined_in:
+            self._problem(path, f"{key}.id", f"id {city_id!r} is already defined in {self._defined_in[city_id]}", "set an explicit, different id for one of the two cities")
+            return city_id
+        self._register(path, key, city, GazetteerEntry(
+            id=city_id, name=city.name, kind="city", country=parent.country, aliases=tuple(city.aliases),
+            native_name=city.native_name, parent=parent.id, tags=tuple(city.tags),
+        ))
+        return city_id
+
+    def _register(self, path: Path, key: str, source: _City, entry: GazetteerEntry) -> None:
+        self.entries[entry.id] = entry
+        self._defined_in[entry.id] = f"{path} ({key})"
+        names = list(source.aliases)
+        if source.match_name:
+            names += [source.name] + ([source.native_name] if source.native_name else [])
+        for alias in names:
+            self._add_rule(path, f"{key}.aliases", AliasRule(entry.id, alias, case_sensitive=_is_acronym(alias)))
+        for position, ambiguous in enumerate(source.ambiguous_aliases):
+            where = f"{key}.ambiguous_aliases.{position}"
+            if not (ambiguous.unless_next or ambiguous.unless_previous):
+                self._problem(path, where, "an ambiguous alias needs unless_next or unless_previous", "add the context words, or move the name to aliases")
+            self._add_rule(path, where, AliasRule(
+                entry.id, ambiguous.alias, case_sensitive=_is_acronym(ambiguous.alias),
+                unless_next=frozenset(w.lower() for w in ambiguous.unless_next),
+                unless_previous=frozenset(w.lower() for w in ambiguous.unless_previous),
+            ))
+
+    def _add_rule(self, path: Path, key: str, rule: AliasRule) -> None:
+        words = phrase_key(rule.alias)
+        if not words:
+            self._problem(path, key, f"alias {rule.alias!r} has no letters or digits", "remove it")
+            return
+        # "Irkutsk Region" also matches "Irkutsk Regional (Government)".
+        variants = [rule] + ([replace(rule, alias=rule.alias + "al")] if words[-1] == "region" else [])
+        for variant in variants:
+            owner = self._alias_owner.setdefault(phrase_key(variant.alias), (variant.entry_id, f"{path} ({key})"))
+            if owner[0] != variant.entry_id:
+                self._problem(path, key, f"alias {variant.alias!r} of {variant.entry_id} also names {owner[0]} ({owner[1]})", "keep the alias on one entry, or make it an ambiguous alias with context words")
+                continue
+            self.rules.append(variant)
+
+    def _problem(self, path: Path, key: str, message: str, hint: str) -> None:
+        self.problems.append(ConfigProblem(str(path), key, message, hint))
+
+    def build(self) -> Gazetteer:
+        if self.problems:
+            raise ConfigError(self.problems)
+        return Gazetteer(self.entries.values(), self.rules)
+
+
+def _is_acronym(alias: str) -> bool:
+    """An alias written in capitals (IMAR, P.R.C.) matches only in capitals."""
+    letters = [c for c in alias if c.isalpha()]
+    return len(letters) >= 2 and all(c.isupper() for c in letters)

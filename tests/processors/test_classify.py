@@ -1,0 +1,251 @@
+"""The rules classifier on short texts of our own, the cascade, and the evaluation report.
+
+Most tests split sentences with a regular expression (``classify_text``) so they run
+without the model; the ``slow`` ones go through the whole :class:`Analyzer`.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pipeline.errors import ConfigError
+from pipeline.messages import Classification, Classified, article_id
+from processors.classify import SECTORS, Passage, load_classifier_config
+from processors.evaluate import evaluate, format_report
+
+# --- stories that are cooperation -----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "level", "russian", "chinese", "sector"),
+    [
+        ("Heilongjiang Province and Amur Oblast signed a memorandum on cross-border farming on Tuesday. "
+         "Growers from both sides will share seed stocks.", "interregional", ["RU-AMU"], ["CN-HL"], "agriculture"),
+        ("The mayors of Blagoveshchensk and Heihe agreed to build a cable car over the river.",
+         "municipal", ["city:ru:blagoveshchensk"], ["city:cn:heihe"], "transport_logistics"),
+        ("Rosatom and the China National Nuclear Corporation signed a contract for two more reactors.",
+         "corporate", ["org:rosatom"], ["org:cnnc"], "energy"),
+        ("Russia and China signed an agreement on the joint construction of a research station on the Moon.",
+         "national", ["RU"], ["CN"], "science_space"),
+        ("Moscow and Beijing signed a long-term contract for natural gas supplies.",
+         "national", ["RU"], ["CN"], "energy"),
+        ("The Moscow city government and the Beijing municipal authorities agreed to exchange metro experts.",
+         "municipal", ["RU-MOW"], ["CN-BJ"], None),
+        ("Exporters in Primorye now settle their contracts with Chinese buyers in yuan and roubles.",
+         "interregional", ["RU-PRI"], ["CN"], "finance_payments"),
+        ("Far Eastern Federal University and Harbin Institute of Technology opened a joint school for engineering students.",
+         "national", ["org:fefu"], ["org:hit"], "education"),
+        ("Putin and Xi signed a joint statement on deepening the partnership in energy.",
+         "national", ["org:ru-president"], ["org:cn-president"], "energy"),
+        ("Russian and Chinese companies signed deals worth 2 billion dollars at a forum in Vladivostok.",
+         "corporate", ["city:ru:vladivostok"], ["CN"], None),
+    ],
+)
+def test_cooperation_stories_are_positive_with_their_parties_and_level(classify_text, text, level, russian, chinese, sector):
+    result = classify_text(text)
+    assert result.is_cooperation, result.reason
+    assert 0.5 <= result.score <= 1
+    assert (result.level, result.russian_parties, result.chinese_parties) == (level, russian, chinese)
+    assert sector is None or sector in result.sectors
+    assert set(result.sectors) <= set(SECTORS)
+    assert result.evidence and result.classifier == "amur.rules.v1"
+
+
+def test_a_pair_split_over_two_sentences_still_counts(classify_text):
+    result = classify_text(
+        "Officials of Jilin Province toured the port on Monday. "
+        "They later signed three cooperation agreements with the Primorsky Krai administration."
+    )
+    assert result.is_cooperation, result.reason
+    assert (result.russian_parties, result.chinese_parties) == (["RU-PRI"], ["CN-JL"])
+    assert "toured the port on Monday. They later signed" in result.evidence[0]
+
+
+def test_more_evidence_raises_the_score(classify_text):
+    one = classify_text("Tongjiang and Nizhneleninskoye signed a bridge maintenance agreement.")
+    two = classify_text(
+        "Tongjiang and Nizhneleninskoye signed a bridge maintenance agreement. "
+        "Freight across the bridge between Heilongjiang and the Jewish Autonomous Region doubled after the deal."
+    )
+    assert two.score > one.score and len(two.evidence) == 2
+
+
+# --- hard negatives -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        # Two countries in separate, unrelated sentences.
+        "China's exports slowed in May, customs data showed. In Russia, the wheat harvest started early.",
+        # A dispute.
+        "Russian border guards detained a Chinese fishing boat near Heihe and fined its crew.",
+        # Sanctions.
+        "Washington imposed sanctions on three Chinese firms accused of supplying drone parts to Russian arms makers.",
+        # Russia and China in a list of many countries.
+        "Ministers from India, Brazil, Russia, China and South Africa discussed trade at the summit.",
+        # Criticism of a joint project.
+        "Chinese officials criticised the Russian contractor, saying work on the bridge had stalled.",
+    ],
+)
+def test_disputes_lists_and_unrelated_mentions_are_negative(classify_text, text):
+    result = classify_text(text)
+    assert not result.is_cooperation, result.reason
+    assert result.score < 0.5
+    assert result.reason.startswith("not cooperation")
+
+
+def test_dispute_reason_names_the_dispute_cues(classify_text):
+    result = classify_text("China banned imports of Russian pork from Amur Oblast and suspended two contracts.")
+    assert "dispute cues" in result.reason and "banned" in result.reason
+
+
+# --- the cheap pass -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("title", "text", "reason"),
+    [
+        ("", "The Tomsk Oblast government and Gazprom signed an agreement on gas for villages.", "names no Chinese party"),
+        ("", "Khabarovsk Krai signed a tourism agreement with the Japanese island of Hokkaido.", "names no Chinese party"),
+        ("", "Shanghai hosted a trade fair for furniture makers.", "names no Russian party"),
+        ("", "Russian warships sailed through the South China Sea after joint talks.", "names no Chinese party"),
+        ("Rain in Lisbon", "Football fans crowded the square after the match.", "names neither"),
+        ("", "Russian swimmers beat Chinese rivals at the championships.", "no cooperation cue"),
+        ("", "Russia signed a deal. " + "Filler words keep going here. " * 40 + "China signed a deal.", "never within"),
+    ],
+)
+def test_the_cheap_pass_turns_away_articles_with_the_reason(gazetteer, classifier, title, text, reason):
+    verdict = classifier.screen(Passage.of(title, gazetteer), Passage.of(text, gazetteer))
+    assert verdict is not None and reason in verdict
+    rejected = classifier.reject(verdict)
+    assert (rejected.is_cooperation, rejected.score) == (False, 0.0) and rejected.reason.startswith("cheap pass: ")
+
+
+def test_the_cheap_pass_lets_a_title_pair_through(gazetteer, classifier):
+    title = Passage.of("Amur Oblast signs deal with Heilongjiang", gazetteer)
+    assert classifier.screen(title, Passage.of("Details follow.", gazetteer)) is None
+
+
+# --- the configuration ----------------------------------------------------------------
+
+
+def test_the_shipped_config_has_exactly_the_sector_taxonomy(classifier_config_path):
+    config = load_classifier_config(classifier_config_path)
+    assert list(config.sectors.model_dump()) == list(SECTORS)
+    assert 0 < config.scoring.threshold < 1
+
+
+def broken_config(shipped: Path, tmp_path: Path, change) -> list:
+    data = yaml.safe_load(shipped.read_text(encoding="utf-8"))
+    change(data)
+    path = tmp_path / "classifier.yaml"
+    path.write_text(yaml.safe_dump(data), encoding="utf-8")
+    with pytest.raises(ConfigError) as caught:
+        load_classifier_config(path)
+    return [(p.key, p.message) for p in caught.value.problems]
+
+
+def test_an_unknown_or_missing_sector_is_refused_with_its_key(classifier_config_path, tmp_path):
+    def rename(data):
+        data["sectors"]["shipping"] = data["sectors"].pop("transport_logistics")
+
+    keys = [key for key, _ in broken_config(classifier_config_path, tmp_path, rename)]
+    assert "sectors.shipping" in keys and "sectors.transport_logistics" in keys
+
+
+def test_a_cue_in_two_lists_is_refused(classifier_config_path, tmp_path):
+    problems = broken_config(classifier_config_path, tmp_path, lambda data: data["cues"]["weak"].append("signed"))
+    assert ("cues.weak", "'signed' is also listed under cues.strong") in problems
+
+
+# --- the whole cascade, with the model -------------------------------------------------
+
+
+@pytest.mark.slow
+def test_analyze_sends_only_candidates_to_the_model(analyzer, monkeypatch):
+    seen: list[str] = []
+    pipe = analyzer.nlp.pipe
+
+    def recording_pipe(texts, **options):
+        texts = list(texts)
+        seen.extend(texts)
+        return pipe(texts, **options)
+
+    monkeypatch.setattr(analyzer.nlp, "pipe", recording_pipe)
+    story = "Governor Vasily Orlov of Amur Oblast and Heilongjiang officials signed eleven agreements worth $2 billion in Harbin."
+    other = "The museum in Lisbon opened a show of modern sculpture on Tuesday."
+    first, second = analyzer.analyze([_article(story, "a"), _article(other, "b")])
+    assert seen == [story]
+    assert first.classification.is_cooperation and first.classification.level == "interregional"
+    labels = {(e.label, e.canonical_id) for e in first.entities}
+    # The model adds what the gazetteer does not know (the amount); the gazetteer links the places.
+    assert {("MONEY", None), ("federal_subject", "RU-AMU"), ("province", "CN-HL"), ("city", "city:cn:harbin")} <= labels
+    assert {(f.kind, f.unit) for f in first.figures} == {("count", "agreements"), ("money", "USD")}
+    assert not second.classification.is_cooperation
+    assert second.classification.reason.startswith("cheap pass:") and second.entities == [] and second.figures == []
+
+
+@pytest.mark.slow
+def test_analyze_text_builds_a_cli_article(analyzer):
+    result = analyzer.analyze_text("Gazprom and CNPC signed a supply contract.", title="Gas deal")
+    assert result.article.source == "cli" and result.article.url.startswith("text:")
+    assert result.id == article_id(result.article.url)
+    assert result.classification.level == "corporate"
+
+
+def _article(text: str, name: str):
+    from processors.analyze import synthetic_article
+
+    return synthetic_article(text, url=f"https://example.invalid/{name}")
+
+
+# --- the evaluation report ------------------------------------------------------------
+
+
+class _ByKeyword:
+    """Calls "Heilongjiang" stories interregional trade cooperation, everything else not."""
+
+    def analyze(self, articles):
+        results = []
+        for article in articles:
+            positive = "Heilongjiang" in article.text
+            classification = Classification(
+                is_cooperation=positive, score=0.9 if positive else 0.1, level="interregional" if positive else None,
+                sectors=["trade"] if positive else [], reason="keyword", classifier="test.keyword.v1",
+            )
+            results.append(Classified(id=article.id, article=article, classification=classification, classified_at=article.fetched_at))
+        return results
+
+
+def test_evaluate_scores_overall_per_level_and_per_sector(tmp_path):
+    lines = [
+        {"text": "Heilongjiang trade story", "label": "positive", "level": "interregional", "sectors": ["trade"]},
+        {"text": "Heilongjiang energy story", "label": "positive", "level": "national", "sectors": ["energy"]},
+        {"text": "A Primorye story", "label": "positive"},
+        {"text": "Heilongjiang weather", "label": "negative"},
+        {"text": "Football", "label": "negative"},
+    ]
+    path = tmp_path / "labeled.jsonl"
+    path.write_text("\n".join(json.dumps(line) for line in lines) + "\n", encoding="utf-8")
+    report = evaluate(path, _ByKeyword())
+    assert (report.overall.tp, report.overall.fp, report.overall.fn, report.overall.tn) == (2, 1, 1, 1)
+    assert report.overall.precision == pytest.approx(2 / 3) and report.overall.recall == pytest.approx(2 / 3)
+    interregional = report.by_level["interregional"]
+    assert (interregional.tp, interregional.fp, interregional.fn) == (1, 2, 0)
+    assert (report.by_level["national"].fn, report.by_sector["energy"].fn, report.by_sector["trade"].tp) == (1, 1, 1)
+    assert [line for line, *_ in report.mistakes] == [3, 4]
+    text = format_report(report)
+    assert "overall" in text and "level interregional" in text and "line 3: expected positive" in text
+
+
+def test_a_malformed_line_is_named_by_file_and_line_number(tmp_path):
+    path = tmp_path / "labeled.jsonl"
+    path.write_text('{"text": "ok", "label": "negative"}\n{"text": "no label"}\nnot json\n', encoding="utf-8")
+    with pytest.raises(ConfigError) as caught:
+        evaluate(path, _ByKeyword())
+    assert [(p.file, p.key) for p in caught.value.problems] == [(str(path), "line 2"), (str(path), "line 3")]
