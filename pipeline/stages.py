@@ -9,8 +9,9 @@ Each batch goes through the same checkpoint, in this order (the at-least-once co
 
 A crash anywhere before step 4 makes the group deliver the batch again; sinks are idempotent
 and outputs are keyed by id, so the replay changes nothing downstream. A sink that raises
-:class:`~pipeline.errors.SinkError` makes the stage seek back and retry the batch after a
-delay — nothing is committed past an unwritten record.
+:class:`~pipeline.errors.SinkError`, or a transport that cannot flush (the broker is
+restarting), makes the stage handle the same batch again after a delay — nothing is
+committed past an unwritten record, and the process rides out the outage instead of dying.
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ log = logging.getLogger(__name__)
 
 PAYLOAD_LIMIT = 64 * 1024
 NO_PARTITIONS_TIMEOUT = 60.0
+RETRY_DELAY = 1.0
+MAX_RETRY_DELAY = 60.0
 
 
 class DeadLetters:
@@ -104,7 +107,12 @@ class Stage(ABC):
         unassigned_since = time.monotonic()
         try:
             while not stop.is_set():
-                records = consumer.poll(self.batch_size, poll_timeout)
+                try:
+                    records = consumer.poll(self.batch_size, poll_timeout)
+                except TransportError as exc:
+                    log.error("stage=%s poll failed, retrying in %.0f s: %s", self.name, RETRY_DELAY, exc)
+                    stop.wait(RETRY_DELAY)
+                    continue
                 if records:
                     self._checkpoint(consumer, records, stop)
                     handled += len(records)
@@ -121,21 +129,28 @@ class Stage(ABC):
         return handled
 
     def _checkpoint(self, consumer: Consumer, records: list[Record], stop: threading.Event) -> None:
-        delay = 1.0
+        delay = RETRY_DELAY
         while True:
             try:
                 self.handle(records)
                 self.flush_outputs()
                 break
-            except SinkError as exc:
+            except (SinkError, TransportError) as exc:
+                # The whole batch is handled again: outputs already produced are produced
+                # twice, which downstream upserts absorb; nothing past the failure is committed.
                 retry_after = exc.retry_after if isinstance(exc, SinkBackpressure) else delay
                 log.error("stage=%s batch of %d not written, retrying in %.1f s: %s", self.name, len(records), retry_after, exc)
                 if stop.wait(retry_after):
                     # Stopping: leave the batch uncommitted so the next member replays it.
                     return
-                delay = min(delay * 2, 60.0)
+                delay = min(delay * 2, MAX_RETRY_DELAY)
         failpoint(f"{self.name}.before_commit")
-        consumer.commit(next_offsets(records))
+        try:
+            consumer.commit(next_offsets(records))
+        except TransportError as exc:
+            # The outputs are durable; an uncommitted batch is only delivered again (after a
+            # rebalance or a broker restart), which the idempotent sinks absorb.
+            log.warning("stage=%s commit failed, the batch may be delivered again: %s", self.name, exc)
 
     def close(self) -> None:
         self.producer.close()

@@ -201,3 +201,44 @@ def test_all_roles_in_one_process_until_stopped(tmp_path, site, topic_prefix):
         _, stderr = process.communicate(timeout=60)
     assert process.returncode == 0, stderr[-3000:]
     assert deployment.alert_links() == sorted(STORIES)
+
+
+KAFKA_DEV = Path(__file__).resolve().parents[2] / "scripts" / "kafka-dev"
+
+
+def _restart_broker() -> None:
+    if subprocess.run([str(KAFKA_DEV), "status"], capture_output=True).returncode != 0:
+        pytest.skip("the broker is not managed by scripts/kafka-dev here, so the test cannot restart it")
+    for command in ("stop", "start"):
+        done = subprocess.run([str(KAFKA_DEV), command], capture_output=True, text=True, timeout=180)
+        assert done.returncode == 0, done.stdout + done.stderr
+
+
+@pytest.mark.kafka
+def test_running_roles_ride_out_a_broker_restart(tmp_path, site, topic_prefix, kafka_bootstrap):
+    """Processors and sinks keep running through a broker restart; nothing is lost or doubled."""
+    deployment = Deployment(tmp_path, "kafka", kafka_bootstrap, topic_prefix, {"news": site.url("/feed.xml")})
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AMUR_")}
+    roles = [
+        subprocess.Popen([*AMUR, "run", role, "--config", str(deployment.config)], env=env,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        for role in ("processors", "sinks")
+    ]
+    try:
+        time.sleep(5)  # let both join their groups before the broker goes away
+        _restart_broker()
+        assert deployment.run("connectors").returncode == 0
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if all(role.poll() is None for role in roles) and deployment.atom.exists():
+                if len(deployment.alert_links()) == 2 and deployment.query("SELECT COUNT(*) FROM articles") == [(3,)]:
+                    break
+            time.sleep(1)
+        assert all(role.poll() is None for role in roles), "a role died during the broker restart"
+    finally:
+        for role in roles:
+            role.terminate()
+        outputs = [role.communicate(timeout=60)[1] for role in roles]
+    assert [role.returncode for role in roles] == [0, 0], "\n".join(output[-2000:] for output in outputs)
+    assert deployment.alert_links() == sorted(STORIES)
+    assert deployment.query("SELECT COUNT(*) FROM alerts") == [(2,)]
