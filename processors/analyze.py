@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from pathlib import Path
 
 from spacy.language import Language
 
@@ -53,13 +52,13 @@ class Analyzer:
         self.n_process = n_process
 
     @classmethod
-    def from_settings(cls, model: ModelSettings, classifier_config_path: Path | str = "config/classifier.yaml", **options) -> Analyzer:
+    def from_settings(cls, model: ModelSettings, **options) -> Analyzer:
         """Load the gazetteer, the classifier's config and the spaCy model once.
 
         :raises ConfigError: a file is invalid or the model is not installed.
         """
         gazetteer = load_gazetteer(model.gazetteer_dir)
-        classifier = RulesClassifier(load_classifier_config(classifier_config_path), gazetteer)
+        classifier = RulesClassifier(load_classifier_config(model.classifier_config), gazetteer)
         return cls(load_pipeline(model.name), gazetteer, classifier, **options)
 
     def analyze(self, articles: Sequence[Article]) -> list[Classified]:

@@ -29,7 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from pipeline.errors import ConfigError, ConfigProblem
 from pipeline.messages import Classification, Country, Level
-from pipeline.settings import _problems_from, _read_yaml
+from pipeline.settings import problems_from, read_yaml
 from processors.gazetteer import Gazetteer, Mention, PhraseHit, PhraseIndex, Tokens, phrase_key, tokenize
 
 # --- config/classifier.yaml ------------------------------------------------------------
@@ -122,11 +122,11 @@ class ClassifierConfig(_Strict):
 def load_classifier_config(path: Path | str) -> ClassifierConfig:
     """Read and validate ``config/classifier.yaml``; every problem names the key and the fix."""
     path = Path(path)
-    raw = _read_yaml(path)
+    raw = read_yaml(path)
     try:
         config = ClassifierConfig.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(_problems_from(path, exc)) from None
+        raise ConfigError(problems_from(path, exc)) from None
     problems = [problem for group in ("cues", "context", "sectors") for problem in _repeated_phrases(path, group, getattr(config, group).model_dump())]
     if problems:
         raise ConfigError(problems)

@@ -29,7 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from pipeline.errors import ConfigError, ConfigProblem
 from pipeline.messages import Country
-from pipeline.settings import _problems_from, _read_yaml
+from pipeline.settings import problems_from, read_yaml
 
 Kind = Literal["country", "federal_subject", "province", "city", "institution", "company"]
 
@@ -331,7 +331,7 @@ class _Builder:
         self._alias_owner: dict[tuple[str, ...], tuple[str, str]] = {}
 
     def add_file(self, path: Path) -> None:
-        raw = _read_yaml(path)
+        raw = read_yaml(path)
         if not isinstance(raw, dict) or not isinstance(raw.get("entries"), list) or set(raw) != {"entries"}:
             self._problem(path, "(top level)", "expected one key, 'entries', holding a list", "start the file with 'entries:' and list one entry per '- '")
             return
@@ -342,7 +342,7 @@ class _Builder:
             try:
                 entry = _Entry.model_validate(item)
             except ValidationError as exc:
-                self.problems.extend(replace(problem, key=f"{key}.{problem.key}") for problem in _problems_from(path, exc))
+                self.problems.extend(replace(problem, key=f"{key}.{problem.key}") for problem in problems_from(path, exc))
                 continue
             self._add_entry(path, key, entry)
 

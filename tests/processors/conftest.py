@@ -36,7 +36,7 @@ def classifier(gazetteer: Gazetteer) -> RulesClassifier:
 @pytest.fixture(scope="session")
 def analyzer() -> Analyzer:
     """The whole cascade with the real model, loaded once for the session."""
-    return Analyzer.from_settings(ModelSettings(gazetteer_dir=str(GAZETTEER_DIR)), CLASSIFIER_CONFIG)
+    return Analyzer.from_settings(ModelSettings(gazetteer_dir=str(GAZETTEER_DIR), classifier_config=str(CLASSIFIER_CONFIG)))
 
 
 @pytest.fixture(scope="session")
