@@ -18,7 +18,9 @@ app = typer.Typer(no_args_is_help=True, add_completion=False, help="Amur: alerts
 config_app = typer.Typer(no_args_is_help=True, help="Check configuration files.")
 schemas_app = typer.Typer(no_args_is_help=True, help="JSON Schemas of the topic messages.")
 topics_app = typer.Typer(no_args_is_help=True, help="Manage the pipeline's topics.")
+sources_app = typer.Typer(no_args_is_help=True, help="Inspect and try out news sources.")
 app.add_typer(config_app, name="config")
+app.add_typer(sources_app, name="sources")
 app.add_typer(schemas_app, name="schemas")
 app.add_typer(topics_app, name="topics")
 
@@ -100,6 +102,52 @@ def config_check(
     if problems:
         _fail_config(problems)
     typer.echo(f"{file}: OK")
+
+
+@sources_app.command("health")
+def sources_health(config: ConfigOption = DEFAULT_CONFIG_PATH) -> None:
+    """Each source's status, last success, consecutive failures, next poll and last error."""
+    from pipeline.sources import format_health, source_health
+
+    settings = _settings(config)
+    try:
+        typer.echo(format_health(source_health(settings, config)))
+    except ConfigError as exc:
+        _fail_config(exc.problems)
+
+
+@sources_app.command("test")
+def sources_test(
+    name: Annotated[str, typer.Argument(help="The source's name in the sources file.")],
+    config: ConfigOption = DEFAULT_CONFIG_PATH,
+    classify: Annotated[bool, typer.Option("--classify", help="Also classify what would be emitted.")] = False,
+) -> None:
+    """Poll one source dry: show what it would emit, touching neither topics nor state."""
+    from pipeline.sources import dry_run
+
+    settings = _settings(config)
+    try:
+        result = dry_run(settings, config, name)
+    except ConfigError as exc:
+        _fail_config(exc.problems)
+    except AmurError as exc:
+        typer.echo(f"error: source {name}: {exc}", err=True)
+        raise typer.Exit(1)
+    verdicts = {}
+    if classify and result.articles:
+        from processors.analyze import Analyzer
+
+        verdicts = {c.id: c.classification for c in Analyzer.from_settings(settings.model).analyze(result.articles)}
+    typer.echo(f"source {name}: {len(result.articles)} article(s), {len(result.failures)} failed item(s)")
+    for article in result.articles:
+        words = len(article.text.split())
+        typer.echo(f"  + {article.title} ({words} words)\n    {article.url}")
+        if article.id in verdicts:
+            verdict = verdicts[article.id]
+            parties = ", ".join([*verdict.russian_parties, *verdict.chinese_parties]) or "-"
+            typer.echo(f"    cooperation={verdict.is_cooperation} score={verdict.score:.2f} parties={parties}")
+    for url, error in result.failures:
+        typer.echo(f"  ! {url}\n    {error}")
 
 
 @topics_app.command("create")

@@ -1,0 +1,86 @@
+"""Operator views of the sources: their health from the state store, and a dry run of one.
+
+A dry run polls a source with a throw-away in-memory state store, so every entry counts as
+new, nothing is produced to a topic and the real state (seen articles, ETags, failure
+counts) is left as it was.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from connectors.feed import FeedConnector
+from connectors.fetch import Fetcher
+from pipeline.db import make_engine
+from pipeline.errors import ConfigError, ConfigProblem
+from pipeline.messages import Article
+from pipeline.settings import AmurSettings, SourceConfig, load_sources, sources_path
+from pipeline.state import SourceState, StateStore
+
+
+@dataclass(frozen=True)
+class SourceHealth:
+    """A configured source and what the state store knows of it."""
+
+    source: SourceConfig
+    state: SourceState
+
+    @property
+    def status(self) -> str:
+        if not self.source.enabled:
+            return "disabled"
+        if self.state.last_polled_at is None:
+            return "never polled"
+        return "failing" if self.state.consecutive_failures else "ok"
+
+
+def source_health(settings: AmurSettings, config_path: Path) -> list[SourceHealth]:
+    """Every source of the sources file with its polling state, in file order."""
+    store = StateStore(make_engine(settings.database_url))
+    store.setup()
+    known = {state.name: state for state in store.health()}
+    sources = load_sources(sources_path(config_path, settings)).sources
+    return [SourceHealth(source, known.get(source.name, SourceState(name=source.name))) for source in sources]
+
+
+def format_health(rows: list[SourceHealth]) -> str:
+    def when(value: datetime | None) -> str:
+        return value.strftime("%Y-%m-%d %H:%M:%SZ") if value else "-"
+
+    lines = [f"{'source':24} {'status':13} {'last success':21} {'failures':>8}  {'next poll':21} last error"]
+    for row in rows:
+        state = row.state
+        lines.append(
+            f"{row.source.name:24} {row.status:13} {when(state.last_success_at):21} {state.consecutive_failures:>8}  "
+            f"{when(state.next_poll_at):21} {state.last_error or ''}"
+        )
+    return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class DryRun:
+    """What one poll of a source would emit, and which items would fail."""
+
+    source: SourceConfig
+    articles: list[Article]
+    failures: list[tuple[str, str]]
+
+
+def dry_run(settings: AmurSettings, config_path: Path, name: str) -> DryRun:
+    """Poll source ``name`` once without producing or recording anything.
+
+    :raises ConfigError: no source of that name.
+    :raises SourceError: the feed itself cannot be fetched or parsed.
+    """
+    path = sources_path(config_path, settings)
+    sources = {source.name: source for source in load_sources(path).sources}
+    if name not in sources:
+        known = ", ".join(sorted(sources)) or "none"
+        raise ConfigError([ConfigProblem(str(path), "sources", f"no source named {name!r}", f"known sources: {known}")])
+    scratch = StateStore(make_engine("sqlite://"))
+    scratch.setup()
+    with Fetcher(settings.fetch) as fetcher:
+        result = FeedConnector(sources[name], fetcher, scratch).poll()
+    return DryRun(sources[name], result.articles, [(failure.url, str(failure.error)) for failure in result.failures])

@@ -1,0 +1,65 @@
+"""Operator commands on sources: a dry run touches nothing; health reports the state store."""
+
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from typer.testing import CliRunner
+
+from pipeline.cli import app
+from pipeline.db import make_engine
+from pipeline.messages import utc_now
+from pipeline.state import StateStore
+from tests.support.local_site import LocalSite
+
+RESOURCES = Path(__file__).resolve().parents[1] / "resources" / "e2e"
+
+
+@pytest.fixture
+def setup(tmp_path):
+    with LocalSite() as site:
+        text = (RESOURCES / "feed.xml").read_text().replace("{base}", site.base_url)
+        site.add("/feed.xml", text.replace("salmon-prices.html", "missing.html").encode(), "application/rss+xml")
+        for page in ("amur-heilongjiang-freight.html", "primorye-jilin-tourism.html"):
+            site.add(f"/news/{page}", (RESOURCES / page).read_bytes(), "text/html; charset=utf-8")
+        config = tmp_path / "amur.yaml"
+        config.write_text(f"database_url: sqlite:///{tmp_path / 'amur.sqlite'}\nfetch:\n  per_host_delay_seconds: 0\n")
+        (tmp_path / "sources.yaml").write_text(
+            f"sources:\n  - name: wire\n    url: {site.url('/feed.xml')}\n"
+            f"  - name: dead\n    url: http://127.0.0.1:9/feed.xml\n"
+        )
+        runner = CliRunner(env={"COLUMNS": "250"})
+        yield lambda *args: runner.invoke(app, [*args, "--config", str(config)]), tmp_path
+
+
+@pytest.mark.slow
+def test_a_dry_run_shows_articles_failures_and_verdicts_without_touching_state(setup):
+    amur, root = setup
+    result = amur("sources", "test", "wire", "--classify")
+    assert result.exit_code == 0, result.output
+    assert "source wire: 2 article(s), 1 failed item(s)" in result.output
+    assert "Primorye and Jilin launch yuan settlements" in result.output
+    assert result.output.count("cooperation=True") == 2
+    assert "missing.html" in result.output and "404" in result.output
+    engine = sa.create_engine(f"sqlite:///{root / 'amur.sqlite'}")
+    assert not sa.inspect(engine).has_table("seen_articles")
+
+
+def test_a_dry_run_of_a_dead_or_unknown_source_says_why(setup):
+    amur, _ = setup
+    dead = amur("sources", "test", "dead")
+    assert dead.exit_code == 1 and "error: source dead:" in dead.output
+    unknown = amur("sources", "test", "nope")
+    assert unknown.exit_code == 2 and "no source named 'nope'" in unknown.output and "known sources: dead, wire" in unknown.output
+
+
+def test_health_lists_every_source_with_its_state(setup):
+    amur, root = setup
+    store = StateStore(make_engine(f"sqlite:///{root / 'amur.sqlite'}"))
+    store.setup()
+    store.record_failure("dead", "connection refused", utc_now())
+    result = amur("sources", "health")
+    assert result.exit_code == 0, result.output
+    lines = {line.split()[0]: line for line in result.output.splitlines()[1:]}
+    assert "never polled" in lines["wire"]
+    assert "failing" in lines["dead"] and "connection refused" in lines["dead"]
