@@ -1,4 +1,4 @@
-"""The ``database_url`` fixture: each test gets an empty SQLite file and an empty PostgreSQL schema.
+"""Databases for tests: each test gets an empty SQLite file or an empty PostgreSQL schema.
 
 PostgreSQL comes from ``AMUR_TEST_POSTGRES_URL`` (``scripts/postgres-dev`` starts one); when it
 is unset the PostgreSQL cases skip, unless ``AMUR_REQUIRE_POSTGRES=1`` (CI), where they fail.
@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 import sqlalchemy as sa
@@ -23,18 +25,27 @@ def _postgres_url() -> str:
     pytest.skip(message)
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def database_url(request, tmp_path):
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'amur.sqlite'}"
-        return
+@contextmanager
+def postgres_schema_url() -> Iterator[str]:
+    """The URL of a fresh schema of the test server (dropped afterwards); other processes can use it."""
     base = _postgres_url()
     schema = f"test_{uuid.uuid4().hex[:12]}"
     admin = sa.create_engine(base)
     with admin.begin() as connection:
         connection.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
     separator = "&" if "?" in base else "?"
-    yield f"{base}{separator}options=-csearch_path%3D{schema}"
-    with admin.begin() as connection:
-        connection.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
-    admin.dispose()
+    try:
+        yield f"{base}{separator}options=-csearch_path%3D{schema}"
+    finally:
+        with admin.begin() as connection:
+            connection.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database_url(request, tmp_path):
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'amur.sqlite'}"
+        return
+    with postgres_schema_url() as url:
+        yield url
