@@ -11,7 +11,7 @@ Serves a few hundred synthetic article pages and feeds from a local HTTP server 
 Both run in the same process, one after the other, so the ratio is meaningful on a noisy
 shared machine; absolute figures are not. Run::
 
-    .venv/bin/python benchmarks/bench_pipeline.py --articles 300
+    scripts/kafka-dev start && .venv/bin/python -m benchmarks.bench_pipeline --articles 300
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import sys
 import tempfile
 import threading
 import time
@@ -30,15 +29,13 @@ import sqlalchemy as sa
 import spacy
 import trafilatura
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from benchmarks.corpus import synthetic_articles  # noqa: E402
-from pipeline.db import make_engine  # noqa: E402
-from pipeline.roles import Runtime, run_forever  # noqa: E402
-from pipeline.settings import load_settings  # noqa: E402
-from sinks.alert_feed import alerts  # noqa: E402
-from sinks.records import articles  # noqa: E402
-from tests.support.local_site import LocalSite  # noqa: E402
+from benchmarks.corpus import synthetic_articles
+from pipeline.db import make_engine
+from pipeline.roles import Runtime, run_forever
+from pipeline.settings import load_settings
+from sinks.alert_feed import alerts
+from sinks.records import articles
+from tests.support.local_site import LocalSite
 
 ARTICLES_PER_FEED = 10
 
