@@ -24,6 +24,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 
 from connectors.base import Connector
 from pipeline.errors import ConfigError, SourceError
+from pipeline.failpoints import failpoint
 from pipeline.messages import Topics, encode, utc_now
 from pipeline.settings import SourceConfig, load_sources
 from pipeline.stages import DeadLetters
@@ -105,6 +106,7 @@ class ConnectorRunner:
             if failure.gave_up:  # a retryable failure comes back on a later poll
                 self.dead_letters.item(f"{name}:{failure.url}", failure.url, failure.error)
         self.producer.flush()
+        failpoint("connectors.before_commit")
         connector.commit(result.articles)
         summary.emitted, summary.failed_items = len(result.articles), len(result.failures)
         log.info("source=%s emitted=%d failed_items=%d", name, summary.emitted, summary.failed_items)

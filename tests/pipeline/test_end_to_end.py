@@ -173,6 +173,31 @@ def test_a_processor_killed_before_commit_loses_and_duplicates_nothing(deploymen
     assert deployment.alert_links() == sorted(STORIES)
 
 
+def test_a_connector_killed_between_flush_and_commit_re_emits_and_nothing_doubles(deployment):
+    crashed = deployment.run("connectors", failpoints="connectors.before_commit")
+    assert crashed.returncode == -9, crashed.stderr[-3000:]
+    # The articles reached the topic, but the connector never recorded them as emitted.
+    restarted = deployment.run("connectors")
+    assert "news: 3 new article(s)" in restarted.stdout
+    assert len(deployment.topic_values("articles")) == 6
+    for role in ("processors", "sinks"):
+        assert deployment.run(role).returncode == 0
+    assert deployment.query("SELECT COUNT(*) FROM articles") == [(3,)]
+    assert deployment.alert_links() == sorted(STORIES)
+
+
+def test_a_sink_killed_after_writing_but_before_commit_writes_nothing_twice(deployment):
+    for role in ("connectors", "processors"):
+        assert deployment.run(role).returncode == 0
+    crashed = deployment.run("sinks", failpoints="sinks.before_commit")
+    assert crashed.returncode == -9, crashed.stderr[-3000:]
+    assert deployment.alert_links() == sorted(STORIES)  # written, not committed
+    restarted = deployment.run("sinks")
+    assert "sinks: handled 5 record(s)" in restarted.stdout  # 3 classified + 2 alerts again
+    assert deployment.query("SELECT COUNT(*) FROM alerts") == [(2,)]
+    assert deployment.alert_links() == sorted(STORIES)
+
+
 def test_a_poison_message_is_dead_lettered_once_and_the_stream_goes_on(deployment):
     transport = make_transport(load_settings(deployment.config, environ={}))
     transport.ensure_topics(deployment.topics.all())
