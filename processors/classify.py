@@ -293,7 +293,10 @@ class RulesClassifier:
         tier = {"city": "city", "company": "company", "institution": "national"}.get(entry.kind, "region")
         if tier == "region" and local and entry.subtype in ("federal_city", "municipality"):
             tier = "city"
-        return _Party(entry.country, entry.id, tier, 1.0)
+        # Subscribers filter by region: a city stands for its region among the parties (the
+        # city itself stays in the entities, and its tier still makes the level municipal).
+        party_id = entry.parent if entry.kind == "city" and entry.parent else entry.id
+        return _Party(entry.country, party_id, tier, 1.0)
 
     def _score(self, unit: _Sentence) -> float:
         weights = self.config.scoring

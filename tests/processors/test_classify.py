@@ -26,7 +26,7 @@ from processors.evaluate import evaluate, format_report
         ("Heilongjiang Province and Amur Oblast signed a memorandum on cross-border farming on Tuesday. "
          "Growers from both sides will share seed stocks.", "interregional", ["RU-AMU"], ["CN-HL"], "agriculture"),
         ("The mayors of Blagoveshchensk and Heihe agreed to build a cable car over the river.",
-         "municipal", ["city:ru:blagoveshchensk"], ["city:cn:heihe"], "transport_logistics"),
+         "municipal", ["RU-AMU"], ["CN-HL"], "transport_logistics"),
         ("Rosatom and the China National Nuclear Corporation signed a contract for two more reactors.",
          "corporate", ["org:rosatom"], ["org:cnnc"], "energy"),
         ("Russia and China signed an agreement on the joint construction of a research station on the Moon.",
@@ -42,7 +42,7 @@ from processors.evaluate import evaluate, format_report
         ("Putin and Xi signed a joint statement on deepening the partnership in energy.",
          "national", ["org:ru-president"], ["org:cn-president"], "energy"),
         ("Russian and Chinese companies signed deals worth 2 billion dollars at a forum in Vladivostok.",
-         "corporate", ["city:ru:vladivostok"], ["CN"], None),
+         "corporate", ["RU-PRI"], ["CN"], None),
     ],
 )
 def test_cooperation_stories_are_positive_with_their_parties_and_level(classify_text, text, level, russian, chinese, sector):
