@@ -6,6 +6,8 @@ import logging
 import signal
 import sys
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -36,11 +38,21 @@ def _fail_config(problems: list[ConfigProblem]) -> None:
     raise typer.Exit(EXIT_CONFIG)
 
 
-def _settings(config: Path, transport: Optional[str] = None) -> AmurSettings:
+@contextmanager
+def _errors_end_the_command(prefix: str = "") -> Iterator[None]:
+    """A broken configuration exits 2 with every problem; any other Amur error exits 1 with its message."""
     try:
-        settings = load_settings(config)
+        yield
     except ConfigError as exc:
         _fail_config(exc.problems)
+    except AmurError as exc:
+        typer.echo(f"error: {prefix}{exc}", err=True)
+        raise typer.Exit(1) from None
+
+
+def _settings(config: Path, transport: Optional[str] = None) -> AmurSettings:
+    with _errors_end_the_command():
+        settings = load_settings(config)
     if transport:
         settings = settings.model_copy(update={"transport": transport})
     return settings
@@ -74,7 +86,7 @@ def run(
     if role is not None and settings.transport == "embedded" and not once:
         typer.echo("note: a single role on the embedded transport only makes sense with --once", err=True)
     roles = (role,) if role else ROLES
-    try:
+    with _errors_end_the_command():
         runtime = Runtime.from_settings(settings, config)
         try:
             if once:
@@ -86,11 +98,6 @@ def run(
                 run_forever(runtime, roles, stop)
         finally:
             runtime.close()
-    except ConfigError as exc:
-        _fail_config(exc.problems)
-    except AmurError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(1)
 
 
 @config_app.command("check")
@@ -110,10 +117,8 @@ def sources_health(config: ConfigOption = DEFAULT_CONFIG_PATH) -> None:
     from pipeline.sources import format_health, source_health
 
     settings = _settings(config)
-    try:
+    with _errors_end_the_command():
         typer.echo(format_health(source_health(settings, config)))
-    except ConfigError as exc:
-        _fail_config(exc.problems)
 
 
 @sources_app.command("test")
@@ -123,31 +128,11 @@ def sources_test(
     classify: Annotated[bool, typer.Option("--classify", help="Also classify what would be emitted.")] = False,
 ) -> None:
     """Poll one source dry: show what it would emit, touching neither topics nor state."""
-    from pipeline.sources import dry_run
+    from pipeline.sources import dry_run, format_dry_run
 
     settings = _settings(config)
-    try:
-        result = dry_run(settings, config, name)
-    except ConfigError as exc:
-        _fail_config(exc.problems)
-    except AmurError as exc:
-        typer.echo(f"error: source {name}: {exc}", err=True)
-        raise typer.Exit(1)
-    verdicts = {}
-    if classify and result.articles:
-        from processors.analyze import Analyzer
-
-        verdicts = {c.id: c.classification for c in Analyzer.from_settings(settings.model).analyze(result.articles)}
-    typer.echo(f"source {name}: {len(result.articles)} article(s), {len(result.failures)} failed item(s)")
-    for article in result.articles:
-        words = len(article.text.split())
-        typer.echo(f"  + {article.title} ({words} words)\n    {article.url}")
-        if article.id in verdicts:
-            verdict = verdicts[article.id]
-            parties = ", ".join([*verdict.russian_parties, *verdict.chinese_parties]) or "-"
-            typer.echo(f"    cooperation={verdict.is_cooperation} score={verdict.score:.2f} parties={parties}")
-    for url, error in result.failures:
-        typer.echo(f"  ! {url}\n    {error}")
+    with _errors_end_the_command(prefix=f"source {name}: "):
+        typer.echo(format_dry_run(dry_run(settings, config, name, classify=classify)))
 
 
 @topics_app.command("create")
@@ -156,11 +141,8 @@ def topics_create(config: ConfigOption = DEFAULT_CONFIG_PATH) -> None:
     from pipeline.roles import Runtime
 
     settings = _settings(config)
-    try:
+    with _errors_end_the_command():
         runtime = Runtime.from_settings(settings, config)
-    except AmurError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(1)
     typer.echo("\n".join(runtime.topics.all()))
     runtime.close()
 
@@ -176,7 +158,7 @@ def schemas_export(
     stale = export_schemas(directory, check=check)
     if check and stale:
         typer.echo(f"stale schemas (run amur schemas export): {', '.join(stale)}", err=True)
-        raise typer.Exit(1)
+        raise typer.Exit(1) from None
     typer.echo(f"schemas {'checked' if check else 'written'} in {directory}")
 
 
@@ -192,15 +174,12 @@ def classify(
     if (source is None) == (jsonl is None):
         raise typer.BadParameter("give either SOURCE or --jsonl FILE")
     settings = _settings(config)
-    try:
+    with _errors_end_the_command():
         if jsonl is not None:
             for line in classify_jsonl(jsonl, settings):
                 typer.echo(line)
         else:
             typer.echo(classify_one(source, settings))
-    except AmurError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(1)
 
 
 @app.command("eval")
@@ -213,10 +192,7 @@ def evaluate_command(
     from processors.evaluate import evaluate, format_report
 
     settings = _settings(config)
-    try:
+    with _errors_end_the_command():
         report = evaluate(file, Analyzer.from_settings(settings.model))
-    except AmurError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(1)
     typer.echo(format_report(report))
 

@@ -168,16 +168,16 @@ def read_yaml(path: Path) -> Any:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ConfigError([ConfigProblem(str(path), "(file)", "file not found", "create it or pass --config")])
+        raise ConfigError([ConfigProblem(str(path), "(file)", "file not found", "create it or pass --config")]) from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError([ConfigProblem(str(path), "(file)", f"cannot read: {exc}", "check permissions and encoding (UTF-8)")])
+        raise ConfigError([ConfigProblem(str(path), "(file)", f"cannot read: {exc}", "check permissions and encoding (UTF-8)")]) from None
     try:
         return yaml.safe_load(text) or {}
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "(file)"
         problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError([ConfigProblem(str(path), where, f"invalid YAML: {problem}", "fix the YAML syntax (indentation, quotes, colons)")])
+        raise ConfigError([ConfigProblem(str(path), where, f"invalid YAML: {problem}", "fix the YAML syntax (indentation, quotes, colons)")]) from None
 
 
 def problems_from(path: Path, exc: ValidationError) -> list[ConfigProblem]:

@@ -7,7 +7,7 @@ counts) is left as it was.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
@@ -15,7 +15,7 @@ from connectors.feed import FeedConnector
 from connectors.fetch import Fetcher
 from pipeline.db import make_engine
 from pipeline.errors import ConfigError, ConfigProblem
-from pipeline.messages import Article
+from pipeline.messages import Article, Classification
 from pipeline.settings import AmurSettings, SourceConfig, load_sources, sources_path
 from pipeline.state import SourceState, StateStore
 
@@ -61,15 +61,16 @@ def format_health(rows: list[SourceHealth]) -> str:
 
 @dataclass(frozen=True)
 class DryRun:
-    """What one poll of a source would emit, and which items would fail."""
+    """What one poll of a source would emit, which items would fail, and (optionally) the verdicts."""
 
     source: SourceConfig
     articles: list[Article]
     failures: list[tuple[str, str]]
+    verdicts: dict[str, Classification] = field(default_factory=dict)
 
 
-def dry_run(settings: AmurSettings, config_path: Path, name: str) -> DryRun:
-    """Poll source ``name`` once without producing or recording anything.
+def dry_run(settings: AmurSettings, config_path: Path, name: str, *, classify: bool = False) -> DryRun:
+    """Poll source ``name`` once without producing or recording anything; ``classify`` adds verdicts.
 
     :raises ConfigError: no source of that name.
     :raises SourceError: the feed itself cannot be fetched or parsed.
@@ -83,4 +84,24 @@ def dry_run(settings: AmurSettings, config_path: Path, name: str) -> DryRun:
     scratch.setup()
     with Fetcher(settings.fetch) as fetcher:
         result = FeedConnector(sources[name], fetcher, scratch).poll()
-    return DryRun(sources[name], result.articles, [(failure.url, str(failure.error)) for failure in result.failures])
+    verdicts = {}
+    if classify and result.articles:
+        from processors.analyze import Analyzer  # loads the spaCy model: only when asked
+
+        analyzed = Analyzer.from_settings(settings.model).analyze(result.articles)
+        verdicts = {item.id: item.classification for item in analyzed}
+    failures = [(failure.url, str(failure.error)) for failure in result.failures]
+    return DryRun(sources[name], result.articles, failures, verdicts)
+
+
+def format_dry_run(result: DryRun) -> str:
+    lines = [f"source {result.source.name}: {len(result.articles)} article(s), {len(result.failures)} failed item(s)"]
+    for article in result.articles:
+        lines += [f"  + {article.title} ({len(article.text.split())} words)", f"    {article.url}"]
+        verdict = result.verdicts.get(article.id)
+        if verdict is not None:
+            parties = ", ".join([*verdict.russian_parties, *verdict.chinese_parties]) or "-"
+            lines.append(f"    cooperation={verdict.is_cooperation} score={verdict.score:.2f} parties={parties}")
+    for url, error in result.failures:
+        lines += [f"  ! {url}", f"    {error}"]
+    return "\n".join(lines)

@@ -177,18 +177,18 @@ class ProcessorStage(Stage):
                 articles.append((record, decode(Article, record.value)))
             except MessageError as exc:
                 self.dead_letters.record(record, exc)
-        for record, result in self._analyze(articles):
+        for result in self._analyze(articles):
             self._emit(result)
 
-    def _analyze(self, articles: list[tuple[Record, Article]]):
+    def _analyze(self, articles: list[tuple[Record, Article]]) -> list[Classified]:
         try:
-            return list(zip((record for record, _ in articles), self.analyzer.analyze([a for _, a in articles])))
+            return self.analyzer.analyze([article for _, article in articles])
         except Exception:  # noqa: BLE001 - one bad article must not stop the batch: find it below
             log.exception("stage=processors batch analysis failed; retrying article by article")
         results = []
         for record, article in articles:
             try:
-                results.append((record, self.analyzer.analyze([article])[0]))
+                results.append(self.analyzer.analyze([article])[0])
             except Exception as exc:  # noqa: BLE001 - the article goes to the DLQ with its error
                 self.dead_letters.record(record, exc)
         return results

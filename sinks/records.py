@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import JSON, Boolean, Column, DateTime, Engine, Float, MetaData, String, Table, Text, func, select
+from sqlalchemy import JSON, Boolean, Column, DateTime, Engine, Float, MetaData, String, Table, Text
 from sqlalchemy.exc import SQLAlchemyError
 
 from pipeline.db import upsert
@@ -86,11 +86,3 @@ class RecordsSink(BatchingSink):
     def close(self) -> None:
         self._engine.dispose()
 
-
-def count_records(engine: Engine, *, cooperation_only: bool = False) -> int:
-    """How many articles are recorded (for operators and tests)."""
-    query = select(func.count()).select_from(articles)
-    if cooperation_only:
-        query = query.where(articles.c.is_cooperation.is_(True))
-    with engine.connect() as connection:
-        return connection.execute(query).scalar_one()

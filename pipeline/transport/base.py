@@ -92,10 +92,6 @@ class Consumer(ABC):
         """Commit the next offset to read per partition for this consumer's group."""
 
     @abstractmethod
-    def seek(self, offsets: Mapping[TopicPartition, int]) -> None:
-        """Read these partitions again from the given offsets (used to retry a failed batch)."""
-
-    @abstractmethod
     def lag(self) -> int | None:
         """Records on this member's partitions not yet polled; ``None`` before it has partitions."""
 

@@ -203,9 +203,6 @@ class EmbeddedConsumer(Consumer):
     def commit(self, offsets: Mapping[TopicPartition, int]) -> None:
         self._log.commit(self._group, offsets)
 
-    def seek(self, offsets: Mapping[TopicPartition, int]) -> None:
-        self._positions.update(offsets)
-
     def lag(self) -> int | None:
         with self._log._lock:
             return sum(self._log.end_offset(t, p) - offset for (t, p), offset in self._positions.items())

@@ -350,15 +350,6 @@ class KafkaConsumerMember(Consumer):
                     "which will process the uncommitted records again"
                 ) from exc
 
-    def seek(self, offsets: Mapping[TopicPartition, int]) -> None:
-        # A partition that moved to another member in a rebalance is skipped: its new owner
-        # starts from the committed offset, which is what a retry must read from anyway.
-        assigned = self._consumer.assignment()
-        for (topic, partition), offset in offsets.items():
-            tp = KafkaTopicPartition(topic, partition)
-            if tp in assigned:
-                self._consumer.seek(tp, offset)
-
     def lag(self) -> int | None:
         assigned = list(self._consumer.assignment())
         if not assigned:

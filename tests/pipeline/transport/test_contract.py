@@ -122,21 +122,6 @@ def test_every_group_gets_every_record(transport_factory, topic_prefix):
     assert positions(sinks) == positions(alerts)
 
 
-def test_seek_reads_a_partition_again(transport_factory, topic_prefix):
-    transport = transport_factory()
-    topic = make_topic(transport, topic_prefix)
-    produce(transport, topic, [(b"same-key", b"v%d" % n) for n in range(4)])
-    consumer = transport.consumer(topic_prefix + "g", [topic])
-    records = poll_until(consumer, 4)
-    partition = records[0].partition
-
-    consumer.seek({(topic, partition): 1})
-    again = poll_until(consumer, 3)
-
-    assert [record.value for record in again] == [b"v1", b"v2", b"v3"]
-    assert consumer.poll(timeout=POLL_TIMEOUT) == []
-
-
 def test_lag_counts_records_not_yet_polled(transport_factory, topic_prefix):
     transport = transport_factory()
     topic = make_topic(transport, topic_prefix)
