@@ -7,8 +7,10 @@ Tables are SQLAlchemy Core tables owned by the module that uses them
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
+import sqlalchemy as sa
 from sqlalchemy import Engine, Table, create_engine, event
 from sqlalchemy.dialects import postgresql, sqlite
 
@@ -50,3 +52,23 @@ def upsert(engine: Engine, table: Table, rows: list[dict], key: list[str], keep:
         if column.name not in key and column.name not in keep
     }
     return statement.on_conflict_do_update(index_elements=key, set_=updates)
+
+
+class UTCDateTime(sa.types.TypeDecorator):
+    """An aware UTC datetime on every database; SQLite keeps no offset, so it is restored here."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r}: pass an aware datetime (pipeline.messages.utc_now())")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)

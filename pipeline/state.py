@@ -23,38 +23,18 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
 import sqlalchemy as sa
 from sqlalchemy import Engine
 
-from pipeline.db import upsert
+from pipeline.db import UTCDateTime, upsert
 from pipeline.messages import utc_now
 
 __all__ = ["MAX_ERROR_CHARS", "SourceState", "StateStore", "metadata", "seen_articles", "source_state"]
 
 MAX_ERROR_CHARS = 2000  # a reason longer than this is cut; it is for people, not parsers
 _CHUNK = 500  # ids per IN (...) clause, well below every driver's parameter limit
-
-
-class UTCDateTime(sa.types.TypeDecorator):
-    """An aware UTC datetime on every database; SQLite keeps no offset, so it is restored here."""
-
-    impl = sa.DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError(f"naive datetime {value!r}: pass an aware datetime (pipeline.messages.utc_now())")
-        value = value.astimezone(UTC)
-        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
-
-    def process_result_value(self, value: datetime | None, dialect) -> datetime | None:
-        if value is None:
-            return None
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 metadata = sa.MetaData()

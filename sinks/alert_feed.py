@@ -11,14 +11,13 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 
 from feedgen.feed import FeedGenerator
-from sqlalchemy import JSON, Column, DateTime, Engine, Float, MetaData, String, Table, Text, select
+from sqlalchemy import JSON, Column, Engine, Float, MetaData, String, Table, Text, select
 from sqlalchemy.exc import SQLAlchemyError
 
-from pipeline.db import upsert
+from pipeline.db import UTCDateTime, upsert
 from pipeline.errors import SinkError
 from pipeline.messages import Alert, utc_now
 from pipeline.settings import AlertSettings
@@ -41,10 +40,10 @@ alerts = Table(
     Column("russian_parties", JSON, nullable=False),
     Column("chinese_parties", JSON, nullable=False),
     Column("evidence", JSON, nullable=False),
-    Column("published_at", DateTime(timezone=True)),
-    Column("fetched_at", DateTime(timezone=True), nullable=False),
-    Column("alerted_at", DateTime(timezone=True), nullable=False),
-    Column("written_at", DateTime(timezone=True), nullable=False, index=True),
+    Column("published_at", UTCDateTime),
+    Column("fetched_at", UTCDateTime, nullable=False),
+    Column("alerted_at", UTCDateTime, nullable=False),
+    Column("written_at", UTCDateTime, nullable=False, index=True),
 )
 
 
@@ -98,15 +97,15 @@ def render_atom(rows: Sequence, settings: AlertSettings) -> bytes:
     feed.id(settings.feed_id)
     feed.title(settings.feed_title)
     feed.link(href=settings.feed_id, rel="self")
-    feed.updated(_utc(rows[0]["written_at"]) if rows else utc_now())
+    feed.updated(rows[0]["written_at"] if rows else utc_now())
     # feedgen prepends entries, so add the oldest first.
     for row in reversed(rows):
         entry = feed.add_entry()
         entry.id(f"urn:amur:alert:{row['id']}")
         entry.title(row["title"])
         entry.link(href=row["url"])
-        entry.published(_utc(row["published_at"] or row["alerted_at"]))
-        entry.updated(_utc(row["written_at"]))
+        entry.published(row["published_at"] or row["alerted_at"])
+        entry.updated(row["written_at"])
         parties = ", ".join([*row["russian_parties"], *row["chinese_parties"]])
         entry.summary(f"{row['summary']}\n\nscore {row['score']:.2f}; level {row['level'] or 'unknown'}; parties {parties}")
         for sector in row["sectors"]:
@@ -114,11 +113,6 @@ def render_atom(rows: Sequence, settings: AlertSettings) -> bytes:
         for party in [*row["russian_parties"], *row["chinese_parties"]]:
             entry.category(term=party, scheme="urn:amur:party")
     return feed.atom_str(pretty=True)
-
-
-def _utc(value: datetime) -> datetime:
-    # SQLite hands timestamps back without their zone; they were written as UTC.
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def _write_atomically(path: Path, content: bytes) -> None:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import JSON, Boolean, Column, DateTime, Engine, Float, MetaData, String, Table, Text
+from sqlalchemy import JSON, Boolean, Column, Engine, Float, MetaData, String, Table, Text
 from sqlalchemy.exc import SQLAlchemyError
 
-from pipeline.db import upsert
+from pipeline.db import UTCDateTime, upsert
 from pipeline.errors import SinkError
 from pipeline.messages import Classified, utc_now
 from sinks.base import BatchingSink
@@ -22,9 +22,9 @@ articles = Table(
     Column("source", String(64), nullable=False),
     Column("title", Text, nullable=False),
     Column("text", Text, nullable=False),
-    Column("published_at", DateTime(timezone=True)),
-    Column("fetched_at", DateTime(timezone=True), nullable=False),
-    Column("classified_at", DateTime(timezone=True), nullable=False),
+    Column("published_at", UTCDateTime),
+    Column("fetched_at", UTCDateTime, nullable=False),
+    Column("classified_at", UTCDateTime, nullable=False),
     Column("is_cooperation", Boolean, nullable=False, index=True),
     Column("score", Float, nullable=False),
     Column("level", String(16)),
@@ -34,7 +34,7 @@ articles = Table(
     Column("entities", JSON, nullable=False),
     Column("figures", JSON, nullable=False),
     Column("classification", JSON, nullable=False),
-    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
 )
 
 
