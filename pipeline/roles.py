@@ -39,7 +39,8 @@ def make_transport(settings: AmurSettings) -> Transport:
         return KafkaTransport(settings.kafka)
     from pipeline.transport.embedded import EmbeddedTransport
 
-    return EmbeddedTransport(settings.embedded.path, settings.embedded.partitions)
+    embedded = settings.embedded
+    return EmbeddedTransport(embedded.path, embedded.partitions, retention_seconds=embedded.retention_hours * 3600)
 
 
 def topics_for(settings: AmurSettings) -> Topics:

@@ -69,6 +69,7 @@ class EmbeddedSettings(_Frozen):
 
     path: str = Field("var/embedded-log.sqlite", examples=["var/embedded-log.sqlite", ":memory:"])
     partitions: int = Field(1, ge=1, le=64)
+    retention_hours: float = Field(168.0, gt=0, description="Records older than this are deleted, as on Kafka")
 
 
 class ModelSettings(_Frozen):

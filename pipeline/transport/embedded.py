@@ -4,6 +4,9 @@ Records survive a restart (unless the path is ``:memory:``), consumer groups kee
 offsets, and uncommitted records are delivered again — so ``amur run`` on one machine is
 at-least-once like the Kafka deployment. Only one member of a group may be open at a time:
 scaling out is what the Kafka transport is for.
+
+As on Kafka, records are kept for a retention time and then deleted, so a quick start left
+running does not grow its file forever; offsets keep counting up across deletions.
 """
 
 from __future__ import annotations
@@ -26,11 +29,19 @@ CREATE TABLE IF NOT EXISTS records (
     key BLOB, value BLOB NOT NULL, headers TEXT NOT NULL, timestamp_ms INTEGER NOT NULL,
     PRIMARY KEY (topic, partition, "offset")
 );
+CREATE TABLE IF NOT EXISTS log_ends (
+    topic TEXT NOT NULL, partition INTEGER NOT NULL, next_offset INTEGER NOT NULL,
+    PRIMARY KEY (topic, partition)
+);
 CREATE TABLE IF NOT EXISTS group_offsets (
     grp TEXT NOT NULL, topic TEXT NOT NULL, partition INTEGER NOT NULL, "offset" INTEGER NOT NULL,
     PRIMARY KEY (grp, topic, partition)
 );
 """
+
+
+DEFAULT_RETENTION_SECONDS = 7 * 24 * 3600
+EXPIRY_INTERVAL_SECONDS = 60.0
 
 
 def partition_for(key: bytes, partitions: int) -> int:
@@ -42,7 +53,9 @@ class EmbeddedTransport(Transport):
 
     name = "embedded"
 
-    def __init__(self, path: str = ":memory:", default_partitions: int = 1):
+    def __init__(
+        self, path: str = ":memory:", default_partitions: int = 1, retention_seconds: float = DEFAULT_RETENTION_SECONDS,
+    ):
         if path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
@@ -50,6 +63,8 @@ class EmbeddedTransport(Transport):
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
         self._default_partitions = default_partitions
+        self._retention_ms = int(retention_seconds * 1000)
+        self._last_expiry = time.monotonic()
         self._lock = threading.RLock()
         self._new_records = threading.Condition(self._lock)
         self._open_groups: set[str] = set()
@@ -65,9 +80,18 @@ class EmbeddedTransport(Transport):
     def end_offset(self, topic: str, partition: int) -> int:
         with self._lock:
             row = self._db.execute(
-                'SELECT MAX("offset") FROM records WHERE topic = ? AND partition = ?', (topic, partition)
+                "SELECT next_offset FROM log_ends WHERE topic = ? AND partition = ?", (topic, partition)
             ).fetchone()
-        return 0 if row[0] is None else row[0] + 1
+        return 0 if row is None else row[0]
+
+    def remaining(self, topic: str, partition: int, position: int) -> int:
+        """Records at or after ``position`` (expired ones no longer count)."""
+        with self._lock:
+            row = self._db.execute(
+                'SELECT COUNT(*) FROM records WHERE topic = ? AND partition = ? AND "offset" >= ?',
+                (topic, partition, position),
+            ).fetchone()
+        return row[0]
 
     def append(self, batch: list[tuple[str, bytes, bytes, Headers]]) -> None:
         with self._new_records:
@@ -80,11 +104,25 @@ class EmbeddedTransport(Transport):
                         "INSERT INTO records VALUES (?, ?, ?, ?, ?, ?, ?)",
                         (topic, partition, offset, key, value, _dump_headers(headers), int(time.time() * 1000)),
                     )
+                    self._db.execute(
+                        "INSERT INTO log_ends VALUES (?, ?, ?) "
+                        "ON CONFLICT (topic, partition) DO UPDATE SET next_offset = excluded.next_offset",
+                        (topic, partition, offset + 1),
+                    )
                 self._db.execute("COMMIT")
             except Exception as exc:
                 self._db.execute("ROLLBACK")
                 raise TransportError(f"embedded log write failed: {exc}") from exc
             self._new_records.notify_all()
+            if time.monotonic() - self._last_expiry >= EXPIRY_INTERVAL_SECONDS:
+                self.expire()
+
+    def expire(self) -> int:
+        """Delete records older than the retention time; returns how many went."""
+        cutoff = int(time.time() * 1000) - self._retention_ms
+        with self._lock:
+            self._last_expiry = time.monotonic()
+            return self._db.execute("DELETE FROM records WHERE timestamp_ms < ?", (cutoff,)).rowcount
 
     def read(self, positions: dict[TopicPartition, int], max_records: int) -> list[Record]:
         records: list[Record] = []
@@ -205,7 +243,7 @@ class EmbeddedConsumer(Consumer):
 
     def lag(self) -> int | None:
         with self._log._lock:
-            return sum(self._log.end_offset(t, p) - offset for (t, p), offset in self._positions.items())
+            return sum(self._log.remaining(t, p, offset) for (t, p), offset in self._positions.items())
 
     def close(self) -> None:
         self._log.leave(self._group)
