@@ -112,7 +112,11 @@ class Connector(ABC):
     next_poll_in: float = 0.0
 
     def start(self) -> None:
-        """Prepare to poll (open what the connector needs). Called once, before the first poll."""
+        """Prepare to poll; called once, before the first scheduled poll.
+
+        May set :attr:`next_poll_in` to when the first poll is due, so that a restart keeps
+        a source's schedule and back-off instead of polling everything at once.
+        """
 
     @abstractmethod
     def poll(self) -> PollResult:

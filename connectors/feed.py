@@ -73,6 +73,10 @@ class FeedConnector(Connector):
         self.next_poll_in = float(source.poll_interval_seconds)
         self._validators: tuple[str | None, str | None] | None = None  # to store on commit
 
+    def start(self) -> None:
+        due = self.state.get(self.name).next_poll_at
+        self.next_poll_in = max(0.0, (due - utc_now()).total_seconds()) if due else 0.0
+
     def poll(self) -> PollResult:
         previous = self.state.get(self.name)
         self._validators = None

@@ -133,7 +133,7 @@ class ConnectorRunner:
                 self._connectors[name] = self.make_connector(wanted[name])
                 if self._scheduler is not None:
                     self._connectors[name].start()
-                    self._schedule(name, 0.0)
+                    self._schedule(name, 0.0)  # a new or edited source is polled at once
         if removed or started:
             log.info("sources applied: started=%s stopped=%s", sorted(started), sorted(removed))
 
@@ -142,8 +142,8 @@ class ConnectorRunner:
         self._scheduler = BackgroundScheduler(executors={"default": ThreadPoolExecutor(POLL_WORKERS)}, timezone="UTC")
         with self._lock:
             for name, connector in self._connectors.items():
-                connector.start()
-                self._schedule(name, 0.0)
+                connector.start()  # picks up the schedule and back-off stored before a restart
+                self._schedule(name, connector.next_poll_in)
         if self.sources_file is not None:
             self._scheduler.add_job(self.reload_if_changed, "interval", seconds=self.watch_interval, id=WATCH_JOB)
         self._scheduler.start()

@@ -2,6 +2,7 @@
 
 import logging
 import time
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -9,7 +10,7 @@ import pytest
 from connectors.feed import FeedConnector
 from connectors.fetch import Fetcher
 from pipeline.db import make_engine
-from pipeline.messages import Article, Topics, decode
+from pipeline.messages import Article, Topics, decode, utc_now
 from pipeline.polling import ConnectorRunner
 from pipeline.settings import FetchSettings, load_sources
 from pipeline.state import StateStore
@@ -51,7 +52,7 @@ def world(tmp_path):
             lambda source: FeedConnector(source, fetcher, state), load_sources(sources_file).sources,
             log.producer(), TOPICS, sources_file=sources_file, watch_interval=0.2,
         )
-        yield runner, write_sources, log
+        yield runner, write_sources, log, state
         runner.stop()
         fetcher.close()
 
@@ -76,7 +77,7 @@ def wait_for(condition, timeout: float = 10.0) -> bool:
 
 
 def test_sources_added_changed_and_removed_while_running(world, caplog):
-    runner, write_sources, log = world
+    runner, write_sources, log, _ = world
     runner.start()
     assert emitted_urls(log, until=1) == [PAGES["freight"]]
 
@@ -97,9 +98,16 @@ def test_sources_added_changed_and_removed_while_running(world, caplog):
 
 
 def test_poll_all_once_reports_each_source(world):
-    runner, _, log = world
+    runner, _, log, _ = world
     (summary,) = runner.poll_all_once()
     assert summary.describe() == "source freight: 1 new article(s), 0 failed item(s)"
     (again,) = runner.poll_all_once()
     assert again.emitted == 0
     assert emitted_urls(log, until=1) == [PAGES["freight"]]
+
+
+def test_a_restart_keeps_the_stored_schedule(world):
+    runner, _, log, state = world
+    state.record_failure("freight", "connection refused", utc_now() + timedelta(minutes=10))
+    runner.start()
+    assert emitted_urls(log, until=1, timeout=1.5) == []  # backing off: not polled at start-up
