@@ -70,28 +70,27 @@ class EmbeddedTransport(Transport):
         self._open_groups: set[str] = set()
 
     # -- used by producers and consumers -------------------------------------------------
-    def partitions_of(self, topic: str) -> int:
+    def _scalar(self, sql: str, parameters: tuple, default: int | None = None) -> int | None:
         with self._lock:
-            row = self._db.execute("SELECT partitions FROM topics WHERE name = ?", (topic,)).fetchone()
-        if row is None:
+            row = self._db.execute(sql, parameters).fetchone()
+        return default if row is None else row[0]
+
+    def partitions_of(self, topic: str) -> int:
+        partitions = self._scalar("SELECT partitions FROM topics WHERE name = ?", (topic,))
+        if partitions is None:
             raise TransportError(f"topic {topic!r} does not exist; create it first (amur topics create)")
-        return row[0]
+        return partitions
 
     def end_offset(self, topic: str, partition: int) -> int:
-        with self._lock:
-            row = self._db.execute(
-                "SELECT next_offset FROM log_ends WHERE topic = ? AND partition = ?", (topic, partition)
-            ).fetchone()
-        return 0 if row is None else row[0]
+        return self._scalar(
+            "SELECT next_offset FROM log_ends WHERE topic = ? AND partition = ?", (topic, partition), default=0
+        )
 
     def remaining(self, topic: str, partition: int, position: int) -> int:
         """Records at or after ``position`` (expired ones no longer count)."""
-        with self._lock:
-            row = self._db.execute(
-                'SELECT COUNT(*) FROM records WHERE topic = ? AND partition = ? AND "offset" >= ?',
-                (topic, partition, position),
-            ).fetchone()
-        return row[0]
+        return self._scalar(
+            'SELECT COUNT(*) FROM records WHERE topic = ? AND partition = ? AND "offset" >= ?', (topic, partition, position)
+        )
 
     def append(self, batch: list[tuple[str, bytes, bytes, Headers]]) -> None:
         with self._new_records:
@@ -140,12 +139,10 @@ class EmbeddedTransport(Transport):
         return records
 
     def committed(self, group: str, topic: str, partition: int) -> int:
-        with self._lock:
-            row = self._db.execute(
-                'SELECT "offset" FROM group_offsets WHERE grp = ? AND topic = ? AND partition = ?',
-                (group, topic, partition),
-            ).fetchone()
-        return 0 if row is None else row[0]
+        return self._scalar(
+            'SELECT "offset" FROM group_offsets WHERE grp = ? AND topic = ? AND partition = ?',
+            (group, topic, partition), default=0,
+        )
 
     def commit(self, group: str, offsets: Mapping[TopicPartition, int]) -> None:
         with self._lock:
