@@ -197,10 +197,12 @@ class _Sentence:
         return sorted({words.lower() for cue_kind, words in self.cues if cue_kind in kinds})
 
 
-# Which party sets a side's level: a region named next to one of its cities ("the bridge
-# between Nizhneleninskoye and Tongjiang links the Jewish Autonomous Region and
-# Heilongjiang") makes the side regional; the cities alone make it municipal.
-_SIDE_TIERS = ("region", "city", "company", "national")
+# Which party sets a side's level. A named company is the actor of its side: the region
+# next to it is usually only where it works ("a Khabarovsk sawmill and a Heilongjiang
+# importer"). A region named next to one of its cities ("the bridge between Nizhneleninskoye
+# and Tongjiang links the Jewish Autonomous Region and Heilongjiang") makes the side
+# regional; the cities alone make it municipal.
+_SIDE_TIERS = ("company", "region", "city", "national")
 # Gaps that tie a country name to a generic word: "Russian regions", "China's provinces",
 # "Russian and Chinese companies" (after the name); "regions of the Russian Federation",
 # "northeast China" (before it).
