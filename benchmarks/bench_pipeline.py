@@ -31,7 +31,7 @@ import trafilatura
 
 from benchmarks.corpus import synthetic_articles
 from pipeline.db import make_engine
-from pipeline.roles import Runtime, run_forever
+from pipeline.app.roles import Runtime, run_forever
 from pipeline.settings import load_settings
 from sinks.alert_feed import alerts
 from sinks.records import articles
@@ -77,7 +77,7 @@ def write_config(root: Path, bootstrap: str, feed_urls: list[str]) -> Path:
         f"database_url: sqlite:///{root / 'amur.sqlite'}\n"
         f"kafka:\n  bootstrap_servers: {bootstrap}\n  topic_prefix: {prefix}\n  group_prefix: {prefix}g\n"
         "fetch:\n  per_host_delay_seconds: 0\n"
-        f"alerts:\n  atom_path: {root / 'alerts.atom'}\n"
+        f"sinks:\n  - type: records\n  - type: atom\n    path: {root / 'alerts.atom'}\n"
     )
     sources = "".join(
         f"  - name: feed-{n}\n    url: {url}\n    poll_interval_seconds: 3600\n" for n, url in enumerate(feed_urls)

@@ -46,6 +46,7 @@ class Extracted:
     authors: list[str] = field(default_factory=list)
     published_at: datetime | None = None  # aware, UTC
     language: str | None = None  # ISO 639 code from <html lang>, e.g. "en", "ru", "zh"
+    canonical_url: str | None = None  # what the page says its address is (rel=canonical, og:url)
 
 
 def extract_article(html: str, url: str) -> Extracted:
@@ -80,6 +81,7 @@ def extract_article(html: str, url: str) -> Extracted:
         authors=_authors(document.author),
         published_at=_parse_date(document.date),
         language=document.language or _html_language(html),
+        canonical_url=document.url if document.url and document.url != url else None,
     )
 
 

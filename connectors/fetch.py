@@ -44,8 +44,10 @@ from email.utils import parsedate_to_datetime
 from http import HTTPStatus
 from urllib.parse import unquote_plus, urlsplit, urlunsplit
 
+import courlan
 import httpx
 
+from pipeline.connector import ConnectorContext
 from pipeline.errors import FetchError
 from pipeline.settings import FetchSettings
 
@@ -56,7 +58,7 @@ except ImportError:  # pragma: no cover
 
 __all__ = [
     "ACCEPT_FEED", "ACCEPT_HTML", "TRACKING_PARAMETERS", "TRACKING_PREFIXES",
-    "FetchResult", "Fetcher", "canonical_url", "decode_body", "parse_retry_after",
+    "FetchResult", "Fetcher", "canonical_url", "decode_body", "parse_retry_after", "same_site", "shared_fetcher",
 ]
 
 ACCEPT_HTML = "text/html,application/xhtml+xml;q=0.9,*/*;q=0.5"
@@ -104,32 +106,41 @@ _XML_ENCODING = re.compile(rb"""^\s*<\?xml[^>]+encoding\s*=\s*["']([a-zA-Z0-9_.:
 def canonical_url(url: str) -> str:
     """The one spelling of ``url`` that Amur hashes into an article id.
 
-    Lower-cases scheme and host, drops the default port, the fragment and the tracking
-    parameters (:data:`TRACKING_PARAMETERS`, and any starting with :data:`TRACKING_PREFIXES`),
-    sorts the remaining query parameters (keeping their encoding), and turns an empty path
-    into ``/``; other paths, trailing slash included, are kept as they are. Never raises:
-    a URL it cannot understand comes back stripped and otherwise unchanged.
+    courlan normalises the URL (lower-cased scheme and host, no default port, sorted query
+    parameters, its own list of tracking parameters); on top of that the fragment goes, so
+    do the tracking parameters of :data:`TRACKING_PARAMETERS` and any starting with
+    :data:`TRACKING_PREFIXES`, and an empty path becomes ``/``; other paths, trailing slash
+    included, are kept as they are. Never raises: a URL it cannot understand comes back
+    stripped and otherwise unchanged.
 
     >>> canonical_url("HTTPS://News.Example:443/a/?utm_source=x&b=2&a=1#top")
     'https://news.example/a/?a=1&b=2'
     """
-    parts = urlsplit(url.strip())
-    scheme = parts.scheme.lower()
+    url = url.strip()
+    parts = urlsplit(url)
+    try:
+        parts.port  # noqa: B018 - raises on a port that is not a number
+        parts = urlsplit(courlan.normalize_url(url)) if parts.scheme in HTTP_SCHEMES and parts.netloc else parts
+    except ValueError:
+        return url
     netloc = parts.netloc
-    if parts.hostname is not None:
-        host = parts.hostname  # urllib lower-cases it
-        if ":" in host:
-            host = f"[{host}]"  # IPv6 literal
-        try:
-            port = parts.port
-        except ValueError:
-            return url.strip()
-        default_port = {"http": 80, "https": 443}.get(scheme)
-        userinfo = netloc.rpartition("@")[0]
-        netloc = (f"{userinfo}@" if userinfo else "") + host + (f":{port}" if port and port != default_port else "")
+    default_port = {"http": ":80", "https": ":443"}.get(parts.scheme)
+    if default_port and netloc.endswith("]" + default_port):  # courlan keeps it after an IPv6 literal
+        netloc = netloc.removesuffix(default_port)
     path = parts.path or ("/" if netloc else "")
     kept = [pair for pair in parts.query.split("&") if pair and not _is_tracking(pair)]
-    return urlunsplit((scheme, netloc, path, "&".join(sorted(kept)), ""))
+    return urlunsplit((parts.scheme, netloc, path, "&".join(kept), ""))
+
+
+def same_site(url: str, other: str) -> bool:
+    """Whether two http(s) URLs belong to one site (one registered domain, www. or not)."""
+    both_http = all(urlsplit(candidate).scheme in HTTP_SCHEMES for candidate in (url, other))
+    return both_http and not courlan.is_external(url, other, ignore_suffix=False)
+
+
+def shared_fetcher(context: ConnectorContext) -> Fetcher:
+    """The one :class:`Fetcher` of a connectors process, made from ``context.settings.fetch``."""
+    return context.shared("fetcher", lambda: Fetcher(context.settings.fetch))
 
 
 def _is_tracking(pair: str) -> bool:

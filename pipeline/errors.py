@@ -7,13 +7,15 @@
     │   ├── FeedParseError     the body is not a feed feedparser can read
     │   └── ExtractionError    no article text could be extracted from a page
     ├── MessageError           a topic message is not valid JSON of its schema (poison)
+    │   └── MessageRejected    valid, but a sink can never write it (bad data)
     ├── TransportError         the broker or the embedded log failed
     └── SinkError              a sink could not write; nothing is committed
         └── SinkBackpressure   a sink asks to retry later (``retry_after`` seconds)
 
 A per-item error (``SourceError``, ``MessageError``) is data: it is logged with the
 source or topic position, counted, and the item is skipped or sent to the dead-letter
-topic. Only ``ConfigError`` ends the program.
+topic. ``SinkError`` is the opposite of ``MessageRejected``: the sink's database or endpoint
+is down, every message waits and is retried. Only ``ConfigError`` ends the program.
 """
 
 from __future__ import annotations
@@ -87,6 +89,11 @@ class ExtractionError(SourceError):
 
 class MessageError(AmurError):
     """A message on a topic cannot be decoded into its model (a poison message)."""
+
+
+class MessageRejected(MessageError):
+    """A sink refuses one message it can never write (an empty title, a NUL byte for
+    PostgreSQL): that message goes to the dead-letter topic, the others are written."""
 
 
 class TransportError(AmurError):

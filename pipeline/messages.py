@@ -2,8 +2,9 @@
 
 Every message is JSON (UTF-8), keyed on Kafka by its ``id``; timestamps are UTC ISO-8601.
 ``schema_version`` grows when a field is removed or changes meaning; new optional fields
-do not bump it. The JSON Schemas in ``pipeline/schemas/`` are generated from these
-models (``amur schemas export``) and documented in ``docs/topics.md``.
+do not bump it. Which model each topic carries is declared in :mod:`pipeline.topology`; the
+JSON Schemas in ``pipeline/schemas/`` are generated from these models
+(``amur schemas export``) and documented in ``docs/topics.md``.
 
 ========================  ======================  ==========================================
 topic (default prefix)    model                   written by → read by
@@ -18,7 +19,6 @@ topic (default prefix)    model                   written by → read by
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal, TypeVar
 
@@ -41,7 +41,7 @@ def article_id(canonical_url: str) -> str:
     return hashlib.sha256(canonical_url.encode("utf-8")).hexdigest()[:32]
 
 
-class _Message(BaseModel):
+class Message(BaseModel):
     model_config = ConfigDict(frozen=True, extra="ignore")
 
     schema_version: int = SCHEMA_VERSION
@@ -54,7 +54,7 @@ class _Message(BaseModel):
         return value
 
 
-class Article(_Message):
+class Article(Message):
     """A fetched article with its extracted text (topic ``articles``)."""
 
     id: str = Field(description="article_id(url): hash of the canonical URL", min_length=32, max_length=32)
@@ -110,7 +110,7 @@ class Classification(BaseModel):
     classifier: str = Field(description="Name and version of the classifier", examples=["amur.rules.v1"])
 
 
-class Classified(_Message):
+class Classified(Message):
     """An article with its entities, figures and classification (topic ``classified``)."""
 
     id: str = Field(min_length=32, max_length=32)
@@ -121,7 +121,7 @@ class Classified(_Message):
     classified_at: AwareDatetime
 
 
-class Alert(_Message):
+class Alert(Message):
     """A cooperation story worth telling subscribers about (topic ``alerts``).
 
     ``id`` is the story id: re-delivering the same story yields the same alert id, so
@@ -145,11 +145,12 @@ class Alert(_Message):
     alerted_at: AwareDatetime
 
 
-class DeadLetter(_Message):
+class DeadLetter(Message):
     """An input a stage could not handle, with where it came from and why (topic ``dlq``)."""
 
-    id: str = Field(description="'<topic>:<partition>:<offset>' or '<source>:<url hash>'")
+    id: str = Field(description="'<topic>:<partition>:<offset>' (':<sink>' when a sink rejected it) or '<source>:<url>'")
     stage: str = Field(examples=["processors", "sinks", "connectors"])
+    sink: str | None = Field(None, description="The sink that rejected the message, when a sink did", examples=["atom"])
     error_type: str = Field(examples=["MessageError", "FetchError"])
     reason: str
     topic: str | None = None
@@ -160,47 +161,10 @@ class DeadLetter(_Message):
     failed_at: AwareDatetime
 
 
-MESSAGE_TYPES: dict[str, type[_Message]] = {
-    "articles": Article,
-    "classified": Classified,
-    "alerts": Alert,
-    "dlq": DeadLetter,
-}
+M = TypeVar("M", bound=Message)
 
 
-@dataclass(frozen=True)
-class Topics:
-    """Topic names under one prefix (``kafka.topic_prefix``)."""
-
-    prefix: str = "amur."
-
-    @property
-    def articles(self) -> str:
-        return f"{self.prefix}articles"
-
-    @property
-    def classified(self) -> str:
-        return f"{self.prefix}classified"
-
-    @property
-    def alerts(self) -> str:
-        return f"{self.prefix}alerts"
-
-    @property
-    def dlq(self) -> str:
-        return f"{self.prefix}dlq"
-
-    def all(self) -> list[str]:
-        return [self.articles, self.classified, self.alerts, self.dlq]
-
-    def model_for(self, topic: str) -> type[_Message]:
-        return MESSAGE_TYPES[topic.removeprefix(self.prefix)]
-
-
-M = TypeVar("M", bound=_Message)
-
-
-def encode(message: _Message) -> tuple[bytes, bytes]:
+def encode(message: Message) -> tuple[bytes, bytes]:
     """The Kafka key and value of a message."""
     return message.id.encode("utf-8"), message.model_dump_json().encode("utf-8")
 

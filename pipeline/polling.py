@@ -22,12 +22,13 @@ from pathlib import Path
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from connectors.base import Connector
+from pipeline.connector import Connector
+from pipeline.dead_letters import DeadLetters
 from pipeline.errors import ConfigError, SourceError
 from pipeline.failpoints import failpoint
-from pipeline.messages import Topics, encode, utc_now
+from pipeline.messages import encode, utc_now
 from pipeline.settings import SourceConfig, load_sources
-from pipeline.stages import DeadLetters
+from pipeline.topology import Topics
 from pipeline.transport.base import Producer
 
 log = logging.getLogger(__name__)
@@ -54,11 +55,13 @@ class PollSummary:
 class ConnectorRunner:
     """Runs one connector per enabled source.
 
-    :param make_connector: builds the connector of a source (sharing one fetcher and state store).
+    :param make_connector: builds the connector of a source (through the registry, sharing
+        one :class:`~pipeline.connector.ConnectorContext`).
     :param sources: the sources to run now.
     :param producer: where articles and dead letters go.
     :param sources_file: watched for edits while running; ``None`` turns reloading off.
     :param watch_interval: seconds between two checks of the sources file.
+    :param on_stop: called last by :meth:`stop`, to release what the connectors shared.
     """
 
     def __init__(
@@ -70,6 +73,7 @@ class ConnectorRunner:
         *,
         sources_file: Path | None = None,
         watch_interval: float = 5.0,
+        on_stop: Callable[[], None] | None = None,
     ):
         self.make_connector = make_connector
         self.producer = producer
@@ -77,6 +81,7 @@ class ConnectorRunner:
         self.dead_letters = DeadLetters(producer, topics, "connectors")
         self.sources_file = sources_file
         self.watch_interval = watch_interval
+        self.on_stop = on_stop
         self._lock = threading.Lock()
         self._sources: dict[str, SourceConfig] = {}
         self._connectors: dict[str, Connector] = {}
@@ -201,3 +206,5 @@ class ConnectorRunner:
             for connector in self._connectors.values():
                 connector.close()
         self.producer.close()
+        if self.on_stop is not None:
+            self.on_stop()

@@ -32,6 +32,7 @@ from pydantic import (
     field_validator,
 )
 
+from pipeline import registry
 from pipeline.errors import ConfigError, ConfigProblem
 
 DEFAULT_CONFIG_PATH = Path("config/amur.yaml")
@@ -62,6 +63,13 @@ class KafkaSettings(_Frozen):
     sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
     sasl_username: str | None = None
     sasl_password: SecretStr | None = None
+    timeout_seconds: float = Field(30.0, gt=0, le=600, description="Bound on every blocking call to the cluster")
+    max_poll_interval_ms: int = Field(
+        300_000, ge=1_000, description="A member that does not poll for this long leaves its group (Kafka's max.poll.interval.ms)"
+    )
+    max_message_bytes: int | None = Field(
+        None, ge=1_024, description="Largest record the topics Amur creates accept; the broker's default when unset"
+    )
 
 
 class EmbeddedSettings(_Frozen):
@@ -70,6 +78,7 @@ class EmbeddedSettings(_Frozen):
     path: str = Field("var/embedded-log.sqlite", examples=["var/embedded-log.sqlite", ":memory:"])
     partitions: int = Field(1, ge=1, le=64)
     retention_hours: float = Field(168.0, gt=0, description="Records older than this are deleted, as on Kafka")
+    max_message_bytes: int = Field(1_048_588, ge=1_024, description="Larger records are refused, as on Kafka")
 
 
 class ModelSettings(_Frozen):
@@ -91,13 +100,29 @@ class FetchSettings(_Frozen):
 
 
 class AlertSettings(_Frozen):
-    """Where alerts go and which classified articles become alerts."""
+    """Which classified articles become alerts (where they go is the ``sinks:`` list)."""
 
     min_score: float = Field(0.5, ge=0, le=1)
-    atom_path: str = Field("var/alerts.atom", examples=["/srv/www/amur/alerts.atom"])
-    feed_title: str = "Amur: Russia–China cooperation alerts"
-    feed_id: str = "urn:amur:alerts"
-    max_entries: int = Field(200, ge=1, le=10_000)
+
+
+class SinkConfig(BaseModel):
+    """One entry of ``sinks:``: a sink type from the registry, and that sink's own options.
+
+    The options are every key but ``type`` and ``name``; the sink's ``Options`` model
+    validates them (see :func:`sink_problems`).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="allow")
+
+    type: str = Field(examples=["records", "atom"])
+    name: str | None = Field(None, description="Names the sink in logs and dead letters; its type by default")
+
+    @property
+    def options(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+DEFAULT_SINKS = (SinkConfig(type="records"), SinkConfig(type="atom"))
 
 
 class AmurSettings(_Frozen):
@@ -111,6 +136,7 @@ class AmurSettings(_Frozen):
     model: ModelSettings = ModelSettings()
     fetch: FetchSettings = FetchSettings()
     alerts: AlertSettings = AlertSettings()
+    sinks: list[SinkConfig] = Field(default_factory=lambda: list(DEFAULT_SINKS), description="The sinks role's sinks, in order")
     batch_size: int = Field(100, ge=1, le=10_000, description="Records a stage handles per poll")
 
     @field_validator("database_url")
@@ -120,6 +146,15 @@ class AmurSettings(_Frozen):
             raise ValueError("must start with 'sqlite:///' or 'postgresql+psycopg://'")
         return value
 
+    @field_validator("sinks")
+    @classmethod
+    def _unique_sink_names(cls, sinks: list[SinkConfig]) -> list[SinkConfig]:
+        names = [sink.name or sink.type for sink in sinks]
+        repeated = sorted({name for name in names if names.count(name) > 1})
+        if repeated:
+            raise ValueError(f"sink names must be unique (give each a 'name:'); repeated: {', '.join(repeated)}")
+        return sinks
+
 
 SourceName = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")]
 
@@ -128,11 +163,19 @@ class SourceConfig(_Frozen):
     """One news source to watch."""
 
     name: SourceName = Field(examples=["tass-world"])
-    kind: Literal["rss"] = Field("rss", description="rss covers RSS 0.9x/1.0/2.0 and Atom")
+    kind: str = Field("rss", description="A connector kind from the registry; rss covers RSS 0.9x/1.0/2.0 and Atom")
     url: HttpUrl = Field(examples=["https://example.org/rss.xml"])
     poll_interval_seconds: int = Field(300, ge=30, le=86_400)
     enabled: bool = True
     max_articles_per_poll: int = Field(50, ge=1, le=1000)
+
+    @field_validator("kind")
+    @classmethod
+    def _known_kind(cls, kind: str) -> str:
+        known = registry.connectors.names()
+        if kind not in known:
+            raise ValueError(f"unknown connector kind {kind!r}; known kinds: {', '.join(map(repr, known)) or 'none'}")
+        return kind
 
 
 class SourcesFile(_Frozen):
@@ -181,12 +224,38 @@ def read_yaml(path: Path) -> Any:
         raise ConfigError([ConfigProblem(str(path), where, f"invalid YAML: {problem}", "fix the YAML syntax (indentation, quotes, colons)")]) from None
 
 
-def problems_from(path: Path, exc: ValidationError) -> list[ConfigProblem]:
+# Keys of amur.yaml that moved, and where to.
+_MOVED = {
+    ("alerts", "atom_path"): "list the feed under 'sinks:' as '- type: atom' with 'path:'",
+    ("alerts", "feed_title"): "list the feed under 'sinks:' as '- type: atom' with 'title:'",
+    ("alerts", "feed_id"): "list the feed under 'sinks:' as '- type: atom' with 'feed_id:'",
+    ("alerts", "max_entries"): "list the feed under 'sinks:' as '- type: atom' with 'max_entries:'",
+}
+
+
+def problems_from(path: Path, exc: ValidationError, prefix: str = "") -> list[ConfigProblem]:
     """One ConfigProblem per pydantic error, keyed by the dotted path of the offending key."""
     problems = []
     for error in exc.errors():
-        key = ".".join(str(part) for part in error["loc"]) or "(top level)"
-        problems.append(ConfigProblem(str(path), key, error["msg"], _HINTS.get(error["type"], "")))
+        key = prefix + (".".join(str(part) for part in error["loc"]) or "(top level)")
+        hint = _MOVED.get(tuple(error["loc"])) or _HINTS.get(error["type"], "")
+        problems.append(ConfigProblem(str(path), key, error["msg"], hint))
+    return problems
+
+
+def sink_problems(path: Path, settings: AmurSettings) -> list[ConfigProblem]:
+    """Problems of the ``sinks:`` entries: unknown types, and options their sink refuses."""
+    problems = []
+    for index, sink in enumerate(settings.sinks):
+        try:
+            sink_class = registry.sinks.get(sink.type)
+        except registry.UnknownName as exc:
+            problems.append(ConfigProblem(str(path), f"sinks.{index}.type", str(exc), "use one of the known types"))
+            continue
+        try:
+            sink_class.Options.model_validate(sink.options)
+        except ValidationError as exc:
+            problems.extend(problems_from(path, exc, prefix=f"sinks.{index}."))
     return problems
 
 
@@ -216,7 +285,11 @@ def load_settings(path: Path | str = DEFAULT_CONFIG_PATH, environ: dict[str, str
     data = read_yaml(path)
     if isinstance(data, dict):
         data = _apply_env_overrides(data, dict(os.environ if environ is None else environ))
-    return _validate(AmurSettings, path, data)
+    settings = _validate(AmurSettings, path, data)
+    problems = sink_problems(path, settings)
+    if problems:
+        raise ConfigError(problems)
+    return settings
 
 
 def sources_path(config_path: Path | str, settings: AmurSettings) -> Path:

@@ -11,7 +11,12 @@ A crash anywhere before step 4 makes the group deliver the batch again; sinks ar
 and outputs are keyed by id, so the replay changes nothing downstream. A sink that raises
 :class:`~pipeline.errors.SinkError`, or a transport that cannot flush (the broker is
 restarting), makes the stage handle the same batch again after a delay — nothing is
-committed past an unwritten record, and the process rides out the outage instead of dying.
+committed past an unwritten record. While it waits the stage pauses its partitions and
+keeps polling, so on Kafka it stays in its group through an outage of any length instead
+of being evicted after ``max.poll.interval.ms`` and having its commit refused.
+
+A stage is declared in :mod:`pipeline.topology` and its class registered by name in
+:data:`pipeline.registry.stages`; :meth:`Stage.build` makes it from a :class:`StageContext`.
 """
 
 from __future__ import annotations
@@ -21,73 +26,74 @@ import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from dataclasses import dataclass
 
+from pipeline import registry
+from pipeline.dead_letters import DeadLetters
 from pipeline.errors import MessageError, SinkBackpressure, SinkError, TransportError
 from pipeline.failpoints import failpoint
-from pipeline.messages import Alert, Article, Classified, DeadLetter, Topics, decode, encode, utc_now
-from pipeline.transport.base import Consumer, Producer, Record, Transport, next_offsets
-from sinks.base import Sink
+from pipeline.messages import Message, decode
+from pipeline.settings import AmurSettings
+from pipeline.sink import Sink, SinkContext
+from pipeline.topology import StageSpec, Topics, stage_for
+from pipeline.transport.base import Consumer, Record, Transport, next_offsets
 
 log = logging.getLogger(__name__)
 
-PAYLOAD_LIMIT = 64 * 1024
 NO_PARTITIONS_TIMEOUT = 60.0
 RETRY_DELAY = 1.0
 MAX_RETRY_DELAY = 60.0
+PAUSED_POLL_SECONDS = 1.0  # how often a paused stage polls to stay in its group
 
 
-class DeadLetters:
-    """Sends inputs a stage cannot handle to the dead-letter topic, with where and why."""
+@dataclass(frozen=True)
+class StageContext:
+    """What a stage is built from: the settings, the transport and its place in the topology."""
 
-    def __init__(self, producer: Producer, topics: Topics, stage: str):
-        self._producer = producer
-        self._topics = topics
-        self._stage = stage
-
-    def record(self, record: Record, error: Exception) -> None:
-        log.warning("dead letter stage=%s position=%s error=%s", self._stage, record.position, error)
-        self._send(DeadLetter(
-            id=f"{record.topic}:{record.partition}:{record.offset}",
-            stage=self._stage,
-            error_type=type(error).__name__,
-            reason=str(error),
-            topic=record.topic,
-            partition=record.partition,
-            offset=record.offset,
-            key=record.key.decode("utf-8", "replace") if record.key else None,
-            payload=record.value[:PAYLOAD_LIMIT].decode("utf-8", "replace"),
-            failed_at=utc_now(),
-        ))
-
-    def item(self, item_id: str, url: str, error: Exception) -> None:
-        log.warning("dead letter stage=%s url=%s error=%s", self._stage, url, error)
-        self._send(DeadLetter(
-            id=item_id, stage=self._stage, error_type=type(error).__name__,
-            reason=str(error), payload=url, failed_at=utc_now(),
-        ))
-
-    def _send(self, letter: DeadLetter) -> None:
-        key, value = encode(letter)
-        self._producer.produce(self._topics.dlq, key, value)
+    settings: AmurSettings
+    transport: Transport
+    topics: Topics
+    spec: StageSpec
+    group: str
 
 
 class Stage(ABC):
-    """A consumer-group member that turns batches of input records into outputs."""
+    """A consumer-group member that turns batches of input records into outputs.
+
+    :param name: the role running it (dead letters and logs name it); the class's
+        ``name`` by default.
+    :param inputs: the topic kinds it reads; those declared for its role in
+        :mod:`pipeline.topology` by default.
+    """
 
     name: str
 
-    def __init__(self, transport: Transport, topics: Topics, group: str, batch_size: int):
+    def __init__(
+        self, transport: Transport, topics: Topics, group: str, batch_size: int, *,
+        name: str | None = None, inputs: Sequence[str] | None = None,
+    ):
         self.transport = transport
         self.topics = topics
         self.group = group
         self.batch_size = batch_size
+        self.name = name or type(self).name
+        kinds = inputs if inputs is not None else stage_for(self.name).inputs
+        self.inputs = [topics.name(kind) for kind in kinds]
         self.producer = transport.producer()
         self.dead_letters = DeadLetters(self.producer, topics, self.name)
 
-    @property
+    @classmethod
     @abstractmethod
+    def build(cls, context: StageContext) -> Stage:
+        """Make the stage for ``context.spec`` from the settings."""
+
+    @property
     def input_topics(self) -> list[str]:
         """The topics this stage consumes."""
+        return self.inputs
+
+    def setup(self) -> None:
+        """Prepare what the stage writes to (databases, files); called once before ``run``."""
 
     @abstractmethod
     def handle(self, records: Sequence[Record]) -> None:
@@ -130,20 +136,30 @@ class Stage(ABC):
 
     def _checkpoint(self, consumer: Consumer, records: list[Record], stop: threading.Event) -> None:
         delay = RETRY_DELAY
-        while True:
-            try:
-                self.handle(records)
-                self.flush_outputs()
-                break
-            except (SinkError, TransportError) as exc:
-                # The whole batch is handled again: outputs already produced are produced
-                # twice, which downstream upserts absorb; nothing past the failure is committed.
-                retry_after = exc.retry_after if isinstance(exc, SinkBackpressure) else delay
-                log.error("stage=%s batch of %d not written, retrying in %.1f s: %s", self.name, len(records), retry_after, exc)
-                if stop.wait(retry_after):
-                    # Stopping: leave the batch uncommitted so the next member replays it.
-                    return
-                delay = min(delay * 2, MAX_RETRY_DELAY)
+        paused = False
+        try:
+            while True:
+                try:
+                    self.handle(records)
+                    self.flush_outputs()
+                    break
+                except (SinkError, TransportError) as exc:
+                    # The whole batch is handled again: outputs already produced are produced
+                    # twice, which downstream upserts absorb; nothing past the failure is committed.
+                    retry_after = exc.retry_after if isinstance(exc, SinkBackpressure) else delay
+                    log.error(
+                        "stage=%s batch of %d not written, retrying in %.1f s: %s",
+                        self.name, len(records), retry_after, exc,
+                    )
+                    if not paused:
+                        consumer.pause()
+                        paused = True
+                    if self._wait_in_group(consumer, retry_after, stop):
+                        return  # stopping: leave the batch uncommitted so the next member replays it
+                    delay = min(delay * 2, MAX_RETRY_DELAY)
+        finally:
+            if paused:
+                consumer.resume()
         failpoint(f"{self.name}.before_commit")
         try:
             consumer.commit(next_offsets(records))
@@ -152,89 +168,54 @@ class Stage(ABC):
             # rebalance or a broker restart), which the idempotent sinks absorb.
             log.warning("stage=%s commit failed, the batch may be delivered again: %s", self.name, exc)
 
+    @staticmethod
+    def _wait_in_group(consumer: Consumer, seconds: float, stop: threading.Event) -> bool:
+        """Wait ``seconds`` polling the paused consumer; returns whether ``stop`` was set."""
+        deadline = time.monotonic() + seconds
+        while not stop.is_set():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            try:
+                consumer.poll(0, min(remaining, PAUSED_POLL_SECONDS))
+            except TransportError:
+                stop.wait(min(remaining, PAUSED_POLL_SECONDS))  # the broker is away too
+        return True
+
     def close(self) -> None:
         self.producer.close()
 
 
-class ProcessorStage(Stage):
-    """Classifies articles; writes every result to ``classified`` and cooperation stories to ``alerts``."""
-
-    name = "processors"
-
-    def __init__(self, transport: Transport, topics: Topics, group: str, batch_size: int, analyzer, min_score: float):
-        super().__init__(transport, topics, group, batch_size)
-        self.analyzer = analyzer
-        self.min_score = min_score
-
-    @property
-    def input_topics(self) -> list[str]:
-        return [self.topics.articles]
-
-    def handle(self, records: Sequence[Record]) -> None:
-        articles: list[tuple[Record, Article]] = []
-        for record in records:
-            try:
-                articles.append((record, decode(Article, record.value)))
-            except MessageError as exc:
-                self.dead_letters.record(record, exc)
-        for result in self._analyze(articles):
-            self._emit(result)
-
-    def _analyze(self, articles: list[tuple[Record, Article]]) -> list[Classified]:
-        try:
-            return self.analyzer.analyze([article for _, article in articles])
-        except Exception:  # noqa: BLE001 - one bad article must not stop the batch: find it below
-            log.exception("stage=processors batch analysis failed; retrying article by article")
-        results = []
-        for record, article in articles:
-            try:
-                results.append(self.analyzer.analyze([article])[0])
-            except Exception as exc:  # noqa: BLE001 - the article goes to the DLQ with its error
-                self.dead_letters.record(record, exc)
-        return results
-
-    def _emit(self, result: Classified) -> None:
-        self.producer.produce(self.topics.classified, *encode(result))
-        verdict = result.classification
-        if verdict.is_cooperation and verdict.score >= self.min_score:
-            self.producer.produce(self.topics.alerts, *encode(alert_for(result)))
-
-
-def alert_for(result: Classified) -> Alert:
-    """The alert of a cooperation story; its id is the story id (the article's, until clustering)."""
-    article, verdict = result.article, result.classification
-    summary = article.summary or article.text[:400]
-    return Alert(
-        id=result.id,
-        article_id=article.id,
-        url=article.url,
-        source=article.source,
-        title=article.title,
-        summary=summary,
-        score=verdict.score,
-        level=verdict.level,
-        sectors=verdict.sectors,
-        russian_parties=verdict.russian_parties,
-        chinese_parties=verdict.chinese_parties,
-        evidence=verdict.evidence,
-        published_at=article.published_at,
-        fetched_at=article.fetched_at,
-        alerted_at=utc_now(),
-    )
-
-
 class SinkStage(Stage):
-    """Feeds classified articles and alerts to the sinks; commits after every sink flushed."""
+    """Feeds classified articles and alerts to the sinks; commits after every sink flushed.
+
+    A sink that rejects a message (bad data) has it sent to the dead-letter topic with the
+    sink's name; the other sinks still get it, and the batch goes on.
+    """
 
     name = "sinks"
 
-    def __init__(self, transport: Transport, topics: Topics, group: str, batch_size: int, sinks: Sequence[Sink]):
-        super().__init__(transport, topics, group, batch_size)
+    def __init__(self, transport: Transport, topics: Topics, group: str, batch_size: int, sinks: Sequence[Sink], **options):
+        super().__init__(transport, topics, group, batch_size, **options)
         self.sinks = list(sinks)
-        self._models = {topics.classified: Classified, topics.alerts: Alert}
         self._sinks_by_topic = {
-            topic: [sink for sink in self.sinks if getattr(topics, sink.topic) == topic] for topic in self._models
+            topic: [sink for sink in self.sinks if topics.name(sink.topic) == topic] for topic in self.inputs
         }
+        self._records: dict[int, Record] = {}  # id(message) → its record, for this batch's rejections
+
+    @classmethod
+    def build(cls, context: StageContext) -> SinkStage:
+        sink_context = SinkContext(context.settings)
+        sinks = []
+        for config in context.settings.sinks:
+            sink_class = registry.sinks.get(config.type)
+            sink = sink_class.from_config(sink_class.Options.model_validate(config.options), sink_context)
+            sink.name = config.name or config.type
+            sinks.append(sink)
+        return cls(
+            context.transport, context.topics, context.group, context.settings.batch_size, sinks,
+            name=context.spec.role, inputs=context.spec.inputs,
+        )
 
     @property
     def input_topics(self) -> list[str]:
@@ -245,18 +226,29 @@ class SinkStage(Stage):
             sink.setup()
 
     def handle(self, records: Sequence[Record]) -> None:
+        self._records = {}
         for record in records:
             try:
-                message = decode(self._models[record.topic], record.value)
+                message = decode(self.topics.model_for(record.topic), record.value)
             except MessageError as exc:
                 self.dead_letters.record(record, exc)
                 continue
+            self._records[id(message)] = record
             for sink in self._sinks_by_topic[record.topic]:
-                sink.add(message)
+                self._add(sink, message, record)
+
+    def _add(self, sink: Sink, message: Message, record: Record) -> None:
+        try:
+            sink.add(message)
+        except SinkError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - bad data for this sink: a dead letter, the rest goes on
+            self.dead_letters.record(record, exc, sink=sink.name)
 
     def flush_outputs(self) -> None:
         for sink in self.sinks:
-            sink.flush()
+            for rejection in sink.flush():
+                self.dead_letters.record(self._records[id(rejection.message)], rejection.error, sink=sink.name)
         super().flush_outputs()
 
     def close(self) -> None:

@@ -1,6 +1,7 @@
 """The connectors' durable state, in the SQL database (SQLite by default, PostgreSQL in production).
 
-Two tables, created by :meth:`StateStore.setup`:
+Two tables, brought to the newest schema revision by :meth:`StateStore.setup`
+(:mod:`pipeline.migrations`):
 
 ``source_state`` — one row per source: the validators for the next conditional GET
 (``etag``, ``last_modified``), when it was polled and last succeeded, how many polls in a
@@ -30,6 +31,7 @@ from sqlalchemy import Engine
 
 from pipeline.db import UTCDateTime, upsert
 from pipeline.messages import utc_now
+from pipeline.migrations import upgrade_database
 
 __all__ = ["MAX_ERROR_CHARS", "SourceState", "StateStore", "metadata", "seen_articles", "source_state"]
 
@@ -95,8 +97,8 @@ class StateStore:
         self.engine = engine
 
     def setup(self) -> None:
-        """Create the tables if they do not exist."""
-        metadata.create_all(self.engine)
+        """Migrate the database to the newest revision (creating the tables on first use)."""
+        upgrade_database(self.engine)
 
     # --- per-source polling state ---------------------------------------------------------
 

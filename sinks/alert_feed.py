@@ -1,27 +1,36 @@
-"""Alert feed sink: alerts stored by story id and published as an Atom file.
+"""Atom alert feed sink: alerts stored by story id and published as an Atom file.
 
 Alerts are upserted into the ``alerts`` table keyed by story id, so a story delivered twice
 (a replay after a crash, a broker restart, two outlets of one story) stays one alert; the
 Atom document is then rendered from the table and replaced atomically, so a reader never
 sees a half-written file.
+
+An alert the feed could not show — no title, a link that is not http(s) — is rejected
+before it is stored (it goes to the dead-letter topic), so it can never break a later render.
 """
 
 from __future__ import annotations
 
+import logging
 import os
+import re
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 from feedgen.feed import FeedGenerator
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import JSON, Column, Engine, Float, MetaData, String, Table, Text, select
 from sqlalchemy.exc import SQLAlchemyError
 
-from pipeline.db import UTCDateTime, upsert
-from pipeline.errors import SinkError
+from pipeline.db import UTCDateTime
+from pipeline.errors import MessageRejected, SinkError
 from pipeline.messages import Alert, utc_now
-from pipeline.settings import AlertSettings
-from sinks.base import BatchingSink
+from pipeline.sink import SinkContext, SqlSink
+
+log = logging.getLogger(__name__)
+
+_NOT_XML = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff\ud800-\udfff]")
 
 metadata = MetaData()
 
@@ -47,72 +56,107 @@ alerts = Table(
 )
 
 
-def _row(alert: Alert) -> dict:
-    row = alert.model_dump(exclude={"schema_version"})
-    row["written_at"] = utc_now()
-    return row
+class AtomFeedOptions(BaseModel):
+    """Options of ``- type: atom`` in amur.yaml's ``sinks:``."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    path: str = Field("var/alerts.atom", examples=["/srv/www/amur/alerts.atom"])
+    title: str = "Amur: Russia–China cooperation alerts"
+    feed_id: str = "urn:amur:alerts"
+    max_entries: int = Field(200, ge=1, le=10_000)
 
 
-class AlertFeedSink(BatchingSink):
+class AlertFeedSink(SqlSink):
     """Stores alerts in SQL and keeps an Atom feed of the newest ``max_entries`` up to date."""
 
     topic = "alerts"
+    table = alerts
+    what = "alert"
+    # The first write of a story keeps its times: a replay must not move it up the feed.
+    keep = ("alerted_at", "written_at")
+    name = "atom"
+    Options = AtomFeedOptions
 
-    def __init__(self, engine: Engine, settings: AlertSettings):
-        super().__init__()
-        self._engine = engine
-        self._settings = settings
+    def __init__(self, engine: Engine, options: AtomFeedOptions):
+        super().__init__(engine)
+        self.options = options
+
+    @classmethod
+    def from_config(cls, options: AtomFeedOptions, context: SinkContext) -> AlertFeedSink:
+        return cls(context.engine(), options)
 
     def setup(self) -> None:
-        metadata.create_all(self._engine)
+        super().setup()
         self._render()
 
+    def check(self, alert: Alert) -> None:
+        if not alert.title.strip():
+            raise MessageRejected(f"alert {alert.id} has an empty title; a feed entry needs one")
+        if not alert.url.startswith(("http://", "https://")):
+            raise MessageRejected(f"alert {alert.id} links to {alert.url[:80]!r}, not an http(s) URL")
+
+    def row(self, alert: Alert) -> dict:
+        row = alert.model_dump(exclude={"schema_version"})
+        row["written_at"] = utc_now()
+        return row
+
     def write(self, batch: Sequence[Alert]) -> None:
-        rows = list({alert.id: _row(alert) for alert in batch}.values())
-        try:
-            with self._engine.begin() as connection:
-                # The first write of a story keeps its times: a replay must not move it up the feed.
-                connection.execute(upsert(self._engine, alerts, rows, key=["id"], keep=("alerted_at", "written_at")))
-        except SQLAlchemyError as exc:
-            raise SinkError(f"alert feed: cannot store {len(rows)} alert(s): {exc.__class__.__name__}: {exc}") from exc
+        super().write(batch)
         self._render()
 
     def _render(self) -> None:
         try:
-            with self._engine.connect() as connection:
+            with self.engine.connect() as connection:
                 newest = connection.execute(
-                    select(alerts).order_by(alerts.c.written_at.desc(), alerts.c.id).limit(self._settings.max_entries)
+                    select(alerts).order_by(alerts.c.written_at.desc(), alerts.c.id).limit(self.options.max_entries)
                 ).mappings().all()
         except SQLAlchemyError as exc:
-            raise SinkError(f"alert feed: cannot read alerts: {exc}") from exc
-        _write_atomically(Path(self._settings.atom_path), render_atom(newest, self._settings))
-
-    def close(self) -> None:
-        self._engine.dispose()
+            raise SinkError(f"{self.name}: cannot read alerts: {exc}") from exc
+        _write_atomically(Path(self.options.path), render_atom(newest, self.options))
 
 
-def render_atom(rows: Sequence, settings: AlertSettings) -> bytes:
-    """An Atom 1.0 document with one entry per alert row, newest first."""
+def render_atom(rows: Sequence, options: AtomFeedOptions) -> bytes:
+    """An Atom 1.0 document with one entry per alert row, newest first.
+
+    A stored row the feed cannot show (written before alerts were checked) is left out
+    with a warning rather than stopping every later render.
+    """
     feed = FeedGenerator()
-    feed.id(settings.feed_id)
-    feed.title(settings.feed_title)
-    feed.link(href=settings.feed_id, rel="self")
+    feed.id(options.feed_id)
+    feed.title(options.title)
+    feed.link(href=options.feed_id, rel="self")
     feed.updated(rows[0]["written_at"] if rows else utc_now())
     # feedgen prepends entries, so add the oldest first.
     for row in reversed(rows):
         entry = feed.add_entry()
-        entry.id(f"urn:amur:alert:{row['id']}")
-        entry.title(row["title"])
-        entry.link(href=row["url"])
-        entry.published(row["published_at"] or row["alerted_at"])
-        entry.updated(row["written_at"])
-        parties = ", ".join([*row["russian_parties"], *row["chinese_parties"]])
-        entry.summary(f"{row['summary']}\n\nscore {row['score']:.2f}; level {row['level'] or 'unknown'}; parties {parties}")
-        for sector in row["sectors"]:
-            entry.category(term=sector, scheme="urn:amur:sector")
-        for party in [*row["russian_parties"], *row["chinese_parties"]]:
-            entry.category(term=party, scheme="urn:amur:party")
+        try:
+            _fill_entry(entry, row)
+        except ValueError as exc:
+            log.warning("alert %s left out of %s: %s", row["id"], options.path, exc)
+            feed.remove_entry(entry)
     return feed.atom_str(pretty=True)
+
+
+def _fill_entry(entry, row) -> None:
+    entry.id(f"urn:amur:alert:{row['id']}")
+    entry.title(xml_text(row["title"]))
+    entry.link(href=xml_text(row["url"]))
+    entry.published(row["published_at"] or row["alerted_at"])
+    entry.updated(row["written_at"])
+    parties = ", ".join([*row["russian_parties"], *row["chinese_parties"]])
+    summary = f"{row['summary']}\n\nscore {row['score']:.2f}; level {row['level'] or 'unknown'}; parties {parties}"
+    entry.summary(xml_text(summary))
+    for sector in row["sectors"]:
+        entry.category(term=xml_text(sector), scheme="urn:amur:sector")
+    for party in [*row["russian_parties"], *row["chinese_parties"]]:
+        entry.category(term=xml_text(party), scheme="urn:amur:party")
+
+
+def xml_text(text: str) -> str:
+    """``text`` without the characters XML 1.0 cannot hold (control characters, NUL), which
+    pages and feeds do carry and which would make the whole document unwritable."""
+    return _NOT_XML.sub("", text)
 
 
 def _write_atomically(path: Path, content: bytes) -> None:
@@ -124,4 +168,4 @@ def _write_atomically(path: Path, content: bytes) -> None:
         os.replace(temporary, path)
     except OSError as exc:
         Path(temporary).unlink(missing_ok=True)
-        raise SinkError(f"alert feed: cannot write {path}: {exc}") from exc
+        raise SinkError(f"atom: cannot write {path}: {exc}") from exc

@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from sqlalchemy import JSON, Boolean, Column, Float, MetaData, String, Table, Text
 
-from sqlalchemy import JSON, Boolean, Column, Engine, Float, MetaData, String, Table, Text
-from sqlalchemy.exc import SQLAlchemyError
-
-from pipeline.db import UTCDateTime, upsert
-from pipeline.errors import SinkError
+from pipeline.db import UTCDateTime
 from pipeline.messages import Classified, utc_now
-from sinks.base import BatchingSink
+from pipeline.sink import NoOptions, SinkContext, SqlSink
 
 metadata = MetaData()
 
@@ -38,51 +34,37 @@ articles = Table(
 )
 
 
-def _row(message: Classified) -> dict:
-    article, verdict = message.article, message.classification
-    return {
-        "id": message.id,
-        "url": article.url,
-        "source": article.source,
-        "title": article.title,
-        "text": article.text,
-        "published_at": article.published_at,
-        "fetched_at": article.fetched_at,
-        "classified_at": message.classified_at,
-        "is_cooperation": verdict.is_cooperation,
-        "score": verdict.score,
-        "level": verdict.level,
-        "sectors": verdict.sectors,
-        "russian_parties": verdict.russian_parties,
-        "chinese_parties": verdict.chinese_parties,
-        "entities": [entity.model_dump() for entity in message.entities],
-        "figures": [figure.model_dump() for figure in message.figures],
-        "classification": verdict.model_dump(),
-        "updated_at": utc_now(),
-    }
-
-
-class RecordsSink(BatchingSink):
+class RecordsSink(SqlSink):
     """Upserts classified articles into the SQL database (SQLite or PostgreSQL)."""
 
     topic = "classified"
+    table = articles
+    what = "article"
+    name = "records"
 
-    def __init__(self, engine: Engine):
-        super().__init__()
-        self._engine = engine
+    @classmethod
+    def from_config(cls, options: NoOptions, context: SinkContext) -> RecordsSink:
+        return cls(context.engine())
 
-    def setup(self) -> None:
-        metadata.create_all(self._engine)
-
-    def write(self, batch: Sequence[Classified]) -> None:
-        # The last delivery of an id in a batch wins, as it would across batches.
-        rows = list({message.id: _row(message) for message in batch}.values())
-        try:
-            with self._engine.begin() as connection:
-                connection.execute(upsert(self._engine, articles, rows, key=["id"]))
-        except SQLAlchemyError as exc:
-            raise SinkError(f"records: cannot write {len(rows)} article(s): {exc.__class__.__name__}: {exc}") from exc
-
-    def close(self) -> None:
-        self._engine.dispose()
-
+    def row(self, message: Classified) -> dict:
+        article, verdict = message.article, message.classification
+        return {
+            "id": message.id,
+            "url": article.url,
+            "source": article.source,
+            "title": article.title,
+            "text": article.text,
+            "published_at": article.published_at,
+            "fetched_at": article.fetched_at,
+            "classified_at": message.classified_at,
+            "is_cooperation": verdict.is_cooperation,
+            "score": verdict.score,
+            "level": verdict.level,
+            "sectors": verdict.sectors,
+            "russian_parties": verdict.russian_parties,
+            "chinese_parties": verdict.chinese_parties,
+            "entities": [entity.model_dump() for entity in message.entities],
+            "figures": [figure.model_dump() for figure in message.figures],
+            "classification": verdict.model_dump(),
+            "updated_at": utc_now(),
+        }

@@ -1,4 +1,4 @@
-"""JSON Schemas of the topic messages, generated from :mod:`pipeline.messages`.
+"""JSON Schemas of the topic messages, generated from :mod:`pipeline.messages` for the topics of :mod:`pipeline.topology`.
 
 The ``*.schema.json`` files beside this module are what downstream consumers read; a test
 fails when they drift from the models (regenerate with ``amur schemas export``).
@@ -9,14 +9,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from pipeline.messages import MESSAGE_TYPES
+from pipeline.topology import TOPIC_MODELS
 
 SCHEMA_DIR = Path(__file__).parent
 
 
 def schema_for(topic_kind: str) -> dict:
     """The JSON Schema (draft 2020-12) of the messages of one topic kind (``articles``, …)."""
-    schema = MESSAGE_TYPES[topic_kind].model_json_schema(mode="serialization")
+    schema = TOPIC_MODELS[topic_kind].model_json_schema(mode="serialization")
     return {"$schema": "https://json-schema.org/draft/2020-12/schema", "$id": f"urn:amur:schema:{topic_kind}:v1", **schema}
 
 
@@ -31,7 +31,7 @@ def load_schema(topic_kind: str) -> dict:
 def export_schemas(directory: Path = SCHEMA_DIR, *, check: bool = False) -> list[str]:
     """Write every schema (or, with ``check``, only compare); returns the kinds that differed."""
     stale = []
-    for kind in MESSAGE_TYPES:
+    for kind in TOPIC_MODELS:
         path = schema_path(kind, directory)
         text = json.dumps(schema_for(kind), indent=2, ensure_ascii=False) + "\n"
         if not path.exists() or path.read_text(encoding="utf-8") != text:

@@ -9,12 +9,19 @@ Two implementations share these semantics and one contract test suite
 
 Semantics, as Kafka has them:
 
-* ``produce`` is asynchronous; ``flush`` returns only once every produced record is durably
-  written, and raises :class:`~pipeline.errors.TransportError` otherwise.
+* ``produce`` is asynchronous; ``flush`` returns only once every record the calling thread
+  produced is durably written, and raises :class:`~pipeline.errors.TransportError` otherwise.
+  Threads may share a producer: one thread's flush never vouches for another's records.
+* A record larger than its topic's ``max_message_bytes`` is refused (at ``produce`` or at
+  ``flush``), with a TransportError.
 * A consumer belongs to a group; the group's committed offset per partition is where a new
   member of the group starts. Records polled but not committed are delivered again to the
   next member after a crash or ``close`` — delivery is at-least-once.
 * ``commit`` takes the *next* offset to read per partition (last processed + 1).
+* ``pause`` stops delivery without leaving the group: while paused, ``poll`` returns no
+  records but keeps the membership alive (on Kafka, past ``max.poll.interval.ms``), so a
+  stage waiting for a sink to come back keeps its partitions. ``resume`` goes on from the
+  records after the last ones polled.
 
 Example::
 
@@ -73,7 +80,7 @@ class Producer(ABC):
 
     @abstractmethod
     def flush(self, timeout: float = 30.0) -> None:
-        """Block until every queued record is durably written; raise TransportError if not."""
+        """Block until every record this thread queued is durably written; raise TransportError if not."""
 
     @abstractmethod
     def close(self) -> None:
@@ -92,6 +99,14 @@ class Consumer(ABC):
         """Commit the next offset to read per partition for this consumer's group."""
 
     @abstractmethod
+    def pause(self) -> None:
+        """Stop delivering records, staying in the group; ``poll`` keeps the membership alive."""
+
+    @abstractmethod
+    def resume(self) -> None:
+        """Deliver records again, from where the last poll before ``pause`` left off."""
+
+    @abstractmethod
     def lag(self) -> int | None:
         """Records on this member's partitions not yet polled; ``None`` before it has partitions."""
 
@@ -106,8 +121,12 @@ class Transport(ABC):
     name: str
 
     @abstractmethod
-    def ensure_topics(self, topics: Sequence[str]) -> None:
-        """Create the topics that do not exist yet; existing ones are left as they are."""
+    def ensure_topics(self, topics: Sequence[str], *, max_message_bytes: int | None = None) -> None:
+        """Create the topics that do not exist yet; existing ones are left as they are.
+
+        :param max_message_bytes: the largest record the new topics accept; ``None`` for the
+            transport's default.
+        """
 
     @abstractmethod
     def producer(self) -> Producer:

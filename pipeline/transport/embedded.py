@@ -23,7 +23,9 @@ from pipeline.errors import TransportError
 from pipeline.transport.base import Consumer, Headers, Producer, Record, TopicPartition, Transport
 
 _SCHEMA = """
-CREATE TABLE IF NOT EXISTS topics (name TEXT PRIMARY KEY, partitions INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS topics (
+    name TEXT PRIMARY KEY, partitions INTEGER NOT NULL, max_message_bytes INTEGER NOT NULL DEFAULT 1048588
+);
 CREATE TABLE IF NOT EXISTS records (
     topic TEXT NOT NULL, partition INTEGER NOT NULL, "offset" INTEGER NOT NULL,
     key BLOB, value BLOB NOT NULL, headers TEXT NOT NULL, timestamp_ms INTEGER NOT NULL,
@@ -41,6 +43,7 @@ CREATE TABLE IF NOT EXISTS group_offsets (
 
 
 DEFAULT_RETENTION_SECONDS = 7 * 24 * 3600
+DEFAULT_MAX_MESSAGE_BYTES = 1_048_588  # Kafka's message.max.bytes default
 EXPIRY_INTERVAL_SECONDS = 60.0
 
 
@@ -55,6 +58,7 @@ class EmbeddedTransport(Transport):
 
     def __init__(
         self, path: str = ":memory:", default_partitions: int = 1, retention_seconds: float = DEFAULT_RETENTION_SECONDS,
+        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
     ):
         if path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
@@ -62,7 +66,11 @@ class EmbeddedTransport(Transport):
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
+        topic_columns = {row[1] for row in self._db.execute("PRAGMA table_info(topics)")}
+        if "max_message_bytes" not in topic_columns:  # a log file written before the size limit existed
+            self._db.execute(f"ALTER TABLE topics ADD COLUMN max_message_bytes INTEGER NOT NULL DEFAULT {DEFAULT_MAX_MESSAGE_BYTES}")
         self._default_partitions = default_partitions
+        self._default_max_message_bytes = max_message_bytes
         self._retention_ms = int(retention_seconds * 1000)
         self._last_expiry = time.monotonic()
         self._lock = threading.RLock()
@@ -76,10 +84,15 @@ class EmbeddedTransport(Transport):
         return default if row is None else row[0]
 
     def partitions_of(self, topic: str) -> int:
-        partitions = self._scalar("SELECT partitions FROM topics WHERE name = ?", (topic,))
-        if partitions is None:
+        return self._topic(topic)[0]
+
+    def _topic(self, topic: str) -> tuple[int, int]:
+        """``(partitions, max_message_bytes)`` of ``topic``."""
+        with self._lock:
+            row = self._db.execute("SELECT partitions, max_message_bytes FROM topics WHERE name = ?", (topic,)).fetchone()
+        if row is None:
             raise TransportError(f"topic {topic!r} does not exist; create it first (amur topics create)")
-        return partitions
+        return row
 
     def end_offset(self, topic: str, partition: int) -> int:
         return self._scalar(
@@ -97,7 +110,13 @@ class EmbeddedTransport(Transport):
             try:
                 self._db.execute("BEGIN IMMEDIATE")
                 for topic, key, value, headers in batch:
-                    partition = partition_for(key, self.partitions_of(topic))
+                    partitions, max_bytes = self._topic(topic)
+                    if len(key) + len(value) > max_bytes:
+                        raise TransportError(
+                            f"record of {len(key) + len(value)} bytes is larger than {topic!r} accepts "
+                            f"(max_message_bytes {max_bytes})"
+                        )
+                    partition = partition_for(key, partitions)
                     offset = self.end_offset(topic, partition)
                     self._db.execute(
                         "INSERT INTO records VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -111,7 +130,7 @@ class EmbeddedTransport(Transport):
                 self._db.execute("COMMIT")
             except Exception as exc:
                 self._db.execute("ROLLBACK")
-                raise TransportError(f"embedded log write failed: {exc}") from exc
+                raise TransportError(f"embedded log write failed, {len(batch)} record(s) not written: {exc}") from exc
             self._new_records.notify_all()
             if time.monotonic() - self._last_expiry >= EXPIRY_INTERVAL_SECONDS:
                 self.expire()
@@ -163,10 +182,11 @@ class EmbeddedTransport(Transport):
             self._open_groups.discard(group)
 
     # -- Transport ---------------------------------------------------------------------------
-    def ensure_topics(self, topics: Sequence[str]) -> None:
+    def ensure_topics(self, topics: Sequence[str], *, max_message_bytes: int | None = None) -> None:
+        limit = max_message_bytes or self._default_max_message_bytes
         with self._lock:
             self._db.executemany(
-                "INSERT OR IGNORE INTO topics VALUES (?, ?)", [(topic, self._default_partitions) for topic in topics]
+                "INSERT OR IGNORE INTO topics VALUES (?, ?, ?)", [(topic, self._default_partitions, limit) for topic in topics]
             )
 
     def producer(self) -> Producer:
@@ -190,19 +210,32 @@ class EmbeddedTransport(Transport):
 
 
 class EmbeddedProducer(Producer):
+    """Queues records per producing thread, so that ``flush`` writes exactly the caller's records.
+
+    Threads share one producer (the connectors' polls do). With one queue, a thread could take
+    another's records into its own write and the other's ``flush`` would return while they were
+    still being written — or after that write had failed.
+    """
+
     def __init__(self, log: EmbeddedTransport):
         self._log = log
-        self._pending: list[tuple[str, bytes, bytes, Headers]] = []
-        self._lock = threading.Lock()
+        self._queues = threading.local()
+
+    def _queue(self) -> list[tuple[str, bytes, bytes, Headers]]:
+        queue = getattr(self._queues, "records", None)
+        if queue is None:
+            queue = self._queues.records = []
+        return queue
 
     def produce(self, topic: str, key: bytes, value: bytes, headers: Headers = ()) -> None:
         self._log.partitions_of(topic)
-        with self._lock:
-            self._pending.append((topic, key, value, tuple(headers)))
+        self._queue().append((topic, key, value, tuple(headers)))
 
     def flush(self, timeout: float = 30.0) -> None:
-        with self._lock:
-            batch, self._pending = self._pending, []
+        queue = self._queue()
+        batch = list(queue)
+        # Cleared whether or not the write succeeds: a caller whose flush raised produces again.
+        queue.clear()
         if batch:
             self._log.append(batch)
 
@@ -220,8 +253,12 @@ class EmbeddedConsumer(Consumer):
                 for topic in topics
                 for partition in range(log.partitions_of(topic))
             }
+        self._paused = False
 
     def poll(self, max_records: int = 500, timeout: float = 1.0) -> list[Record]:
+        if self._paused:
+            time.sleep(timeout)  # one member per group: there is no membership to keep alive
+            return []
         deadline = time.monotonic() + timeout
         while True:
             with self._log._lock:
@@ -237,6 +274,12 @@ class EmbeddedConsumer(Consumer):
 
     def commit(self, offsets: Mapping[TopicPartition, int]) -> None:
         self._log.commit(self._group, offsets)
+
+    def pause(self) -> None:
+        self._paused = True
+
+    def resume(self) -> None:
+        self._paused = False
 
     def lag(self) -> int | None:
         with self._log._lock:

@@ -80,9 +80,9 @@ class KafkaTransport(Transport):
 
     name = "kafka"
 
-    def __init__(self, settings: KafkaSettings, *, timeout: float = 30.0):
+    def __init__(self, settings: KafkaSettings, *, timeout: float | None = None):
         self.settings = settings
-        self.timeout_ms = max(_MIN_TIMEOUT_MS, int(timeout * 1000))
+        self.timeout_ms = max(_MIN_TIMEOUT_MS, int((timeout or settings.timeout_seconds) * 1000))
         self._admin: KafkaAdminClient | None = None
         self._lock = threading.Lock()
         # Closed together with the transport, so a stage that stops abruptly (or a failing
@@ -150,11 +150,16 @@ class KafkaTransport(Transport):
             raise TransportError(f"Kafka at {self.settings.bootstrap_servers} reports no live brokers")
 
     # -- Transport ------------------------------------------------------------------------
-    def ensure_topics(self, topics: Sequence[str]) -> None:
+    def ensure_topics(self, topics: Sequence[str], *, max_message_bytes: int | None = None) -> None:
         if not topics:
             return
+        limit = max_message_bytes or self.settings.max_message_bytes
+        configs = {"max.message.bytes": str(limit)} if limit else {}
         spec = {
-            topic: {"num_partitions": self.settings.partitions, "replication_factor": self.settings.replication_factor}
+            topic: {
+                "num_partitions": self.settings.partitions, "replication_factor": self.settings.replication_factor,
+                "configs": configs,
+            }
             for topic in topics
         }
         with self._errors(f"creating topics {', '.join(topics)}"):
@@ -206,6 +211,7 @@ class KafkaTransport(Transport):
             # against max_poll_interval_ms (5 minutes between polls).
             "heartbeat_interval_ms": _HEARTBEAT_INTERVAL_MS,
             "session_timeout_ms": _SESSION_TIMEOUT_MS,
+            "max_poll_interval_ms": self.settings.max_poll_interval_ms,
         }
         with self._errors(f"joining consumer group {group!r}"):
             consumer = KafkaConsumerMember(self, KafkaConsumer(*topics, **config))
@@ -239,17 +245,24 @@ class KafkaTransport(Transport):
 class KafkaProducerClient(Producer):
     """A kafka-python producer whose failures surface at ``flush``, where callers decide.
 
-    ``send`` reports a failed delivery only on the record's future, so every future since
-    the last flush is kept and checked once flush has waited for them.
+    ``send`` reports a failed delivery only on the record's future, so each thread's futures
+    since its last flush are kept apart and checked once flush has waited for them: a thread
+    returns from ``flush`` only when every record *it* produced was acknowledged.
     """
 
     def __init__(self, transport: KafkaTransport):
         self._transport = transport
         self._producer = transport._kafka_producer()
-        self._pending: list[Any] = []
+        self._futures = threading.local()
         self._known_topics: set[str] = set()
         self._lock = threading.Lock()
         self._closed = False
+
+    def _pending(self) -> list[Any]:
+        pending = getattr(self._futures, "pending", None)
+        if pending is None:
+            pending = self._futures.pending = []
+        return pending
 
     def produce(self, topic: str, key: bytes, value: bytes, headers: Headers = ()) -> None:
         if topic not in self._known_topics:
@@ -257,45 +270,49 @@ class KafkaProducerClient(Producer):
             self._known_topics.add(topic)
         with self._transport._errors(f"producing to {topic!r}"):
             future = self._producer.send(topic, key=key, value=value, headers=list(headers))
-        with self._lock:
-            self._pending.append(future)
+        self._pending().append(future)
 
     def flush(self, timeout: float = 30.0) -> None:
-        with self._lock:
-            pending, self._pending = self._pending, []
+        own = self._pending()
+        pending = list(own)
+        own.clear()
+        producer = self._producer
         deadline = time.monotonic() + timeout
         # Only the futures are trusted: kafka-python 3.0's flush raises UnknownError('Future
         # not done') when the broker makes it split a batch whose records are still retried.
         with suppress(kafka_errors.KafkaError):
-            self._producer.flush(timeout=timeout)
+            producer.flush(timeout=timeout)
         for future in pending:
             if not future.is_done:
                 with suppress(kafka_errors.KafkaError):  # failed or unfinished: counted below
                     future.get(timeout=max(0.0, deadline - time.monotonic()))
         unfinished = [future for future in pending if not future.is_done]
         if unfinished:
-            # Not acknowledged yet is not failed: the next flush checks these again.
-            with self._lock:
-                self._pending[:0] = unfinished
+            # Not acknowledged yet is not failed: this thread's next flush checks these again.
+            own[:0] = unfinished
             raise TransportError(
                 f"Kafka at {self._transport.settings.bootstrap_servers} did not acknowledge {len(unfinished)} "
-                f"records within {timeout:g} s; is the broker down or overloaded?"
+                f"of {len(pending)} records within {timeout:g} s; is the broker down or overloaded?"
             )
         failed = [future.exception for future in pending if future.failed()]
         if failed:
-            self._replace_producer()
+            self._replace_producer(producer)
             raise TransportError(
                 f"{len(failed)} of {len(pending)} records were not written to Kafka; first error: {failed[0]}"
             )
 
-    def _replace_producer(self) -> None:
+    def _replace_producer(self, broken: KafkaProducer) -> None:
         """Start over with a new producer after a failed delivery.
 
         An idempotent kafka-python producer treats errors such as a record too large for
         the topic as fatal and fails every later record too; the caller will retry the
-        batch, and that retry needs a producer that can still write.
+        batch, and that retry needs a producer that can still write. Other threads' records
+        still in the broken producer fail with it, so their flushes raise as well.
         """
-        broken, self._producer = self._producer, self._transport._kafka_producer()
+        with self._lock:
+            if self._producer is not broken:
+                return  # another thread's flush replaced it already
+            self._producer = self._transport._kafka_producer()
         broken.close(timeout=0)
 
     def close(self) -> None:
@@ -316,9 +333,13 @@ class KafkaConsumerMember(Consumer):
         self._transport = transport
         self._consumer = consumer
         self._closed = False
+        self._paused = False
 
     def poll(self, max_records: int = 500, timeout: float = 1.0) -> list[Record]:
         with self._transport._errors("polling"):
+            if self._paused:
+                self._poll_paused(timeout)
+                return []
             batches = self._consumer.poll(timeout_ms=int(timeout * 1000), max_records=max_records)
         return [
             Record(
@@ -349,6 +370,27 @@ class KafkaConsumerMember(Consumer):
                     "commit refused: the group rebalanced and these partitions moved to another member, "
                     "which will process the uncommitted records again"
                 ) from exc
+
+    def _poll_paused(self, timeout: float) -> None:
+        """Poll with every partition paused: the group sees a live member, nothing is consumed.
+
+        A rebalance during the poll can assign partitions that are not paused yet, and their
+        records come back from this very poll; each such partition is rewound to its first
+        returned record and paused, so those records are delivered after ``resume``.
+        """
+        self._consumer.pause(*self._consumer.assignment())
+        batches = self._consumer.poll(timeout_ms=int(timeout * 1000))
+        for partition, messages in batches.items():
+            self._consumer.seek(partition, min(message.offset for message in messages))
+            self._consumer.pause(partition)
+
+    def pause(self) -> None:
+        self._paused = True
+        self._consumer.pause(*self._consumer.assignment())
+
+    def resume(self) -> None:
+        self._paused = False
+        self._consumer.resume(*self._consumer.paused())
 
     def lag(self) -> int | None:
         assigned = list(self._consumer.assignment())

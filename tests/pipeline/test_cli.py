@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from pipeline.cli import app
+from pipeline.app.cli import app
 from tests.support.local_site import LocalSite
 
 REPO = Path(__file__).resolve().parents[2]

@@ -20,8 +20,8 @@ import feedparser
 import pytest
 import sqlalchemy as sa
 
-from pipeline.messages import Topics
-from pipeline.roles import make_transport
+from pipeline.topology import Topics
+from pipeline.transport import make_transport
 from pipeline.settings import load_settings
 from tests.support.contracts import assert_matches_schema
 from tests.support.databases import postgres_schema_url
@@ -30,7 +30,7 @@ from tests.support.local_site import LocalSite
 pytestmark = pytest.mark.slow
 
 RESOURCES = Path(__file__).resolve().parents[1] / "resources" / "e2e"
-AMUR = [sys.executable, "-c", "from pipeline.cli import app; app()"]
+AMUR = [sys.executable, "-c", "from pipeline.app.cli import app; app()"]
 STORIES = {"amur-heilongjiang-freight.html", "primorye-jilin-tourism.html"}
 UNRELATED = "salmon-prices.html"
 
@@ -78,7 +78,7 @@ class Deployment:
             f"kafka:\n  bootstrap_servers: {bootstrap}\n  topic_prefix: {prefix}\n  group_prefix: {prefix}g\n"
             f"embedded:\n  path: {root / 'log.sqlite'}\n  partitions: 2\n"
             f"fetch:\n  per_host_delay_seconds: 0\n  timeout_seconds: 5\n"
-            f"alerts:\n  atom_path: {self.atom}\n"
+            f"sinks:\n  - type: records\n  - type: atom\n    path: {self.atom}\n"
         )
         self.write_sources(sources)
 

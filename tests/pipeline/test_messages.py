@@ -1,9 +1,10 @@
 import pytest
 
 from pipeline.errors import MessageError
-from pipeline.messages import Article, DeadLetter, Topics, article_id, decode, encode, utc_now
+from pipeline.messages import Article, DeadLetter, article_id, decode, encode, utc_now
+from pipeline.topology import Topics
 from pipeline.schemas import SCHEMA_DIR, export_schemas
-from pipeline.stages import alert_for
+from processors.stage import alert_for
 from tests.support.contracts import assert_matches_schema
 from tests.support.messages import make_article, make_classified
 

@@ -10,10 +10,11 @@ import pytest
 from connectors.feed import FeedConnector
 from connectors.fetch import Fetcher
 from pipeline.db import make_engine
-from pipeline.messages import Article, Topics, decode, utc_now
+from pipeline.messages import Article, decode, utc_now
 from pipeline.polling import ConnectorRunner
 from pipeline.settings import FetchSettings, load_sources
 from pipeline.state import StateStore
+from pipeline.topology import Topics
 from pipeline.transport.embedded import EmbeddedTransport
 from tests.support.local_site import LocalSite
 

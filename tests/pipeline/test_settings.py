@@ -97,3 +97,37 @@ def test_valid_sources_load(tmp_path):
     path = write(tmp_path / "sources.yaml", "sources:\n  - name: a\n    url: http://127.0.0.1:8000/rss\n")
     (source,) = load_sources(path).sources
     assert source.poll_interval_seconds == 300 and source.enabled
+
+
+# --- sinks from configuration -------------------------------------------------------------
+
+
+def test_the_default_sinks_are_the_records_and_the_atom_feed(tmp_path):
+    settings = load_settings(write(tmp_path / "amur.yaml", ""), environ={})
+    assert [(sink.type, sink.options) for sink in settings.sinks] == [("records", {}), ("atom", {})]
+
+
+def test_sink_problems_name_the_entry_the_key_and_the_fix(tmp_path):
+    path = write(tmp_path / "amur.yaml", (
+        "sinks:\n  - type: records\n  - type: atom\n    max_entries: 0\n    colour: red\n  - type: carrier-pigeon\n"
+    ))
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path, environ={})
+    problems = {problem.key: problem for problem in caught.value.problems}
+    assert set(problems) == {"sinks.1.max_entries", "sinks.1.colour", "sinks.2.type"}
+    assert "no sink type named 'carrier-pigeon'; known: atom, records" in problems["sinks.2.type"].message
+    assert problems["sinks.1.colour"].hint.startswith("remove the key")
+
+
+def test_two_sinks_of_one_type_need_names(tmp_path):
+    path = write(tmp_path / "amur.yaml", "sinks:\n  - type: atom\n  - type: atom\n    path: var/b.atom\n")
+    with pytest.raises(ConfigError, match="sink names must be unique"):
+        load_settings(path, environ={})
+    path.write_text("sinks:\n  - type: atom\n  - type: atom\n    name: atom-b\n    path: var/b.atom\n")
+    assert [sink.name for sink in load_settings(path, environ={}).sinks] == [None, "atom-b"]
+
+
+def test_a_moved_key_says_where_it_went(tmp_path):
+    path = write(tmp_path / "amur.yaml", "alerts:\n  atom_path: var/x.atom\n")
+    (problem,) = check_config(path)
+    assert problem.key == "alerts.atom_path" and "'- type: atom' with 'path:'" in problem.hint

@@ -6,7 +6,7 @@ import pytest
 import sqlalchemy as sa
 from typer.testing import CliRunner
 
-from pipeline.cli import app
+from pipeline.app.cli import app
 from pipeline.db import make_engine
 from pipeline.messages import utc_now
 from pipeline.state import StateStore

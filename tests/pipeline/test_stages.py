@@ -5,11 +5,20 @@ The analyzer here is a keyword rule so the tests pin the stage's behaviour, not 
 
 import threading
 
+import feedparser
+import sqlalchemy as sa
+
 from pipeline.errors import SinkBackpressure
-from pipeline.messages import Alert, Classified, DeadLetter, Topics, decode, encode
-from pipeline.stages import ProcessorStage, SinkStage, alert_for
+from pipeline.db import make_engine
+from pipeline.messages import Alert, Classified, DeadLetter, decode, encode
+from pipeline.sink import BatchingSink
+from pipeline.stages import SinkStage
+from pipeline.topology import Topics
 from pipeline.transport.embedded import EmbeddedTransport
-from sinks.base import BatchingSink
+from processors.stage import ClassifyStage, alert_for
+from sinks.alert_feed import AlertFeedSink, AtomFeedOptions
+from sinks.records import RecordsSink, articles
+from tests.support.databases import database_url  # noqa: F401 - shared fixture
 from tests.support.messages import make_article, make_classified
 
 TOPICS = Topics("t.")
@@ -24,11 +33,16 @@ class KeywordAnalyzer:
 
 class ListSink(BatchingSink):
     topic = "alerts"
+    name = "list"
 
     def __init__(self, fail_times=0):
         super().__init__()
         self.written: list = []
         self.fail_times = fail_times
+
+    @classmethod
+    def from_config(cls, options, context):
+        return cls()
 
     def write(self, batch):
         if self.fail_times:
@@ -64,7 +78,7 @@ def test_processor_sends_poison_and_crashing_articles_to_the_dlq_and_goes_on():
     unrelated = make_article("https://news.example/other", text="Football results from the weekend.")
     produce(log, TOPICS.articles, [encode(good), (b"poison", b"{not json"), encode(crashing), encode(unrelated)])
 
-    stage = ProcessorStage(log, TOPICS, "processors", 100, KeywordAnalyzer(), min_score=0.5)
+    stage = ClassifyStage(log, TOPICS, "processors", 100, KeywordAnalyzer(), min_score=0.5)
     assert stage.run(threading.Event(), once=True) == 4
 
     classified = [decode(Classified, r.value) for r in read_all(log, TOPICS.classified)]
@@ -75,7 +89,7 @@ def test_processor_sends_poison_and_crashing_articles_to_the_dlq_and_goes_on():
     assert {(letter.offset, letter.error_type) for letter in letters} == {(1, "MessageError"), (2, "RuntimeError")}
     assert all(letter.topic == TOPICS.articles and letter.stage == "processors" for letter in letters)
     # Everything was committed: a restarted processor has nothing left to do.
-    assert ProcessorStage(log, TOPICS, "processors", 100, KeywordAnalyzer(), 0.5).run(threading.Event(), once=True) == 0
+    assert ClassifyStage(log, TOPICS, "processors", 100, KeywordAnalyzer(), 0.5).run(threading.Event(), once=True) == 0
 
 
 def test_sink_stage_retries_a_batch_under_backpressure_and_commits_after_the_write():
@@ -114,3 +128,76 @@ def test_sink_stage_dead_letters_an_invalid_alert():
     assert len(sink.written) == 1
     (letter,) = [decode(DeadLetter, r.value) for r in read_all(log, TOPICS.dlq)]
     assert letter.stage == "sinks" and letter.offset == 0 and '"short"' in letter.payload
+
+
+# --- sinks that reject one message: dead letters, not a crash loop --------------------------
+
+
+def real_sinks(database_url, tmp_path):
+    engine = make_engine(database_url)
+    return [RecordsSink(engine), AlertFeedSink(engine, AtomFeedOptions(path=str(tmp_path / "alerts.atom")))]
+
+
+def test_alerts_the_feed_cannot_show_are_dead_lettered_and_the_rest_is_written(database_url, tmp_path):
+    log = transport()
+    good = alert_for(make_classified(make_article("https://news.example/bridge")))
+    untitled = alert_for(make_classified(make_article("https://news.example/untitled", title="")))
+    scripted = alert_for(make_classified(make_article("javascript:alert(1)")))
+    produce(log, TOPICS.alerts, [encode(untitled), encode(good), encode(scripted)])
+    produce(log, TOPICS.classified, [encode(make_classified(make_article("https://news.example/bridge")))])
+
+    stage = SinkStage(log, TOPICS, "sinks", 100, real_sinks(database_url, tmp_path))
+    stage.setup()
+    assert stage.run(threading.Event(), once=True) == 4
+    stage.close()
+
+    letters = {letter.offset: letter for letter in (decode(DeadLetter, r.value) for r in read_all(log, TOPICS.dlq))}
+    assert set(letters) == {0, 2}
+    assert all(letter.sink == "atom" and letter.topic == TOPICS.alerts and letter.partition == 0 for letter in letters.values())
+    assert "empty title" in letters[0].reason and "not an http(s) URL" in letters[2].reason
+    parsed = feedparser.parse((tmp_path / "alerts.atom").read_bytes())
+    assert not parsed.bozo and [entry.link for entry in parsed.entries] == ["https://news.example/bridge"]
+    with make_engine(database_url).connect() as connection:
+        assert connection.execute(sa.select(sa.func.count()).select_from(articles)).scalar_one() == 1
+    # Everything was committed: a restarted sinks role does not meet the bad alerts again.
+    again = SinkStage(log, TOPICS, "sinks", 100, real_sinks(database_url, tmp_path))
+    again.setup()
+    assert again.run(threading.Event(), once=True) == 0
+
+
+def test_a_value_the_database_refuses_rejects_only_that_article(database_url, tmp_path):
+    log = transport()
+    with_nul = make_classified(make_article("https://news.example/nul", text="A page with a \x00 byte in it."))
+    fine = make_classified(make_article("https://news.example/fine"))
+    produce(log, TOPICS.classified, [encode(with_nul), encode(fine)])
+
+    stage = SinkStage(log, TOPICS, "sinks", 100, real_sinks(database_url, tmp_path))
+    stage.setup()
+    assert stage.run(threading.Event(), once=True) == 2
+
+    with make_engine(database_url).connect() as connection:
+        stored = set(connection.execute(sa.select(articles.c.url)).scalars())
+    letters = [decode(DeadLetter, r.value) for r in read_all(log, TOPICS.dlq)]
+    if database_url.startswith("postgresql"):  # PostgreSQL text cannot hold NUL; SQLite's can
+        assert stored == {"https://news.example/fine"}
+        assert [(letter.sink, letter.offset, letter.error_type) for letter in letters] == [("records", 0, "MessageRejected")]
+    else:
+        assert stored == {"https://news.example/nul", "https://news.example/fine"} and letters == []
+
+
+def test_a_sink_that_crashes_on_one_message_gets_it_dead_lettered():
+    log = transport()
+    alerts = [alert_for(make_classified(make_article(f"https://news.example/{n}"))) for n in range(3)]
+    produce(log, TOPICS.alerts, [encode(alert) for alert in alerts])
+
+    class BuggySink(ListSink):
+        def write(self, batch):
+            if any(alert.url.endswith("/1") for alert in batch):
+                raise KeyError("a bug met by one alert")
+            super().write(batch)
+
+    sink = BuggySink()
+    assert SinkStage(log, TOPICS, "sinks", 100, [sink]).run(threading.Event(), once=True) == 3
+    assert sorted(alert.url for alert in sink.written) == ["https://news.example/0", "https://news.example/2"]
+    (letter,) = [decode(DeadLetter, r.value) for r in read_all(log, TOPICS.dlq)]
+    assert (letter.offset, letter.error_type, letter.sink) == (1, "KeyError", "list")

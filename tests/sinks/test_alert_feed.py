@@ -2,15 +2,14 @@ import feedparser
 import sqlalchemy as sa
 
 from pipeline.db import make_engine
-from pipeline.settings import AlertSettings
-from pipeline.stages import alert_for
-from sinks.alert_feed import AlertFeedSink, alerts
+from processors.stage import alert_for
+from sinks.alert_feed import AlertFeedSink, AtomFeedOptions, alerts
 from tests.support.messages import make_article, make_classified
 
 
 def make_sink(database_url, tmp_path, **settings):
     engine = make_engine(database_url)
-    sink = AlertFeedSink(engine, AlertSettings(atom_path=str(tmp_path / "alerts.atom"), **settings))
+    sink = AlertFeedSink(engine, AtomFeedOptions(path=str(tmp_path / "alerts.atom"), **settings))
     sink.setup()
     return sink, engine
 

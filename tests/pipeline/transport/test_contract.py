@@ -8,6 +8,7 @@ fixture); the Kafka runs need the broker from ``scripts/kafka-dev start``.
 from __future__ import annotations
 
 import socket
+import threading
 import time
 
 import pytest
@@ -158,6 +159,89 @@ def test_ensure_topics_is_idempotent(transport_factory, topic_prefix):
     produce(transport, topic_prefix + "alerts", numbered(1))
 
 
+def test_a_flush_returns_only_once_the_callers_own_records_are_written(transport_factory, topic_prefix):
+    """Threads share one producer (the connectors' polls do) and flush at the same moments.
+
+    In every round one thread's batch holds a record the topic refuses, so that append
+    fails. A thread whose flush returned must find every record it produced on the topic; a
+    flush that could not vouch for its caller's records raises. (With one queue for all
+    threads, a thread whose records another thread's failing flush took returned as if they
+    were written.)
+    """
+    transport = transport_factory()
+    topic = topic_prefix + "shared"
+    transport.ensure_topics([topic], max_message_bytes=2_000)
+    producer = transport.producer()
+    threads, rounds, per_round = 6, 12, 15
+    failing = {(round_ % threads, round_) for round_ in range(rounds)}  # batches carrying a refused record
+    outcome: dict[tuple[int, int], bool] = {}
+    start_together = threading.Barrier(threads, timeout=60)
+
+    def work(thread: int) -> None:
+        for round_ in range(rounds):
+            start_together.wait()
+            try:
+                for n in range(per_round):
+                    producer.produce(topic, b"%d-%d-%d" % (thread, round_, n), b"v")
+                if (thread, round_) in failing:
+                    producer.produce(topic, b"too-large", b"x" * 5_000)
+                producer.flush(timeout=20)
+                outcome[(thread, round_)] = True
+            except TransportError:
+                outcome[(thread, round_)] = False
+
+    workers = [threading.Thread(target=work, args=(n,)) for n in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=120)
+    assert len(outcome) == threads * rounds
+
+    consumer = transport.consumer(topic_prefix + "reader", [topic])
+    written: set[bytes] = set()
+    deadline = time.monotonic() + WAIT_FOR_RECORDS
+    while time.monotonic() < deadline:
+        written.update(record.key for record in consumer.poll(timeout=POLL_TIMEOUT))
+        if consumer.lag() == 0 and written:
+            break
+    assert not any(outcome[batch] for batch in failing)
+    assert b"too-large" not in written
+    for (thread, round_), returned in outcome.items():
+        if returned:
+            missing = [n for n in range(per_round) if b"%d-%d-%d" % (thread, round_, n) not in written]
+            assert not missing, f"thread {thread} round {round_}: flush returned but records {missing} are not on the topic"
+    assert sum(outcome.values()) > 0, "every flush failed: the test proved nothing"
+
+
+def test_a_record_larger_than_the_topic_accepts_fails_its_flush(transport_factory, topic_prefix):
+    transport = transport_factory()
+    topic = topic_prefix + "small"
+    transport.ensure_topics([topic], max_message_bytes=1_024)
+    producer = transport.producer()
+    producer.produce(topic, b"k", b"x" * 3_000)
+    with pytest.raises(TransportError, match="not written|larger than"):
+        producer.flush(timeout=10)
+    producer.produce(topic, b"k", b"fits")
+    producer.flush(timeout=10)
+    assert [record.value for record in poll_until(transport.consumer(topic_prefix + "g", [topic]), 1)] == [b"fits"]
+
+
+def test_a_paused_member_gets_nothing_and_resumes_where_it_left_off(transport_factory, topic_prefix):
+    transport = transport_factory()
+    topic = make_topic(transport, topic_prefix)
+    consumer = transport.consumer(topic_prefix + "g", [topic])
+    produce(transport, topic, numbered(3))
+    first = poll_until(consumer, 3)
+    consumer.pause()
+    produce(transport, topic, numbered(3, start=3))
+    deadline = time.monotonic() + 3
+    while time.monotonic() < deadline:
+        assert consumer.poll(timeout=POLL_TIMEOUT) == []
+    consumer.resume()
+    rest = poll_until(consumer, 3)
+    assert sorted(record.value for record in first + rest) == sorted(value for _, value in numbered(6))
+
+
 def test_an_unreachable_kafka_raises_transport_error():
     """No broker needed: the point is the error a missing broker gives, and how fast."""
     with socket.socket() as probe:
@@ -181,12 +265,7 @@ def test_a_record_the_broker_refuses_fails_flush_and_the_producer_recovers(kafka
     transport = KafkaTransport(KafkaSettings(bootstrap_servers=kafka_bootstrap))
     topic = topic_prefix + "small-records"
     try:
-        # The contract cannot create a topic with a size limit; only the admin client can.
-        admin = transport._admin_client()
-        admin.create_topics(
-            {topic: {"num_partitions": 1, "replication_factor": 1, "configs": {"max.message.bytes": "1000"}}}
-        )
-        admin.wait_for_topics([topic])
+        transport.ensure_topics([topic], max_message_bytes=1_024)
         producer = transport.producer()
         producer.produce(topic, b"k", b"x" * 5000)
         with pytest.raises(TransportError, match="not written to Kafka"):

@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from connectors.feed import FeedConnector
-from connectors.fetch import Fetcher
+from pipeline.app.roles import make_connector_factory
+from pipeline.connector import ConnectorContext
 from pipeline.db import make_engine
 from pipeline.errors import ConfigError, ConfigProblem
 from pipeline.messages import Article, Classification
@@ -82,8 +82,11 @@ def dry_run(settings: AmurSettings, config_path: Path, name: str, *, classify: b
         raise ConfigError([ConfigProblem(str(path), "sources", f"no source named {name!r}", f"known sources: {known}")])
     scratch = StateStore(make_engine("sqlite://"))
     scratch.setup()
-    with Fetcher(settings.fetch) as fetcher:
-        result = FeedConnector(sources[name], fetcher, scratch).poll()
+    context = ConnectorContext(settings, scratch)
+    try:
+        result = make_connector_factory(context)(sources[name]).poll()
+    finally:
+        context.close()
     verdicts = {}
     if classify and result.articles:
         from processors.analyze import Analyzer  # loads the spaCy model: only when asked

@@ -15,16 +15,19 @@ import typer
 
 from pipeline.errors import AmurError, ConfigError, ConfigProblem
 from pipeline.settings import DEFAULT_CONFIG_PATH, AmurSettings, check_config, load_settings
+from pipeline.topology import roles
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Amur: alerts on Russia–China cooperation news.")
 config_app = typer.Typer(no_args_is_help=True, help="Check configuration files.")
 schemas_app = typer.Typer(no_args_is_help=True, help="JSON Schemas of the topic messages.")
 topics_app = typer.Typer(no_args_is_help=True, help="Manage the pipeline's topics.")
 sources_app = typer.Typer(no_args_is_help=True, help="Inspect and try out news sources.")
+db_app = typer.Typer(no_args_is_help=True, help="The SQL database of records, alerts and connector state.")
 app.add_typer(config_app, name="config")
 app.add_typer(sources_app, name="sources")
 app.add_typer(schemas_app, name="schemas")
 app.add_typer(topics_app, name="topics")
+app.add_typer(db_app, name="db")
 
 ConfigOption = Annotated[
     Path, typer.Option("--config", "-c", envvar="AMUR_CONFIG", help="Runtime settings file.", show_envvar=True)
@@ -68,14 +71,14 @@ def _logging(verbose: bool) -> None:
 
 @app.command()
 def run(
-    role: Annotated[Optional[str], typer.Argument(help="connectors, processors or sinks; all three when omitted.")] = None,
+    role: Annotated[Optional[str], typer.Argument(help=f"One of: {', '.join(roles())}; every role when omitted.")] = None,
     config: ConfigOption = DEFAULT_CONFIG_PATH,
     transport: Annotated[Optional[str], typer.Option(help="embedded or kafka; overrides the config.")] = None,
     once: Annotated[bool, typer.Option("--once", help="Poll every source once, drain the pipeline, exit.")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Run the pipeline: all roles in one process, or one role of a scaled-out deployment."""
-    from pipeline.roles import ROLES, Runtime, run_forever, run_once
+    from pipeline.app.roles import ROLES, Runtime, run_forever, run_once
 
     if role is not None and role not in ROLES:
         raise typer.BadParameter(f"unknown role {role!r}; choose one of: {', '.join(ROLES)}", param_hint="ROLE")
@@ -114,7 +117,7 @@ def config_check(
 @sources_app.command("health")
 def sources_health(config: ConfigOption = DEFAULT_CONFIG_PATH) -> None:
     """Each source's status, last success, consecutive failures, next poll and last error."""
-    from pipeline.sources import format_health, source_health
+    from pipeline.app.sources import format_health, source_health
 
     settings = _settings(config)
     with _errors_end_the_command():
@@ -128,7 +131,7 @@ def sources_test(
     classify: Annotated[bool, typer.Option("--classify", help="Also classify what would be emitted.")] = False,
 ) -> None:
     """Poll one source dry: show what it would emit, touching neither topics nor state."""
-    from pipeline.sources import dry_run, format_dry_run
+    from pipeline.app.sources import dry_run, format_dry_run
 
     settings = _settings(config)
     with _errors_end_the_command(prefix=f"source {name}: "):
@@ -138,13 +141,36 @@ def sources_test(
 @topics_app.command("create")
 def topics_create(config: ConfigOption = DEFAULT_CONFIG_PATH) -> None:
     """Create the pipeline's topics (articles, classified, alerts, dlq) where missing."""
-    from pipeline.roles import Runtime
+    from pipeline.app.roles import Runtime
 
     settings = _settings(config)
     with _errors_end_the_command():
         runtime = Runtime.from_settings(settings, config)
     typer.echo("\n".join(runtime.topics.all()))
     runtime.close()
+
+
+@db_app.command("upgrade")
+def db_upgrade(config: ConfigOption = DEFAULT_CONFIG_PATH) -> None:
+    """Bring the database to the newest schema revision, keeping every row (also done at start-up)."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from pipeline.db import make_engine
+    from pipeline.migrations import current_revision, head_revision, upgrade_database
+
+    settings = _settings(config)
+    with _errors_end_the_command():
+        engine = make_engine(settings.database_url)
+        try:
+            before = current_revision(engine)
+            upgrade_database(engine)
+        except SQLAlchemyError as exc:
+            typer.echo(f"error: database {engine.url.render_as_string()}: {exc.__class__.__name__}: {exc}", err=True)
+            raise typer.Exit(1) from None
+        finally:
+            engine.dispose()
+    head = head_revision()
+    typer.echo(f"database at revision {head}" + ("" if before == head else f" (was {before or 'empty'})"))
 
 
 @schemas_app.command("export")
@@ -169,7 +195,7 @@ def classify(
     config: ConfigOption = DEFAULT_CONFIG_PATH,
 ) -> None:
     """Print the full classification of one article (or of every line of a JSONL file) as JSON."""
-    from processors.adhoc import classify_jsonl, classify_one
+    from pipeline.app.classify import classify_jsonl, classify_one
 
     if (source is None) == (jsonl is None):
         raise typer.BadParameter("give either SOURCE or --jsonl FILE")

@@ -1,0 +1,54 @@
+"""An article page, from an item's link to an :class:`~pipeline.messages.Article`.
+
+Shared by every connector whose items link to article pages. The article's URL, and so its
+id, is where the page really is: the last URL of the redirect chain, or the page's own
+canonical address (``<link rel=canonical>`` or ``og:url``, as trafilatura reports it) when
+that is on the same site. One article reached through two links thus gets one id; a page
+claiming to be another site's article is not believed.
+"""
+
+from __future__ import annotations
+
+import logging
+from urllib.parse import urljoin
+
+from connectors.extract import extract_article
+from connectors.fetch import ACCEPT_HTML, Fetcher, canonical_url, same_site
+from pipeline.connector import Item
+from pipeline.messages import Article, article_id, utc_now
+
+__all__ = ["article_from_page", "article_url"]
+
+log = logging.getLogger(__name__)
+
+
+def article_url(final_url: str, declared: str | None) -> str:
+    """The canonical URL of a page fetched from ``final_url`` that declares itself ``declared``."""
+    if declared:
+        candidate = urljoin(final_url, declared.strip())
+        if same_site(candidate, final_url):
+            return canonical_url(candidate)
+        log.info("canonical link to another site ignored: page=%s declared=%s", final_url, candidate)
+    return canonical_url(final_url)
+
+
+def article_from_page(fetcher: Fetcher, item: Item, source: str) -> Article:
+    """Fetch and extract the page behind ``item``; the item's own fields fill what the page lacks.
+
+    :raises SourceError: the page cannot be fetched, or has no article text.
+    """
+    page = fetcher.fetch(item.url, accept=ACCEPT_HTML)
+    extracted = extract_article(page.text, page.final_url)
+    url = article_url(page.final_url, extracted.canonical_url)
+    return Article(
+        id=article_id(url),
+        url=url,
+        source=source,
+        title=extracted.title or item.title,
+        text=extracted.text,
+        summary=item.summary or extracted.summary,
+        language=extracted.language or item.language,
+        authors=extracted.authors or list(item.authors),
+        published_at=item.published_at or extracted.published_at,
+        fetched_at=utc_now(),
+    )

@@ -1,0 +1,136 @@
+"""Wiring of the roles — connectors and the stages of :mod:`pipeline.topology` — from settings.
+
+``amur run`` starts every role in one process (the embedded quick start); ``amur run ROLE``
+starts one, so each role scales out as more processes in the same consumer group. With
+``once`` every source is polled one time and each stage drains its input in flow order,
+then exits. Connectors, stages and sinks are found by name in :mod:`pipeline.registry`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from pipeline import registry
+from pipeline.connector import ConnectorContext
+from pipeline.db import make_engine
+from pipeline.migrations import upgrade_database
+from pipeline.polling import ConnectorRunner
+from pipeline.settings import AmurSettings, SourceConfig, load_sources, sources_path
+from pipeline.stages import Stage, StageContext
+from pipeline.state import StateStore
+from pipeline.topology import CONNECTORS_ROLE, Topics, flow_order, roles
+from pipeline.transport import make_transport
+from pipeline.transport.base import Transport
+
+log = logging.getLogger(__name__)
+
+ROLES: tuple[str, ...] = roles()
+
+
+def topics_for(settings: AmurSettings) -> Topics:
+    return Topics(settings.kafka.topic_prefix)
+
+
+def make_connector_factory(context: ConnectorContext) -> Callable[[SourceConfig], object]:
+    """Builds the connector of a source by its ``kind``, through the registry."""
+
+    def make(source: SourceConfig):
+        return registry.connectors.get(source.kind).from_source(source, context)
+
+    return make
+
+
+@dataclass
+class Runtime:
+    """Everything a role needs, built once from settings."""
+
+    settings: AmurSettings
+    config_path: Path
+    transport: Transport
+    topics: Topics
+
+    @classmethod
+    def from_settings(cls, settings: AmurSettings, config_path: Path) -> Runtime:
+        transport = make_transport(settings)
+        topics = topics_for(settings)
+        transport.ensure_topics(topics.all())
+        return cls(settings, config_path, transport, topics)
+
+    def group(self, role: str) -> str:
+        return f"{self.settings.kafka.group_prefix}-{role}"
+
+    def connector_runner(self) -> ConnectorRunner:
+        engine = make_engine(self.settings.database_url)
+        upgrade_database(engine)
+        context = ConnectorContext(self.settings, StateStore(engine))
+        path = sources_path(self.config_path, self.settings)
+        return ConnectorRunner(
+            make_connector_factory(context), load_sources(path).sources, self.transport.producer(), self.topics,
+            sources_file=path, on_stop=context.close,
+        )
+
+    def stage(self, role: str) -> Stage:
+        """The stage of ``role``, built by its registered class and set up."""
+        spec = next(spec for spec in flow_order() if spec.role == role)
+        context = StageContext(self.settings, self.transport, self.topics, spec, self.group(role))
+        stage = registry.stages.get(spec.stage).build(context)
+        stage.setup()
+        return stage
+
+    def close(self) -> None:
+        self.transport.close()
+
+
+def run_once(runtime: Runtime, roles: Sequence[str], report: Callable[[str], None] = log.info) -> None:
+    """Poll every source once, then drain each stage in flow order, then return."""
+    if CONNECTORS_ROLE in roles:
+        runner = runtime.connector_runner()
+        try:
+            for summary in runner.poll_all_once():
+                report(summary.describe())
+        finally:
+            runner.stop()
+    never = threading.Event()
+    for spec in flow_order():
+        if spec.role in roles:
+            stage = runtime.stage(spec.role)
+            try:
+                report(f"{spec.role}: handled {stage.run(never, once=True)} record(s)")
+            finally:
+                stage.close()
+
+
+def run_forever(runtime: Runtime, roles: Sequence[str], stop: threading.Event) -> None:
+    """Run the roles until ``stop`` is set (SIGINT/SIGTERM); a crashed stage stops the process."""
+    runner = runtime.connector_runner() if CONNECTORS_ROLE in roles else None
+    stages = [runtime.stage(spec.role) for spec in flow_order() if spec.role in roles]
+    failures: list[BaseException] = []
+
+    def guarded(stage: Stage) -> None:
+        try:
+            stage.run(stop)
+        except BaseException as exc:
+            failures.append(exc)
+            log.exception("stage=%s stopped by an error", stage.name)
+            stop.set()
+
+    threads = [threading.Thread(target=guarded, args=(stage,), name=stage.name) for stage in stages]
+    if runner is not None:
+        runner.start()
+    for thread in threads:
+        thread.start()
+    try:
+        stop.wait()
+    finally:
+        if runner is not None:
+            runner.stop()
+        for thread in threads:
+            thread.join()
+        for stage in stages:
+            stage.close()
+    if failures:
+        raise failures[0]

@@ -1,0 +1,372 @@
+"""The lifecycle every connector shares: ``start → (poll → produce → flush → commit)* → close``.
+
+Modelled on bytewax's ``SimplePollingSource`` (a non-blocking ``next_batch`` and a
+``Retry`` delay instead of ``time.sleep``) and quix-streams' ``Source`` (``start``,
+``stop``, cleanup that flushes only on success). A connector pulls new items from one
+source and turns each into an :class:`~pipeline.messages.Article`; the runtime owns the
+producer, the schedule and the loop.
+
+The contract, step by step, for one poll of one connector:
+
+1. ``result = connector.poll()`` fetches what is new since the last commit. It does not
+   produce anything and does not mark anything as seen.
+2. The runtime produces every ``result.articles`` to the ``articles`` topic (key = article
+   id) and **flushes** the producer; a flush that raises ends this round here.
+3. **Only then** the runtime calls ``connector.commit(result.articles)``, which records
+   them as emitted in the state store, so the next poll skips them. Commit after every
+   poll that returned, even with no articles: a connector may store more than articles
+   then (the feed connector stores its ETag / Last-Modified only at commit).
+4. The runtime logs ``result.failures`` and sends those it ``gave_up`` on to the
+   dead-letter topic, and polls again after ``result.next_poll_in`` seconds.
+
+Most connectors subclass :class:`PollingConnector`, which does everything above that every
+source shares — the conditional request's validators, dedup against the seen store, the
+per-poll cap, item retries and giving up, back-off after failures, Retry-After, and storing
+the validators only once every item of the listing is dealt with. A subclass only says how
+to list a source's items (:meth:`PollingConnector.list_items`) and how to turn one item into
+an article (:meth:`PollingConnector.fetch_article`).
+
+A crash between 1 and 3 leaves the articles unrecorded: the next poll fetches and produces
+them again. Delivery is at-least-once; nothing is lost, and the sinks upsert by id, so a
+duplicate changes nothing. Commit before polling again, or the next poll returns the same
+articles a second time. One connector is polled by one thread at a time; different
+connectors may be polled in parallel (the fetcher and the state store are thread-safe).
+
+Errors are split the bytewax way (``oks``/``errs``):
+
+* one item failing (a page 404s, times out, has no text) is data: an :class:`ItemFailure` in
+  ``PollResult.failures``; the other items go on;
+* the whole source failing (feed unreachable, not a feed) raises
+  :class:`~pipeline.errors.SourceError` from ``poll()``. The connector has already recorded
+  the failure and its back-off; ``connector.next_poll_in`` says when to try again.
+
+Example — the runtime loop for one connector::
+
+    connector = registry.connectors.get(source.kind).from_source(source, context)
+    connector.start()
+    try:
+        while running:
+            try:
+                result = connector.poll()
+            except SourceError as exc:
+                log.warning("source failed", extra={"source": connector.name, "reason": str(exc)})
+                wait(connector.next_poll_in)
+                continue
+            for article in result.articles:
+                producer.produce(topics.articles, *encode(article))
+            producer.flush()
+            connector.commit(result.articles)
+            for failure in result.failures:
+                if failure.gave_up:  # a retryable one comes back on a later poll
+                    dead_letter(failure)
+            wait(result.next_poll_in)
+    finally:
+        connector.close()
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
+
+from pipeline.errors import FetchError, SourceError
+from pipeline.messages import Article, article_id, utc_now
+from pipeline.settings import AmurSettings, SourceConfig
+from pipeline.state import StateStore
+
+__all__ = [
+    "MAX_INTERVAL_SECONDS", "MIN_RETRY_AFTER_SECONDS", "Connector", "ConnectorContext", "Item", "ItemFailure",
+    "Listing", "PollResult", "PollingConnector",
+]
+
+MIN_RETRY_AFTER_SECONDS = 30.0
+MAX_INTERVAL_SECONDS = 86_400.0
+
+log = logging.getLogger(__name__)
+
+R = TypeVar("R")
+
+
+@dataclass(frozen=True)
+class ItemFailure:
+    """One item of a source that could not become an article, and why.
+
+    ``gave_up`` is false when the connector will offer the item again on a later poll (a
+    retryable error with attempts left): log it, and send it to the dead-letter topic only
+    once ``gave_up`` is true.
+    """
+
+    url: str
+    error: SourceError
+    gave_up: bool = True
+
+    @property
+    def reason(self) -> str:
+        return self.error.reason
+
+
+@dataclass(frozen=True)
+class PollResult:
+    """What one poll found: new articles, failed items, and when to poll next."""
+
+    articles: list[Article] = field(default_factory=list)
+    failures: list[ItemFailure] = field(default_factory=list)
+    next_poll_in: float = 300.0  # seconds
+
+
+class ConnectorContext:
+    """What connectors are built with: the settings, the state store, and shared resources.
+
+    Resources that every connector of a process should share (one HTTP client with its
+    per-host politeness, say) are made once by :meth:`shared` and closed by :meth:`close`.
+    """
+
+    def __init__(self, settings: AmurSettings, state: StateStore):
+        self.settings = settings
+        self.state = state
+        self._shared: dict[str, Any] = {}
+        self._lock = threading.Lock()
+
+    def shared(self, name: str, make: Callable[[], R]) -> R:
+        """The resource called ``name``, made by ``make`` on first use."""
+        with self._lock:
+            if name not in self._shared:
+                self._shared[name] = make()
+            return self._shared[name]
+
+    def close(self) -> None:
+        with self._lock:
+            resources, self._shared = list(self._shared.values()), {}
+        for resource in resources:
+            close = getattr(resource, "close", None)
+            if close is not None:
+                close()
+
+
+class Connector(ABC):
+    """A source of articles, polled by the runtime. See the module docstring for the contract.
+
+    Subclasses implement :meth:`from_source`, :meth:`poll` and :meth:`commit`; :meth:`start`
+    and :meth:`close` default to doing nothing. A connector may be used as a context manager
+    (``start`` on enter, ``close`` on exit).
+
+    :ivar name: the source name, as in ``sources.yaml``; used in logs and state.
+    :ivar next_poll_in: seconds until the next poll, as decided by the last poll — also when
+        that poll raised.
+    """
+
+    name: str
+    next_poll_in: float = 0.0
+
+    @classmethod
+    @abstractmethod
+    def from_source(cls, source: SourceConfig, context: ConnectorContext) -> Connector:
+        """Build the connector of one ``sources.yaml`` entry."""
+
+    def start(self) -> None:
+        """Prepare to poll; called once, before the first scheduled poll.
+
+        May set :attr:`next_poll_in` to when the first poll is due, so that a restart keeps
+        a source's schedule and back-off instead of polling everything at once.
+        """
+
+    @abstractmethod
+    def poll(self) -> PollResult:
+        """Fetch what is new since the last commit; produce nothing, record nothing as seen.
+
+        :raises SourceError: the whole source failed (recorded, with its back-off, first).
+        """
+
+    @abstractmethod
+    def commit(self, articles: Sequence[Article]) -> None:
+        """Record ``articles`` as delivered. Call only after the producer has flushed them."""
+
+    def close(self) -> None:
+        """Release what the connector holds. May be skipped after a crash, so keep no state here."""
+
+    def __enter__(self) -> Connector:
+        self.start()
+        return self
+
+    def __exit__(self, *_exc) -> None:
+        self.close()
+
+
+@dataclass(frozen=True)
+class Item:
+    """One entry of a source's listing: a link, and what the listing says about it.
+
+    :ivar url: the link in its canonical spelling; the seen store knows the item by
+        ``article_id(url)``, so it is not fetched again once dealt with.
+    """
+
+    url: str
+    title: str = ""
+    summary: str = ""
+    published_at: datetime | None = None
+    authors: tuple[str, ...] = ()
+    language: str | None = None
+
+
+@dataclass(frozen=True)
+class Listing:
+    """What listing a source returned: its items and the validators for the next request.
+
+    ``not_modified`` is a 304 (nothing new); ``retry_after`` a delay the server asked for.
+    """
+
+    items: list[Item] = field(default_factory=list)
+    etag: str | None = None
+    last_modified: str | None = None
+    retry_after: float | None = None
+    not_modified: bool = False
+
+
+@dataclass
+class _Delivery:
+    """What :meth:`PollingConnector.commit` records for the poll before it."""
+
+    item_urls: dict[str, str]  # seen-store id → url of every item dealt with by emitting it
+    validators: tuple[str | None, str | None]
+
+
+class PollingConnector(Connector):
+    """A connector that lists a source's items and fetches the new ones (see the module docstring).
+
+    A poll takes the listing's items newest first, skips those emitted or given up (by
+    ``article_id(item.url)``), fetches at most ``max_articles_per_poll`` of them, and counts
+    each failure in the state store: a permanent one, or the ``max_item_attempts``-th
+    retryable one, gives the item up. The article a page turns out to be may have another id
+    than its link (a redirect, a ``rel=canonical``): one already emitted through another link
+    is not emitted again.
+
+    The validators (ETag, Last-Modified) of a changed listing are stored only by
+    :meth:`commit`, and only when the poll dealt with every item (none left over by the
+    per-poll limit, none waiting for a retry): otherwise a crash before commit, or a 304 next
+    time, would hide items that still need work.
+
+    Next poll: ``poll_interval_seconds``, or the server's ``Retry-After`` clamped to
+    [30 s, 1 day]; after a failed poll, ``interval × 2^failures`` capped at 1 day.
+    """
+
+    max_item_attempts = 3
+
+    def __init__(self, source: SourceConfig, state: StateStore):
+        self.source = source
+        self.name = source.name
+        self.url = str(source.url)
+        self.state = state
+        self.next_poll_in = float(source.poll_interval_seconds)
+        self._delivery: _Delivery | None = None
+
+    @abstractmethod
+    def list_items(self, etag: str | None, last_modified: str | None) -> Listing:
+        """The source's current listing, asked for conditionally with the stored validators.
+
+        :raises SourceError: the listing cannot be fetched or read.
+        """
+
+    @abstractmethod
+    def fetch_article(self, item: Item) -> Article:
+        """The article behind one item (``source`` set to this connector's name).
+
+        :raises SourceError: this item failed; ``retryable`` says if a later poll may succeed.
+        """
+
+    def start(self) -> None:
+        due = self.state.get(self.name).next_poll_at
+        self.next_poll_in = max(0.0, (due - utc_now()).total_seconds()) if due else 0.0
+
+    def poll(self) -> PollResult:
+        previous = self.state.get(self.name)
+        self._delivery = None
+        try:
+            listing = self.list_items(previous.etag, previous.last_modified)
+        except SourceError as exc:
+            self._record_failure(exc, previous.consecutive_failures + 1)
+            raise
+        self.next_poll_in = _interval(self.source.poll_interval_seconds, listing.retry_after)
+        # Until commit, keep the validators that were sent: a crash now must not turn into a 304.
+        self.state.record_success(self.name, previous.etag, previous.last_modified, _at(self.next_poll_in))
+        if listing.not_modified:
+            log.info("source not modified: source=%s url=%s", self.name, self.url)
+            return PollResult(next_poll_in=self.next_poll_in)
+        articles, failures, item_urls, complete = self._new_articles(listing.items)
+        # Validators only when nothing is left for later; else the next poll must see the items again.
+        validators = (listing.etag, listing.last_modified) if complete else (None, None)
+        self._delivery = _Delivery(item_urls, validators)
+        log.info(
+            "source polled: source=%s url=%s items=%d articles=%d failures=%d",
+            self.name, self.url, len(listing.items), len(articles), len(failures),
+        )
+        return PollResult(articles=articles, failures=failures, next_poll_in=self.next_poll_in)
+
+    def commit(self, articles: Sequence[Article]) -> None:
+        delivered = {article.id: article.url for article in articles}
+        if self._delivery is not None:
+            delivered = {**self._delivery.item_urls, **delivered}
+        self.state.mark_emitted(self.name, list(delivered.items()))
+        if self._delivery is not None:
+            self.state.set_validators(self.name, *self._delivery.validators)
+            self._delivery = None
+
+    def _new_articles(self, items: list[Item]) -> tuple[list[Article], list[ItemFailure], dict[str, str], bool]:
+        by_id: dict[str, Item] = {}
+        for item in _newest_first(items):
+            by_id.setdefault(article_id(item.url), item)  # newest first: a repeated link keeps its newest item
+        unseen = self.state.unseen(self.name, list(by_id))
+        todo = [(key, item) for key, item in by_id.items() if key in unseen]  # dicts keep the newest-first order
+        limit = self.source.max_articles_per_poll
+        complete = len(todo) <= limit
+        articles: dict[str, Article] = {}
+        item_urls: dict[str, str] = {}
+        failures: list[ItemFailure] = []
+        for key, item in todo[:limit]:
+            try:
+                article = self.fetch_article(item)
+            except SourceError as exc:
+                gave_up = self.state.record_item_failure(
+                    self.name, key, item.url, str(exc), permanent=not exc.retryable, max_attempts=self.max_item_attempts,
+                )
+                complete = complete and gave_up
+                failures.append(ItemFailure(item.url, exc, gave_up=gave_up))
+                log.warning("item failed: source=%s url=%s gave_up=%s reason=%s", self.name, item.url, gave_up, exc.reason)
+                continue
+            item_urls[key] = item.url
+            if article.id != key and (article.id in articles or not self.state.unseen(self.name, [article.id])):
+                log.info("item is an article already emitted: source=%s url=%s article=%s", self.name, item.url, article.url)
+                continue
+            articles[article.id] = article
+        return list(articles.values()), failures, item_urls, complete
+
+    def _record_failure(self, exc: SourceError, failures: int) -> None:
+        retry_after = exc.retry_after if isinstance(exc, FetchError) else None
+        if retry_after is not None:
+            self.next_poll_in = _interval(self.source.poll_interval_seconds, retry_after)
+        else:
+            self.next_poll_in = min(self.source.poll_interval_seconds * 2.0 ** min(failures, 20), MAX_INTERVAL_SECONDS)
+        self.state.record_failure(self.name, str(exc), _at(self.next_poll_in))
+        log.warning(
+            "source failed: source=%s url=%s failures=%d retry_in=%.0fs reason=%s",
+            self.name, self.url, failures, self.next_poll_in, exc.reason,
+        )
+
+
+def _newest_first(items: list[Item]) -> list[Item]:
+    # Undated items keep their listing order, after the dated ones (sorted() is stable).
+    return sorted(items, key=lambda item: item.published_at.timestamp() if item.published_at else float("-inf"), reverse=True)
+
+
+def _interval(base: int, retry_after: float | None) -> float:
+    if retry_after is None:
+        return float(base)
+    return min(max(retry_after, MIN_RETRY_AFTER_SECONDS), MAX_INTERVAL_SECONDS)
+
+
+def _at(seconds: float) -> datetime:
+    return utc_now() + timedelta(seconds=seconds)

@@ -1,0 +1,95 @@
+"""The classify stage: articles in, every result to ``classified``, cooperation stories to ``alerts``.
+
+Registered as stage ``classify`` (pyproject.toml's ``amur.stages`` entry points) and run
+by the ``processors`` role of :mod:`pipeline.topology`. An article that cannot be decoded,
+or that makes the analyzer fail, becomes a dead letter; the rest of the batch goes on.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+from pipeline.errors import MessageError
+from pipeline.messages import Alert, Article, Classified, decode, encode, utc_now
+from pipeline.stages import Stage, StageContext
+from pipeline.topology import Topics
+from pipeline.transport.base import Record, Transport
+
+log = logging.getLogger(__name__)
+
+
+class ClassifyStage(Stage):
+    """Classifies articles with an :class:`~processors.analyze.Analyzer`."""
+
+    name = "processors"
+
+    def __init__(
+        self, transport: Transport, topics: Topics, group: str, batch_size: int, analyzer, min_score: float, **options,
+    ):
+        super().__init__(transport, topics, group, batch_size, **options)
+        self.analyzer = analyzer
+        self.min_score = min_score
+
+    @classmethod
+    def build(cls, context: StageContext) -> ClassifyStage:
+        from processors.analyze import Analyzer  # loads spaCy: only in a process that classifies
+
+        settings = context.settings
+        return cls(
+            context.transport, context.topics, context.group, settings.batch_size,
+            Analyzer.from_settings(settings.model), settings.alerts.min_score,
+            name=context.spec.role, inputs=context.spec.inputs,
+        )
+
+    def handle(self, records: Sequence[Record]) -> None:
+        articles: list[tuple[Record, Article]] = []
+        for record in records:
+            try:
+                articles.append((record, decode(Article, record.value)))
+            except MessageError as exc:
+                self.dead_letters.record(record, exc)
+        for result in self._analyze(articles):
+            self._emit(result)
+
+    def _analyze(self, articles: list[tuple[Record, Article]]) -> list[Classified]:
+        try:
+            return self.analyzer.analyze([article for _, article in articles])
+        except Exception:  # noqa: BLE001 - one bad article must not stop the batch: find it below
+            log.exception("stage=%s batch analysis failed; retrying article by article", self.name)
+        results = []
+        for record, article in articles:
+            try:
+                results.append(self.analyzer.analyze([article])[0])
+            except Exception as exc:  # noqa: BLE001 - the article goes to the DLQ with its error
+                self.dead_letters.record(record, exc)
+        return results
+
+    def _emit(self, result: Classified) -> None:
+        self.producer.produce(self.topics.classified, *encode(result))
+        verdict = result.classification
+        if verdict.is_cooperation and verdict.score >= self.min_score:
+            self.producer.produce(self.topics.alerts, *encode(alert_for(result)))
+
+
+def alert_for(result: Classified) -> Alert:
+    """The alert of a cooperation story; its id is the story id (the article's, until clustering)."""
+    article, verdict = result.article, result.classification
+    summary = article.summary or article.text[:400]
+    return Alert(
+        id=result.id,
+        article_id=article.id,
+        url=article.url,
+        source=article.source,
+        title=article.title,
+        summary=summary,
+        score=verdict.score,
+        level=verdict.level,
+        sectors=verdict.sectors,
+        russian_parties=verdict.russian_parties,
+        chinese_parties=verdict.chinese_parties,
+        evidence=verdict.evidence,
+        published_at=article.published_at,
+        fetched_at=article.fetched_at,
+        alerted_at=utc_now(),
+    )

@@ -1,0 +1,52 @@
+"""The registries find Amur's own classes by their configured names, and classes added at run time."""
+
+from __future__ import annotations
+
+import pytest
+
+from pipeline import registry
+from pipeline.settings import SourceConfig
+from pipeline.topology import STAGES, StageSpec, flow_order, roles
+
+
+def test_the_shipped_names_are_declared_as_entry_points():
+    assert registry.connectors.names() == ["rss"]
+    assert registry.sinks.names() == ["atom", "records"]
+    assert registry.stages.names() == ["classify", "sinks"]
+    assert registry.connectors.get("rss").__name__ == "FeedConnector"
+    assert registry.sinks.get("atom").__name__ == "AlertFeedSink"
+    assert registry.stages.get("classify").__name__ == "ClassifyStage"
+
+
+def test_an_unknown_name_lists_the_known_ones():
+    with pytest.raises(registry.UnknownName, match="no sink type named 'fax'; known: atom, records"):
+        registry.sinks.get("fax")
+
+
+def test_a_class_registered_at_run_time_is_a_valid_kind():
+    @registry.connectors.register("static-list")
+    class StaticList:
+        pass
+
+    try:
+        assert SourceConfig(name="x", kind="static-list", url="https://a.example/").kind == "static-list"
+        assert registry.connectors.get("static-list") is StaticList
+    finally:
+        registry.connectors.unregister("static-list")
+    with pytest.raises(ValueError, match="unknown connector kind 'static-list'; known kinds: 'rss'"):
+        SourceConfig(name="x", kind="static-list", url="https://a.example/")
+
+
+def test_every_declared_stage_is_registered():
+    assert {spec.stage for spec in STAGES} <= set(registry.stages.names())
+
+
+def test_roles_come_in_flow_order_and_a_new_stage_finds_its_place():
+    assert roles() == ("connectors", "processors", "sinks")
+    stories = StageSpec(role="stories", stage="stories", inputs=("classified",), outputs=("alerts",))
+    classify = StageSpec(role="processors", stage="classify", inputs=("articles",), outputs=("classified",))
+    sinks = StageSpec(role="sinks", stage="sinks", inputs=("classified", "alerts"))
+    assert [spec.role for spec in flow_order((sinks, stories, classify))] == ["processors", "stories", "sinks"]
+    echo = StageSpec(role="echo", stage="echo", inputs=("alerts",), outputs=("classified",))
+    with pytest.raises(ValueError, match="cycle among: stories, echo"):
+        flow_order((stories, echo))
