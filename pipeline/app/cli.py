@@ -78,27 +78,27 @@ def run(
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Run the pipeline: all roles in one process, or one role of a scaled-out deployment."""
-    from pipeline.app.roles import ROLES, Runtime, run_forever, run_once
+    from pipeline.app.roles import Runtime, run_forever, run_once
 
-    if role is not None and role not in ROLES:
-        raise typer.BadParameter(f"unknown role {role!r}; choose one of: {', '.join(ROLES)}", param_hint="ROLE")
+    if role is not None and role not in roles():
+        raise typer.BadParameter(f"unknown role {role!r}; choose one of: {', '.join(roles())}", param_hint="ROLE")
     if transport is not None and transport not in ("embedded", "kafka"):
         raise typer.BadParameter("choose embedded or kafka", param_hint="--transport")
     _logging(verbose)
     settings = _settings(config, transport)
     if role is not None and settings.transport == "embedded" and not once:
         typer.echo("note: a single role on the embedded transport only makes sense with --once", err=True)
-    roles = (role,) if role else ROLES
+    chosen = (role,) if role else roles()
     with _errors_end_the_command():
         runtime = Runtime.from_settings(settings, config)
         try:
             if once:
-                run_once(runtime, roles, report=typer.echo)
+                run_once(runtime, chosen, report=typer.echo)
             else:
                 stop = threading.Event()
                 for signum in (signal.SIGINT, signal.SIGTERM):
                     signal.signal(signum, lambda *_: stop.set())
-                run_forever(runtime, roles, stop)
+                run_forever(runtime, chosen, stop)
         finally:
             runtime.close()
 

@@ -17,19 +17,15 @@ from pathlib import Path
 from pipeline import registry
 from pipeline.connector import ConnectorContext
 from pipeline.db import make_engine
-from pipeline.migrations import upgrade_database
 from pipeline.polling import ConnectorRunner
 from pipeline.settings import AmurSettings, SourceConfig, load_sources, sources_path
 from pipeline.stages import Stage, StageContext
 from pipeline.state import StateStore
-from pipeline.topology import CONNECTORS_ROLE, Topics, flow_order, roles
+from pipeline.topology import CONNECTORS_ROLE, Topics, flow_order, stage_for
 from pipeline.transport import make_transport
 from pipeline.transport.base import Transport
 
 log = logging.getLogger(__name__)
-
-ROLES: tuple[str, ...] = roles()
-
 
 def topics_for(settings: AmurSettings) -> Topics:
     return Topics(settings.kafka.topic_prefix)
@@ -64,9 +60,9 @@ class Runtime:
         return f"{self.settings.kafka.group_prefix}-{role}"
 
     def connector_runner(self) -> ConnectorRunner:
-        engine = make_engine(self.settings.database_url)
-        upgrade_database(engine)
-        context = ConnectorContext(self.settings, StateStore(engine))
+        state = StateStore(make_engine(self.settings.database_url))
+        state.setup()
+        context = ConnectorContext(self.settings, state)
         path = sources_path(self.config_path, self.settings)
         return ConnectorRunner(
             make_connector_factory(context), load_sources(path).sources, self.transport.producer(), self.topics,
@@ -75,7 +71,7 @@ class Runtime:
 
     def stage(self, role: str) -> Stage:
         """The stage of ``role``, built by its registered class and set up."""
-        spec = next(spec for spec in flow_order() if spec.role == role)
+        spec = stage_for(role)
         context = StageContext(self.settings, self.transport, self.topics, spec, self.group(role))
         stage = registry.stages.get(spec.stage).build(context)
         stage.setup()

@@ -17,6 +17,7 @@ exactly the tables the code defines, on SQLite and on PostgreSQL.
 
 from __future__ import annotations
 
+import logging
 import threading
 import weakref
 from pathlib import Path
@@ -31,7 +32,13 @@ from sqlalchemy import Engine
 __all__ = ["current_revision", "head_revision", "upgrade_database"]
 
 SCRIPT_LOCATION = Path(__file__).parent
+# Alembic tells at INFO what dialect it found, at every start-up; upgrade_database logs the
+# revisions it applied instead. An operator who configured the "alembic" logger keeps that level.
+_alembic_logger = logging.getLogger("alembic")
+if _alembic_logger.level == logging.NOTSET:
+    _alembic_logger.setLevel(logging.WARNING)
 _ADVISORY_LOCK_KEY = 0x616D7572  # "amur": one key for every Amur process on the server
+log = logging.getLogger(__name__)
 _upgraded: weakref.WeakSet[Engine] = weakref.WeakSet()  # engines already at head in this process
 _lock = threading.Lock()
 
@@ -53,16 +60,19 @@ def current_revision(engine: Engine) -> str | None:
         return MigrationContext.configure(connection).get_current_revision()
 
 
-def upgrade_database(engine: Engine, revision: str = "head") -> None:
-    """Migrate the database of ``engine`` to ``revision`` (the newest by default)."""
+def upgrade_database(engine: Engine) -> None:
+    """Migrate the database of ``engine`` to the newest revision."""
     with _lock:
-        if revision == "head" and engine in _upgraded:
+        if engine in _upgraded:
             return
         config = _config()
         with engine.begin() as connection:
             if connection.dialect.name == "postgresql":
                 connection.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _ADVISORY_LOCK_KEY})
+            before = MigrationContext.configure(connection).get_current_revision()
             config.attributes["connection"] = connection
-            command.upgrade(config, revision)
-        if revision == "head":
-            _upgraded.add(engine)
+            command.upgrade(config, "head")
+            after = MigrationContext.configure(connection).get_current_revision()
+        if after != before:
+            log.info("database %s migrated from revision %s to %s", engine.url.render_as_string(), before or "(empty)", after)
+        _upgraded.add(engine)

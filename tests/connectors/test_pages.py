@@ -1,0 +1,63 @@
+"""An article's URL is where its page really is: the end of the redirects, or its same-site canonical link."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from connectors.feed import FeedConnector
+from connectors.pages import article_from_page, article_url
+from pipeline.connector import Item
+from pipeline.messages import article_id
+from pipeline.settings import SourceConfig
+from tests.support.local_site import redirect_to
+
+PAGE = (Path(__file__).resolve().parent.parent / "resources" / "pages" / "ferry-line.html").read_text(encoding="utf-8")
+
+
+def with_canonical(href: str) -> bytes:
+    return PAGE.replace("<head>", f'<head>\n  <link rel="canonical" href="{href}">').encode()
+
+
+@pytest.mark.parametrize(("final", "declared", "expected"), [
+    ("https://m.news.example/s?id=7", "https://news.example/story/7", "https://news.example/story/7"),
+    ("https://news.example/s?id=7&utm_source=rss", "/story/7#top", "https://news.example/story/7"),
+    ("https://news.example/s?id=7", "https://aggregator.example/copied/7", "https://news.example/s?id=7"),
+    ("https://news.example/s?id=7", "javascript:alert(1)", "https://news.example/s?id=7"),
+    ("https://news.example/s?id=7&utm_source=rss", None, "https://news.example/s?id=7"),
+])
+def test_article_url(final, declared, expected):
+    assert article_url(final, declared) == expected
+
+
+def test_the_id_comes_from_the_page_not_from_the_link(local_site, fetcher):
+    local_site.add("/story/ferry", with_canonical(local_site.url("/news/ferry-line")))
+    local_site.add_handler("/go/123", redirect_to(local_site.url("/story/ferry?utm_medium=feed")))
+
+    article = article_from_page(fetcher, Item(url=local_site.url("/go/123"), title="From the feed"), "courier")
+
+    assert article.url == local_site.url("/news/ferry-line")
+    assert article.id == article_id(article.url)
+    assert article.title == "Summer ferry returns to the Lower Crossing"
+
+
+def test_one_article_behind_two_links_is_emitted_once(local_site, fetcher, state):
+    local_site.add("/story/ferry", with_canonical(local_site.url("/story/ferry")))
+    local_site.add_handler("/go/ferry", redirect_to(local_site.url("/story/ferry")))
+    feed = (
+        "<?xml version='1.0'?><rss version='2.0'><channel><title>Courier</title>"
+        f"<item><title>Ferry</title><link>{local_site.url('/story/ferry')}</link></item>"
+        f"<item><title>Ferry again</title><link>{local_site.url('/go/ferry')}</link></item>"
+        "</channel></rss>"
+    )
+    local_site.add("/feed.rss", feed.encode(), "application/rss+xml")
+    source = FeedConnector(SourceConfig(name="courier", url=local_site.url("/feed.rss")), fetcher, state)
+
+    first = source.poll()
+    source.commit(first.articles)
+    assert [article.url for article in first.articles] == [local_site.url("/story/ferry")]
+
+    local_site.add("/feed.rss", feed.replace("Courier", "Courier, updated").encode(), "application/rss+xml")
+    again = source.poll()  # both links are known now: neither page is fetched again
+    assert again.articles == [] and len(local_site.requests_to("/story/ferry")) == 2

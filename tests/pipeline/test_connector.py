@@ -1,0 +1,101 @@
+"""The polling logic every connector shares, shown with a connector that only lists items.
+
+``MemoryConnector`` says how to list a source and how to turn an item into an article, as a
+sitemap or replay connector would; dedup, the per-poll cap, retries and giving up, and the
+validators are the base's. It runs through the registry and the connectors role.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from pipeline import registry
+from pipeline.app.roles import make_connector_factory
+from pipeline.connector import ConnectorContext, Item, Listing, PollingConnector
+from pipeline.db import make_engine
+from pipeline.errors import FetchError
+from pipeline.messages import Article, DeadLetter, article_id, decode, utc_now
+from pipeline.polling import ConnectorRunner
+from pipeline.settings import AmurSettings, SourceConfig
+from pipeline.state import StateStore
+from pipeline.topology import Topics
+from pipeline.transport.embedded import EmbeddedTransport
+
+TOPICS = Topics("t.")
+LISTINGS: dict[str, Listing] = {}
+BROKEN = {"https://memory.example/broken"}
+
+
+class MemoryConnector(PollingConnector):
+    @classmethod
+    def from_source(cls, source, context):
+        return cls(source, context.state)
+
+    def list_items(self, etag, last_modified):
+        listing = LISTINGS[self.name]
+        return Listing(not_modified=True) if etag is not None and etag == listing.etag else listing
+
+    def fetch_article(self, item):
+        if item.url in BROKEN:
+            raise FetchError(item.url, "HTTP 503", retryable=True, status=503)
+        return Article(
+            id=article_id(item.url), url=item.url, source=self.name, title=item.title, text="text",
+            published_at=item.published_at, fetched_at=utc_now(),
+        )
+
+
+@pytest.fixture
+def memory_kind():
+    registry.connectors.register("memory")(MemoryConnector)
+    yield
+    registry.connectors.unregister("memory")
+    LISTINGS.clear()
+
+
+def items(*names: str) -> list[Item]:
+    return [
+        Item(url=f"https://memory.example/{name}", title=name, published_at=datetime(2026, 12, 1, n, tzinfo=UTC))
+        for n, name in enumerate(names)
+    ]
+
+
+def runner_for(tmp_path, *sources: SourceConfig):
+    log = EmbeddedTransport(str(tmp_path / "log.sqlite"))
+    log.ensure_topics(TOPICS.all())
+    context = ConnectorContext(AmurSettings(), StateStore(make_engine(f"sqlite:///{tmp_path / 'state.sqlite'}")))
+    context.state.setup()
+    return ConnectorRunner(make_connector_factory(context), sources, log.producer(), TOPICS, on_stop=context.close), log
+
+
+def topic_values(log, topic, model):
+    consumer = log.consumer("reader", [topic])
+    values = [decode(model, record.value) for record in consumer.poll(1000, 0.1)]
+    consumer.close()
+    return values
+
+
+def test_a_listing_connector_gets_dedup_retries_and_dead_letters_from_the_base(memory_kind, tmp_path):
+    LISTINGS["mem"] = Listing(items("a", "broken", "b"), etag='"v1"')
+    runner, log = runner_for(tmp_path, SourceConfig(name="mem", kind="memory", url="https://memory.example/"))
+
+    summaries = [runner.poll_all_once()[0] for _ in range(4)]
+
+    assert [(s.emitted, s.failed_items) for s in summaries] == [(2, 1), (0, 1), (0, 1), (0, 0)]
+    assert sorted(article.title for article in topic_values(log, TOPICS.articles, Article)) == ["a", "b"]
+    (letter,) = topic_values(log, TOPICS.dlq, DeadLetter)
+    assert letter.payload == "https://memory.example/broken" and "HTTP 503" in letter.reason
+    runner.stop()
+
+
+def test_the_per_poll_cap_holds_the_validators_back_until_every_item_is_done(memory_kind, tmp_path):
+    LISTINGS["mem"] = Listing(items("a", "b", "c"), etag='"v1"')
+    source = SourceConfig(name="mem", kind="memory", url="https://memory.example/", max_articles_per_poll=2)
+    runner, log = runner_for(tmp_path, source)
+
+    first, second, third = (runner.poll_all_once()[0] for _ in range(3))
+
+    assert (first.emitted, second.emitted, third.emitted) == (2, 1, 0)  # newest first: c, b, then a
+    assert [article.title for article in topic_values(log, TOPICS.articles, Article)] == ["c", "b", "a"]
+    runner.stop()
