@@ -30,9 +30,10 @@ import spacy
 import trafilatura
 
 from benchmarks.corpus import synthetic_articles
-from pipeline.db import make_engine
 from pipeline.app.roles import Runtime, run_forever
+from pipeline.db import make_engine
 from pipeline.settings import load_settings
+from pipeline.topology import roles
 from sinks.alert_feed import alerts
 from sinks.records import articles
 from tests.support.local_site import LocalSite
@@ -91,7 +92,7 @@ def run_pipeline(config: Path, expected: int, timeout: float) -> dict:
     runtime = Runtime.from_settings(settings, config)
     engine = make_engine(settings.database_url)
     stop = threading.Event()
-    worker = threading.Thread(target=run_forever, args=(runtime, ["connectors", "processors", "sinks"], stop))
+    worker = threading.Thread(target=run_forever, args=(runtime, roles(), stop))
     worker.start()
     deadline = time.monotonic() + timeout
     done = 0

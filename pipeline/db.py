@@ -41,9 +41,12 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor.close()
 
 
-def upsert(engine: Engine, table: Table, rows: list[dict], key: list[str], keep: tuple[str, ...] = ()):
+def upsert(
+    engine: Engine, table: Table, rows: list[dict], key: list[str], keep: tuple[str, ...] = (), newest: str | None = None,
+):
     """An INSERT of ``rows`` into ``table`` that, on a ``key`` conflict, updates every column
-    but the key and those in ``keep`` (values that must stay as first written)."""
+    but the key and those in ``keep`` (values that must stay as first written) — and, with
+    ``newest``, only when the row's ``newest`` column is not greater than the new value's."""
     dialect = postgresql if engine.dialect.name == "postgresql" else sqlite
     statement = dialect.insert(table).values(rows)
     updates = {
@@ -51,7 +54,14 @@ def upsert(engine: Engine, table: Table, rows: list[dict], key: list[str], keep:
         for column in table.columns
         if column.name not in key and column.name not in keep
     }
-    return statement.on_conflict_do_update(index_elements=key, set_=updates)
+    where = table.c[newest] <= statement.excluded[newest] if newest else None
+    return statement.on_conflict_do_update(index_elements=key, set_=updates, where=where)
+
+
+def insert_missing(engine: Engine, table: Table, rows: list[dict], key: list[str]):
+    """An INSERT of ``rows`` into ``table`` that skips the rows whose ``key`` is there already."""
+    dialect = postgresql if engine.dialect.name == "postgresql" else sqlite
+    return dialect.insert(table).values(rows).on_conflict_do_nothing(index_elements=key)
 
 
 class UTCDateTime(sa.types.TypeDecorator):

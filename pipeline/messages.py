@@ -121,28 +121,60 @@ class Classified(Message):
     classified_at: AwareDatetime
 
 
-class Alert(Message):
-    """A cooperation story worth telling subscribers about (topic ``alerts``).
+class Outlet(BaseModel):
+    """One outlet's article of a story."""
 
-    ``id`` is the story id: re-delivering the same story yields the same alert id, so
-    every sink can upsert it and subscribers see it once.
+    model_config = ConfigDict(frozen=True)
+
+    article_id: str
+    source: str = Field(description="Name of the source in sources.yaml")
+    url: str
+    title: str
+    published_at: AwareDatetime | None = None
+
+
+ALERT_SCHEMA_VERSION = 2
+
+
+class Alert(Message):
+    """A cooperation story worth telling subscribers about (topic ``alerts``), in its latest version.
+
+    ``id`` is the story id: every article of the story — copies and rewrites from several
+    outlets — yields an alert with the same id and a higher ``version``, so every sink
+    upserts it and subscribers see one entry per story, updated. The lead fields (``url``,
+    ``source``, ``title``, ``summary``, ``article_id``) are the story's first article;
+    parties, regions, sectors and figures are merged over all of them; ``level`` and
+    ``evidence`` come from the best-scoring one.
+
+    Version 2 added ``version``, ``outlets``, ``regions``, ``figures`` and ``updated_at``;
+    ``id`` became the story id rather than the article id.
     """
 
+    schema_version: int = ALERT_SCHEMA_VERSION
     id: str = Field(min_length=32, max_length=32, description="Story id")
-    article_id: str
+    version: int = Field(1, ge=1, description="1 when the story is new; one more with each article added")
+    article_id: str = Field(description="The story's first article")
     url: str
     source: str
     title: str
     summary: str
-    score: float = Field(ge=0, le=1)
+    score: float = Field(ge=0, le=1, description="The best score of the story's articles")
     level: Level | None = None
     sectors: list[str] = Field(default_factory=list)
     russian_parties: list[str] = Field(default_factory=list)
     chinese_parties: list[str] = Field(default_factory=list)
+    regions: list[str] = Field(
+        default_factory=list,
+        description="ISO 3166-2 ids of every Russian federal subject and Chinese province taking part",
+        examples=[["RU-PRI", "CN-HL"]],
+    )
+    figures: list[Figure] = Field(default_factory=list)
     evidence: list[str] = Field(default_factory=list)
+    outlets: list[Outlet] = Field(default_factory=list, description="Every article of the story, first first")
     published_at: AwareDatetime | None = None
     fetched_at: AwareDatetime
-    alerted_at: AwareDatetime
+    alerted_at: AwareDatetime = Field(description="When the story's first alert was made")
+    updated_at: AwareDatetime | None = Field(None, description="When this version was made")
 
 
 class DeadLetter(Message):

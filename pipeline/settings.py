@@ -105,6 +105,16 @@ class AlertSettings(_Frozen):
     min_score: float = Field(0.5, ge=0, le=1)
 
 
+class StorySettings(_Frozen):
+    """How the stories stage groups copies and rewrites of one story (see processors/stories.py)."""
+
+    window_days: float = Field(3.0, gt=0, le=60, description="A story takes new articles this long after its last one")
+    text_threshold: float = Field(0.5, gt=0, le=1, description="Text similarity (Jaccard of word 3-grams) that makes a copy")
+    title_threshold: float = Field(
+        0.5, gt=0, le=1, description="Title word overlap that, with half the text similarity, makes a rewrite",
+    )
+
+
 class SinkConfig(BaseModel):
     """One entry of ``sinks:``: a sink type from the registry, and that sink's own options.
 
@@ -136,6 +146,7 @@ class AmurSettings(_Frozen):
     model: ModelSettings = ModelSettings()
     fetch: FetchSettings = FetchSettings()
     alerts: AlertSettings = AlertSettings()
+    stories: StorySettings = StorySettings()
     sinks: list[SinkConfig] = Field(default_factory=lambda: list(DEFAULT_SINKS), description="The sinks role's sinks, in order")
     batch_size: int = Field(100, ge=1, le=10_000, description="Records a stage handles per poll")
 

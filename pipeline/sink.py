@@ -177,7 +177,8 @@ class SqlSink(BatchingSink):
     """A sink that upserts one row per message into ``table``, on SQLite or PostgreSQL.
 
     Subclasses give the ``table``, its ``key`` columns, the ``keep`` columns that stay as
-    first written (a replay must not move an alert up the feed), and ``row(message)``.
+    first written (a replay must not move an alert up the feed), optionally a ``newest``
+    version column, and ``row(message)``.
     Errors are mapped once, here: a value the database refuses (``DataError``,
     ``IntegrityError``) rejects the message; anything else means the database is down.
     """
@@ -186,6 +187,7 @@ class SqlSink(BatchingSink):
     key: ClassVar[tuple[str, ...]] = ("id",)
     keep: ClassVar[tuple[str, ...]] = ()
     what: ClassVar[str] = "row"  # what a row is, for messages: "article", "alert"
+    newest: ClassVar[str | None] = None  # a version column: a row is never replaced by an older one
 
     def __init__(self, engine: Engine):
         super().__init__()
@@ -206,7 +208,7 @@ class SqlSink(BatchingSink):
         rows = list({tuple(row[column] for column in self.key): row for row in map(self.row, batch)}.values())
         try:
             with self.engine.begin() as connection:
-                connection.execute(upsert(self.engine, self.table, rows, key=list(self.key), keep=self.keep))
+                connection.execute(upsert(self.engine, self.table, rows, key=list(self.key), keep=self.keep, newest=self.newest))
         except (DataError, IntegrityError) as exc:
             raise MessageRejected(f"{self.name}: the database refused the row: {exc.orig}") from exc
         except SQLAlchemyError as exc:

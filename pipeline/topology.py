@@ -3,11 +3,10 @@
 Everything that depends on the shape of the pipeline is derived from here: the topic names
 (:class:`Topics`), the JSON Schemas (:mod:`pipeline.schemas`), the roles ``amur run``
 accepts, and the order in which ``--once`` drains the stages. Adding a stage — story
-clustering between ``classified`` and ``alerts``, say — is one :class:`StageSpec` here and
+clustering between ``classified`` and ``alerts`` was — is one :class:`StageSpec` here and
 one class registered under its ``stage`` name (see :mod:`pipeline.registry`)::
 
     StageSpec(role="stories", stage="stories", inputs=("classified",), outputs=("alerts",))
-
 The connectors role is not a stage: it reads sources, not a topic, and writes
 :data:`SOURCE_TOPIC`. Every stage may also write :data:`DEAD_LETTER_TOPIC`.
 """
@@ -45,7 +44,8 @@ class StageSpec:
 
 
 STAGES: tuple[StageSpec, ...] = (
-    StageSpec(role="processors", stage="classify", inputs=("articles",), outputs=("classified", "alerts")),
+    StageSpec(role="processors", stage="classify", inputs=("articles",), outputs=("classified",)),
+    StageSpec(role="stories", stage="stories", inputs=("classified",), outputs=("alerts",)),
     StageSpec(role="sinks", stage="sinks", inputs=("classified", "alerts")),
 )
 

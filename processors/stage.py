@@ -1,8 +1,9 @@
-"""The classify stage: articles in, every result to ``classified``, cooperation stories to ``alerts``.
+"""The classify stage: articles in, every result to ``classified``.
 
 Registered as stage ``classify`` (pyproject.toml's ``amur.stages`` entry points) and run
-by the ``processors`` role of :mod:`pipeline.topology`. An article that cannot be decoded,
-or that makes the analyzer fail, becomes a dead letter; the rest of the batch goes on.
+by the ``processors`` role of :mod:`pipeline.topology`; the stories stage makes alerts of
+the cooperation articles. An article that cannot be decoded, or that makes the analyzer
+fail, becomes a dead letter; the rest of the batch goes on.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import logging
 from collections.abc import Sequence
 
 from pipeline.errors import MessageError
-from pipeline.messages import Alert, Article, Classified, decode, encode, utc_now
+from pipeline.messages import Article, Classified, decode, encode
 from pipeline.stages import Stage, StageContext
 from pipeline.topology import Topics
 from pipeline.transport.base import Record, Transport
@@ -24,12 +25,9 @@ class ClassifyStage(Stage):
 
     name = "processors"
 
-    def __init__(
-        self, transport: Transport, topics: Topics, group: str, batch_size: int, analyzer, min_score: float, **options,
-    ):
+    def __init__(self, transport: Transport, topics: Topics, group: str, batch_size: int, analyzer, **options):
         super().__init__(transport, topics, group, batch_size, **options)
         self.analyzer = analyzer
-        self.min_score = min_score
 
     @classmethod
     def build(cls, context: StageContext) -> ClassifyStage:
@@ -38,8 +36,7 @@ class ClassifyStage(Stage):
         settings = context.settings
         return cls(
             context.transport, context.topics, context.group, settings.batch_size,
-            Analyzer.from_settings(settings.model), settings.alerts.min_score,
-            name=context.spec.role, inputs=context.spec.inputs,
+            Analyzer.from_settings(settings.model), name=context.spec.role, inputs=context.spec.inputs,
         )
 
     def handle(self, records: Sequence[Record]) -> None:
@@ -50,7 +47,7 @@ class ClassifyStage(Stage):
             except MessageError as exc:
                 self.dead_letters.record(record, exc)
         for result in self._analyze(articles):
-            self._emit(result)
+            self.producer.produce(self.topics.classified, *encode(result))
 
     def _analyze(self, articles: list[tuple[Record, Article]]) -> list[Classified]:
         try:
@@ -64,32 +61,3 @@ class ClassifyStage(Stage):
             except Exception as exc:  # noqa: BLE001 - the article goes to the DLQ with its error
                 self.dead_letters.record(record, exc)
         return results
-
-    def _emit(self, result: Classified) -> None:
-        self.producer.produce(self.topics.classified, *encode(result))
-        verdict = result.classification
-        if verdict.is_cooperation and verdict.score >= self.min_score:
-            self.producer.produce(self.topics.alerts, *encode(alert_for(result)))
-
-
-def alert_for(result: Classified) -> Alert:
-    """The alert of a cooperation story; its id is the story id (the article's, until clustering)."""
-    article, verdict = result.article, result.classification
-    summary = article.summary or article.text[:400]
-    return Alert(
-        id=result.id,
-        article_id=article.id,
-        url=article.url,
-        source=article.source,
-        title=article.title,
-        summary=summary,
-        score=verdict.score,
-        level=verdict.level,
-        sectors=verdict.sectors,
-        russian_parties=verdict.russian_parties,
-        chinese_parties=verdict.chinese_parties,
-        evidence=verdict.evidence,
-        published_at=article.published_at,
-        fetched_at=article.fetched_at,
-        alerted_at=utc_now(),
-    )

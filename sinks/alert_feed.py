@@ -20,7 +20,7 @@ from pathlib import Path
 
 from feedgen.feed import FeedGenerator
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import JSON, Column, Engine, Float, MetaData, String, Table, Text, select
+from sqlalchemy import JSON, Column, Engine, Float, Integer, MetaData, String, Table, Text, select, text
 from sqlalchemy.exc import SQLAlchemyError
 
 from pipeline.db import UTCDateTime
@@ -53,6 +53,11 @@ alerts = Table(
     Column("fetched_at", UTCDateTime, nullable=False),
     Column("alerted_at", UTCDateTime, nullable=False),
     Column("written_at", UTCDateTime, nullable=False, index=True),
+    Column("version", Integer, nullable=False, server_default=text("1")),
+    Column("regions", JSON, nullable=False, server_default=text("'[]'")),
+    Column("figures", JSON, nullable=False, server_default=text("'[]'")),
+    Column("outlets", JSON, nullable=False, server_default=text("'[]'")),
+    Column("updated_at", UTCDateTime),
 )
 
 
@@ -73,8 +78,10 @@ class AlertFeedSink(SqlSink):
     topic = "alerts"
     table = alerts
     what = "alert"
-    # The first write of a story keeps its times: a replay must not move it up the feed.
+    # The first write of a story keeps its times: a replay or an update must not move it up
+    # the feed; and an older version arriving late never overwrites a newer one.
     keep = ("alerted_at", "written_at")
+    newest = "version"
     name = "atom"
     Options = AtomFeedOptions
 
@@ -97,8 +104,9 @@ class AlertFeedSink(SqlSink):
             raise MessageRejected(f"alert {alert.id} links to {alert.url[:80]!r}, not an http(s) URL")
 
     def row(self, alert: Alert) -> dict:
-        row = alert.model_dump(exclude={"schema_version"})
-        row["written_at"] = utc_now()
+        row = alert.model_dump(mode="json", exclude={"schema_version"})
+        row.update(published_at=alert.published_at, fetched_at=alert.fetched_at, alerted_at=alert.alerted_at,
+                   updated_at=alert.updated_at, written_at=utc_now())
         return row
 
     def write(self, batch: Sequence[Alert]) -> None:
@@ -143,9 +151,12 @@ def _fill_entry(entry, row) -> None:
     entry.title(xml_text(row["title"]))
     entry.link(href=xml_text(row["url"]))
     entry.published(row["published_at"] or row["alerted_at"])
-    entry.updated(row["written_at"])
+    entry.updated(row["updated_at"] or row["written_at"])
     parties = ", ".join([*row["russian_parties"], *row["chinese_parties"]])
     summary = f"{row['summary']}\n\nscore {row['score']:.2f}; level {row['level'] or 'unknown'}; parties {parties}"
+    others = [f"{outlet['source']} ({outlet['url']})" for outlet in row["outlets"][1:]]
+    if others:
+        summary += "\nalso reported by: " + ", ".join(others)
     entry.summary(xml_text(summary))
     for sector in row["sectors"]:
         entry.category(term=xml_text(sector), scheme="urn:amur:sector")

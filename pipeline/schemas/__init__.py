@@ -17,7 +17,8 @@ SCHEMA_DIR = Path(__file__).parent
 def schema_for(topic_kind: str) -> dict:
     """The JSON Schema (draft 2020-12) of the messages of one topic kind (``articles``, …)."""
     schema = TOPIC_MODELS[topic_kind].model_json_schema(mode="serialization")
-    return {"$schema": "https://json-schema.org/draft/2020-12/schema", "$id": f"urn:amur:schema:{topic_kind}:v1", **schema}
+    version = TOPIC_MODELS[topic_kind].model_fields["schema_version"].default
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema", "$id": f"urn:amur:schema:{topic_kind}:v{version}", **schema}
 
 
 def schema_path(topic_kind: str, directory: Path = SCHEMA_DIR) -> Path:

@@ -45,7 +45,7 @@ def test_run_with_an_invalid_config_exits_2_naming_the_key(amur, tmp_path):
 
 def test_run_refuses_an_unknown_role(amur):
     result = amur("run", "crawlers", "--once")
-    assert result.exit_code == 2 and "choose one of: connectors, processors, sinks" in result.output
+    assert result.exit_code == 2 and "choose one of: connectors, processors, stories, sinks" in result.output
 
 
 def test_schemas_are_current(amur):

@@ -20,7 +20,7 @@ import feedparser
 import pytest
 import sqlalchemy as sa
 
-from pipeline.topology import Topics
+from pipeline.topology import Topics, roles
 from pipeline.transport import make_transport
 from pipeline.settings import load_settings
 from tests.support.contracts import assert_matches_schema
@@ -95,7 +95,7 @@ class Deployment:
         )
 
     def run_roles(self) -> list[subprocess.CompletedProcess]:
-        results = [self.run(role) for role in ("connectors", "processors", "sinks")]
+        results = [self.run(role) for role in roles()]
         for result in results:
             assert result.returncode == 0, result.stderr[-3000:]
         return results
@@ -165,8 +165,9 @@ def test_a_processor_killed_before_commit_loses_and_duplicates_nothing(deploymen
     restarted = deployment.run("processors")
     assert restarted.returncode == 0, restarted.stderr[-3000:]
     assert "processors: handled 3 record(s)" in restarted.stdout
-    assert len(deployment.topic_values("alerts")) == 4
-    assert deployment.run("sinks").returncode == 0
+    assert len(deployment.topic_values("classified")) == 6
+    for role in ("stories", "sinks"):
+        assert deployment.run(role).returncode == 0
 
     assert deployment.query("SELECT COUNT(*) FROM articles") == [(3,)]
     assert deployment.query("SELECT COUNT(*) FROM alerts") == [(2,)]
@@ -180,14 +181,14 @@ def test_a_connector_killed_between_flush_and_commit_re_emits_and_nothing_double
     restarted = deployment.run("connectors")
     assert "news: 3 new article(s)" in restarted.stdout
     assert len(deployment.topic_values("articles")) == 6
-    for role in ("processors", "sinks"):
+    for role in ("processors", "stories", "sinks"):
         assert deployment.run(role).returncode == 0
     assert deployment.query("SELECT COUNT(*) FROM articles") == [(3,)]
     assert deployment.alert_links() == sorted(STORIES)
 
 
 def test_a_sink_killed_after_writing_but_before_commit_writes_nothing_twice(deployment):
-    for role in ("connectors", "processors"):
+    for role in ("connectors", "processors", "stories"):
         assert deployment.run(role).returncode == 0
     crashed = deployment.run("sinks", failpoints="sinks.before_commit")
     assert crashed.returncode == -9, crashed.stderr[-3000:]
@@ -216,7 +217,8 @@ def test_a_poison_message_is_dead_lettered_once_and_the_stream_goes_on(deploymen
     (letter,) = [assert_matches_schema("dlq", value) for value in deployment.topic_values("dlq")]
     assert letter["stage"] == "processors" and letter["error_type"] == "MessageError"
     assert letter["topic"] == deployment.topics.articles and letter["key"] == "poison"
-    assert deployment.run("sinks").returncode == 0
+    for role in ("stories", "sinks"):
+        assert deployment.run(role).returncode == 0
     assert deployment.alert_links() == sorted(STORIES)
 
 
@@ -234,7 +236,7 @@ def test_bad_feed_bad_page_and_bad_config_are_reported_and_the_rest_runs(deploym
     assert [letter["stage"] for letter in letters] == ["connectors"]
     assert "404" in letters[0]["reason"] and letters[0]["payload"].endswith("/news/gone.html")
 
-    for role in ("processors", "sinks"):
+    for role in ("processors", "stories", "sinks"):
         assert deployment.run(role).returncode == 0
     assert deployment.alert_links() == sorted(STORIES)
 
@@ -285,10 +287,10 @@ def test_running_roles_ride_out_a_broker_restart(tmp_path, site, topic_prefix, k
     roles = [
         subprocess.Popen([*AMUR, "run", role, "--config", str(deployment.config)], env=env,
                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        for role in ("processors", "sinks")
+        for role in ("processors", "stories", "sinks")
     ]
     try:
-        time.sleep(5)  # let both join their groups before the broker goes away
+        time.sleep(5)  # let every role join its group before the broker goes away
         _restart_broker()
         assert deployment.run("connectors").returncode == 0
         deadline = time.monotonic() + 120
@@ -302,6 +304,6 @@ def test_running_roles_ride_out_a_broker_restart(tmp_path, site, topic_prefix, k
         for role in roles:
             role.terminate()
         outputs = [role.communicate(timeout=60)[1] for role in roles]
-    assert [role.returncode for role in roles] == [0, 0], "\n".join(output[-2000:] for output in outputs)
+    assert [role.returncode for role in roles] == [0] * len(roles), "\n".join(output[-2000:] for output in outputs)
     assert deployment.alert_links() == sorted(STORIES)
     assert deployment.query("SELECT COUNT(*) FROM alerts") == [(2,)]

@@ -4,20 +4,23 @@ existing database forward without losing a row — on SQLite and on PostgreSQL."
 from __future__ import annotations
 
 import sqlalchemy as sa
+from alembic import command
 from alembic.autogenerate import compare_metadata
+from alembic.config import Config
 from alembic.migration import MigrationContext
 from typer.testing import CliRunner
 
 from pipeline.app.cli import app
 from pipeline.db import make_engine
-from pipeline.migrations import current_revision, head_revision, upgrade_database
+from pipeline.migrations import SCRIPT_LOCATION, current_revision, head_revision, upgrade_database
 from pipeline.state import metadata as state_metadata
+from processors.stories import metadata as stories_metadata
 from sinks.alert_feed import metadata as alerts_metadata
 from sinks.records import metadata as records_metadata
 from tests.support.databases import database_url  # noqa: F401 - shared fixture
 from tests.support.messages import make_article, make_classified
 
-TABLE_OWNERS = (state_metadata, records_metadata, alerts_metadata)
+TABLE_OWNERS = (state_metadata, records_metadata, alerts_metadata, stories_metadata)
 
 
 def code_metadata() -> sa.MetaData:
@@ -40,19 +43,32 @@ def test_the_revisions_create_exactly_the_tables_the_code_defines(database_url):
     engine.dispose()
 
 
+def first_release_database(engine) -> None:
+    """A database as the first release left it: revision 0001's tables, made before Alembic
+    kept a version (so no ``alembic_version`` table)."""
+    config = Config()
+    config.set_main_option("script_location", str(SCRIPT_LOCATION))
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "0001")
+        connection.execute(sa.text("DROP TABLE alembic_version"))
+
+
 def test_a_database_made_before_migrations_is_brought_forward_with_its_rows(database_url, tmp_path):
     engine = make_engine(database_url)
-    # What an Amur without migrations left behind: tables made directly from the code's definitions.
-    for owned in TABLE_OWNERS:
-        owned.create_all(engine)
+    first_release_database(engine)
     story = make_classified(make_article("https://news.example/kept"))
+    moment = story.classified_at
     with engine.begin() as connection:
-        connection.execute(sa.insert(state_metadata.tables["source_state"]).values(name="tass", consecutive_failures=2))
-        connection.execute(sa.insert(records_metadata.tables["articles"]).values(
-            id=story.id, url=story.article.url, source="tass", title="kept", text="kept", fetched_at=story.article.fetched_at,
-            classified_at=story.classified_at, is_cooperation=True, score=0.9, sectors=[], russian_parties=[],
-            chinese_parties=[], entities=[], figures=[], classification={}, updated_at=story.classified_at,
-        ))
+        connection.execute(sa.text("INSERT INTO source_state (name, consecutive_failures) VALUES ('tass', 2)"))
+        connection.execute(
+            sa.text(
+                "INSERT INTO alerts (id, article_id, url, source, title, summary, score, sectors, russian_parties, "
+                "chinese_parties, evidence, fetched_at, alerted_at, written_at) VALUES (:id, :id, :url, 'tass', 'kept', "
+                "'', 0.9, '[]', '[]', '[]', '[]', :moment, :moment, :moment)"
+            ),
+            {"id": story.id, "url": story.article.url, "moment": moment},
+        )
     config = tmp_path / "amur.yaml"
     config.write_text(f"database_url: '{database_url}'\n")
     (tmp_path / "sources.yaml").write_text("sources: []\n")
@@ -64,7 +80,9 @@ def test_a_database_made_before_migrations_is_brought_forward_with_its_rows(data
     assert current_revision(engine) == head_revision()
     with engine.connect() as connection:
         assert connection.execute(sa.select(state_metadata.tables["source_state"].c.consecutive_failures)).scalar_one() == 2
-        assert connection.execute(sa.select(records_metadata.tables["articles"].c.url)).scalars().all() == [story.article.url]
+        alerts = alerts_metadata.tables["alerts"]
+        kept = connection.execute(sa.select(alerts.c.url, alerts.c.version, alerts.c.outlets)).one()
+    assert tuple(kept) == (story.article.url, 1, [])  # an old alert was a story of one version
     again = CliRunner().invoke(app, ["db", "upgrade", "--config", str(config)])
     assert again.exit_code == 0 and again.output.strip() == f"database at revision {head_revision()}"
     engine.dispose()

@@ -12,7 +12,7 @@ from pipeline.topology import STAGES, StageSpec, flow_order, roles
 def test_the_shipped_names_are_declared_as_entry_points():
     assert registry.connectors.names() == ["rss"]
     assert registry.sinks.names() == ["atom", "records"]
-    assert registry.stages.names() == ["classify", "sinks"]
+    assert registry.stages.names() == ["classify", "sinks", "stories"]
     assert registry.connectors.get("rss").__name__ == "FeedConnector"
     assert registry.sinks.get("atom").__name__ == "AlertFeedSink"
     assert registry.stages.get("classify").__name__ == "ClassifyStage"
@@ -42,7 +42,7 @@ def test_every_declared_stage_is_registered():
 
 
 def test_roles_come_in_flow_order_and_a_new_stage_finds_its_place():
-    assert roles() == ("connectors", "processors", "sinks")
+    assert roles() == ("connectors", "processors", "stories", "sinks")
     stories = StageSpec(role="stories", stage="stories", inputs=("classified",), outputs=("alerts",))
     classify = StageSpec(role="processors", stage="classify", inputs=("articles",), outputs=("classified",))
     sinks = StageSpec(role="sinks", stage="sinks", inputs=("classified", "alerts"))

@@ -15,7 +15,8 @@ from pipeline.sink import BatchingSink
 from pipeline.stages import SinkStage
 from pipeline.topology import Topics
 from pipeline.transport.embedded import EmbeddedTransport
-from processors.stage import ClassifyStage, alert_for
+from processors.stage import ClassifyStage
+from processors.stories import alert_for
 from sinks.alert_feed import AlertFeedSink, AtomFeedOptions
 from sinks.records import RecordsSink, articles
 from tests.support.databases import database_url  # noqa: F401 - shared fixture
@@ -78,18 +79,17 @@ def test_processor_sends_poison_and_crashing_articles_to_the_dlq_and_goes_on():
     unrelated = make_article("https://news.example/other", text="Football results from the weekend.")
     produce(log, TOPICS.articles, [encode(good), (b"poison", b"{not json"), encode(crashing), encode(unrelated)])
 
-    stage = ClassifyStage(log, TOPICS, "processors", 100, KeywordAnalyzer(), min_score=0.5)
+    stage = ClassifyStage(log, TOPICS, "processors", 100, KeywordAnalyzer())
     assert stage.run(threading.Event(), once=True) == 4
 
     classified = [decode(Classified, r.value) for r in read_all(log, TOPICS.classified)]
     assert sorted(c.article.url for c in classified) == ["https://news.example/good", "https://news.example/other"]
-    alerts = [decode(Alert, r.value) for r in read_all(log, TOPICS.alerts)]
-    assert [a.url for a in alerts] == ["https://news.example/good"]
+    assert read_all(log, TOPICS.alerts) == []  # alerts are the stories stage's
     letters = [decode(DeadLetter, r.value) for r in read_all(log, TOPICS.dlq)]
     assert {(letter.offset, letter.error_type) for letter in letters} == {(1, "MessageError"), (2, "RuntimeError")}
     assert all(letter.topic == TOPICS.articles and letter.stage == "processors" for letter in letters)
     # Everything was committed: a restarted processor has nothing left to do.
-    assert ClassifyStage(log, TOPICS, "processors", 100, KeywordAnalyzer(), 0.5).run(threading.Event(), once=True) == 0
+    assert ClassifyStage(log, TOPICS, "processors", 100, KeywordAnalyzer()).run(threading.Event(), once=True) == 0
 
 
 def test_sink_stage_retries_a_batch_under_backpressure_and_commits_after_the_write():

@@ -2,7 +2,8 @@ import feedparser
 import sqlalchemy as sa
 
 from pipeline.db import make_engine
-from processors.stage import alert_for
+from pipeline.messages import Outlet
+from processors.stories import alert_for
 from sinks.alert_feed import AlertFeedSink, AtomFeedOptions, alerts
 from tests.support.messages import make_article, make_classified
 
@@ -47,3 +48,19 @@ def test_the_feed_keeps_only_the_newest_entries(database_url, tmp_path):
         sink.flush()
     parsed = feedparser.parse((tmp_path / "alerts.atom").read_bytes())
     assert [entry.link for entry in parsed.entries] == [f"https://news.example/story-{n}" for n in (4, 3, 2)]
+
+
+def test_a_story_update_replaces_its_entry_and_a_late_older_version_is_ignored(database_url, tmp_path):
+    sink, engine = make_sink(database_url, tmp_path)
+    first = alert_for(make_classified(make_article("https://news.example/bridge")))
+    other = Outlet(article_id="b" * 32, source="border-herald", url="https://herald.example/a/1", title="Bridge deal")
+    updated = first.model_copy(update={"version": 2, "outlets": [*first.outlets, other]})
+    for alert in (first, updated, first):  # the last one: version 1 delivered again, late
+        sink.add(alert)
+        sink.flush()
+
+    parsed = feedparser.parse((tmp_path / "alerts.atom").read_bytes())
+    assert not parsed.bozo and len(parsed.entries) == 1
+    assert "also reported by: border-herald (https://herald.example/a/1)" in parsed.entries[0].summary
+    with engine.connect() as connection:
+        assert connection.execute(sa.select(alerts.c.version)).scalar_one() == 2

@@ -1,0 +1,339 @@
+"""Story clustering: copies and rewrites of one story from several outlets become one alert.
+
+The ``stories`` stage reads ``classified`` and writes ``alerts``. Each cooperation article
+(at or above ``alerts.min_score``) is matched against the stories still open — those that
+received an article in the last ``stories.window_days`` days:
+
+1. **Candidates by MinHash LSH.** The article's text is cut into word 3-grams (character
+   3-grams for Chinese and Japanese) and summarised as a 128-value MinHash (datasketch). The
+   signature is split into 32 bands of 4 values; a story whose stored bands share at least
+   one band with the article is a candidate (two texts with Jaccard similarity 0.5 share a
+   band with probability 0.87, texts at 0.2 with probability 0.05).
+2. **Confirmation.** A candidate matches when the estimated Jaccard similarity of the texts
+   is at least ``stories.text_threshold``, or at least half of it with titles that share at
+   least ``stories.title_threshold`` of their words (a rewrite under a new headline); the
+   best-scoring candidate wins.
+
+A match adds the article to the story: its outlet, merged parties, regions, sectors and
+figures, the better evidence, and one more ``version``; no match opens a new story whose
+id is the article's id. The alert carries the whole story, so every sink upserts it by id.
+
+The clustering state lives in the database (tables ``stories``, ``story_bands``,
+``story_articles``), not in a process: copies of one story arrive on different partitions,
+and a restart must remember every open story. Band rows are indexed, so the cost per
+article does not grow with the number of stories. Each batch is one transaction; on
+PostgreSQL it first takes a transaction-scoped advisory lock for each of its bands, in
+order, so two members handling copies of one story one after the other see each other's
+story instead of both opening one; members with unrelated batches do not wait for each
+other. On SQLite the batch's transaction takes the database's write lock before it reads
+(``BEGIN IMMEDIATE``), which serialises members the same way.
+
+An article already in a story (a replay after a crash) re-emits the story as it is, with no
+new version: the alert is the same, and so is every sink's row.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from collections.abc import Sequence
+from datetime import timedelta
+
+import sqlalchemy as sa
+from datasketch import MinHash
+from sqlalchemy import Engine
+
+from pipeline.db import UTCDateTime, insert_missing, make_engine
+from pipeline.errors import MessageError, SinkError
+from pipeline.messages import Alert, Classified, Figure, Outlet, decode, encode, utc_now
+from pipeline.migrations import upgrade_database
+from pipeline.settings import StorySettings
+from pipeline.stages import Stage, StageContext
+from pipeline.topology import Topics
+from pipeline.transport.base import Record, Transport
+from processors.gazetteer import Gazetteer, load_gazetteer
+
+__all__ = ["StoryIndex", "StoryStage", "alert_for", "regions_of", "signature"]
+
+log = logging.getLogger(__name__)
+
+NUM_PERM = 128
+BANDS = 32
+ROWS = NUM_PERM // BANDS
+SHINGLE = 3
+# Named, so that signatures stored in the database stay comparable across datasketch releases.
+MINHASH_SCHEME = "affine32"
+MAX_EVIDENCE = 3
+REGION_KINDS = ("federal_subject", "province")
+
+_WORD = re.compile(r"\w+")
+_CJK = re.compile(r"[\u3040-\u30ff\u3400-\u9fff\uf900-\ufaff]")
+
+metadata = sa.MetaData()
+
+stories = sa.Table(
+    "stories", metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("signature", sa.JSON, nullable=False),
+    sa.Column("alert", sa.JSON, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False, index=True),
+)
+
+story_bands = sa.Table(
+    "story_bands", metadata,
+    sa.Column("band", sa.BigInteger, primary_key=True),
+    sa.Column("story_id", sa.String(32), primary_key=True),
+)
+
+story_articles = sa.Table(
+    "story_articles", metadata,
+    sa.Column("article_id", sa.String(32), primary_key=True),
+    sa.Column("story_id", sa.String(32), nullable=False, index=True),
+)
+
+
+def shingles(text: str) -> set[str]:
+    """Word 3-grams of ``text`` (character 3-grams where the text is mostly CJK)."""
+    lowered = text.lower()
+    if len(_CJK.findall(lowered)) * 2 > len(lowered.replace(" ", "")):
+        units = [char for char in lowered if not char.isspace()]
+    else:
+        units = _WORD.findall(lowered)
+    if len(units) < SHINGLE:
+        return {" ".join(units)} if units else set()
+    return {" ".join(units[index:index + SHINGLE]) for index in range(len(units) - SHINGLE + 1)}
+
+
+def signature(text: str) -> MinHash:
+    minhash = MinHash(num_perm=NUM_PERM, scheme=MINHASH_SCHEME)
+    minhash.update_batch([shingle.encode("utf-8") for shingle in shingles(text)])
+    return minhash
+
+
+def bands(minhash: MinHash) -> list[int]:
+    """The LSH band keys of a signature: a signed 64-bit hash of each band's number and rows.
+
+    Integers keep the band index small (it holds ``BANDS`` rows per story), and they double
+    as PostgreSQL advisory lock keys.
+    """
+    values = minhash.hashvalues
+    return [
+        int.from_bytes(
+            hashlib.blake2b(values[number * ROWS:(number + 1) * ROWS].tobytes(), digest_size=8, person=b"band%04d" % number)
+            .digest(), "big", signed=True,
+        )
+        for number in range(BANDS)
+    ]
+
+
+def _title_words(title: str) -> set[str]:
+    return {word for word in _WORD.findall(title.lower()) if len(word) > 2}
+
+
+def title_similarity(first: str, second: str) -> float:
+    a, b = _title_words(first), _title_words(second)
+    return len(a & b) / len(a | b) if a and b else 0.0
+
+
+def regions_of(result: Classified, gazetteer: Gazetteer) -> list[str]:
+    """Every federal subject and province the article involves: named, or through a city of theirs."""
+    found: list[str] = []
+    for candidate in [
+        *result.classification.russian_parties, *result.classification.chinese_parties,
+        *(entity.canonical_id for entity in result.entities if entity.canonical_id),
+    ]:
+        region = _region(candidate, gazetteer)
+        if region and region not in found:
+            found.append(region)
+    return found
+
+
+def _region(entry_id: str, gazetteer: Gazetteer) -> str | None:
+    try:
+        entry = gazetteer[entry_id]
+    except KeyError:
+        return None
+    if entry.kind in REGION_KINDS:
+        return entry.id
+    if entry.kind == "city" and entry.parent:
+        return _region(entry.parent, gazetteer)
+    return None
+
+
+def _merged(first: Sequence, second: Sequence) -> list:
+    return [*first, *(item for item in second if item not in first)]
+
+
+class StoryIndex:
+    """The open stories in the database, and how an article joins one (see the module docstring)."""
+
+    def __init__(self, engine: Engine, settings: StorySettings, gazetteer: Gazetteer):
+        self.engine = engine
+        self.settings = settings
+        self.gazetteer = gazetteer
+
+    def setup(self) -> None:
+        upgrade_database(self.engine)
+
+    def add(self, results: Sequence[Classified]) -> list[Alert]:
+        """Put each article in its story; returns the alert of each, in order."""
+        signed = [(result, signature(result.article.text)) for result in results]
+        with self.engine.begin() as connection:
+            if connection.dialect.name == "postgresql":
+                keys = sorted({band for _, minhash in signed for band in bands(minhash)})
+                for key in keys:
+                    connection.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
+            else:  # SQLite: take the write lock before reading, not at the first write
+                connection.exec_driver_sql("BEGIN IMMEDIATE")
+            return [self._add_one(connection, result, minhash) for result, minhash in signed]
+
+    def _add_one(self, connection: sa.Connection, result: Classified, minhash: MinHash) -> Alert:
+        known = connection.execute(
+            sa.select(stories.c.alert).join(story_articles, story_articles.c.story_id == stories.c.id)
+            .where(story_articles.c.article_id == result.id)
+        ).scalar_one_or_none()
+        if known is not None:
+            return Alert.model_validate(known)  # a replay: the story as it stands
+        keys = bands(minhash)
+        match = self._best_match(connection, result, minhash, keys)
+        now = utc_now()
+        if match is None:
+            alert = self._new_story(result, now)
+            connection.execute(sa.insert(stories).values(
+                id=alert.id, version=1, signature=[int(value) for value in minhash.hashvalues],
+                alert=alert.model_dump(mode="json"), created_at=now, updated_at=now,
+            ))
+        else:
+            alert = self._joined(Alert.model_validate(match["alert"]), result, now)
+            connection.execute(sa.update(stories).where(stories.c.id == alert.id).values(
+                version=alert.version, alert=alert.model_dump(mode="json"), updated_at=now,
+            ))
+        band_rows = [{"band": key, "story_id": alert.id} for key in keys]
+        connection.execute(insert_missing(self.engine, story_bands, band_rows, key=["band", "story_id"]))
+        connection.execute(sa.insert(story_articles).values(article_id=result.id, story_id=alert.id))
+        return alert
+
+    def _best_match(self, connection: sa.Connection, result: Classified, minhash: MinHash, keys: list[int]):
+        opened_after = utc_now() - timedelta(days=self.settings.window_days)
+        candidates = connection.execute(
+            sa.select(stories.c.id, stories.c.signature, stories.c.alert)
+            .where(stories.c.id.in_(sa.select(story_bands.c.story_id).where(story_bands.c.band.in_(keys))))
+            .where(stories.c.updated_at >= opened_after)
+        ).mappings().all()
+        best, best_score = None, 0.0
+        for candidate in candidates:
+            stored = MinHash(num_perm=NUM_PERM, hashvalues=candidate["signature"], scheme=MINHASH_SCHEME)
+            text = minhash.jaccard(stored)
+            title = max(
+                title_similarity(result.article.title, outlet["title"]) for outlet in candidate["alert"]["outlets"]
+            )
+            matches = text >= self.settings.text_threshold or (
+                text >= self.settings.text_threshold / 2 and title >= self.settings.title_threshold
+            )
+            if matches and text + title > best_score:
+                best, best_score = candidate, text + title
+        return best
+
+    def _new_story(self, result: Classified, now) -> Alert:
+        return alert_for(result, regions=regions_of(result, self.gazetteer), now=now)
+
+    def _joined(self, story: Alert, result: Classified, now) -> Alert:
+        verdict = result.classification
+        better = verdict.score > story.score
+        published = [moment for moment in (story.published_at, result.article.published_at) if moment]
+        return story.model_copy(update={
+            "version": story.version + 1,
+            "score": max(story.score, verdict.score),
+            "level": verdict.level if better and verdict.level else story.level,
+            "evidence": verdict.evidence[:MAX_EVIDENCE] if better and verdict.evidence else story.evidence,
+            "sectors": _merged(story.sectors, verdict.sectors),
+            "russian_parties": _merged(story.russian_parties, verdict.russian_parties),
+            "chinese_parties": _merged(story.chinese_parties, verdict.chinese_parties),
+            "regions": _merged(story.regions, regions_of(result, self.gazetteer)),
+            "figures": _merged_figures(story.figures, result.figures),
+            "outlets": [*story.outlets, _outlet(result)],
+            "published_at": min(published) if published else None,
+            "updated_at": now,
+        })
+
+
+def alert_for(result: Classified, *, regions: Sequence[str] = (), now=None) -> Alert:
+    """The first version of the story that ``result`` opens; its id is the article's."""
+    article, verdict = result.article, result.classification
+    now = now or utc_now()
+    return Alert(
+        id=result.id, version=1, article_id=article.id, url=article.url, source=article.source,
+        title=article.title, summary=article.summary or article.text[:400], score=verdict.score,
+        level=verdict.level, sectors=verdict.sectors, russian_parties=verdict.russian_parties,
+        chinese_parties=verdict.chinese_parties, regions=list(regions), figures=result.figures,
+        evidence=verdict.evidence[:MAX_EVIDENCE], outlets=[_outlet(result)],
+        published_at=article.published_at, fetched_at=article.fetched_at, alerted_at=now, updated_at=now,
+    )
+
+
+def _merged_figures(first: Sequence[Figure], second: Sequence[Figure]) -> list[Figure]:
+    """Figures of both, a figure stated by several outlets (same kind, value and unit) once."""
+    seen = {(figure.kind, figure.value, figure.unit) for figure in first}
+    return [*first, *(figure for figure in second if (figure.kind, figure.value, figure.unit) not in seen)]
+
+
+def _outlet(result: Classified) -> Outlet:
+    article = result.article
+    return Outlet(
+        article_id=article.id, source=article.source, url=article.url, title=article.title,
+        published_at=article.published_at,
+    )
+
+
+class StoryStage(Stage):
+    """Turns cooperation articles into story alerts through a :class:`StoryIndex`."""
+
+    name = "stories"
+
+    def __init__(
+        self, transport: Transport, topics: Topics, group: str, batch_size: int, index: StoryIndex, min_score: float,
+        **options,
+    ):
+        super().__init__(transport, topics, group, batch_size, **options)
+        self.index = index
+        self.min_score = min_score
+
+    @classmethod
+    def build(cls, context: StageContext) -> StoryStage:
+        settings = context.settings
+        index = StoryIndex(make_engine(settings.database_url), settings.stories, load_gazetteer(settings.model.gazetteer_dir))
+        return cls(
+            context.transport, context.topics, context.group, settings.batch_size, index, settings.alerts.min_score,
+            name=context.spec.role, inputs=context.spec.inputs,
+        )
+
+    def setup(self) -> None:
+        self.index.setup()
+
+    def handle(self, records: Sequence[Record]) -> None:
+        stories_of: list[Classified] = []
+        for record in records:
+            try:
+                result = decode(Classified, record.value)
+            except MessageError as exc:
+                self.dead_letters.record(record, exc)
+                continue
+            verdict = result.classification
+            if verdict.is_cooperation and verdict.score >= self.min_score:
+                stories_of.append(result)
+        if not stories_of:
+            return
+        try:
+            alerts = self.index.add(stories_of)
+        except sa.exc.SQLAlchemyError as exc:
+            # Like a sink's database: the stage pauses and handles the batch again.
+            raise SinkError(f"stories: the story index is unavailable: {exc.__class__.__name__}: {exc}") from exc
+        for alert in alerts:
+            self.producer.produce(self.topics.alerts, *encode(alert))
+
+    def close(self) -> None:
+        super().close()
+        self.index.engine.dispose()
