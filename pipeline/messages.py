@@ -146,7 +146,7 @@ class Alert(Message):
     parties, regions, sectors and figures are merged over all of them; ``level`` and
     ``evidence`` come from the best-scoring one.
 
-    Version 2 added ``version``, ``outlets``, ``regions``, ``figures`` and ``updated_at``;
+    Version 2 added ``version``, ``outlets``, ``regions``, ``figures``, ``language``, ``names`` and ``updated_at``;
     ``id`` became the story id rather than the article id.
     """
 
@@ -158,6 +158,7 @@ class Alert(Message):
     source: str
     title: str
     summary: str
+    language: str | None = Field(None, description="The first article's language (ISO 639-1)", examples=["ru"])
     score: float = Field(ge=0, le=1, description="The best score of the story's articles")
     level: Level | None = None
     sectors: list[str] = Field(default_factory=list)
@@ -167,6 +168,10 @@ class Alert(Message):
         default_factory=list,
         description="ISO 3166-2 ids of every Russian federal subject and Chinese province taking part",
         examples=[["RU-PRI", "CN-HL"]],
+    )
+    names: dict[str, str] = Field(
+        default_factory=dict, description="Display names of the ids in the parties and regions",
+        examples=[{"RU-PRI": "Primorsky Krai", "CN-HL": "Heilongjiang"}],
     )
     figures: list[Figure] = Field(default_factory=list)
     evidence: list[str] = Field(default_factory=list)

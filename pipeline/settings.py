@@ -132,7 +132,7 @@ class SinkConfig(BaseModel):
         return dict(self.model_extra or {})
 
 
-DEFAULT_SINKS = (SinkConfig(type="records"), SinkConfig(type="atom"))
+DEFAULT_SINKS = (SinkConfig(type="records"), SinkConfig(type="atom"), SinkConfig(type="feeds"))
 
 
 class AmurSettings(_Frozen):
@@ -140,6 +140,9 @@ class AmurSettings(_Frozen):
 
     transport: Literal["embedded", "kafka"] = "embedded"
     sources_file: str = Field("sources.yaml", description="Relative to the directory of amur.yaml")
+    subscriptions_file: str = Field(
+        "subscriptions.yaml", description="Relative to the directory of amur.yaml; one default subscription when absent",
+    )
     database_url: str = Field("sqlite:///var/amur.sqlite", examples=["postgresql+psycopg://amur@db/amur"])
     kafka: KafkaSettings = KafkaSettings()
     embedded: EmbeddedSettings = EmbeddedSettings()
@@ -270,7 +273,8 @@ def sink_problems(path: Path, settings: AmurSettings) -> list[ConfigProblem]:
     return problems
 
 
-def _validate(model: type[BaseModel], path: Path, data: Any) -> Any:
+def validate_file(model: type[BaseModel], path: Path, data: Any) -> Any:
+    """``data`` read from ``path`` as a ``model``; every problem is a ConfigProblem of that file."""
     if not isinstance(data, dict):
         raise ConfigError([ConfigProblem(str(path), "(top level)", "expected a mapping of keys to values", "start the file with 'key: value' lines")])
     try:
@@ -296,7 +300,7 @@ def load_settings(path: Path | str = DEFAULT_CONFIG_PATH, environ: dict[str, str
     data = read_yaml(path)
     if isinstance(data, dict):
         data = _apply_env_overrides(data, dict(os.environ if environ is None else environ))
-    settings = _validate(AmurSettings, path, data)
+    settings = validate_file(AmurSettings, path, data)
     problems = sink_problems(path, settings)
     if problems:
         raise ConfigError(problems)
@@ -311,13 +315,14 @@ def sources_path(config_path: Path | str, settings: AmurSettings) -> Path:
 def load_sources(path: Path | str) -> SourcesFile:
     """Read and validate a sources file."""
     path = Path(path)
-    return _validate(SourcesFile, path, read_yaml(path))
+    return validate_file(SourcesFile, path, read_yaml(path))
 
 
 def check_config(path: Path | str = DEFAULT_CONFIG_PATH) -> list[ConfigProblem]:
-    """Every problem of amur.yaml and the sources file it names; empty when both are valid.
+    """Every problem of amur.yaml and the sources and subscriptions files it names; empty when all are valid.
 
-    A file that is itself a sources file (it has a top-level ``sources`` key) is checked alone.
+    A file that is itself a sources or subscriptions file (a top-level ``sources`` or
+    ``subscriptions`` key) is checked alone.
     """
     path = Path(path)
     problems: list[ConfigProblem] = []
@@ -331,12 +336,26 @@ def check_config(path: Path | str = DEFAULT_CONFIG_PATH) -> list[ConfigProblem]:
         except ConfigError as exc:
             problems.extend(exc.problems)
         return problems
+    if isinstance(raw, dict) and "subscriptions" in raw:
+        from pipeline.subscriptions import load_subscriptions  # that module imports this one
+
+        try:
+            load_subscriptions(path, AmurSettings())
+        except ConfigError as exc:
+            problems.extend(exc.problems)
+        return problems
     try:
         settings = load_settings(path)
     except ConfigError as exc:
         return exc.problems
     try:
         load_sources(sources_path(path, settings))
+    except ConfigError as exc:
+        problems.extend(exc.problems)
+    from pipeline.subscriptions import load_subscriptions, subscriptions_path  # that module imports this one
+
+    try:
+        load_subscriptions(subscriptions_path(path, settings), settings)
     except ConfigError as exc:
         problems.extend(exc.problems)
     return problems

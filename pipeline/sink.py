@@ -43,6 +43,7 @@ from __future__ import annotations
 import logging
 import threading
 from abc import ABC, abstractmethod
+from pathlib import Path
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar
@@ -55,7 +56,7 @@ from pipeline.db import make_engine, upsert
 from pipeline.errors import MessageRejected, SinkError
 from pipeline.messages import Message
 from pipeline.migrations import upgrade_database
-from pipeline.settings import AmurSettings
+from pipeline.settings import DEFAULT_CONFIG_PATH, AmurSettings
 
 log = logging.getLogger(__name__)
 
@@ -68,9 +69,12 @@ class NoOptions(BaseModel):
 
 @dataclass
 class SinkContext:
-    """What sinks are built with: the settings, and one SQL engine shared by every SQL sink."""
+    """What sinks are built with: the settings (and the amur.yaml they came from, whose
+    directory other configuration files are relative to), and one SQL engine shared by
+    every SQL sink."""
 
     settings: AmurSettings
+    config_path: Path = DEFAULT_CONFIG_PATH
     _engine: Engine | None = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 

@@ -27,13 +27,14 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from pipeline import registry
 from pipeline.dead_letters import DeadLetters
 from pipeline.errors import MessageError, SinkBackpressure, SinkError, TransportError
 from pipeline.failpoints import failpoint
 from pipeline.messages import Message, decode
-from pipeline.settings import AmurSettings
+from pipeline.settings import DEFAULT_CONFIG_PATH, AmurSettings
 from pipeline.sink import Sink, SinkContext
 from pipeline.topology import StageSpec, Topics, stage_for
 from pipeline.transport.base import Consumer, Record, Transport, next_offsets
@@ -55,6 +56,7 @@ class StageContext:
     topics: Topics
     spec: StageSpec
     group: str
+    config_path: Path = DEFAULT_CONFIG_PATH
 
 
 class Stage(ABC):
@@ -205,7 +207,7 @@ class SinkStage(Stage):
 
     @classmethod
     def build(cls, context: StageContext) -> SinkStage:
-        sink_context = SinkContext(context.settings)
+        sink_context = SinkContext(context.settings, context.config_path)
         sinks = []
         for config in context.settings.sinks:
             sink_class = registry.sinks.get(config.type)

@@ -238,13 +238,23 @@ class StoryIndex:
         return best
 
     def _new_story(self, result: Classified, now) -> Alert:
-        return alert_for(result, regions=regions_of(result, self.gazetteer), now=now)
+        story = alert_for(result, regions=regions_of(result, self.gazetteer), now=now)
+        return story.model_copy(update={"names": self._names(story)})
+
+    def _names(self, story: Alert) -> dict[str, str]:
+        names = {}
+        for entry_id in [*story.russian_parties, *story.chinese_parties, *story.regions]:
+            try:
+                names[entry_id] = self.gazetteer[entry_id].name
+            except KeyError:
+                names[entry_id] = entry_id
+        return names
 
     def _joined(self, story: Alert, result: Classified, now) -> Alert:
         verdict = result.classification
         better = verdict.score > story.score
         published = [moment for moment in (story.published_at, result.article.published_at) if moment]
-        return story.model_copy(update={
+        joined = story.model_copy(update={
             "version": story.version + 1,
             "score": max(story.score, verdict.score),
             "level": verdict.level if better and verdict.level else story.level,
@@ -258,6 +268,7 @@ class StoryIndex:
             "published_at": min(published) if published else None,
             "updated_at": now,
         })
+        return joined.model_copy(update={"names": self._names(joined)})
 
 
 def alert_for(result: Classified, *, regions: Sequence[str] = (), now=None) -> Alert:
@@ -266,7 +277,8 @@ def alert_for(result: Classified, *, regions: Sequence[str] = (), now=None) -> A
     now = now or utc_now()
     return Alert(
         id=result.id, version=1, article_id=article.id, url=article.url, source=article.source,
-        title=article.title, summary=article.summary or article.text[:400], score=verdict.score,
+        title=article.title, summary=article.summary or article.text[:400], language=article.language,
+        score=verdict.score,
         level=verdict.level, sectors=verdict.sectors, russian_parties=verdict.russian_parties,
         chinese_parties=verdict.chinese_parties, regions=list(regions), figures=result.figures,
         evidence=verdict.evidence[:MAX_EVIDENCE], outlets=[_outlet(result)],

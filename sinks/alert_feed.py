@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+from abc import abstractmethod
 import re
 import tempfile
 from collections.abc import Sequence
@@ -30,6 +31,7 @@ from pipeline.sink import SinkContext, SqlSink
 
 log = logging.getLogger(__name__)
 
+FEED_FILE_MODE = 0o644
 _NOT_XML = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff\ud800-\udfff]")
 
 metadata = MetaData()
@@ -43,6 +45,7 @@ alerts = Table(
     Column("source", String(64), nullable=False),
     Column("title", Text, nullable=False),
     Column("summary", Text, nullable=False),
+    Column("language", String(16)),
     Column("score", Float, nullable=False),
     Column("level", String(16)),
     Column("sectors", JSON, nullable=False),
@@ -56,6 +59,7 @@ alerts = Table(
     Column("version", Integer, nullable=False, server_default=text("1")),
     Column("regions", JSON, nullable=False, server_default=text("'[]'")),
     Column("figures", JSON, nullable=False, server_default=text("'[]'")),
+    Column("names", JSON, nullable=False, server_default=text("'{}'")),
     Column("outlets", JSON, nullable=False, server_default=text("'[]'")),
     Column("updated_at", UTCDateTime),
 )
@@ -72,8 +76,12 @@ class AtomFeedOptions(BaseModel):
     max_entries: int = Field(200, ge=1, le=10_000)
 
 
-class AlertFeedSink(SqlSink):
-    """Stores alerts in SQL and keeps an Atom feed of the newest ``max_entries`` up to date."""
+class StoredAlertsSink(SqlSink):
+    """Stores alerts in the ``alerts`` table, then renders feeds from it (``render``).
+
+    An alert the feeds could not show is rejected before it is stored, so it can never
+    break a later render.
+    """
 
     topic = "alerts"
     table = alerts
@@ -82,20 +90,10 @@ class AlertFeedSink(SqlSink):
     # the feed; and an older version arriving late never overwrites a newer one.
     keep = ("alerted_at", "written_at")
     newest = "version"
-    name = "atom"
-    Options = AtomFeedOptions
-
-    def __init__(self, engine: Engine, options: AtomFeedOptions):
-        super().__init__(engine)
-        self.options = options
-
-    @classmethod
-    def from_config(cls, options: AtomFeedOptions, context: SinkContext) -> AlertFeedSink:
-        return cls(context.engine(), options)
 
     def setup(self) -> None:
         super().setup()
-        self._render()
+        self.render()
 
     def check(self, alert: Alert) -> None:
         if not alert.title.strip():
@@ -111,17 +109,39 @@ class AlertFeedSink(SqlSink):
 
     def write(self, batch: Sequence[Alert]) -> None:
         super().write(batch)
-        self._render()
+        self.render()
 
-    def _render(self) -> None:
+    @abstractmethod
+    def render(self) -> None:
+        """Write the feeds from the stored alerts."""
+
+    def newest_rows(self, limit: int) -> Sequence:
         try:
             with self.engine.connect() as connection:
-                newest = connection.execute(
-                    select(alerts).order_by(alerts.c.written_at.desc(), alerts.c.id).limit(self.options.max_entries)
+                return connection.execute(
+                    select(alerts).order_by(alerts.c.written_at.desc(), alerts.c.id).limit(limit)
                 ).mappings().all()
         except SQLAlchemyError as exc:
             raise SinkError(f"{self.name}: cannot read alerts: {exc}") from exc
-        _write_atomically(Path(self.options.path), render_atom(newest, self.options))
+
+
+class AlertFeedSink(StoredAlertsSink):
+    """Keeps one Atom feed of the newest ``max_entries`` alerts up to date."""
+
+    name = "atom"
+    Options = AtomFeedOptions
+
+    def __init__(self, engine: Engine, options: AtomFeedOptions):
+        super().__init__(engine)
+        self.options = options
+
+    @classmethod
+    def from_config(cls, options: AtomFeedOptions, context: SinkContext) -> AlertFeedSink:
+        return cls(context.engine(), options)
+
+    def render(self) -> None:
+        rows = self.newest_rows(self.options.max_entries)
+        write_atomically(Path(self.options.path), render_atom(rows, self.options))
 
 
 def render_atom(rows: Sequence, options: AtomFeedOptions) -> bytes:
@@ -170,13 +190,15 @@ def xml_text(text: str) -> str:
     return _NOT_XML.sub("", text)
 
 
-def _write_atomically(path: Path, content: bytes) -> None:
+def write_atomically(path: Path, content: bytes, mode: int = FEED_FILE_MODE) -> None:
+    """Replace ``path`` with ``content`` at once, readable by other users (a web server)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
         with os.fdopen(handle, "wb") as file:
             file.write(content)
+        os.chmod(temporary, mode)
         os.replace(temporary, path)
     except OSError as exc:
         Path(temporary).unlink(missing_ok=True)
-        raise SinkError(f"atom: cannot write {path}: {exc}") from exc
+        raise SinkError(f"cannot write {path}: {exc}") from exc

@@ -23,11 +23,13 @@ schemas_app = typer.Typer(no_args_is_help=True, help="JSON Schemas of the topic 
 topics_app = typer.Typer(no_args_is_help=True, help="Manage the pipeline's topics.")
 sources_app = typer.Typer(no_args_is_help=True, help="Inspect and try out news sources.")
 db_app = typer.Typer(no_args_is_help=True, help="The SQL database of records, alerts and connector state.")
+subscriptions_app = typer.Typer(no_args_is_help=True, help="Who gets which stories.")
 app.add_typer(config_app, name="config")
 app.add_typer(sources_app, name="sources")
 app.add_typer(schemas_app, name="schemas")
 app.add_typer(topics_app, name="topics")
 app.add_typer(db_app, name="db")
+app.add_typer(subscriptions_app, name="subscriptions")
 
 ConfigOption = Annotated[
     Path, typer.Option("--config", "-c", envvar="AMUR_CONFIG", help="Runtime settings file.", show_envvar=True)
@@ -148,6 +150,30 @@ def topics_create(config: ConfigOption = DEFAULT_CONFIG_PATH) -> None:
         runtime = Runtime.from_settings(settings, config)
     typer.echo("\n".join(runtime.topics.all()))
     runtime.close()
+
+
+@subscriptions_app.command("list")
+def subscriptions_list(config: ConfigOption = DEFAULT_CONFIG_PATH) -> None:
+    """Each subscription's filters and channels."""
+    from pipeline.app.subscriptions import configured, format_subscriptions
+
+    settings = _settings(config)
+    with _errors_end_the_command():
+        typer.echo(format_subscriptions(configured(settings, config)))
+
+
+@subscriptions_app.command("test")
+def subscriptions_test(
+    name: Annotated[str, typer.Argument(help="The subscription's name in the subscriptions file.")],
+    config: ConfigOption = DEFAULT_CONFIG_PATH,
+    limit: Annotated[int, typer.Option(min=1, help="Show at most this many stories.")] = 20,
+) -> None:
+    """Which recent stories in the records the subscription would get; nothing is delivered."""
+    from pipeline.app.subscriptions import format_stories, matching_stories
+
+    settings = _settings(config)
+    with _errors_end_the_command(prefix=f"subscription {name}: "):
+        typer.echo(format_stories(matching_stories(settings, config, name, limit)))
 
 
 @db_app.command("upgrade")

@@ -72,7 +72,7 @@ class Runtime:
     def stage(self, role: str) -> Stage:
         """The stage of ``role``, built by its registered class and set up."""
         spec = stage_for(role)
-        context = StageContext(self.settings, self.transport, self.topics, spec, self.group(role))
+        context = StageContext(self.settings, self.transport, self.topics, spec, self.group(role), self.config_path)
         stage = registry.stages.get(spec.stage).build(context)
         stage.setup()
         return stage

@@ -79,6 +79,7 @@ class Deployment:
             f"embedded:\n  path: {root / 'log.sqlite'}\n  partitions: 2\n"
             f"fetch:\n  per_host_delay_seconds: 0\n  timeout_seconds: 5\n"
             f"sinks:\n  - type: records\n  - type: atom\n    path: {self.atom}\n"
+            f"  - type: feeds\n    directory: {root / 'feeds'}\n"
         )
         self.write_sources(sources)
 
@@ -149,6 +150,11 @@ def test_stories_flow_to_records_and_alerts_once(deployment):
     assert deployment.query("SELECT COUNT(*) FROM articles") == [(3,)]
     assert deployment.query("SELECT COUNT(*) FROM alerts") == [(2,)]
     assert deployment.alert_links() == sorted(STORIES)
+    # The default subscription's feeds (no subscriptions file here) hold the same two stories.
+    everything = feedparser.parse((deployment.root / "feeds" / "all.atom").read_bytes())
+    assert not everything.bozo and sorted(entry.link.rsplit("/", 1)[-1] for entry in everything.entries) == sorted(STORIES)
+    items = json.loads((deployment.root / "feeds" / "all.json").read_text(encoding="utf-8"))["items"]
+    assert sorted(item["url"].rsplit("/", 1)[-1] for item in items) == sorted(STORIES)
 
     for kind in ("articles", "classified", "alerts"):
         values = deployment.topic_values(kind)
@@ -307,3 +313,46 @@ def test_running_roles_ride_out_a_broker_restart(tmp_path, site, topic_prefix, k
     assert [role.returncode for role in roles] == [0] * len(roles), "\n".join(output[-2000:] for output in outputs)
     assert deployment.alert_links() == sorted(STORIES)
     assert deployment.query("SELECT COUNT(*) FROM alerts") == [(2,)]
+
+
+def corridor_page(title: str, paragraphs: list[str], boilerplate: str) -> bytes:
+    body = "".join(f"<p>{paragraph}</p>" for paragraph in paragraphs)
+    return (
+        f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{title}</title></head><body>"
+        f"<header><nav>{boilerplate}</nav></header><article><h1>{title}</h1>{body}</article>"
+        f"<footer>{boilerplate}</footer></body></html>"
+    ).encode()
+
+
+def test_one_story_from_three_outlets_is_one_alert_and_one_feed_entry(deployment, site):
+    corridor = (RESOURCES.parent / "stories" / "grain-corridor.txt").read_text(encoding="utf-8").split("\n\n")
+    tourism = (RESOURCES.parent / "stories" / "tourism-season.txt").read_text(encoding="utf-8").split("\n\n")
+    title = "Amur Oblast and Heilongjiang agree a year-round grain corridor"
+    pages = {
+        "pravda": corridor_page(title, corridor, "Amur Pravda | Regions | Economy | Sport"),
+        "wire": corridor_page(title, corridor, "Far East Wire — subscribe to our morning briefing"),
+        "herald": corridor_page("Grain will cross the Amur all year: regions sign terminal deal", corridor[:-1], "Herald"),
+        "tourism": corridor_page("Amur Oblast and Heilongjiang open a joint tourism season", tourism, "Amur Pravda"),
+    }
+    sources = {}
+    for outlet, page in pages.items():
+        site.add(f"/{outlet}/story", page, "text/html; charset=utf-8")
+        feed = (
+            f"<?xml version='1.0'?><rss version='2.0'><channel><title>{outlet}</title>"
+            f"<item><title>{outlet}</title><link>{site.url(f'/{outlet}/story')}</link></item></channel></rss>"
+        )
+        site.add(f"/{outlet}.xml", feed.encode(), "application/rss+xml")
+        sources[outlet] = site.url(f"/{outlet}.xml")
+    deployment.write_sources(sources)
+
+    deployment.run_roles()
+
+    # Which outlet's copy leads depends on the order the partitions are read in; the grouping does not.
+    stories = {
+        version: sorted(outlet["source"] for outlet in (outlets if isinstance(outlets, list) else json.loads(outlets)))
+        for version, outlets in deployment.query("SELECT version, outlets FROM alerts")
+    }
+    assert stories == {3: ["herald", "pravda", "wire"], 1: ["tourism"]}
+    everything = feedparser.parse((deployment.root / "feeds" / "all.atom").read_bytes())
+    assert len(everything.entries) == 2
+    assert sorted(entry.title for entry in everything.entries) == sorted(row[0] for row in deployment.query("SELECT title FROM alerts"))

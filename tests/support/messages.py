@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from pipeline.messages import Article, Classification, Classified, Entity, article_id
+from pipeline.messages import Alert, Article, Classification, Classified, Entity, Outlet, article_id
+from processors.stories import alert_for
 
 
 def make_article(url: str = "https://news.example/irkutsk-harbin-deal", **fields) -> Article:
@@ -40,3 +41,20 @@ def make_classified(article: Article | None = None, *, cooperation: bool = True,
         ),
         classified_at=datetime(2026, 11, 20, 8, 32, tzinfo=UTC),
     )
+
+
+def make_story(
+    url: str, *, regions: list[str], sectors: list[str], level: str, score: float, language: str, sources: list[str],
+    title: str, summary: str = "", names: dict[str, str] | None = None,
+) -> Alert:
+    """A story alert with its regions (both parties' too), sectors and one outlet per source."""
+    base = alert_for(make_classified(make_article(url, title=title, summary=summary, language=language)), regions=regions)
+    outlets = [
+        Outlet(article_id=f"{n:032d}", source=source, url=f"{url}/{n}", title=title) for n, source in enumerate(sources)
+    ]
+    return base.model_copy(update={
+        "sectors": sectors, "level": level, "score": score, "outlets": outlets, "source": sources[0],
+        "russian_parties": [region for region in regions if region.startswith("RU")],
+        "chinese_parties": [region for region in regions if region.startswith("CN")],
+        "names": names or {},
+    })

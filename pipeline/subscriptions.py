@@ -1,0 +1,160 @@
+"""Subscriptions: who wants which stories — ``config/subscriptions.yaml``.
+
+Each subscription has a name, filters and channels. A story (an :class:`~pipeline.messages.Alert`)
+matches a subscription when it passes every filter given; within one filter, any listed
+value will do::
+
+    subscriptions:
+      - name: primorye-heilongjiang-energy
+        filters:
+          pairs: [[RU-PRI, CN-HL]]      # both take part (the story's regions)
+          sectors: [energy]
+          min_score: 0.6
+        channels:
+          - type: atom
+          - type: jsonfeed
+
+=====================  ============================================================
+filter                 a story passes when
+=====================  ============================================================
+``regions``            one of these federal subjects or provinces takes part
+``pairs``              both regions of one of these ``[RU-…, CN-…]`` pairs take part
+``sectors``            it is about one of these sectors
+``levels``             its level is one of these
+``min_score``          its score is at least this
+``keywords``           one of these words or phrases is in its title, summary or evidence
+``languages``          its first article is in one of these languages
+``sources``            one of its outlets is one of these sources
+``exclude_sources``    it has an outlet that is none of these sources
+=====================  ============================================================
+
+Without a subscriptions file there is one subscription, :data:`DEFAULT_NAME`: every story
+at or above ``alerts.min_score``, as the single alert feed had it.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import cached_property
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from pipeline.messages import Alert, Level
+from pipeline.settings import AmurSettings, SourceName, read_yaml, validate_file
+
+__all__ = ["DEFAULT_NAME", "Filters", "Subscription", "SubscriptionsFile", "load_subscriptions", "subscriptions_path"]
+
+DEFAULT_NAME = "all"
+
+RussianRegion = Annotated[str, Field(pattern=r"^RU-[A-Z]{2,3}$", examples=["RU-PRI"])]
+ChineseRegion = Annotated[str, Field(pattern=r"^CN-[A-Z]{2}$", examples=["CN-HL"])]
+Region = Annotated[str, Field(pattern=r"^(RU-[A-Z]{2,3}|CN-[A-Z]{2})$", examples=["RU-PRI", "CN-HL"])]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Filters(_Frozen):
+    """What a story must be to reach a subscription (see the module docstring)."""
+
+    regions: list[Region] = Field(default_factory=list)
+    pairs: list[tuple[RussianRegion, ChineseRegion]] = Field(default_factory=list)
+    sectors: list[str] = Field(default_factory=list)
+    levels: list[Level] = Field(default_factory=list)
+    min_score: float | None = Field(None, ge=0, le=1)
+    keywords: list[str] = Field(default_factory=list)
+    languages: list[str] = Field(default_factory=list, examples=[["ru", "zh"]])
+    sources: list[SourceName] = Field(default_factory=list)
+    exclude_sources: list[SourceName] = Field(default_factory=list)
+
+    @field_validator("keywords")
+    @classmethod
+    def _words(cls, keywords: list[str]) -> list[str]:
+        if any(not keyword.strip() for keyword in keywords):
+            raise ValueError("a keyword must not be empty")
+        return keywords
+
+    @cached_property
+    def _keyword_pattern(self) -> re.Pattern | None:
+        if not self.keywords:
+            return None
+        alternatives = "|".join(re.escape(keyword.strip()) for keyword in self.keywords)
+        return re.compile(rf"(?<!\w)(?:{alternatives})(?!\w)", re.IGNORECASE)
+
+    def match(self, alert: Alert) -> bool:
+        """Whether ``alert`` passes every filter given."""
+        regions = set(alert.regions) | set(alert.russian_parties) | set(alert.chinese_parties)
+        sources = {outlet.source for outlet in alert.outlets} or {alert.source}
+        checks = (
+            not self.regions or bool(regions.intersection(self.regions)),
+            not self.pairs or any(russian in regions and chinese in regions for russian, chinese in self.pairs),
+            not self.sectors or bool(set(alert.sectors).intersection(self.sectors)),
+            not self.levels or alert.level in self.levels,
+            self.min_score is None or alert.score >= self.min_score,
+            not self.languages or alert.language in self.languages,
+            not self.sources or bool(sources.intersection(self.sources)),
+            not self.exclude_sources or bool(sources.difference(self.exclude_sources)),
+            self._keyword_pattern is None or self._keyword_pattern.search(_searchable(alert)) is not None,
+        )
+        return all(checks)
+
+
+def _searchable(alert: Alert) -> str:
+    return "\n".join([alert.title, alert.summary, *alert.evidence])
+
+
+class FeedChannel(_Frozen):
+    """A feed file of the subscription's stories: Atom 1.0 or JSON Feed 1.1."""
+
+    type: Literal["atom", "jsonfeed"]
+
+
+class Subscription(_Frozen):
+    """One subscriber's choice of stories, and where they go."""
+
+    name: SourceName = Field(examples=["primorye-heilongjiang"])
+    filters: Filters = Filters()
+    channels: list[FeedChannel] = Field(
+        default_factory=lambda: [FeedChannel(type="atom"), FeedChannel(type="jsonfeed")],
+    )
+
+    def match(self, alert: Alert) -> bool:
+        return self.filters.match(alert)
+
+
+class SubscriptionsFile(_Frozen):
+    """The contents of ``config/subscriptions.yaml``."""
+
+    subscriptions: list[Subscription] = Field(default_factory=list)
+
+    @field_validator("subscriptions")
+    @classmethod
+    def _unique_names(cls, subscriptions: list[Subscription]) -> list[Subscription]:
+        names = [subscription.name for subscription in subscriptions]
+        repeated = sorted({name for name in names if names.count(name) > 1})
+        if repeated:
+            raise ValueError(f"subscription names must be unique; repeated: {', '.join(repeated)}")
+        return subscriptions
+
+
+def subscriptions_path(config_path: Path | str, settings: AmurSettings) -> Path:
+    """The subscriptions file named by ``settings``, resolved against the directory of amur.yaml."""
+    return Path(config_path).parent / settings.subscriptions_file
+
+
+def default_subscription(settings: AmurSettings) -> Subscription:
+    return Subscription(name=DEFAULT_NAME, filters=Filters(min_score=settings.alerts.min_score))
+
+
+def load_subscriptions(path: Path | str, settings: AmurSettings) -> list[Subscription]:
+    """The subscriptions of ``path``; the default one when the file does not exist.
+
+    :raises ConfigError: the file is invalid (file, key and fix for every problem).
+    """
+    path = Path(path)
+    if not path.exists():
+        return [default_subscription(settings)]
+    return validate_file(SubscriptionsFile, path, read_yaml(path)).subscriptions

@@ -1,0 +1,196 @@
+"""Feeds per subscription (``type: feeds``): ``<directory>/<name>.atom`` and ``<name>.json``.
+
+For every subscription of ``config/subscriptions.yaml`` with an ``atom`` or ``jsonfeed``
+channel, the newest ``max_entries`` matching stories are written as Atom 1.0 (feedgen) and
+JSON Feed 1.1 (the published spec: https://www.jsonfeed.org/version/1.1/), each replaced
+atomically and readable by other users, so a web server or feed reader can serve them.
+
+Each entry shows, in the text a reader displays, the parties and regions by name, the
+sectors, level, score, figures, evidence and every outlet's link; its summary is the
+story's lead. A story's entry is keyed by story id, so an update replaces it.
+
+Stories are stored in the ``alerts`` table like the ``atom`` sink does (upsert by story id,
+the newest version wins), so the feeds are rendered from the database and survive restarts.
+The subscriptions file is read again when it changes; an invalid edit is logged with its
+file, key and fix, and the feeds go on with the subscriptions they had.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+from feedgen.feed import FeedGenerator
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import Engine
+
+from pipeline.errors import ConfigError
+from pipeline.messages import Alert, utc_now
+from pipeline.settings import AmurSettings
+from pipeline.sink import SinkContext
+from pipeline.subscriptions import Subscription, load_subscriptions, subscriptions_path
+from sinks.alert_feed import StoredAlertsSink, write_atomically, xml_text
+
+__all__ = ["FeedsOptions", "SubscriptionFeedsSink", "json_feed", "story_text"]
+
+log = logging.getLogger(__name__)
+
+JSON_FEED_VERSION = "https://jsonfeed.org/version/1.1"
+STORIES_CONSIDERED = 2_000  # newest stories a feed is chosen from
+
+
+class FeedsOptions(BaseModel):
+    """Options of ``- type: feeds`` in amur.yaml's ``sinks:``."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    directory: str = Field("var/feeds", description="Where <subscription>.atom and .json go")
+    max_entries: int = Field(50, ge=1, le=1_000)
+    base_url: str | None = Field(
+        None, description="Where the directory is served; makes each feed's self link real",
+        examples=["https://amur.example.org/feeds/"],
+    )
+    title: str = "Amur"
+    author: str = "Amur news monitor"
+
+
+class SubscriptionFeedsSink(StoredAlertsSink):
+    """Stores stories and writes each subscription's feeds (see the module docstring)."""
+
+    name = "feeds"
+    Options = FeedsOptions
+
+    def __init__(self, engine: Engine, options: FeedsOptions, subscriptions_file: Path, settings: AmurSettings):
+        super().__init__(engine)
+        self.options = options
+        self.subscriptions_file = subscriptions_file
+        self.settings = settings
+        self.subscriptions = load_subscriptions(subscriptions_file, settings)
+        self._stamp = self._file_stamp()
+
+    @classmethod
+    def from_config(cls, options: FeedsOptions, context: SinkContext) -> SubscriptionFeedsSink:
+        return cls(context.engine(), options, subscriptions_path(context.config_path, context.settings), context.settings)
+
+    def render(self) -> None:
+        self._reload_if_changed()
+        stories = [Alert.model_validate(dict(row)) for row in self.newest_rows(STORIES_CONSIDERED)]
+        directory = Path(self.options.directory)
+        for subscription in self.subscriptions:
+            chosen = [story for story in stories if subscription.match(story)][: self.options.max_entries]
+            for channel in subscription.channels:
+                if channel.type == "atom":
+                    write_atomically(directory / f"{subscription.name}.atom", atom_feed(subscription, chosen, self.options))
+                else:
+                    document = json.dumps(json_feed(subscription, chosen, self.options), ensure_ascii=False, indent=1)
+                    write_atomically(directory / f"{subscription.name}.json", document.encode("utf-8"))
+
+    def _reload_if_changed(self) -> None:
+        stamp = self._file_stamp()
+        if stamp == self._stamp:
+            return
+        self._stamp = stamp
+        try:
+            self.subscriptions = load_subscriptions(self.subscriptions_file, self.settings)
+        except ConfigError as exc:
+            for problem in exc.problems:
+                log.error("subscriptions not reloaded, the feeds go on as before: %s", problem)
+            return
+        log.info("subscriptions reloaded: %s", ", ".join(subscription.name for subscription in self.subscriptions))
+
+    def _file_stamp(self) -> tuple[int, int] | None:
+        try:
+            status = self.subscriptions_file.stat()
+        except OSError:
+            return None
+        return status.st_mtime_ns, status.st_size
+
+
+def _named(story: Alert, ids: Sequence[str]) -> str:
+    return ", ".join(story.names.get(entry_id, entry_id) for entry_id in ids) or "-"
+
+
+def story_text(story: Alert) -> str:
+    """What a reader shows of a story: its lead, then who, what, how much, the evidence, the outlets."""
+    figures = "; ".join(figure.text for figure in story.figures) or "-"
+    lines = [
+        story.summary,
+        "",
+        f"Russian side: {_named(story, story.russian_parties)}",
+        f"Chinese side: {_named(story, story.chinese_parties)}",
+        f"Regions: {_named(story, story.regions)}",
+        f"Sectors: {', '.join(story.sectors) or '-'}; level: {story.level or 'unknown'}; score: {story.score:.2f}",
+        f"Figures: {figures}",
+    ]
+    if story.evidence:
+        lines += ["", "Evidence:", *(f"• {sentence}" for sentence in story.evidence)]
+    lines += ["", "Reported by:", *(f"• {outlet.source}: {outlet.title} — {outlet.url}" for outlet in story.outlets)]
+    return "\n".join(lines)
+
+
+def _self_url(options: FeedsOptions, subscription: Subscription, suffix: str) -> str | None:
+    if not options.base_url:
+        return None
+    return options.base_url.rstrip("/") + f"/{subscription.name}.{suffix}"
+
+
+def atom_feed(subscription: Subscription, stories: Sequence[Alert], options: FeedsOptions) -> bytes:
+    """An Atom 1.0 document of ``stories``, newest first."""
+    feed = FeedGenerator()
+    feed.id(f"urn:amur:subscription:{subscription.name}")
+    feed.title(f"{options.title}: {subscription.name}")
+    feed.author(name=options.author)
+    self_url = _self_url(options, subscription, "atom")
+    feed.link(href=self_url or f"urn:amur:subscription:{subscription.name}", rel="self")
+    feed.updated(max((story.updated_at or story.alerted_at for story in stories), default=utc_now()))
+    for story in reversed(stories):  # feedgen prepends entries
+        entry = feed.add_entry()
+        entry.id(f"urn:amur:story:{story.id}")
+        entry.title(xml_text(story.title))
+        entry.link(href=xml_text(story.url))
+        entry.published(story.published_at or story.alerted_at)
+        entry.updated(story.updated_at or story.alerted_at)
+        entry.summary(xml_text(story.summary))
+        entry.content(xml_text(story_text(story)), type="text")
+        for sector in story.sectors:
+            entry.category(term=xml_text(sector), scheme="urn:amur:sector")
+        for region in story.regions:
+            entry.category(term=region, label=xml_text(story.names.get(region, region)), scheme="urn:amur:region")
+    return feed.atom_str(pretty=True)
+
+
+def json_feed(subscription: Subscription, stories: Sequence[Alert], options: FeedsOptions) -> dict:
+    """A JSON Feed 1.1 document of ``stories``, newest first (JSON escapes the text)."""
+    document = {
+        "version": JSON_FEED_VERSION,
+        "title": f"{options.title}: {subscription.name}",
+        "authors": [{"name": options.author}],
+        "items": [_json_item(story) for story in stories],
+    }
+    feed_url = _self_url(options, subscription, "json")
+    if feed_url:
+        document["feed_url"] = feed_url
+    return document
+
+
+def _json_item(story: Alert) -> dict:
+    item = {
+        "id": f"urn:amur:story:{story.id}",
+        "url": story.url,
+        "title": story.title,
+        "summary": story.summary,
+        "content_text": story_text(story),
+        "date_published": (story.published_at or story.alerted_at).isoformat(),
+        "date_modified": (story.updated_at or story.alerted_at).isoformat(),
+        "tags": [*story.sectors, *(story.names.get(region, region) for region in story.regions)],
+        # Extension keys start with an underscore (JSON Feed 1.1, "Extensions").
+        "_amur": {
+            "version": story.version, "score": story.score, "level": story.level, "regions": story.regions,
+            "outlets": [outlet.model_dump(mode="json") for outlet in story.outlets],
+        },
+    }
+    if story.language:
+        item["language"] = story.language
+    return item
