@@ -46,12 +46,12 @@ class DeadLetters:
             failed_at=utc_now(),
         ))
 
-    def item(self, item_id: str, url: str, error: Exception) -> None:
-        """A source's item that a connector gave up on."""
+    def item(self, item_id: str, url: str, error: Exception, *, sink: str | None = None, payload: str | None = None) -> None:
+        """Something not from a topic that was given up on: a source's item, a webhook delivery."""
         log.warning("dead letter stage=%s url=%s error=%s", self._stage, url, error)
         self._send(DeadLetter(
-            id=item_id, stage=self._stage, error_type=type(error).__name__,
-            reason=str(error), payload=url, failed_at=utc_now(),
+            id=item_id, stage=self._stage, sink=sink, error_type=type(error).__name__, reason=str(error),
+            payload=(payload if payload is not None else url)[:PAYLOAD_LIMIT], failed_at=utc_now(),
         ))
 
     def _send(self, letter: DeadLetter) -> None:

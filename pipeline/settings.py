@@ -132,7 +132,9 @@ class SinkConfig(BaseModel):
         return dict(self.model_extra or {})
 
 
-DEFAULT_SINKS = (SinkConfig(type="records"), SinkConfig(type="atom"), SinkConfig(type="feeds"))
+DEFAULT_SINKS = (
+    SinkConfig(type="records"), SinkConfig(type="atom"), SinkConfig(type="feeds"), SinkConfig(type="webhooks"),
+)
 
 
 class AmurSettings(_Frozen):

@@ -57,6 +57,8 @@ from pipeline.errors import MessageRejected, SinkError
 from pipeline.messages import Message
 from pipeline.migrations import upgrade_database
 from pipeline.settings import DEFAULT_CONFIG_PATH, AmurSettings
+from pipeline.topology import Topics
+from pipeline.transport.base import Transport
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +77,8 @@ class SinkContext:
 
     settings: AmurSettings
     config_path: Path = DEFAULT_CONFIG_PATH
+    transport: Transport | None = None  # for sinks that write to a topic themselves (dead letters)
+    topics: Topics = field(default_factory=Topics)
     _engine: Engine | None = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 

@@ -207,7 +207,7 @@ class SinkStage(Stage):
 
     @classmethod
     def build(cls, context: StageContext) -> SinkStage:
-        sink_context = SinkContext(context.settings, context.config_path)
+        sink_context = SinkContext(context.settings, context.config_path, context.transport, context.topics)
         sinks = []
         for config in context.settings.sinks:
             sink_class = registry.sinks.get(config.type)

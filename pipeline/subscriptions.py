@@ -34,19 +34,26 @@ at or above ``alerts.min_score``, as the single alert feed had it.
 
 from __future__ import annotations
 
+import logging
 import re
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl, field_validator
 
+from pipeline.errors import ConfigError
 from pipeline.messages import Alert, Level
 from pipeline.settings import AmurSettings, SourceName, read_yaml, validate_file
 
-__all__ = ["DEFAULT_NAME", "Filters", "Subscription", "SubscriptionsFile", "load_subscriptions", "subscriptions_path"]
+__all__ = [
+    "DEFAULT_NAME", "FeedChannel", "Filters", "Subscription", "SubscriptionsFile", "SubscriptionsWatcher",
+    "WebhookChannel", "load_subscriptions", "subscriptions_path",
+]
 
 DEFAULT_NAME = "all"
+
+log = logging.getLogger(__name__)
 
 RussianRegion = Annotated[str, Field(pattern=r"^RU-[A-Z]{2,3}$", examples=["RU-PRI"])]
 ChineseRegion = Annotated[str, Field(pattern=r"^CN-[A-Z]{2}$", examples=["CN-HL"])]
@@ -112,17 +119,40 @@ class FeedChannel(_Frozen):
     type: Literal["atom", "jsonfeed"]
 
 
+class WebhookChannel(_Frozen):
+    """Signed POSTs of the subscription's stories to an endpoint (see sinks/webhooks.py)."""
+
+    type: Literal["webhook"]
+    url: HttpUrl = Field(examples=["https://hooks.example.org/amur"])
+    secret_env: str = Field(pattern=r"^[A-Z_][A-Z0-9_]*$", description="Environment variable holding the signing secret")
+    updates: bool = Field(False, description="Also story.updated when outlets join, not only story.created")
+
+
+Channel = Annotated[FeedChannel | WebhookChannel, Field(discriminator="type")]
+
+
 class Subscription(_Frozen):
     """One subscriber's choice of stories, and where they go."""
 
     name: SourceName = Field(examples=["primorye-heilongjiang"])
     filters: Filters = Filters()
-    channels: list[FeedChannel] = Field(
+    channels: list[Channel] = Field(
         default_factory=lambda: [FeedChannel(type="atom"), FeedChannel(type="jsonfeed")],
     )
 
+    @field_validator("channels")
+    @classmethod
+    def _one_webhook(cls, channels: list) -> list:
+        if sum(isinstance(channel, WebhookChannel) for channel in channels) > 1:
+            raise ValueError("at most one webhook per subscription; make another subscription for another endpoint")
+        return channels
+
     def match(self, alert: Alert) -> bool:
         return self.filters.match(alert)
+
+    @property
+    def webhook(self) -> WebhookChannel | None:
+        return next((channel for channel in self.channels if isinstance(channel, WebhookChannel)), None)
 
 
 class SubscriptionsFile(_Frozen):
@@ -158,3 +188,37 @@ def load_subscriptions(path: Path | str, settings: AmurSettings) -> list[Subscri
     if not path.exists():
         return [default_subscription(settings)]
     return validate_file(SubscriptionsFile, path, read_yaml(path)).subscriptions
+
+
+class SubscriptionsWatcher:
+    """The subscriptions of a file, read again whenever it changes.
+
+    An invalid edit is logged with its file, key and fix, and the subscriptions read before
+    stay in force, so a typo never silences a feed or a webhook.
+    """
+
+    def __init__(self, path: Path, settings: AmurSettings):
+        self.path = path
+        self.settings = settings
+        self._stamp = self._file_stamp()
+        self._subscriptions = load_subscriptions(path, settings)
+
+    def current(self) -> list[Subscription]:
+        stamp = self._file_stamp()
+        if stamp != self._stamp:
+            self._stamp = stamp
+            try:
+                self._subscriptions = load_subscriptions(self.path, self.settings)
+            except ConfigError as exc:
+                for problem in exc.problems:
+                    log.error("subscriptions not reloaded, those before go on: %s", problem)
+            else:
+                log.info("subscriptions reloaded: %s", ", ".join(s.name for s in self._subscriptions))
+        return self._subscriptions
+
+    def _file_stamp(self) -> tuple[int, int] | None:
+        try:
+            status = self.path.stat()
+        except OSError:
+            return None
+        return status.st_mtime_ns, status.st_size

@@ -1,9 +1,10 @@
-"""Atom alert feed sink: alerts stored by story id and published as an Atom file.
+"""Atom alert feed sink (``type: atom``): alerts stored by story id and published as an Atom file.
 
-Alerts are upserted into the ``alerts`` table keyed by story id, so a story delivered twice
-(a replay after a crash, a broker restart, two outlets of one story) stays one alert; the
-Atom document is then rendered from the table and replaced atomically, so a reader never
-sees a half-written file.
+Alerts are upserted into the ``alerts`` table keyed by story id — the newest version wins —
+so a story delivered twice (a replay after a crash, a broker restart) or updated as outlets
+join stays one alert; the Atom document is then rendered from the table and replaced
+atomically, so a reader never sees a half-written file. :class:`StoredAlertsSink` is the
+storing half, shared with the feeds per subscription (:mod:`sinks.subscription_feeds`).
 
 An alert the feed could not show — no title, a link that is not http(s) — is rejected
 before it is stored (it goes to the dead-letter topic), so it can never break a later render.
@@ -13,9 +14,9 @@ from __future__ import annotations
 
 import logging
 import os
-from abc import abstractmethod
 import re
 import tempfile
+from abc import abstractmethod
 from collections.abc import Sequence
 from pathlib import Path
 

@@ -11,14 +11,14 @@ story's lead. A story's entry is keyed by story id, so an update replaces it.
 
 Stories are stored in the ``alerts`` table like the ``atom`` sink does (upsert by story id,
 the newest version wins), so the feeds are rendered from the database and survive restarts.
-The subscriptions file is read again when it changes; an invalid edit is logged with its
-file, key and fix, and the feeds go on with the subscriptions they had.
+The subscriptions file is read again when it changes (:class:`SubscriptionsWatcher`); an
+invalid edit is logged with its file, key and fix, and the feeds go on with the
+subscriptions they had.
 """
 
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -26,16 +26,12 @@ from feedgen.feed import FeedGenerator
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Engine
 
-from pipeline.errors import ConfigError
 from pipeline.messages import Alert, utc_now
-from pipeline.settings import AmurSettings
 from pipeline.sink import SinkContext
-from pipeline.subscriptions import Subscription, load_subscriptions, subscriptions_path
+from pipeline.subscriptions import Subscription, SubscriptionsWatcher, subscriptions_path
 from sinks.alert_feed import StoredAlertsSink, write_atomically, xml_text
 
 __all__ = ["FeedsOptions", "SubscriptionFeedsSink", "json_feed", "story_text"]
-
-log = logging.getLogger(__name__)
 
 JSON_FEED_VERSION = "https://jsonfeed.org/version/1.1"
 STORIES_CONSIDERED = 2_000  # newest stories a feed is chosen from
@@ -62,50 +58,27 @@ class SubscriptionFeedsSink(StoredAlertsSink):
     name = "feeds"
     Options = FeedsOptions
 
-    def __init__(self, engine: Engine, options: FeedsOptions, subscriptions_file: Path, settings: AmurSettings):
+    def __init__(self, engine: Engine, options: FeedsOptions, subscriptions: SubscriptionsWatcher):
         super().__init__(engine)
         self.options = options
-        self.subscriptions_file = subscriptions_file
-        self.settings = settings
-        self.subscriptions = load_subscriptions(subscriptions_file, settings)
-        self._stamp = self._file_stamp()
+        self.subscriptions = subscriptions
 
     @classmethod
     def from_config(cls, options: FeedsOptions, context: SinkContext) -> SubscriptionFeedsSink:
-        return cls(context.engine(), options, subscriptions_path(context.config_path, context.settings), context.settings)
+        path = subscriptions_path(context.config_path, context.settings)
+        return cls(context.engine(), options, SubscriptionsWatcher(path, context.settings))
 
     def render(self) -> None:
-        self._reload_if_changed()
         stories = [Alert.model_validate(dict(row)) for row in self.newest_rows(STORIES_CONSIDERED)]
         directory = Path(self.options.directory)
-        for subscription in self.subscriptions:
+        for subscription in self.subscriptions.current():
             chosen = [story for story in stories if subscription.match(story)][: self.options.max_entries]
             for channel in subscription.channels:
                 if channel.type == "atom":
                     write_atomically(directory / f"{subscription.name}.atom", atom_feed(subscription, chosen, self.options))
-                else:
+                elif channel.type == "jsonfeed":
                     document = json.dumps(json_feed(subscription, chosen, self.options), ensure_ascii=False, indent=1)
                     write_atomically(directory / f"{subscription.name}.json", document.encode("utf-8"))
-
-    def _reload_if_changed(self) -> None:
-        stamp = self._file_stamp()
-        if stamp == self._stamp:
-            return
-        self._stamp = stamp
-        try:
-            self.subscriptions = load_subscriptions(self.subscriptions_file, self.settings)
-        except ConfigError as exc:
-            for problem in exc.problems:
-                log.error("subscriptions not reloaded, the feeds go on as before: %s", problem)
-            return
-        log.info("subscriptions reloaded: %s", ", ".join(subscription.name for subscription in self.subscriptions))
-
-    def _file_stamp(self) -> tuple[int, int] | None:
-        try:
-            status = self.subscriptions_file.stat()
-        except OSError:
-            return None
-        return status.st_mtime_ns, status.st_size
 
 
 def _named(story: Alert, ids: Sequence[str]) -> str:

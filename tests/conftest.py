@@ -19,6 +19,7 @@ from pipeline.settings import KafkaSettings
 from pipeline.transport.base import Transport
 from pipeline.transport.embedded import EmbeddedTransport
 from pipeline.transport.kafka import KafkaTransport
+from tests.support.databases import database_url  # noqa: F401 - every SQL test runs on SQLite and PostgreSQL
 
 KAFKA_CHECK_TIMEOUT = 10.0
 HOW_TO_START_KAFKA = (

@@ -26,6 +26,7 @@ from pipeline.settings import load_settings
 from tests.support.contracts import assert_matches_schema
 from tests.support.databases import postgres_schema_url
 from tests.support.local_site import LocalSite
+from tests.support.webhook_receiver import WebhookReceiver
 
 pytestmark = pytest.mark.slow
 
@@ -72,6 +73,7 @@ class Deployment:
         self.database_url = database_url or f"sqlite:///{root / 'amur.sqlite'}"
         self.atom = root / "alerts.atom"
         self.topics = Topics(prefix)
+        self.environment: dict[str, str] = {}
         self.config.write_text(
             f"transport: {transport}\n"
             f"database_url: '{self.database_url}'\n"
@@ -80,6 +82,7 @@ class Deployment:
             f"fetch:\n  per_host_delay_seconds: 0\n  timeout_seconds: 5\n"
             f"sinks:\n  - type: records\n  - type: atom\n    path: {self.atom}\n"
             f"  - type: feeds\n    directory: {root / 'feeds'}\n"
+            f"  - type: webhooks\n    first_retry_seconds: 0.1\n    poll_seconds: 0.1\n"
         )
         self.write_sources(sources)
 
@@ -89,7 +92,7 @@ class Deployment:
 
     def run(self, *args: str, failpoints: str = "") -> subprocess.CompletedProcess:
         env = {k: v for k, v in os.environ.items() if not k.startswith("AMUR_")}
-        env["AMUR_FAILPOINTS"] = failpoints
+        env.update(self.environment, AMUR_FAILPOINTS=failpoints)
         return subprocess.run(
             [*AMUR, "run", *args, "--once", "--config", str(self.config)],
             env=env, capture_output=True, text=True, timeout=240,
@@ -344,8 +347,19 @@ def test_one_story_from_three_outlets_is_one_alert_and_one_feed_entry(deployment
         site.add(f"/{outlet}.xml", feed.encode(), "application/rss+xml")
         sources[outlet] = site.url(f"/{outlet}.xml")
     deployment.write_sources(sources)
+    with WebhookReceiver() as receiver:
+        (deployment.root / "subscriptions.yaml").write_text(
+            "subscriptions:\n  - name: all\n  - name: partners\n    filters: {regions: [CN-HL]}\n    channels:\n"
+            f"      - type: webhook\n        url: {receiver.url}\n        secret_env: AMUR_E2E_HOOK_SECRET\n"
+        )
+        deployment.environment["AMUR_E2E_HOOK_SECRET"] = "e2e-secret"
 
-    deployment.run_roles()
+        deployment.run_roles()
+
+    # One story.created per story, whatever the outlets: the grain corridor and the tourism season.
+    created = sorted(json.loads(request.body)["data"]["title"] for request in receiver.accepted)
+    assert [json.loads(request.body)["type"] for request in receiver.accepted] == ["story.created"] * 2
+    assert len(receiver.requests) == 2 and len(created) == 2
 
     # Which outlet's copy leads depends on the order the partitions are read in; the grouping does not.
     stories = {

@@ -15,12 +15,12 @@ from pipeline.db import make_engine
 from pipeline.migrations import SCRIPT_LOCATION, current_revision, head_revision, upgrade_database
 from pipeline.state import metadata as state_metadata
 from processors.stories import metadata as stories_metadata
+from sinks.webhooks import metadata as webhooks_metadata
 from sinks.alert_feed import metadata as alerts_metadata
 from sinks.records import metadata as records_metadata
-from tests.support.databases import database_url  # noqa: F401 - shared fixture
 from tests.support.messages import make_article, make_classified
 
-TABLE_OWNERS = (state_metadata, records_metadata, alerts_metadata, stories_metadata)
+TABLE_OWNERS = (state_metadata, records_metadata, alerts_metadata, stories_metadata, webhooks_metadata)
 
 
 def code_metadata() -> sa.MetaData:

@@ -104,7 +104,7 @@ def test_valid_sources_load(tmp_path):
 
 def test_the_default_sinks_are_the_records_the_atom_feed_and_the_subscription_feeds(tmp_path):
     settings = load_settings(write(tmp_path / "amur.yaml", ""), environ={})
-    assert [(sink.type, sink.options) for sink in settings.sinks] == [("records", {}), ("atom", {}), ("feeds", {})]
+    assert [(sink.type, sink.options) for sink in settings.sinks] == [("records", {}), ("atom", {}), ("feeds", {}), ("webhooks", {})]
 
 
 def test_sink_problems_name_the_entry_the_key_and_the_fix(tmp_path):
@@ -115,7 +115,7 @@ def test_sink_problems_name_the_entry_the_key_and_the_fix(tmp_path):
         load_settings(path, environ={})
     problems = {problem.key: problem for problem in caught.value.problems}
     assert set(problems) == {"sinks.1.max_entries", "sinks.1.colour", "sinks.2.type"}
-    assert "no sink type named 'carrier-pigeon'; known: atom, feeds, records" in problems["sinks.2.type"].message
+    assert "no sink type named 'carrier-pigeon'; known: atom, feeds, records, webhooks" in problems["sinks.2.type"].message
     assert problems["sinks.1.colour"].hint.startswith("remove the key")
 
 

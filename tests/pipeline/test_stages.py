@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 from pipeline.errors import SinkBackpressure
 from pipeline.db import make_engine
-from pipeline.messages import Alert, Classified, DeadLetter, decode, encode
+from pipeline.messages import Classified, DeadLetter, decode, encode
 from pipeline.sink import BatchingSink
 from pipeline.stages import SinkStage
 from pipeline.topology import Topics
@@ -19,7 +19,6 @@ from processors.stage import ClassifyStage
 from processors.stories import alert_for
 from sinks.alert_feed import AlertFeedSink, AtomFeedOptions
 from sinks.records import RecordsSink, articles
-from tests.support.databases import database_url  # noqa: F401 - shared fixture
 from tests.support.messages import make_article, make_classified
 
 TOPICS = Topics("t.")

@@ -10,13 +10,12 @@ import sqlalchemy.exc
 from pipeline.db import make_engine
 from pipeline.messages import article_id
 from pipeline.state import MAX_ERROR_CHARS, SourceState, StateStore
-from tests.support.databases import database_url  # noqa: F401 - shared fixture
 
 NEXT = datetime(2024, 5, 14, 5, 0, 0, 123456, tzinfo=UTC)
 
 
 @pytest.fixture
-def store(database_url):  # noqa: F811 - the imported fixture
+def store(database_url):
     engine = make_engine(database_url)
     store = StateStore(engine)
     store.setup()

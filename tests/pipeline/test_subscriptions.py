@@ -65,7 +65,9 @@ def test_a_bad_subscriptions_file_names_every_problem(tmp_path):
     with pytest.raises(ConfigError) as caught:
         load_subscriptions(path, AmurSettings())
     keys = {problem.key for problem in caught.value.problems}
-    assert {"subscriptions.0.filters.pairs.0.0", "subscriptions.0.filters.colour", "subscriptions.1.channels.0.type"} <= keys
+    assert {"subscriptions.0.filters.pairs.0.0", "subscriptions.0.filters.colour", "subscriptions.1.channels.0"} <= keys
+    (channel,) = [problem for problem in caught.value.problems if problem.key == "subscriptions.1.channels.0"]
+    assert "'fax'" in channel.message and "'webhook'" in channel.message
     assert all(problem.file == str(path) for problem in caught.value.problems)
 
 

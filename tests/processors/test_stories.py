@@ -14,7 +14,6 @@ from pipeline.topology import Topics
 from pipeline.transport.embedded import EmbeddedTransport
 from processors.gazetteer import load_gazetteer
 from processors.stories import StoryIndex, StoryStage, shingles, signature
-from tests.support.databases import database_url  # noqa: F401 - shared fixture
 from tests.support.messages import make_article, make_classified
 
 STORIES = Path(__file__).resolve().parents[1] / "resources" / "stories"

@@ -13,6 +13,7 @@ import pytest
 
 from pipeline.db import make_engine
 from pipeline.settings import AmurSettings
+from pipeline.subscriptions import SubscriptionsWatcher
 from sinks.subscription_feeds import FeedsOptions, SubscriptionFeedsSink
 from tests.support.messages import make_story
 
@@ -70,7 +71,7 @@ def feeds(database_url, tmp_path):
     subscriptions = tmp_path / "subscriptions.yaml"
     subscriptions.write_text(SUBSCRIPTIONS)
     options = FeedsOptions(directory=str(tmp_path / "feeds"), base_url="https://amur.example.org/feeds/")
-    sink = SubscriptionFeedsSink(make_engine(database_url), options, subscriptions, AmurSettings())
+    sink = SubscriptionFeedsSink(make_engine(database_url), options, SubscriptionsWatcher(subscriptions, AmurSettings()))
     sink.setup()
     for story in (POWER_LINE, TOUR_BUSES, RAIL_BRIDGE):
         sink.add(story)
@@ -131,8 +132,8 @@ def test_an_edited_subscriptions_file_is_applied_and_a_bad_edit_keeps_the_old_on
     ]
     time.sleep(0.01)
     subscriptions.write_text("subscriptions:\n  - name: Bad Name\n")
-    with caplog.at_level(logging.ERROR, logger="sinks.subscription_feeds"):
+    with caplog.at_level(logging.ERROR, logger="pipeline.subscriptions"):
         sink.add(RAIL_BRIDGE)
         sink.flush()
     assert "subscriptions not reloaded" in caplog.text and "subscriptions.0.name" in caplog.text
-    assert [subscription.name for subscription in sink.subscriptions] == ["all", "heilongjiang", "jilin"]
+    assert [subscription.name for subscription in sink.subscriptions.current()] == ["all", "heilongjiang", "jilin"]

@@ -1,0 +1,302 @@
+"""Webhooks (``type: webhooks``): each subscription's ``webhook`` channels get its stories as signed POSTs.
+
+A channel in subscriptions.yaml::
+
+    channels:
+      - type: webhook
+        url: https://hooks.example.org/amur
+        secret_env: AMUR_WEBHOOK_SECRET_PARTNERS   # the signing key, never written in YAML
+        updates: true                              # story.updated too, not only story.created
+
+**Outbox.** ``flush`` only records the deliveries a batch calls for, in the
+``webhook_deliveries`` table, keyed by (subscription, story, event, version): a replayed
+alert — after a crash between delivery and commit, say — finds its row there and is not
+delivered again. A subscription gets ``story.created`` once per story, and
+``story.updated`` for each later version only if its channel asks for updates.
+
+**Delivery.** A background thread sends due deliveries from the outbox through a small
+thread pool, at most one at a time per subscription, so a slow or dead endpoint never holds
+up another subscription or the other sinks. A delivery that fails (a connection error, a
+timeout, any status but 2xx) is tried again after an exponential back-off with jitter
+(tenacity's ``wait_exponential_jitter``); after ``max_attempts`` it is parked: marked so,
+and sent to the dead-letter topic with the subscription and the reason.
+
+**Signature.** The Standard Webhooks convention: headers ``webhook-id`` (the delivery id,
+the same on every attempt, so a receiver can drop a repeat), ``webhook-timestamp`` (Unix
+seconds) and ``webhook-signature`` = ``v1,`` + base64 of HMAC-SHA256 over
+``<id>.<timestamp>.<body>``, keyed by the secret (the bytes after ``whsec_`` base64-decoded,
+or the secret's UTF-8 bytes). The body is ``{"type": "story.created"|"story.updated",
+"timestamp": …, "data": <the alert message>}``.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import logging
+import os
+import threading
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+
+import httpx
+import sqlalchemy as sa
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import Engine
+from tenacity import RetryCallState, wait_exponential_jitter
+
+from pipeline.db import UTCDateTime, insert_missing
+from pipeline.dead_letters import DeadLetters
+from pipeline.errors import ConfigError, ConfigProblem, SinkError
+from pipeline.messages import Alert, utc_now
+from pipeline.migrations import upgrade_database
+from pipeline.sink import BatchingSink, SinkContext
+from pipeline.subscriptions import Subscription, SubscriptionsWatcher, subscriptions_path
+from pipeline.topology import Topics
+from pipeline.transport.base import Producer
+
+__all__ = ["WebhooksOptions", "WebhooksSink", "sign"]
+
+log = logging.getLogger(__name__)
+
+PENDING, DELIVERED, PARKED = "pending", "delivered", "parked"
+CREATED, UPDATED = "story.created", "story.updated"
+
+metadata = sa.MetaData()
+
+webhook_deliveries = sa.Table(
+    "webhook_deliveries", metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("subscription", sa.String(64), nullable=False),
+    sa.Column("story_id", sa.String(32), nullable=False),
+    sa.Column("event", sa.String(16), nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("url", sa.Text, nullable=False),
+    sa.Column("body", sa.Text, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("next_attempt_at", UTCDateTime, nullable=False),
+    sa.Column("last_error", sa.Text),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("delivered_at", UTCDateTime),
+    sa.Index("ix_webhook_deliveries_due", "status", "next_attempt_at"),
+    sa.Index("ix_webhook_deliveries_story", "subscription", "story_id", "event"),
+)
+
+
+class WebhooksOptions(BaseModel):
+    """Options of ``- type: webhooks`` in amur.yaml's ``sinks:``."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    max_attempts: int = Field(8, ge=1, le=50, description="Attempts before a delivery is parked on the dead-letter topic")
+    first_retry_seconds: float = Field(2.0, gt=0, le=3600)
+    max_retry_seconds: float = Field(600.0, gt=0, le=86_400)
+    timeout_seconds: float = Field(10.0, gt=0, le=120, description="For one POST, connecting and answering")
+    workers: int = Field(4, ge=1, le=64, description="Deliveries in flight at once (one per subscription at most)")
+    poll_seconds: float = Field(0.5, gt=0, le=60, description="How often the outbox is looked at for due deliveries")
+
+
+def sign(secret: str, delivery_id: str, timestamp: int, body: bytes) -> str:
+    """The ``webhook-signature`` header of a delivery (Standard Webhooks, ``v1``)."""
+    key = base64.b64decode(secret.removeprefix("whsec_")) if secret.startswith("whsec_") else secret.encode("utf-8")
+    signed = f"{delivery_id}.{timestamp}.".encode() + body
+    return "v1," + base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
+
+
+def _delivery_id(subscription: str, story_id: str, event: str, version: int) -> str:
+    return hashlib.sha256(f"{subscription}\n{story_id}\n{event}\n{version}".encode()).hexdigest()[:32]
+
+
+class WebhooksSink(BatchingSink):
+    """Records webhook deliveries in an outbox and sends them in the background (see the module docstring)."""
+
+    topic = "alerts"
+    name = "webhooks"
+    Options = WebhooksOptions
+
+    def __init__(
+        self, engine: Engine, options: WebhooksOptions, subscriptions: SubscriptionsWatcher, producer: Producer,
+        topics: Topics,
+    ):
+        super().__init__()
+        self.engine = engine
+        self.options = options
+        self.subscriptions = subscriptions
+        self.producer = producer
+        self.dead_letters = DeadLetters(producer, topics, "sinks")
+        self.client = httpx.Client(timeout=options.timeout_seconds, follow_redirects=False)
+        self._stop = threading.Event()
+        self._worker: threading.Thread | None = None
+        self._pool = ThreadPoolExecutor(options.workers, thread_name_prefix="webhook")
+        self._in_flight: set[str] = set()
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_config(cls, options: WebhooksOptions, context: SinkContext) -> WebhooksSink:
+        if context.transport is None:
+            raise SinkError("webhooks: needs a transport for its dead letters")
+        subscriptions = SubscriptionsWatcher(subscriptions_path(context.config_path, context.settings), context.settings)
+        return cls(context.engine(), options, subscriptions, context.transport.producer(), context.topics)
+
+    def setup(self) -> None:
+        problems = [
+            ConfigProblem(
+                str(self.subscriptions.path), f"subscriptions.{index}.channels (webhook).secret_env",
+                f"environment variable {subscription.webhook.secret_env} is not set",
+                "export the webhook's signing secret in that variable",
+            )
+            for index, subscription in enumerate(self.subscriptions.current())
+            if subscription.webhook is not None and not os.environ.get(subscription.webhook.secret_env)
+        ]
+        if problems:
+            raise ConfigError(problems)
+        try:
+            upgrade_database(self.engine)
+        except sa.exc.SQLAlchemyError as exc:
+            raise SinkError(f"{self.name}: cannot prepare the database: {exc}") from exc
+        self._worker = threading.Thread(target=self._deliver_forever, name="webhooks", daemon=True)
+        self._worker.start()
+
+    def write(self, batch: Sequence[Alert]) -> None:
+        wanted = [
+            (subscription, alert)
+            for subscription in self.subscriptions.current() if subscription.webhook is not None
+            for alert in batch if subscription.match(alert)
+        ]
+        if not wanted:
+            return
+        try:
+            with self.engine.begin() as connection:
+                created = {tuple(row) for row in connection.execute(
+                    sa.select(webhook_deliveries.c.subscription, webhook_deliveries.c.story_id).where(
+                        webhook_deliveries.c.event == CREATED,
+                        webhook_deliveries.c.story_id.in_({alert.id for _, alert in wanted}),
+                    )
+                )}
+                rows = [self._delivery(subscription, alert, (subscription.name, alert.id) in created) for subscription, alert in wanted]
+                rows = [row for row in rows if row is not None]
+                if rows:
+                    connection.execute(insert_missing(self.engine, webhook_deliveries, rows, key=["id"]))
+        except sa.exc.SQLAlchemyError as exc:
+            raise SinkError(f"{self.name}: cannot record deliveries: {exc.__class__.__name__}: {exc}") from exc
+
+    def _delivery(self, subscription: Subscription, alert: Alert, was_created: bool) -> dict | None:
+        """The outbox row for ``alert``: its creation, an update if asked for, or nothing."""
+        if was_created and not subscription.webhook.updates:
+            return None
+        event, version = (UPDATED, alert.version) if was_created else (CREATED, 1)
+        now = utc_now()
+        body = json.dumps({"type": event, "timestamp": now.isoformat(), "data": alert.model_dump(mode="json")})
+        return {
+            "id": _delivery_id(subscription.name, alert.id, event, version), "subscription": subscription.name,
+            "story_id": alert.id, "event": event, "version": version, "url": str(subscription.webhook.url), "body": body,
+            "status": PENDING, "attempts": 0, "next_attempt_at": now, "last_error": None, "created_at": now,
+            "delivered_at": None,
+        }
+
+    # --- background delivery --------------------------------------------------------------
+
+    def _deliver_forever(self) -> None:
+        while not self._stop.wait(self.options.poll_seconds):
+            if not any(subscription.webhook for subscription in self.subscriptions.current()):
+                continue
+            try:
+                self._deliver_due()
+            except Exception:  # noqa: BLE001 - a database hiccup: the outbox is looked at again next round
+                log.exception("sink=%s could not read the outbox; trying again", self.name)
+
+    def _deliver_due(self) -> None:
+        with self.engine.connect() as connection:
+            due = connection.execute(
+                sa.select(webhook_deliveries).where(
+                    webhook_deliveries.c.status == PENDING, webhook_deliveries.c.next_attempt_at <= utc_now(),
+                ).order_by(webhook_deliveries.c.next_attempt_at).limit(200)
+            ).mappings().all()
+        for row in due:
+            with self._lock:
+                if row["subscription"] in self._in_flight:
+                    continue  # one delivery at a time per subscription
+                self._in_flight.add(row["subscription"])
+            self._pool.submit(self._attempt, dict(row))
+
+    def _attempt(self, row: dict) -> None:
+        try:
+            error = self._post(row)
+            attempts = row["attempts"] + 1
+            values: dict = {"attempts": attempts}
+            if error is None:
+                values.update(status=DELIVERED, delivered_at=utc_now(), last_error=None)
+            elif attempts >= self.options.max_attempts:
+                values.update(status=PARKED, last_error=error)
+            else:
+                values.update(last_error=error, next_attempt_at=utc_now() + timedelta(seconds=self._backoff(attempts)))
+            if values.get("status") == PARKED:
+                self._park(row, error)
+            with self.engine.begin() as connection:
+                connection.execute(sa.update(webhook_deliveries).where(webhook_deliveries.c.id == row["id"]).values(**values))
+            if error is not None:
+                log.warning("webhook subscription=%s attempt=%d failed: %s", row["subscription"], attempts, error)
+        except Exception:  # noqa: BLE001 - the row stays pending and is tried again
+            log.exception("webhook subscription=%s delivery could not be recorded", row["subscription"])
+        finally:
+            with self._lock:
+                self._in_flight.discard(row["subscription"])
+
+    def _post(self, row: dict) -> str | None:
+        """Send one delivery; ``None`` when the endpoint took it, else why not."""
+        body = row["body"].encode("utf-8")
+        timestamp = int(time.time())
+        secret = _secret(row["subscription"], self.subscriptions.current())
+        if secret is None:
+            return "no signing secret: the subscription or its webhook's secret_env variable is gone"
+        headers = {
+            "content-type": "application/json",
+            "webhook-id": row["id"],
+            "webhook-timestamp": str(timestamp),
+            "webhook-signature": sign(secret, row["id"], timestamp, body),
+        }
+        try:
+            response = self.client.post(row["url"], content=body, headers=headers)
+        except httpx.HTTPError as exc:
+            return f"{type(exc).__name__}: {exc}"
+        return None if response.is_success else f"HTTP {response.status_code}"
+
+    def _backoff(self, attempts: int) -> float:
+        """Seconds before the next attempt: ``first × 2^(attempts-1)`` plus up to ``first`` of jitter, capped."""
+        first = self.options.first_retry_seconds
+        wait = wait_exponential_jitter(multiplier=first, jitter=first, max=self.options.max_retry_seconds)
+        state = RetryCallState(retry_object=None, fn=None, args=(), kwargs={})
+        state.attempt_number = attempts
+        return wait(state)
+
+    def _park(self, row: dict, error: str) -> None:
+        reason = f"subscription {row['subscription']}: {row['event']} not delivered to {row['url']} after {row['attempts'] + 1} attempts: {error}"
+        self.dead_letters.item(
+            f"webhook:{row['subscription']}:{row['id']}", row["url"], SinkError(reason), sink=self.name, payload=row["body"],
+        )
+        self.producer.flush()  # this thread's dead letter only: flush vouches for its caller's records
+
+    def close(self) -> None:
+        """Stop, after one last round of the deliveries due now (``amur run --once`` delivers too)."""
+        self._stop.set()
+        if self._worker is not None:
+            self._worker.join(timeout=10)
+            try:
+                self._deliver_due()
+            except Exception:  # noqa: BLE001 - the outbox keeps them for the next run
+                log.exception("sink=%s could not read the outbox while stopping", self.name)
+        self._pool.shutdown(wait=True)
+        self.client.close()
+        self.producer.close()
+
+
+def _secret(subscription_name: str, subscriptions: Sequence[Subscription]) -> str | None:
+    for subscription in subscriptions:
+        if subscription.name == subscription_name and subscription.webhook is not None:
+            return os.environ.get(subscription.webhook.secret_env) or None
+    return None
