@@ -47,8 +47,7 @@ def upsert(
     """An INSERT of ``rows`` into ``table`` that, on a ``key`` conflict, updates every column
     but the key and those in ``keep`` (values that must stay as first written) — and, with
     ``newest``, only when the row's ``newest`` column is not greater than the new value's."""
-    dialect = postgresql if engine.dialect.name == "postgresql" else sqlite
-    statement = dialect.insert(table).values(rows)
+    statement = _insert(engine, table).values(rows)
     updates = {
         column.name: statement.excluded[column.name]
         for column in table.columns
@@ -60,8 +59,17 @@ def upsert(
 
 def insert_missing(engine: Engine, table: Table, rows: list[dict], key: list[str]):
     """An INSERT of ``rows`` into ``table`` that skips the rows whose ``key`` is there already."""
-    dialect = postgresql if engine.dialect.name == "postgresql" else sqlite
-    return dialect.insert(table).values(rows).on_conflict_do_nothing(index_elements=key)
+    return _insert(engine, table).values(rows).on_conflict_do_nothing(index_elements=key)
+
+
+def _insert(engine: Engine, table: Table):
+    """The dialect's INSERT, which knows ``ON CONFLICT``."""
+    return (postgresql if engine.dialect.name == "postgresql" else sqlite).insert(table)
+
+
+def advisory_lock(connection: sa.Connection, key: int) -> None:
+    """Hold PostgreSQL's advisory lock ``key`` until the connection's transaction ends."""
+    connection.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
 
 
 class UTCDateTime(sa.types.TypeDecorator):

@@ -6,14 +6,14 @@ do not bump it. Which model each topic carries is declared in :mod:`pipeline.top
 JSON Schemas in ``pipeline/schemas/`` are generated from these models
 (``amur schemas export``) and documented in ``docs/topics.md``.
 
-========================  ======================  ==========================================
+========================  ======================  ==================================================
 topic (default prefix)    model                   written by → read by
-========================  ======================  ==========================================
+========================  ======================  ==================================================
 ``amur.articles``         :class:`Article`        connectors → processors
-``amur.classified``       :class:`Classified`     processors → sinks (records), consumers
-``amur.alerts``           :class:`Alert`          processors → sinks (alert feeds), consumers
+``amur.classified``       :class:`Classified`     processors → stories, sinks (records), consumers
+``amur.alerts``           :class:`Alert`          stories → sinks (feeds, webhooks), consumers
 ``amur.dlq``              :class:`DeadLetter`     any stage → operators
-========================  ======================  ==========================================
+========================  ======================  ==================================================
 """
 
 from __future__ import annotations

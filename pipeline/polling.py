@@ -27,7 +27,7 @@ from pipeline.dead_letters import DeadLetters
 from pipeline.errors import ConfigError, SourceError
 from pipeline.failpoints import failpoint
 from pipeline.messages import encode, utc_now
-from pipeline.settings import SourceConfig, load_sources
+from pipeline.settings import SourceConfig, file_stamp, load_sources
 from pipeline.topology import Topics
 from pipeline.transport.base import Producer
 
@@ -86,7 +86,7 @@ class ConnectorRunner:
         self._sources: dict[str, SourceConfig] = {}
         self._connectors: dict[str, Connector] = {}
         self._scheduler: BackgroundScheduler | None = None
-        self._file_stamp = self._stamp()
+        self._file_stamp = file_stamp(sources_file)
         self.apply([source for source in sources if source.enabled])
 
     @property
@@ -155,7 +155,7 @@ class ConnectorRunner:
 
     def reload_if_changed(self) -> bool:
         """Apply the sources file if it changed since the last look; returns whether it was applied."""
-        stamp = self._stamp()
+        stamp = file_stamp(self.sources_file)
         if stamp == self._file_stamp:
             return False
         self._file_stamp = stamp
@@ -167,15 +167,6 @@ class ConnectorRunner:
             return False
         self.apply(sources)
         return True
-
-    def _stamp(self) -> tuple[int, int] | None:
-        if self.sources_file is None:
-            return None
-        try:
-            status = self.sources_file.stat()
-        except OSError:
-            return None
-        return status.st_mtime_ns, status.st_size
 
     def _schedule(self, name: str, delay: float) -> None:
         self._scheduler.add_job(

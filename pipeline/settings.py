@@ -50,6 +50,24 @@ class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
+def require_unique(names: list[str], what: str, fix: str = "") -> None:
+    """Raise ValueError naming every name of ``names`` given more than once."""
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise ValueError(f"{what} names must be unique{fix}; repeated: {', '.join(repeated)}")
+
+
+def file_stamp(path: Path | None) -> tuple[int, int] | None:
+    """What tells a changed file from an unchanged one (modification time, size); ``None`` when unreadable."""
+    if path is None:
+        return None
+    try:
+        status = path.stat()
+    except OSError:
+        return None
+    return status.st_mtime_ns, status.st_size
+
+
 class KafkaSettings(_Frozen):
     """How to reach the Kafka cluster and how to name topics and groups."""
 
@@ -165,10 +183,7 @@ class AmurSettings(_Frozen):
     @field_validator("sinks")
     @classmethod
     def _unique_sink_names(cls, sinks: list[SinkConfig]) -> list[SinkConfig]:
-        names = [sink.name or sink.type for sink in sinks]
-        repeated = sorted({name for name in names if names.count(name) > 1})
-        if repeated:
-            raise ValueError(f"sink names must be unique (give each a 'name:'); repeated: {', '.join(repeated)}")
+        require_unique([sink.name or sink.type for sink in sinks], "sink", " (give each a 'name:')")
         return sinks
 
 
@@ -202,10 +217,7 @@ class SourcesFile(_Frozen):
     @field_validator("sources")
     @classmethod
     def _unique_names(cls, sources: list[SourceConfig]) -> list[SourceConfig]:
-        names = [source.name for source in sources]
-        duplicates = sorted({name for name in names if names.count(name) > 1})
-        if duplicates:
-            raise ValueError(f"source names must be unique; repeated: {', '.join(duplicates)}")
+        require_unique([source.name for source in sources], "source")
         return sources
 
 

@@ -44,7 +44,7 @@ from pydantic import BaseModel, ConfigDict, Field, HttpUrl, field_validator
 
 from pipeline.errors import ConfigError
 from pipeline.messages import Alert, Level
-from pipeline.settings import AmurSettings, SourceName, read_yaml, validate_file
+from pipeline.settings import AmurSettings, SourceName, file_stamp, read_yaml, require_unique, validate_file
 
 __all__ = [
     "DEFAULT_NAME", "FeedChannel", "Filters", "Subscription", "SubscriptionsFile", "SubscriptionsWatcher",
@@ -163,10 +163,7 @@ class SubscriptionsFile(_Frozen):
     @field_validator("subscriptions")
     @classmethod
     def _unique_names(cls, subscriptions: list[Subscription]) -> list[Subscription]:
-        names = [subscription.name for subscription in subscriptions]
-        repeated = sorted({name for name in names if names.count(name) > 1})
-        if repeated:
-            raise ValueError(f"subscription names must be unique; repeated: {', '.join(repeated)}")
+        require_unique([subscription.name for subscription in subscriptions], "subscription")
         return subscriptions
 
 
@@ -200,11 +197,11 @@ class SubscriptionsWatcher:
     def __init__(self, path: Path, settings: AmurSettings):
         self.path = path
         self.settings = settings
-        self._stamp = self._file_stamp()
+        self._stamp = file_stamp(path)
         self._subscriptions = load_subscriptions(path, settings)
 
     def current(self) -> list[Subscription]:
-        stamp = self._file_stamp()
+        stamp = file_stamp(self.path)
         if stamp != self._stamp:
             self._stamp = stamp
             try:
@@ -215,10 +212,3 @@ class SubscriptionsWatcher:
             else:
                 log.info("subscriptions reloaded: %s", ", ".join(s.name for s in self._subscriptions))
         return self._subscriptions
-
-    def _file_stamp(self) -> tuple[int, int] | None:
-        try:
-            status = self.path.stat()
-        except OSError:
-            return None
-        return status.st_mtime_ns, status.st_size

@@ -44,7 +44,7 @@ import sqlalchemy as sa
 from datasketch import MinHash
 from sqlalchemy import Engine
 
-from pipeline.db import UTCDateTime, insert_missing, make_engine
+from pipeline.db import UTCDateTime, advisory_lock, insert_missing, make_engine
 from pipeline.errors import MessageError, SinkError
 from pipeline.messages import Alert, Classified, Figure, Outlet, decode, encode, utc_now
 from pipeline.migrations import upgrade_database
@@ -185,7 +185,7 @@ class StoryIndex:
             if connection.dialect.name == "postgresql":
                 keys = sorted({band for _, minhash in signed for band in bands(minhash)})
                 for key in keys:
-                    connection.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
+                    advisory_lock(connection, key)
             else:  # SQLite: take the write lock before reading, not at the first write
                 connection.exec_driver_sql("BEGIN IMMEDIATE")
             return [self._add_one(connection, result, minhash) for result, minhash in signed]

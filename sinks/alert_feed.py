@@ -119,9 +119,7 @@ class StoredAlertsSink(SqlSink):
     def newest_rows(self, limit: int) -> Sequence:
         try:
             with self.engine.connect() as connection:
-                return connection.execute(
-                    select(alerts).order_by(alerts.c.written_at.desc(), alerts.c.id).limit(limit)
-                ).mappings().all()
+                return newest_alerts(connection, limit)
         except SQLAlchemyError as exc:
             raise SinkError(f"{self.name}: cannot read alerts: {exc}") from exc
 
@@ -143,6 +141,13 @@ class AlertFeedSink(StoredAlertsSink):
     def render(self) -> None:
         rows = self.newest_rows(self.options.max_entries)
         write_atomically(Path(self.options.path), render_atom(rows, self.options))
+
+
+def newest_alerts(connection, limit: int) -> Sequence:
+    """The ``limit`` alert rows written last, newest first (first writes: updates keep their place)."""
+    return connection.execute(
+        select(alerts).order_by(alerts.c.written_at.desc(), alerts.c.id).limit(limit)
+    ).mappings().all()
 
 
 def render_atom(rows: Sequence, options: AtomFeedOptions) -> bytes:

@@ -15,7 +15,7 @@ from pipeline.errors import ConfigError, ConfigProblem
 from pipeline.messages import Alert
 from pipeline.settings import AmurSettings
 from pipeline.subscriptions import Subscription, load_subscriptions, subscriptions_path
-from sinks.alert_feed import alerts
+from sinks.alert_feed import alerts, newest_alerts
 
 RECENT_STORIES = 500
 
@@ -55,9 +55,7 @@ def matching_stories(settings: AmurSettings, config_path: Path, name: str, limit
         with engine.connect() as connection:
             if not sa.inspect(connection).has_table(alerts.name):
                 return []
-            rows = connection.execute(
-                sa.select(alerts).order_by(alerts.c.written_at.desc(), alerts.c.id).limit(RECENT_STORIES)
-            ).mappings().all()
+            rows = newest_alerts(connection, RECENT_STORIES)
     finally:
         engine.dispose()
     stories = (Alert.model_validate(dict(row)) for row in rows)

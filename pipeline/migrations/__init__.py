@@ -22,12 +22,13 @@ import threading
 import weakref
 from pathlib import Path
 
-import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine
+
+from pipeline.db import advisory_lock
 
 __all__ = ["current_revision", "head_revision", "upgrade_database"]
 
@@ -68,7 +69,7 @@ def upgrade_database(engine: Engine) -> None:
         config = _config()
         with engine.begin() as connection:
             if connection.dialect.name == "postgresql":
-                connection.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _ADVISORY_LOCK_KEY})
+                advisory_lock(connection, _ADVISORY_LOCK_KEY)
             before = MigrationContext.configure(connection).get_current_revision()
             config.attributes["connection"] = connection
             command.upgrade(config, "head")
