@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 
 from pipeline.messages import DeadLetter, encode, utc_now
-from pipeline.topology import Topics
+from pipeline.topology import DEAD_LETTER_TOPIC, Topics
 from pipeline.transport.base import Producer, Record
 
 log = logging.getLogger(__name__)
@@ -18,7 +18,7 @@ PAYLOAD_LIMIT = 64 * 1024
 
 
 class DeadLetters:
-    """Sends what ``stage`` could not handle to ``topics.dlq``."""
+    """Sends what ``stage`` could not handle to the dead-letter topic."""
 
     def __init__(self, producer: Producer, topics: Topics, stage: str):
         self._producer = producer
@@ -55,4 +55,4 @@ class DeadLetters:
         ))
 
     def _send(self, letter: DeadLetter) -> None:
-        self._producer.produce(self._topics.dlq, *encode(letter))
+        self._producer.produce(self._topics.name(DEAD_LETTER_TOPIC), *encode(letter))

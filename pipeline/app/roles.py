@@ -27,6 +27,7 @@ from pipeline.transport.base import Transport
 
 log = logging.getLogger(__name__)
 
+
 def topics_for(settings: AmurSettings) -> Topics:
     return Topics(settings.kafka.topic_prefix)
 

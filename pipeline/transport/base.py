@@ -37,8 +37,10 @@ Example::
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 Headers = tuple[tuple[str, bytes], ...]
 TopicPartition = tuple[str, int]
@@ -69,6 +71,20 @@ def next_offsets(records: Iterable[Record]) -> dict[TopicPartition, int]:
         tp = (record.topic, record.partition)
         offsets[tp] = max(offsets.get(tp, 0), record.offset + 1)
     return offsets
+
+
+class PerThread:
+    """A list of its own for every thread: what a shared producer keeps for each caller."""
+
+    def __init__(self) -> None:
+        self._local = threading.local()
+
+    def mine(self) -> list[Any]:
+        """The calling thread's list (empty on its first call)."""
+        items = getattr(self._local, "items", None)
+        if items is None:
+            items = self._local.items = []
+        return items
 
 
 class Producer(ABC):

@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from pipeline.errors import TransportError
-from pipeline.transport.base import Consumer, Headers, Producer, Record, TopicPartition, Transport
+from pipeline.transport.base import Consumer, Headers, PerThread, Producer, Record, TopicPartition, Transport
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS topics (
@@ -219,20 +219,14 @@ class EmbeddedProducer(Producer):
 
     def __init__(self, log: EmbeddedTransport):
         self._log = log
-        self._queues = threading.local()
-
-    def _queue(self) -> list[tuple[str, bytes, bytes, Headers]]:
-        queue = getattr(self._queues, "records", None)
-        if queue is None:
-            queue = self._queues.records = []
-        return queue
+        self._queues = PerThread()
 
     def produce(self, topic: str, key: bytes, value: bytes, headers: Headers = ()) -> None:
         self._log.partitions_of(topic)
-        self._queue().append((topic, key, value, tuple(headers)))
+        self._queues.mine().append((topic, key, value, tuple(headers)))
 
     def flush(self, timeout: float = 30.0) -> None:
-        queue = self._queue()
+        queue = self._queues.mine()
         batch = list(queue)
         # Cleared whether or not the write succeeds: a caller whose flush raised produces again.
         queue.clear()

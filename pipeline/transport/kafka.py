@@ -38,7 +38,7 @@ with warnings.catch_warnings():
 
 from pipeline.errors import TransportError
 from pipeline.settings import KafkaSettings
-from pipeline.transport.base import Consumer, Headers, Producer, Record, TopicPartition, Transport
+from pipeline.transport.base import Consumer, Headers, PerThread, Producer, Record, TopicPartition, Transport
 
 # kafka-python logs every reconnect and rebalance step at INFO; Amur's own logs say what
 # matters. An operator who configured the "kafka" logger explicitly keeps that level.
@@ -253,16 +253,10 @@ class KafkaProducerClient(Producer):
     def __init__(self, transport: KafkaTransport):
         self._transport = transport
         self._producer = transport._kafka_producer()
-        self._futures = threading.local()
+        self._futures = PerThread()
         self._known_topics: set[str] = set()
         self._lock = threading.Lock()
         self._closed = False
-
-    def _pending(self) -> list[Any]:
-        pending = getattr(self._futures, "pending", None)
-        if pending is None:
-            pending = self._futures.pending = []
-        return pending
 
     def produce(self, topic: str, key: bytes, value: bytes, headers: Headers = ()) -> None:
         if topic not in self._known_topics:
@@ -270,10 +264,10 @@ class KafkaProducerClient(Producer):
             self._known_topics.add(topic)
         with self._transport._errors(f"producing to {topic!r}"):
             future = self._producer.send(topic, key=key, value=value, headers=list(headers))
-        self._pending().append(future)
+        self._futures.mine().append(future)
 
     def flush(self, timeout: float = 30.0) -> None:
-        own = self._pending()
+        own = self._futures.mine()
         pending = list(own)
         own.clear()
         producer = self._producer
