@@ -133,6 +133,19 @@ class StorySettings(_Frozen):
     )
 
 
+class ServeSettings(_Frozen):
+    """``amur serve``: the dashboard, the JSON API and the feeds over HTTP (read-only)."""
+
+    host: str = Field("127.0.0.1", description="Anything but a loopback address needs an access token")
+    port: int = Field(8080, ge=1, le=65_535)
+    access_token_env: str = Field(
+        "AMUR_SERVE_TOKEN", pattern=r"^[A-Z_][A-Z0-9_]*$",
+        description="Environment variable holding the token every request but /healthz must carry",
+    )
+    page_size: int = Field(50, ge=1, le=500, description="Stories per page of the dashboard and the API")
+    feed_entries: int = Field(50, ge=1, le=1_000, description="Stories per feed served over HTTP")
+
+
 class SinkConfig(BaseModel):
     """One entry of ``sinks:``: a sink type from the registry, and that sink's own options.
 
@@ -170,6 +183,7 @@ class AmurSettings(_Frozen):
     fetch: FetchSettings = FetchSettings()
     alerts: AlertSettings = AlertSettings()
     stories: StorySettings = StorySettings()
+    serve: ServeSettings = ServeSettings()
     sinks: list[SinkConfig] = Field(default_factory=lambda: list(DEFAULT_SINKS), description="The sinks role's sinks, in order")
     batch_size: int = Field(100, ge=1, le=10_000, description="Records a stage handles per poll")
 

@@ -49,7 +49,7 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 from pydantic import BaseModel, ConfigDict
-from sqlalchemy import Engine, Table
+from sqlalchemy import Connection, Engine, Table
 from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
 
 from pipeline.db import make_engine, upsert
@@ -217,10 +217,14 @@ class SqlSink(BatchingSink):
         try:
             with self.engine.begin() as connection:
                 connection.execute(upsert(self.engine, self.table, rows, key=list(self.key), keep=self.keep, newest=self.newest))
+                self.write_related(connection, batch)
         except (DataError, IntegrityError) as exc:
             raise MessageRejected(f"{self.name}: the database refused the row: {exc.orig}") from exc
         except SQLAlchemyError as exc:
             raise SinkError(f"{self.name}: cannot write {len(rows)} {self.what}(s): {exc.__class__.__name__}: {exc}") from exc
+
+    def write_related(self, connection: Connection, batch: Sequence[Message]) -> None:
+        """Rows of other tables that must change with the batch's, in the same transaction."""
 
     def close(self) -> None:
         self.engine.dispose()

@@ -225,6 +225,18 @@ class StateStore:
             ).all()
         return {article_id: status for article_id, status in rows}
 
+    def item_counts(self) -> dict[str, dict[str, int]]:
+        """``source → status → number of articles``: what each source has yielded (operators)."""
+        counts: dict[str, dict[str, int]] = {}
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                sa.select(seen_articles.c.source, seen_articles.c.status, sa.func.count())
+                .group_by(seen_articles.c.source, seen_articles.c.status)
+            ).all()
+        for source, status, count in rows:
+            counts.setdefault(source, {})[status] = count
+        return counts
+
     @staticmethod
     def _seen_rows(connection: sa.Connection, source: str, ids: list[str]) -> dict[str, dict]:
         found: dict[str, dict] = {}

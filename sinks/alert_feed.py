@@ -22,10 +22,10 @@ from pathlib import Path
 
 from feedgen.feed import FeedGenerator
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import JSON, Column, Engine, Float, Integer, MetaData, String, Table, Text, select, text
+from sqlalchemy import JSON, Column, Connection, Engine, Float, Index, Integer, MetaData, String, Table, Text, select, text
 from sqlalchemy.exc import SQLAlchemyError
 
-from pipeline.db import UTCDateTime
+from pipeline.db import UTCDateTime, insert_missing
 from pipeline.errors import MessageRejected, SinkError
 from pipeline.messages import Alert, utc_now
 from pipeline.sink import SinkContext, SqlSink
@@ -63,7 +63,53 @@ alerts = Table(
     Column("names", JSON, nullable=False, server_default=text("'{}'")),
     Column("outlets", JSON, nullable=False, server_default=text("'[]'")),
     Column("updated_at", UTCDateTime),
+    Column("story_at", UTCDateTime),
+    Index("ix_alerts_story_at", "story_at", "id"),
 )
+
+# Every version of every story, as the alerts topic carried it: the story page's history.
+alert_versions = Table(
+    "alert_versions",
+    metadata,
+    Column("story_id", String(32), primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("alert", JSON, nullable=False),
+    Column("written_at", UTCDateTime, nullable=False),
+)
+
+# One row per region, sector and outlet source of a story's newest version, with its date:
+# what filtered pages are read by, as index ranges instead of scans of the JSON columns.
+alert_tags = Table(
+    "alert_tags",
+    metadata,
+    Column("story_id", String(32), primary_key=True),
+    Column("kind", String(8), primary_key=True),
+    Column("value", String(64), primary_key=True),
+    Column("story_at", UTCDateTime, nullable=False),
+    Index("ix_alert_tags_lookup", "kind", "value", "story_at"),
+)
+
+TAG_KINDS = ("region", "sector", "source")
+_PLACE = re.compile(r"^(RU|CN)-[A-Z]{2,3}$")
+
+
+def story_tags(alert: Alert) -> dict[str, set[str]]:
+    """The values a story is found by, per kind of :data:`TAG_KINDS`: the regions taking part
+    (a party that is itself a region counts), its sectors and its outlets' sources."""
+    places = {*alert.regions, *alert.russian_parties, *alert.chinese_parties}
+    return {
+        "region": {place for place in places if _PLACE.match(place)},
+        "sector": set(alert.sectors),
+        "source": {outlet.source for outlet in alert.outlets} or {alert.source},
+    }
+
+
+def story_date(alert: Alert):
+    """When a story happened, as lists and the map order it: its first article's publication
+    time, or its first alert's when the page gave none or one in the future."""
+    if alert.published_at is not None and alert.published_at < alert.alerted_at:
+        return alert.published_at
+    return alert.alerted_at
 
 
 class AtomFeedOptions(BaseModel):
@@ -89,7 +135,7 @@ class StoredAlertsSink(SqlSink):
     what = "alert"
     # The first write of a story keeps its times: a replay or an update must not move it up
     # the feed; and an older version arriving late never overwrites a newer one.
-    keep = ("alerted_at", "written_at")
+    keep = ("alerted_at", "written_at", "story_at")
     newest = "version"
 
     def setup(self) -> None:
@@ -105,8 +151,28 @@ class StoredAlertsSink(SqlSink):
     def row(self, alert: Alert) -> dict:
         row = alert.model_dump(mode="json", exclude={"schema_version"})
         row.update(published_at=alert.published_at, fetched_at=alert.fetched_at, alerted_at=alert.alerted_at,
-                   updated_at=alert.updated_at, written_at=utc_now())
+                   updated_at=alert.updated_at, written_at=utc_now(), story_at=story_date(alert))
         return row
+
+    def write_related(self, connection: Connection, batch: Sequence[Alert]) -> None:
+        """Keep every version, and the tags of each story's newest stored version."""
+        now = utc_now()
+        versions = {(alert.id, alert.version): alert for alert in batch}
+        connection.execute(insert_missing(self.engine, alert_versions, [
+            {"story_id": story_id, "version": version, "alert": alert.model_dump(mode="json"), "written_at": now}
+            for (story_id, version), alert in versions.items()
+        ], key=["story_id", "version"]))
+        # The stored row, not the batch, decides: an older version arriving late is not the story.
+        ids = sorted({alert.id for alert in batch})
+        stored = connection.execute(select(alerts).where(alerts.c.id.in_(ids))).mappings().all()
+        connection.execute(alert_tags.delete().where(alert_tags.c.story_id.in_(ids)))
+        tags = [
+            {"story_id": row["id"], "kind": kind, "value": value, "story_at": row["story_at"]}
+            for row in stored for kind, values in story_tags(Alert.model_validate(dict(row))).items()
+            for value in sorted(values)
+        ]
+        if tags:
+            connection.execute(alert_tags.insert(), tags)
 
     def write(self, batch: Sequence[Alert]) -> None:
         super().write(batch)

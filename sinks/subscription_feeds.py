@@ -31,7 +31,7 @@ from pipeline.sink import SinkContext
 from pipeline.subscriptions import Subscription, SubscriptionsWatcher, subscriptions_path
 from sinks.alert_feed import StoredAlertsSink, write_atomically, xml_text
 
-__all__ = ["FeedsOptions", "SubscriptionFeedsSink", "json_feed", "story_text"]
+__all__ = ["FeedsOptions", "SubscriptionFeedsSink", "atom_feed", "json_feed", "json_feed_bytes", "story_text"]
 
 JSON_FEED_VERSION = "https://jsonfeed.org/version/1.1"
 STORIES_CONSIDERED = 2_000  # newest stories a feed is chosen from
@@ -77,8 +77,7 @@ class SubscriptionFeedsSink(StoredAlertsSink):
                 if channel.type == "atom":
                     write_atomically(directory / f"{subscription.name}.atom", atom_feed(subscription, chosen, self.options))
                 elif channel.type == "jsonfeed":
-                    document = json.dumps(json_feed(subscription, chosen, self.options), ensure_ascii=False, indent=1)
-                    write_atomically(directory / f"{subscription.name}.json", document.encode("utf-8"))
+                    write_atomically(directory / f"{subscription.name}.json", json_feed_bytes(subscription, chosen, self.options))
 
 
 def _named(story: Alert, ids: Sequence[str]) -> str:
@@ -109,13 +108,16 @@ def _self_url(options: FeedsOptions, subscription: Subscription, suffix: str) ->
     return options.base_url.rstrip("/") + f"/{subscription.name}.{suffix}"
 
 
-def atom_feed(subscription: Subscription, stories: Sequence[Alert], options: FeedsOptions) -> bytes:
-    """An Atom 1.0 document of ``stories``, newest first."""
+def atom_feed(
+    subscription: Subscription, stories: Sequence[Alert], options: FeedsOptions, self_url: str | None = None,
+) -> bytes:
+    """An Atom 1.0 document of ``stories``, newest first; ``self_url`` where it is served, if
+    not under ``options.base_url``."""
     feed = FeedGenerator()
     feed.id(f"urn:amur:subscription:{subscription.name}")
     feed.title(f"{options.title}: {subscription.name}")
     feed.author(name=options.author)
-    self_url = _self_url(options, subscription, "atom")
+    self_url = self_url or _self_url(options, subscription, "atom")
     feed.link(href=self_url or f"urn:amur:subscription:{subscription.name}", rel="self")
     feed.updated(max((story.updated_at or story.alerted_at for story in stories), default=utc_now()))
     for story in reversed(stories):  # feedgen prepends entries
@@ -134,18 +136,28 @@ def atom_feed(subscription: Subscription, stories: Sequence[Alert], options: Fee
     return feed.atom_str(pretty=True)
 
 
-def json_feed(subscription: Subscription, stories: Sequence[Alert], options: FeedsOptions) -> dict:
-    """A JSON Feed 1.1 document of ``stories``, newest first (JSON escapes the text)."""
+def json_feed(
+    subscription: Subscription, stories: Sequence[Alert], options: FeedsOptions, self_url: str | None = None,
+) -> dict:
+    """A JSON Feed 1.1 document of ``stories``, newest first (JSON escapes the text); ``self_url``
+    where it is served, if not under ``options.base_url``."""
     document = {
         "version": JSON_FEED_VERSION,
         "title": f"{options.title}: {subscription.name}",
         "authors": [{"name": options.author}],
         "items": [_json_item(story) for story in stories],
     }
-    feed_url = _self_url(options, subscription, "json")
+    feed_url = self_url or _self_url(options, subscription, "json")
     if feed_url:
         document["feed_url"] = feed_url
     return document
+
+
+def json_feed_bytes(
+    subscription: Subscription, stories: Sequence[Alert], options: FeedsOptions, self_url: str | None = None,
+) -> bytes:
+    """:func:`json_feed` as the UTF-8 JSON text a file or a response carries."""
+    return json.dumps(json_feed(subscription, stories, options, self_url), ensure_ascii=False, indent=1).encode("utf-8")
 
 
 def _json_item(story: Alert) -> dict:

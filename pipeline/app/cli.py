@@ -77,6 +77,7 @@ def run(
     config: ConfigOption = DEFAULT_CONFIG_PATH,
     transport: Annotated[Optional[str], typer.Option(help="embedded or kafka; overrides the config.")] = None,
     once: Annotated[bool, typer.Option("--once", help="Poll every source once, drain the pipeline, exit.")] = False,
+    serve: Annotated[bool, typer.Option("--serve", help="Also serve the dashboard (serve.host, serve.port).")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Run the pipeline: all roles in one process, or one role of a scaled-out deployment."""
@@ -93,6 +94,7 @@ def run(
     chosen = (role,) if role else roles()
     with _errors_end_the_command():
         runtime = Runtime.from_settings(settings, config)
+        web = _background_server(settings, config) if serve else None
         try:
             if once:
                 run_once(runtime, chosen, report=typer.echo)
@@ -102,7 +104,40 @@ def run(
                     signal.signal(signum, lambda *_: stop.set())
                 run_forever(runtime, chosen, stop)
         finally:
+            if web is not None:
+                web.stop()
             runtime.close()
+
+
+def _background_server(settings: AmurSettings, config: Path):
+    from pipeline.app.web.server import BackgroundServer, make_server
+    from pipeline.db import make_engine
+    from pipeline.migrations import upgrade_database
+
+    # The roles would migrate the database as they set up; the server, which never writes,
+    # starts first and needs the schema it reads.
+    engine = make_engine(settings.database_url)
+    upgrade_database(engine)
+    engine.dispose()
+    return BackgroundServer(make_server(settings, config)).start()
+
+
+@app.command()
+def serve(
+    config: ConfigOption = DEFAULT_CONFIG_PATH,
+    host: Annotated[Optional[str], typer.Option(help="Address to bind; serve.host (127.0.0.1) by default.")] = None,
+    port: Annotated[Optional[int], typer.Option(help="Port to bind; serve.port (8080) by default.")] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Serve the dashboard, the cooperation map, the JSON API and the feeds (read-only)."""
+    from pipeline.app.web.server import make_server
+
+    _logging(verbose)
+    settings = _settings(config)
+    with _errors_end_the_command():
+        server = make_server(settings, config, host=host, port=port)
+    typer.echo(f"serving on http://{server.config.host}:{server.config.port}/ (Ctrl-C to stop)", err=True)
+    server.run()
 
 
 @config_app.command("check")

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
+from sqlalchemy import Engine
+
 from pipeline.app.roles import make_connector_factory
 from pipeline.connector import ConnectorContext
 from pipeline.db import make_engine
@@ -26,6 +28,7 @@ class SourceHealth:
 
     source: SourceConfig
     state: SourceState
+    items: dict[str, int] = field(default_factory=dict)  # status → articles (emitted, retrying, failed)
 
     @property
     def status(self) -> str:
@@ -35,26 +38,43 @@ class SourceHealth:
             return "never polled"
         return "failing" if self.state.consecutive_failures else "ok"
 
+    @property
+    def items_seen(self) -> int:
+        return sum(self.items.values())
 
-def source_health(settings: AmurSettings, config_path: Path) -> list[SourceHealth]:
-    """Every source of the sources file with its polling state, in file order."""
-    store = StateStore(make_engine(settings.database_url))
-    store.setup()
+
+def source_health(settings: AmurSettings, config_path: Path, engine: Engine | None = None) -> list[SourceHealth]:
+    """Every source of the sources file with its polling state and item counts, in file order.
+
+    With an ``engine`` given, its database is read as it is (the read-only server checked its
+    schema); without one, the configured database is brought to the current schema first.
+    """
+    store = StateStore(engine or make_engine(settings.database_url))
+    if engine is None:
+        store.setup()
     known = {state.name: state for state in store.health()}
+    counts = store.item_counts()
     sources = load_sources(sources_path(config_path, settings)).sources
-    return [SourceHealth(source, known.get(source.name, SourceState(name=source.name))) for source in sources]
+    return [
+        SourceHealth(source, known.get(source.name, SourceState(name=source.name)), counts.get(source.name, {}))
+        for source in sources
+    ]
 
 
 def format_health(rows: list[SourceHealth]) -> str:
     def when(value: datetime | None) -> str:
         return value.strftime("%Y-%m-%d %H:%M:%SZ") if value else "-"
 
-    lines = [f"{'source':24} {'status':13} {'last success':21} {'failures':>8}  {'next poll':21} last error"]
+    lines = [
+        f"{'source':24} {'status':13} {'last success':21} {'failures':>8} {'items':>6} {'every':>6}  "
+        f"{'next poll':21} last error"
+    ]
     for row in rows:
         state = row.state
         lines.append(
-            f"{row.source.name:24} {row.status:13} {when(state.last_success_at):21} {state.consecutive_failures:>8}  "
-            f"{when(state.next_poll_at):21} {state.last_error or ''}"
+            f"{row.source.name:24} {row.status:13} {when(state.last_success_at):21} {state.consecutive_failures:>8} "
+            f"{row.items_seen:>6} {row.source.poll_interval_seconds:>5}s  {when(state.next_poll_at):21} "
+            f"{state.last_error or ''}"
         )
     return "\n".join(lines)
 

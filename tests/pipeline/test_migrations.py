@@ -81,8 +81,11 @@ def test_a_database_made_before_migrations_is_brought_forward_with_its_rows(data
     with engine.connect() as connection:
         assert connection.execute(sa.select(state_metadata.tables["source_state"].c.consecutive_failures)).scalar_one() == 2
         alerts = alerts_metadata.tables["alerts"]
-        kept = connection.execute(sa.select(alerts.c.url, alerts.c.version, alerts.c.outlets)).one()
-    assert tuple(kept) == (story.article.url, 1, [])  # an old alert was a story of one version
+        kept = connection.execute(sa.select(alerts.c.url, alerts.c.version, alerts.c.outlets, alerts.c.story_at)).one()
+        tags = alerts_metadata.tables["alert_tags"]
+        found_by = connection.execute(sa.select(tags.c.story_id, tags.c.kind, tags.c.value)).all()
+    assert tuple(kept) == (story.article.url, 1, [], moment)  # an old alert was a story of one version
+    assert found_by == [(story.id, "source", "tass")]  # and the dashboard finds it by its outlet
     again = CliRunner().invoke(app, ["db", "upgrade", "--config", str(config)])
     assert again.exit_code == 0 and again.output.strip() == f"database at revision {head_revision()}"
     engine.dispose()

@@ -1,0 +1,198 @@
+"""The web application: what every route shares, and what every response carries.
+
+:func:`create_app` builds the FastAPI application for one configuration. Every response
+carries a Content-Security-Policy without inline scripts and the usual hardening headers;
+with an access token configured, every path but ``/healthz`` needs it, as a bearer token
+or as the password of HTTP basic auth (so a browser can ask for it). Only GET and HEAD are
+routed: the server changes no data.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import secrets
+import time
+from pathlib import Path
+
+import sqlalchemy as sa
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+
+from pipeline.app.web import api, feeds, pages
+from pipeline.app.web.context import HERE, WebContext
+from pipeline.db import make_engine
+from pipeline.errors import ConfigError, ConfigProblem
+from pipeline.messages import utc_now
+from pipeline.migrations import current_revision, head_revision
+from pipeline.settings import AmurSettings
+from pipeline.state import source_state
+from sinks.alert_feed import alerts
+from sinks.records import articles
+
+__all__ = ["create_app"]
+
+CONTENT_SECURITY_POLICY = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+)
+SECURITY_HEADERS = {
+    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+}
+OPEN_PATHS = ("/healthz",)
+
+
+def create_app(settings: AmurSettings, config_path: Path, *, access_token: str | None = None) -> FastAPI:
+    """The application over ``settings.database_url``.
+
+    :raises ConfigError: the database is not at the schema this code reads.
+    """
+    engine = make_engine(settings.database_url)
+    _require_current_schema(engine, config_path)
+    context = WebContext(settings, Path(config_path), engine)
+    application = FastAPI(
+        title="Amur",
+        summary="Russia–China cooperation stories: the JSON API behind the dashboard (read-only)",
+        version="1",
+        docs_url=None, redoc_url=None,  # their pages load scripts from a CDN
+    )
+    application.state.amur = context
+    registry = CollectorRegistry()
+    _observe(application, registry, access_token)
+    registry.register(_StoreCollector(context))
+    _operations(application, context, registry)
+    application.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
+    application.add_exception_handler(RequestValidationError, _invalid_parameter)
+
+    application.include_router(api.router)
+    application.include_router(feeds.router)
+    application.include_router(pages.router)
+    return application
+
+
+def _require_current_schema(engine: sa.Engine, config_path: Path) -> None:
+    try:
+        revision = current_revision(engine)
+    except sa.exc.SQLAlchemyError as exc:
+        raise ConfigError([ConfigProblem(
+            str(config_path), "database_url", f"cannot read the database: {exc.__class__.__name__}",
+            "start the database, or point database_url at the pipeline's",
+        )]) from None
+    if revision != head_revision():
+        raise ConfigError([ConfigProblem(
+            str(config_path), "database_url",
+            f"the database is at schema revision {revision or '(none)'}, this server reads {head_revision()}",
+            "run `amur db upgrade` (the pipeline does it at start-up); the server never writes",
+        )])
+
+
+def _observe(application: FastAPI, registry: CollectorRegistry, access_token: str | None) -> None:
+    requests = Counter("amur_http_requests", "HTTP requests answered", ["route", "status"], registry=registry)
+    latency = Histogram(
+        "amur_http_request_duration_seconds", "Time to answer an HTTP request", ["route"], registry=registry,
+        buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+    )
+
+    @application.middleware("http")
+    async def guard(request: Request, call_next) -> Response:
+        started = time.perf_counter()
+        if access_token and request.url.path not in OPEN_PATHS and not _authorized(request, access_token):
+            response: Response = JSONResponse(
+                {"detail": "an access token is required: Authorization: Bearer <token>, or basic auth"},
+                status_code=401, headers={"WWW-Authenticate": 'Basic realm="Amur"'},
+            )
+        else:
+            response = await call_next(request)
+        response.headers.update(SECURITY_HEADERS)
+        route = getattr(request.scope.get("route"), "path", "(unrouted)")
+        requests.labels(route, str(response.status_code)).inc()
+        latency.labels(route).observe(time.perf_counter() - started)
+        return response
+
+
+def _authorized(request: Request, access_token: str) -> bool:
+    scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() == "bearer":
+        offered = credentials.strip()
+    elif scheme.lower() == "basic":
+        try:
+            offered = base64.b64decode(credentials, validate=True).decode("utf-8").partition(":")[2]
+        except (binascii.Error, UnicodeDecodeError):
+            return False
+    else:
+        return False
+    return secrets.compare_digest(offered.encode("utf-8"), access_token.encode("utf-8"))
+
+
+class _StoreCollector:
+    """Gauges read from the database at each scrape: what the pipeline has written, and how lately."""
+
+    def __init__(self, context: WebContext):
+        self.context = context
+
+    def collect(self):
+        with self.context.connect() as connection:
+            stories = connection.execute(sa.select(sa.func.count()).select_from(alerts)).scalar_one()
+            records = connection.execute(sa.select(sa.func.count()).select_from(articles)).scalar_one()
+            freshness = _freshness(connection)
+            failing = connection.execute(
+                sa.select(sa.func.count()).where(source_state.c.consecutive_failures > 0)
+            ).scalar_one()
+        yield GaugeMetricFamily("amur_stories", "Stories in the records database", value=stories)
+        yield GaugeMetricFamily("amur_articles", "Classified articles in the records database", value=records)
+        yield GaugeMetricFamily("amur_sources_failing", "Sources whose last poll failed", value=failing)
+        age = GaugeMetricFamily("amur_last_written_age_seconds", "Seconds since the sinks last wrote", labels=["table"])
+        for table, seconds in freshness.items():
+            if seconds is not None:
+                age.add_metric([table], seconds)
+        yield age
+
+
+def _freshness(connection: sa.Connection) -> dict[str, float | None]:
+    """Seconds since the newest article record and the newest story were written."""
+    now = utc_now()
+    newest = {
+        "articles": connection.execute(sa.select(sa.func.max(articles.c.updated_at))).scalar(),
+        "alerts": connection.execute(sa.select(sa.func.max(alerts.c.written_at))).scalar(),
+    }
+    return {table: (now - moment).total_seconds() if moment else None for table, moment in newest.items()}
+
+
+def _operations(application: FastAPI, context: WebContext, registry: CollectorRegistry) -> None:
+    @application.get("/healthz", tags=["operations"], summary="Database reachable, and how fresh its records are")
+    def healthz() -> JSONResponse:
+        try:
+            with context.connect() as connection:
+                freshness = _freshness(connection)
+        except sa.exc.SQLAlchemyError as exc:
+            return JSONResponse({"status": "error", "database": f"unreachable: {exc.__class__.__name__}"}, 503)
+        return JSONResponse({
+            "status": "ok", "database": "ok",
+            "lag_seconds": {table: None if seconds is None else round(seconds, 1) for table, seconds in freshness.items()},
+        })
+
+    @application.get("/metrics", tags=["operations"], summary="Prometheus text format")
+    def metrics() -> Response:
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+
+def _invalid_parameter(request: Request, exc: RequestValidationError) -> Response:
+    """422 naming the parameter and what is wrong with it; an HTML page for the dashboard."""
+    errors = [
+        {"parameter": ".".join(str(part) for part in error["loc"][1:2]) or "(query)", "message": error["msg"]}
+        for error in exc.errors()
+    ]
+    message = "; ".join(f"{error['parameter']}: {error['message']}" for error in errors)
+    if request.url.path.startswith(("/api/", "/feeds/")):
+        return JSONResponse({"detail": f"invalid parameter {message}", "errors": errors}, status_code=422)
+    context: WebContext = request.app.state.amur
+    return context.templates.TemplateResponse(
+        request, "error.html", {"title": "Invalid filter", "message": f"invalid parameter {message}"}, status_code=422,
+    )

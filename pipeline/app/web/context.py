@@ -1,0 +1,80 @@
+"""What every route of the web application shares (:class:`WebContext`), and the template filters."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from functools import cached_property
+from pathlib import Path
+
+import jinja2
+import sqlalchemy as sa
+from fastapi import Request
+from fastapi.templating import Jinja2Templates
+
+from pipeline.settings import AmurSettings
+from pipeline.subscriptions import SubscriptionsWatcher, subscriptions_path
+from processors.classify import SECTORS
+from processors.gazetteer import load_gazetteer
+
+__all__ = ["HERE", "WebContext", "context_of"]
+
+HERE = Path(__file__).parent
+
+
+@dataclass
+class WebContext:
+    """What the routes share: settings, the database, display names, subscriptions, templates."""
+
+    settings: AmurSettings
+    config_path: Path
+    engine: sa.Engine
+
+    @cached_property
+    def names(self) -> dict[str, str]:
+        """Display names of the federal subjects and provinces ("Heilongjiang" for CN-HL)."""
+        gazetteer = load_gazetteer(self.settings.model.gazetteer_dir)
+        return {
+            entry.id: entry.name
+            for kind in ("federal_subject", "province") for entry in gazetteer.of_kind(kind)
+        }
+
+    @property
+    def russian_regions(self) -> list[tuple[str, str]]:
+        return sorted(((id_, name) for id_, name in self.names.items() if id_.startswith("RU-")), key=lambda x: x[1])
+
+    @property
+    def chinese_regions(self) -> list[tuple[str, str]]:
+        return sorted(((id_, name) for id_, name in self.names.items() if id_.startswith("CN-")), key=lambda x: x[1])
+
+    sectors = SECTORS
+
+    @cached_property
+    def subscriptions(self) -> SubscriptionsWatcher:
+        return SubscriptionsWatcher(subscriptions_path(self.config_path, self.settings), self.settings)
+
+    @cached_property
+    def templates(self) -> Jinja2Templates:
+        environment = jinja2.Environment(
+            loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True, undefined=jinja2.StrictUndefined,
+        )
+        environment.filters["when"] = _when
+        environment.filters["href"] = _href
+        return Jinja2Templates(env=environment)
+
+    def connect(self) -> sa.Connection:
+        return self.engine.connect()
+
+
+def _when(value: datetime | None) -> str:
+    return value.strftime("%Y-%m-%d %H:%M UTC") if value else "—"
+
+
+def _href(url: str) -> str:
+    """A link target that cannot run anything: http(s) URLs only."""
+    return url if url.startswith(("http://", "https://")) else "#"
+
+
+def context_of(request: Request) -> WebContext:
+    """The context of the application serving ``request`` (a FastAPI dependency)."""
+    return request.app.state.amur

@@ -1,0 +1,187 @@
+"""The dashboard: HTML pages rendered on the server, their filters in the URL.
+
+``/`` lists stories, ``/stories/{id}`` shows one, ``/map`` is the cooperation matrix of
+Russian regions × Chinese provinces, ``/timeline`` counts stories per week and ``/sources``
+shows each source's health. The filter form submits with GET, so every view is a URL that
+can be bookmarked and shared; empty form fields are ignored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Annotated, get_origin
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Depends, HTTPException, Path, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse
+from pydantic import ValidationError
+
+from pipeline.app.sources import source_health
+from pipeline.app.web.context import WebContext, context_of
+from pipeline.app.web.queries import (
+    CursorError, PairCount, StoryFilter, find_stories, get_article, get_story, pair_counts, story_versions,
+    weekly_counts,
+)
+
+router = APIRouter(include_in_schema=False)
+
+Context = Annotated[WebContext, Depends(context_of)]
+MAP_PAIRS = 20  # the busiest pairs the matrix is drawn for
+HEAT_LEVELS = 6  # CSS classes heat-0 … heat-5
+
+
+def page_filter(request: Request) -> StoryFilter:
+    """The StoryFilter of a page's query string; a field left empty in the form is no filter."""
+    values: dict[str, object] = {}
+    for name, field in StoryFilter.model_fields.items():
+        given = [value.strip() for value in request.query_params.getlist(name) if value.strip()]
+        if given:
+            values[name] = given if get_origin(field.annotation) is list else given[-1]
+    try:
+        return StoryFilter.model_validate(values)
+    except ValidationError as exc:
+        raise RequestValidationError([{**error, "loc": ("query", *error["loc"])} for error in exc.errors()]) from None
+
+
+Filter = Annotated[StoryFilter, Depends(page_filter)]
+
+
+def _link(path: str, pairs: Sequence[tuple[str, str]]) -> str:
+    return f"{path}?{urlencode(pairs)}" if pairs else path
+
+
+def _render(request: Request, context: WebContext, template: str, **values) -> HTMLResponse:
+    return context.templates.TemplateResponse(request, template, {"names": context.names, "context": context, **values})
+
+
+@router.get("/", response_class=HTMLResponse)
+def stories_page(request: Request, context: Context, filters: Filter) -> HTMLResponse:
+    cursor = request.query_params.get("cursor") or None
+    try:
+        with context.connect() as connection:
+            page = find_stories(connection, filters, limit=context.settings.serve.page_size, cursor=cursor)
+    except CursorError as exc:
+        raise RequestValidationError([{"loc": ("query", "cursor"), "msg": str(exc), "type": "value_error"}]) from None
+    query = filters.query_pairs()
+    return _render(
+        request, context, "stories.html", filters=filters, stories=page.stories, cursor=cursor,
+        next_link=_link("/", [*query, ("cursor", page.next_cursor)]) if page.next_cursor else None,
+        feed_link=_link("/feeds/filter.atom", query), json_feed_link=_link("/feeds/filter.json", query),
+        map_link=_link("/map", query), timeline_link=_link("/timeline", query),
+    )
+
+
+@dataclass(frozen=True)
+class Passage:
+    text: str
+    evidence: bool
+
+
+def passages(text: str, evidence: Sequence[str]) -> list[Passage]:
+    """``text`` cut into runs, each evidence sentence found in it a run of its own (to be marked)."""
+    found = sorted(
+        {(start, start + len(sentence)) for sentence in evidence if sentence and (start := text.find(sentence)) >= 0}
+    )
+    runs, position = [], 0
+    for start, end in found:
+        if start < position:  # overlaps the previous sentence: already marked
+            continue
+        if start > position:
+            runs.append(Passage(text[position:start], False))
+        runs.append(Passage(text[start:end], True))
+        position = end
+    if position < len(text):
+        runs.append(Passage(text[position:], False))
+    return runs
+
+
+@router.get("/stories/{story_id}", response_class=HTMLResponse)
+def story_page(
+    request: Request, context: Context, story_id: Annotated[str, Path(pattern=r"^[0-9a-f]{32}$")],
+) -> HTMLResponse:
+    with context.connect() as connection:
+        found = get_story(connection, story_id)
+        if found is None:
+            raise HTTPException(404, f"no story {story_id}")
+        story, story_at = found
+        versions = story_versions(connection, story_id)
+        lead = get_article(connection, story.article_id)
+    text = passages(lead["text"], story.evidence) if lead else []
+    return _render(request, context, "story.html", story=story, story_at=story_at, versions=versions, text=text)
+
+
+@dataclass(frozen=True)
+class MapCell:
+    count: int
+    heat: int
+    sectors: dict[str, int]
+    link: str
+
+
+@router.get("/map", response_class=HTMLResponse)
+def map_page(request: Request, context: Context, filters: Filter) -> HTMLResponse:
+    with context.connect() as connection:
+        pairs = pair_counts(connection, filters)
+    busiest = pairs[:MAP_PAIRS]
+    rows = list(dict.fromkeys(pair.russian for pair in busiest))
+    columns = list(dict.fromkeys(pair.chinese for pair in busiest))
+    by_pair = {(pair.russian, pair.chinese): pair for pair in pairs}
+    peak = max((pair.stories for pair in busiest), default=1)
+    # A cell lists its pair's stories under the same period and filters, bar the places.
+    kept = [(name, value) for name, value in filters.query_pairs() if name not in ("pair", "region")]
+    cells = {
+        key: _cell(pair, peak, _link("/", [*kept, ("pair", f"{pair.russian}:{pair.chinese}")]))
+        for key, pair in by_pair.items() if key[0] in rows and key[1] in columns
+    }
+    return _render(
+        request, context, "map.html", filters=filters, rows=rows, columns=columns, cells=cells, busiest=busiest,
+        total=len(pairs),
+    )
+
+
+def _cell(pair: PairCount, peak: int, link: str) -> MapCell:
+    heat = max(1, round(pair.stories / peak * (HEAT_LEVELS - 1)))
+    return MapCell(pair.stories, heat, pair.sectors, link)
+
+
+@dataclass(frozen=True)
+class Bar:
+    x: int
+    height: int
+    week: str
+    count: int
+
+
+TIMELINE_HEIGHT = 120
+BAR_WIDTH = 12
+
+
+def _bars(weeks: list[tuple], peak: int) -> list[Bar]:
+    return [
+        Bar(index * BAR_WIDTH, round(count / peak * TIMELINE_HEIGHT) if peak else 0, monday.isoformat(), count)
+        for index, (monday, count) in enumerate(weeks)
+    ]
+
+
+@router.get("/timeline", response_class=HTMLResponse)
+def timeline_page(request: Request, context: Context, filters: Filter) -> HTMLResponse:
+    with context.connect() as connection:
+        overall = weekly_counts(connection, StoryFilter(since=filters.since, until=filters.until))
+        chosen = weekly_counts(connection, filters)
+    chosen_by_week = dict(chosen)
+    # Both series over the same weeks, on the same scale, so they can be compared.
+    filtered = [(monday, chosen_by_week.get(monday, 0)) for monday, _ in overall]
+    peak = max((count for _, count in overall), default=0)
+    return _render(
+        request, context, "timeline.html", filters=filters, overall=_bars(overall, peak),
+        filtered=_bars(filtered, peak) if filters.query_pairs() else None,
+        width=max(len(overall), 1) * BAR_WIDTH, height=TIMELINE_HEIGHT,
+    )
+
+
+@router.get("/sources", response_class=HTMLResponse)
+def sources_page(request: Request, context: Context) -> HTMLResponse:
+    rows = source_health(context.settings, context.config_path, context.engine)
+    return _render(request, context, "sources.html", rows=rows)

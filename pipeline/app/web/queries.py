@@ -1,0 +1,251 @@
+"""Reading stories for the dashboard, the JSON API and the HTTP feeds.
+
+Everything here reads the tables the sinks write — ``alerts`` (the newest version of each
+story), ``alert_versions``, ``alert_tags`` (:mod:`sinks.alert_feed`) and ``articles``
+(:mod:`sinks.records`) — and never writes. A :class:`StoryFilter` is the one description
+of "which stories" that the pages, the API and the ad-hoc feeds share; it is turned into
+SQL here, so a filtered page is an index range over ``alert_tags`` rather than a scan.
+
+Pages are cut by a cursor (the last story's date and id), not an offset, so a page stays
+cheap however deep it is and a story alerted meanwhile does not shift the next page.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Annotated
+
+import sqlalchemy as sa
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from pipeline.messages import Alert, Level
+from pipeline.settings import SourceName
+from pipeline.subscriptions import Region, Subscription
+from sinks.alert_feed import alert_tags, alert_versions, alerts
+from sinks.records import articles
+
+__all__ = [
+    "CursorError", "PairCount", "StoryFilter", "StoryPage", "find_stories", "get_article", "get_story",
+    "pair_counts", "story_versions", "weekly_counts",
+]
+
+Pair = Annotated[str, Field(pattern=r"^RU-[A-Z]{2,3}:CN-[A-Z]{2}$", examples=["RU-PRI:CN-HL"])]
+Sector = Annotated[str, Field(pattern=r"^[a-z_]{2,40}$", examples=["energy"])]
+Language = Annotated[str, Field(pattern=r"^[a-z]{2,3}$", examples=["ru"])]
+
+
+class CursorError(ValueError):
+    """A ``cursor`` that no page of this API handed out."""
+
+
+class StoryFilter(BaseModel):
+    """Which stories: every filter given must hold; within one filter, any listed value will do."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    region: list[Region] = Field(default_factory=list, description="A federal subject or province taking part")
+    pair: list[Pair] = Field(default_factory=list, description="Both regions of a RU-…:CN-… pair take part")
+    sector: list[Sector] = Field(default_factory=list)
+    level: list[Level] = Field(default_factory=list)
+    min_score: float | None = Field(None, ge=0, le=1)
+    language: list[Language] = Field(default_factory=list)
+    source: list[SourceName] = Field(default_factory=list, description="One of the story's outlets is this source")
+    since: date | None = Field(None, description="Stories dated on or after this day (UTC)")
+    until: date | None = Field(None, description="Stories dated on or before this day (UTC)")
+    q: str | None = Field(None, min_length=1, max_length=200, description="Words in the title or the lead")
+
+    @model_validator(mode="after")
+    def _ordered_dates(self) -> StoryFilter:
+        if self.since and self.until and self.since > self.until:
+            raise ValueError("since must not be after until")
+        return self
+
+    @classmethod
+    def of_subscription(cls, subscription: Subscription) -> StoryFilter:
+        """What SQL can select of a subscription's filters (its keywords and excluded sources
+        are then checked by :meth:`Subscription.match`)."""
+        filters = subscription.filters
+        return cls(
+            region=filters.regions, pair=[f"{russian}:{chinese}" for russian, chinese in filters.pairs],
+            sector=filters.sectors, level=filters.levels, min_score=filters.min_score,
+            language=filters.languages, source=filters.sources,
+        )
+
+    def conditions(self) -> list[sa.ColumnElement[bool]]:
+        """The WHERE clauses over ``alerts`` that select exactly the filtered stories."""
+        where = [_tagged(kind, values) for kind, values in (
+            ("region", self.region), ("sector", self.sector), ("source", self.source)) if values]
+        if self.pair:
+            where.append(sa.or_(*(
+                sa.and_(_tagged("region", [russian]), _tagged("region", [chinese]))
+                for russian, chinese in (pair.split(":") for pair in self.pair)
+            )))
+        if self.level:
+            where.append(alerts.c.level.in_(self.level))
+        if self.min_score is not None:
+            where.append(alerts.c.score >= self.min_score)
+        if self.language:
+            where.append(alerts.c.language.in_(self.language))
+        if self.since:
+            where.append(alerts.c.story_at >= _day_start(self.since))
+        if self.until:
+            where.append(alerts.c.story_at < _day_start(self.until + timedelta(days=1)))
+        if self.q:
+            words = self.q.strip().lower()
+            where.append(sa.or_(
+                sa.func.lower(alerts.c.title).contains(words, autoescape=True),
+                sa.func.lower(alerts.c.summary).contains(words, autoescape=True),
+            ))
+        return where
+
+    def query_pairs(self) -> list[tuple[str, str]]:
+        """The filter as URL query pairs, for links that keep it (a page, a feed, a map cell)."""
+        pairs = []
+        for name, value in self.model_dump(exclude_defaults=True).items():
+            for item in value if isinstance(value, list) else [value]:
+                pairs.append((name, item.isoformat() if isinstance(item, date) else str(item)))
+        return pairs
+
+
+def _tagged(kind: str, values: Sequence[str]) -> sa.ColumnElement[bool]:
+    return alerts.c.id.in_(
+        sa.select(alert_tags.c.story_id).where(alert_tags.c.kind == kind, alert_tags.c.value.in_(list(values)))
+    )
+
+
+def _day_start(day: date) -> datetime:
+    return datetime.combine(day, time(), tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class StoryPage:
+    """One page of stories, newest first, and the cursor of the next page (``None`` at the end)."""
+
+    stories: list[tuple[Alert, datetime]]  # each with its date
+    next_cursor: str | None
+
+
+def encode_cursor(story_at: datetime, story_id: str) -> str:
+    return base64.urlsafe_b64encode(f"{story_at.isoformat()}|{story_id}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, str]:
+    """:raises CursorError: ``cursor`` is not one :func:`encode_cursor` made."""
+    try:
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        moment, story_id = text.split("|")
+        story_at = datetime.fromisoformat(moment)
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise CursorError("not a cursor this API handed out; use next_cursor of the previous page") from None
+    if story_at.tzinfo is None or len(story_id) != 32:
+        raise CursorError("not a cursor this API handed out; use next_cursor of the previous page")
+    return story_at, story_id
+
+
+def find_stories(
+    connection: sa.Connection, story_filter: StoryFilter, *, limit: int = 50, cursor: str | None = None,
+) -> StoryPage:
+    """The filtered stories after ``cursor``, newest first, at most ``limit``.
+
+    :raises CursorError: a cursor this API did not hand out.
+    """
+    where = story_filter.conditions()
+    if cursor:
+        story_at, story_id = decode_cursor(cursor)
+        where.append(sa.or_(
+            alerts.c.story_at < story_at, sa.and_(alerts.c.story_at == story_at, alerts.c.id < story_id),
+        ))
+    rows = connection.execute(
+        sa.select(alerts).where(*where).order_by(alerts.c.story_at.desc(), alerts.c.id.desc()).limit(limit + 1)
+    ).mappings().all()
+    stories = [(Alert.model_validate(dict(row)), row["story_at"]) for row in rows[:limit]]
+    more = len(rows) > limit
+    return StoryPage(stories, encode_cursor(rows[limit - 1]["story_at"], rows[limit - 1]["id"]) if more else None)
+
+
+def get_story(connection: sa.Connection, story_id: str) -> tuple[Alert, datetime] | None:
+    """A story's newest version and its date, or ``None``."""
+    row = connection.execute(sa.select(alerts).where(alerts.c.id == story_id)).mappings().first()
+    return (Alert.model_validate(dict(row)), row["story_at"]) if row else None
+
+
+def story_versions(connection: sa.Connection, story_id: str) -> list[tuple[Alert, datetime]]:
+    """Every version of a story the sinks wrote, with when; the first first."""
+    rows = connection.execute(
+        sa.select(alert_versions.c.alert, alert_versions.c.written_at)
+        .where(alert_versions.c.story_id == story_id).order_by(alert_versions.c.version)
+    ).all()
+    return [(Alert.model_validate(alert), written_at) for alert, written_at in rows]
+
+
+def get_article(connection: sa.Connection, article_id: str) -> dict | None:
+    """The record of one article as the records sink wrote it, or ``None``."""
+    row = connection.execute(sa.select(articles).where(articles.c.id == article_id)).mappings().first()
+    return dict(row) if row else None
+
+
+@dataclass(frozen=True)
+class PairCount:
+    """How many stories one Russian region and one Chinese province share, and in which sectors."""
+
+    russian: str
+    chinese: str
+    stories: int
+    sectors: dict[str, int]
+
+
+def pair_counts(connection: sa.Connection, story_filter: StoryFilter) -> list[PairCount]:
+    """Every RU × CN pair of regions taking part in a filtered story, busiest first."""
+    russian, chinese, sector = alert_tags.alias("russian"), alert_tags.alias("chinese"), alert_tags.alias("sector")
+    pair = russian.join(chinese, russian.c.story_id == chinese.c.story_id)
+    where = [
+        russian.c.kind == "region", russian.c.value.like("RU-%"),
+        chinese.c.kind == "region", chinese.c.value.like("CN-%"),
+    ]
+    conditions = story_filter.conditions()
+    if conditions:
+        where.append(russian.c.story_id.in_(sa.select(alerts.c.id).where(*conditions)))
+    counts = connection.execute(
+        sa.select(russian.c.value, chinese.c.value, sa.func.count()).select_from(pair).where(*where)
+        .group_by(russian.c.value, chinese.c.value)
+    ).all()
+    sectors: dict[tuple[str, str], dict[str, int]] = defaultdict(dict)
+    for ru, cn, name, count in connection.execute(
+        sa.select(russian.c.value, chinese.c.value, sector.c.value, sa.func.count())
+        .select_from(pair.join(sector, sector.c.story_id == russian.c.story_id))
+        .where(*where, sector.c.kind == "sector")
+        .group_by(russian.c.value, chinese.c.value, sector.c.value)
+    ):
+        sectors[ru, cn][name] = count
+    pairs = [
+        PairCount(ru, cn, count, dict(sorted(sectors[ru, cn].items(), key=lambda item: (-item[1], item[0]))))
+        for ru, cn, count in counts
+    ]
+    return sorted(pairs, key=lambda pair: (-pair.stories, pair.russian, pair.chinese))
+
+
+def weekly_counts(connection: sa.Connection, story_filter: StoryFilter) -> list[tuple[date, int]]:
+    """Filtered stories per ISO week (by its Monday), every week from the first to the last."""
+    if connection.dialect.name == "postgresql":
+        week = sa.cast(sa.func.date_trunc("week", sa.func.timezone("UTC", alerts.c.story_at)), sa.Date)
+    else:  # SQLite stores UTC: the Monday on or before the day
+        week = sa.func.date(alerts.c.story_at, "weekday 0", "-6 days")
+    rows = connection.execute(
+        sa.select(week.label("week"), sa.func.count()).where(*story_filter.conditions()).group_by("week")
+    ).all()
+    counts = {value if isinstance(value, date) else date.fromisoformat(value): count for value, count in rows}
+    if not counts:
+        return []
+    first, last = min(counts), max(counts)
+    weeks = [first + timedelta(weeks=index) for index in range((last - first).days // 7 + 1)]
+    return [(monday, counts.get(monday, 0)) for monday in weeks]
+
+
+def newest_change(connection: sa.Connection) -> datetime | None:
+    """When any story last changed: what a feed's ``Last-Modified`` and ``ETag`` follow."""
+    return connection.execute(sa.select(sa.func.max(alert_versions.c.written_at))).scalar()

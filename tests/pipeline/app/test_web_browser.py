@@ -1,0 +1,121 @@
+"""The dashboard in headless Chromium, over a database a real pipeline run filled.
+
+``amur run --once`` reads a local feed of four Russia–China stories and one unrelated
+article, then ``amur serve`` serves the result; the browser lists, filters, opens stories,
+reads the map and clicks it, and meets a title that tries to run a script.
+"""
+
+from __future__ import annotations
+
+import pytest
+from selenium.common.exceptions import NoAlertPresentException
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import Select
+
+from tests.support.dashboard import ServedDeployment, chrome
+
+pytestmark = [pytest.mark.slow, pytest.mark.browser]
+
+FREIGHT = "Amur Region and Heilongjiang agree to double freight over the Blagoveshchensk bridge"
+TOURISM = "Primorye and Jilin launch yuan settlements for tourism operators"
+CAMPUS = "Khabarovsk and Harbin universities open a joint engineering campus"
+POWER = ('<script>alert(1)</script> Amur Region and Heilongjiang sign a power deal '
+         '<img src=x onerror="window.amurXss=1">')
+
+
+@pytest.fixture(scope="module")
+def deployment(tmp_path_factory):
+    with ServedDeployment(tmp_path_factory.mktemp("dashboard")) as served:
+        yield served
+
+
+@pytest.fixture(scope="module")
+def browser():
+    driver = chrome()
+    yield driver
+    driver.quit()
+
+
+def listed(browser) -> set[str]:
+    return {link.text for link in browser.find_elements(By.CSS_SELECTOR, "li.story a.title")}
+
+
+def no_script_ran(browser) -> None:
+    with pytest.raises(NoAlertPresentException):
+        browser.switch_to.alert.text  # noqa: B018 - reading it is the check
+    assert browser.execute_script("return window.amurXss === undefined")
+
+
+def test_the_dashboard_lists_the_run_s_stories_and_not_the_unrelated_article(deployment, browser):
+    browser.get(f"{deployment.url}/")
+    assert listed(browser) == {FREIGHT, TOURISM, CAMPUS, POWER}
+    assert "salmon" not in browser.page_source.lower()
+
+
+def test_a_region_filter_then_a_sector_filter_narrow_the_list_to_exactly_the_matching_stories(deployment, browser):
+    browser.get(f"{deployment.url}/")
+    Select(browser.find_element(By.NAME, "region")).select_by_value("RU-AMU")
+    browser.find_element(By.CSS_SELECTOR, "form.filters button[type=submit]").click()
+    assert "region=RU-AMU" in browser.current_url  # the view is a URL that can be shared
+    assert listed(browser) == {FREIGHT, POWER}
+
+    Select(browser.find_element(By.NAME, "region")).select_by_value("")
+    Select(browser.find_element(By.NAME, "sector")).select_by_value("tourism")
+    browser.find_element(By.CSS_SELECTOR, "form.filters button[type=submit]").click()
+    assert listed(browser) == {TOURISM}
+
+    browser.get(f"{deployment.url}/?region=CN-HL&sector=education")
+    assert listed(browser) == {CAMPUS}
+
+
+def test_a_story_page_shows_its_evidence_marked_in_the_text_and_its_outlets(deployment, browser):
+    browser.get(f"{deployment.url}/?region=RU-KHA")
+    browser.find_element(By.LINK_TEXT, CAMPUS).click()
+    assert browser.find_element(By.ID, "story-title").text == CAMPUS
+    evidence = [item.text for item in browser.find_elements(By.CSS_SELECTOR, "#evidence li")]
+    assert evidence and all(sentence for sentence in evidence)
+    marked = [mark.text for mark in browser.find_elements(By.CSS_SELECTOR, "#text mark")]
+    assert marked and set(marked) <= set(evidence)
+    outlets = browser.find_elements(By.CSS_SELECTOR, "#outlets tbody tr")
+    assert len(outlets) == 1 and outlets[0].text.startswith("borderland")
+    assert outlets[0].find_element(By.TAG_NAME, "a").get_attribute("href").endswith("/news/khabarovsk-harbin-campus.html")
+    regions = browser.find_element(By.ID, "regions").text
+    assert "Khabarovsk" in regions and "Heilongjiang" in regions
+    assert [row.text.split()[0] for row in browser.find_elements(By.CSS_SELECTOR, "#versions tbody tr")] == ["1"]
+
+
+def test_the_map_shows_the_cell_counts_and_a_click_lists_the_cell_s_stories(deployment, browser):
+    browser.get(f"{deployment.url}/map")
+    cells = {
+        cell.get_attribute("data-pair"): int(cell.get_attribute("data-count"))
+        for cell in browser.find_elements(By.CSS_SELECTOR, "#matrix td.cell")
+    }
+    assert {pair: count for pair, count in cells.items() if count} == {
+        "RU-AMU:CN-HL": 2, "RU-PRI:CN-JL": 1, "RU-KHA:CN-HL": 1,
+    }
+    header = [cell.text for cell in browser.find_elements(By.CSS_SELECTOR, "#matrix tbody th")]
+    assert header[0].startswith("Amur")  # the busiest pair's row comes first
+    browser.find_element(By.CSS_SELECTOR, '#matrix td[data-pair="RU-AMU:CN-HL"] a').click()
+    assert "pair=RU-AMU%3ACN-HL" in browser.current_url
+    assert listed(browser) == {FREIGHT, POWER}
+
+
+def test_a_title_with_a_script_and_an_onerror_image_is_shown_as_text_and_runs_nothing(deployment, browser):
+    browser.get(f"{deployment.url}/")
+    assert POWER in listed(browser)
+    no_script_ran(browser)
+    browser.find_element(By.PARTIAL_LINK_TEXT, "sign a power deal").click()
+    assert browser.find_element(By.ID, "story-title").text == POWER
+    assert browser.find_elements(By.CSS_SELECTOR, "main img") == []
+    no_script_ran(browser)
+
+
+def test_the_timeline_and_the_sources_pages(deployment, browser):
+    browser.get(f"{deployment.url}/timeline?region=RU-AMU")
+    overall = browser.find_elements(By.CSS_SELECTOR, "figure.overall rect")
+    filtered = browser.find_elements(By.CSS_SELECTOR, "figure.filtered rect")
+    assert sum(int(bar.get_attribute("data-count")) for bar in overall) == 4
+    assert sum(int(bar.get_attribute("data-count")) for bar in filtered) == 2
+    browser.get(f"{deployment.url}/sources")
+    row = browser.find_element(By.CSS_SELECTOR, "#sources tbody tr").text
+    assert row.startswith("borderland ok") and " 5 " in f" {row} "
