@@ -77,29 +77,39 @@ alert_versions = Table(
     Column("written_at", UTCDateTime, nullable=False),
 )
 
-# One row per region, sector and outlet source of a story's newest version, with its date:
-# what filtered pages are read by, as index ranges instead of scans of the JSON columns.
+# One row per region, Russian–Chinese pair of regions, sector, pair and sector, and outlet
+# source of a story's newest version, with its date: what filtered pages and the cooperation
+# map are read by, as index ranges instead of scans of the JSON columns.
 alert_tags = Table(
     "alert_tags",
     metadata,
     Column("story_id", String(32), primary_key=True),
-    Column("kind", String(8), primary_key=True),
-    Column("value", String(64), primary_key=True),
+    Column("kind", String(16), primary_key=True),
+    Column("value", String(96), primary_key=True),
     Column("story_at", UTCDateTime, nullable=False),
-    Index("ix_alert_tags_lookup", "kind", "value", "story_at"),
+    Index("ix_alert_tags_lookup", "kind", "value", "story_at", "story_id"),
 )
 
-TAG_KINDS = ("region", "sector", "source")
+TAG_KINDS = ("region", "pair", "sector", "pair_sector", "source")
 _PLACE = re.compile(r"^(RU|CN)-[A-Z]{2,3}$")
 
 
 def story_tags(alert: Alert) -> dict[str, set[str]]:
     """The values a story is found by, per kind of :data:`TAG_KINDS`: the regions taking part
-    (a party that is itself a region counts), its sectors and its outlets' sources."""
+    (a party that is itself a region counts), each Russian region with each Chinese one
+    (``RU-PRI:CN-HL``), its sectors, each pair with each sector (``RU-PRI:CN-HL:energy``, the
+    map's cells) and its outlets' sources."""
     places = {*alert.regions, *alert.russian_parties, *alert.chinese_parties}
+    regions = {place for place in places if _PLACE.match(place)}
+    pairs = {
+        f"{russian}:{chinese}" for russian in regions if russian.startswith("RU-")
+        for chinese in regions if chinese.startswith("CN-")
+    }
     return {
-        "region": {place for place in places if _PLACE.match(place)},
+        "region": regions,
+        "pair": pairs,
         "sector": set(alert.sectors),
+        "pair_sector": {f"{pair}:{sector}" for pair in pairs for sector in alert.sectors},
         "source": {outlet.source for outlet in alert.outlets} or {alert.source},
     }
 

@@ -76,15 +76,14 @@ class StoryFilter(BaseModel):
             language=filters.languages, source=filters.sources,
         )
 
-    def conditions(self) -> list[sa.ColumnElement[bool]]:
-        """The WHERE clauses over ``alerts`` that select exactly the filtered stories."""
-        where = [_tagged(kind, values) for kind, values in (
-            ("region", self.region), ("sector", self.sector), ("source", self.source)) if values]
-        if self.pair:
-            where.append(sa.or_(*(
-                sa.and_(_tagged("region", [russian]), _tagged("region", [chinese]))
-                for russian, chinese in (pair.split(":") for pair in self.pair)
-            )))
+    def conditions(
+        self, story_id: sa.ColumnElement = alerts.c.id, story_at: sa.ColumnElement = alerts.c.story_at,
+    ) -> list[sa.ColumnElement[bool]]:
+        """The WHERE clauses that select exactly the filtered stories, over rows whose story id
+        and date are ``story_id`` and ``story_at`` (the ``alerts`` table's, or a tag's); with
+        :meth:`needs_story_row`, ``alerts`` must be joined in too."""
+        where = [_tagged(kind, values, story_id) for kind, values in (
+            ("region", self.region), ("pair", self.pair), ("sector", self.sector), ("source", self.source)) if values]
         if self.level:
             where.append(alerts.c.level.in_(self.level))
         if self.min_score is not None:
@@ -92,9 +91,9 @@ class StoryFilter(BaseModel):
         if self.language:
             where.append(alerts.c.language.in_(self.language))
         if self.since:
-            where.append(alerts.c.story_at >= _day_start(self.since))
+            where.append(story_at >= _day_start(self.since))
         if self.until:
-            where.append(alerts.c.story_at < _day_start(self.until + timedelta(days=1)))
+            where.append(story_at < _day_start(self.until + timedelta(days=1)))
         if self.q:
             words = self.q.strip().lower()
             where.append(sa.or_(
@@ -102,6 +101,18 @@ class StoryFilter(BaseModel):
                 sa.func.lower(alerts.c.summary).contains(words, autoescape=True),
             ))
         return where
+
+    def needs_story_row(self) -> bool:
+        """Whether a condition reads a column of ``alerts`` rather than tags and dates."""
+        return bool(self.level or self.min_score is not None or self.language or self.q)
+
+    def driving_tag(self) -> tuple[str, str] | None:
+        """A tag every filtered story has, if the filter names one: a page is then read in date
+        order from that tag's index range, and stops after a page of matches."""
+        for kind, values in (("pair", self.pair), ("region", self.region), ("sector", self.sector), ("source", self.source)):
+            if len(values) == 1:
+                return kind, values[0]
+        return None
 
     def query_pairs(self) -> list[tuple[str, str]]:
         """The filter as URL query pairs, for links that keep it (a page, a feed, a map cell)."""
@@ -112,9 +123,11 @@ class StoryFilter(BaseModel):
         return pairs
 
 
-def _tagged(kind: str, values: Sequence[str]) -> sa.ColumnElement[bool]:
-    return alerts.c.id.in_(
-        sa.select(alert_tags.c.story_id).where(alert_tags.c.kind == kind, alert_tags.c.value.in_(list(values)))
+
+def _tagged(kind: str, values: Sequence[str], story_id: sa.ColumnElement) -> sa.ColumnElement[bool]:
+    # Correlated, so each candidate story costs one probe of the tags' primary key.
+    return sa.exists().where(
+        alert_tags.c.story_id == story_id, alert_tags.c.kind == kind, alert_tags.c.value.in_(list(values)),
     )
 
 
@@ -154,14 +167,22 @@ def find_stories(
 
     :raises CursorError: a cursor this API did not hand out.
     """
-    where = story_filter.conditions()
+    query, dated, key = sa.select(alerts), alerts.c.story_at, alerts.c.id
+    driving = story_filter.driving_tag()
+    if driving:
+        kind, value = driving
+        tag = alert_tags.alias("driving")
+        query = query.select_from(tag.join(alerts, alerts.c.id == tag.c.story_id))
+        # The driving tag's range is that filter: checking it again per story would only cost.
+        where = [tag.c.kind == kind, tag.c.value == value, *story_filter.model_copy(update={kind: []}).conditions()]
+        dated, key = tag.c.story_at, tag.c.story_id
+    else:
+        where = story_filter.conditions()
     if cursor:
         story_at, story_id = decode_cursor(cursor)
-        where.append(sa.or_(
-            alerts.c.story_at < story_at, sa.and_(alerts.c.story_at == story_at, alerts.c.id < story_id),
-        ))
+        where.append(sa.or_(dated < story_at, sa.and_(dated == story_at, key < story_id)))
     rows = connection.execute(
-        sa.select(alerts).where(*where).order_by(alerts.c.story_at.desc(), alerts.c.id.desc()).limit(limit + 1)
+        query.where(*where).order_by(dated.desc(), key.desc()).limit(limit + 1)
     ).mappings().all()
     stories = [(Alert.model_validate(dict(row)), row["story_at"]) for row in rows[:limit]]
     more = len(rows) > limit
@@ -201,32 +222,24 @@ class PairCount:
 
 def pair_counts(connection: sa.Connection, story_filter: StoryFilter) -> list[PairCount]:
     """Every RU × CN pair of regions taking part in a filtered story, busiest first."""
-    russian, chinese, sector = alert_tags.alias("russian"), alert_tags.alias("chinese"), alert_tags.alias("sector")
-    pair = russian.join(chinese, russian.c.story_id == chinese.c.story_id)
-    where = [
-        russian.c.kind == "region", russian.c.value.like("RU-%"),
-        chinese.c.kind == "region", chinese.c.value.like("CN-%"),
-    ]
-    conditions = story_filter.conditions()
-    if conditions:
-        where.append(russian.c.story_id.in_(sa.select(alerts.c.id).where(*conditions)))
-    counts = connection.execute(
-        sa.select(russian.c.value, chinese.c.value, sa.func.count()).select_from(pair).where(*where)
-        .group_by(russian.c.value, chinese.c.value)
-    ).all()
-    sectors: dict[tuple[str, str], dict[str, int]] = defaultdict(dict)
-    for ru, cn, name, count in connection.execute(
-        sa.select(russian.c.value, chinese.c.value, sector.c.value, sa.func.count())
-        .select_from(pair.join(sector, sector.c.story_id == russian.c.story_id))
-        .where(*where, sector.c.kind == "sector")
-        .group_by(russian.c.value, chinese.c.value, sector.c.value)
-    ):
-        sectors[ru, cn][name] = count
+    per_kind = {}
+    for kind in ("pair", "pair_sector"):
+        tag = alert_tags.alias(kind)
+        source = tag.join(alerts, alerts.c.id == tag.c.story_id) if story_filter.needs_story_row() else tag
+        per_kind[kind] = connection.execute(
+            sa.select(tag.c.value, sa.func.count()).select_from(source)
+            .where(tag.c.kind == kind, *story_filter.conditions(tag.c.story_id, tag.c.story_at))
+            .group_by(tag.c.value)
+        ).all()
+    sectors: dict[str, dict[str, int]] = defaultdict(dict)
+    for value, count in per_kind["pair_sector"]:
+        russian, chinese, sector = value.split(":")
+        sectors[f"{russian}:{chinese}"][sector] = count
     pairs = [
-        PairCount(ru, cn, count, dict(sorted(sectors[ru, cn].items(), key=lambda item: (-item[1], item[0]))))
-        for ru, cn, count in counts
+        PairCount(*value.split(":"), count, dict(sorted(sectors[value].items(), key=lambda item: (-item[1], item[0]))))
+        for value, count in per_kind["pair"]
     ]
-    return sorted(pairs, key=lambda pair: (-pair.stories, pair.russian, pair.chinese))
+    return sorted(pairs, key=lambda found: (-found.stories, found.russian, found.chinese))
 
 
 def weekly_counts(connection: sa.Connection, story_filter: StoryFilter) -> list[tuple[date, int]]:
@@ -244,8 +257,3 @@ def weekly_counts(connection: sa.Connection, story_filter: StoryFilter) -> list[
     first, last = min(counts), max(counts)
     weeks = [first + timedelta(weeks=index) for index in range((last - first).days // 7 + 1)]
     return [(monday, counts.get(monday, 0)) for monday in weeks]
-
-
-def newest_change(connection: sa.Connection) -> datetime | None:
-    """When any story last changed: what a feed's ``Last-Modified`` and ``ETag`` follow."""
-    return connection.execute(sa.select(sa.func.max(alert_versions.c.written_at))).scalar()
