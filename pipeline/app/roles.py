@@ -32,6 +32,21 @@ def topics_for(settings: AmurSettings) -> Topics:
     return Topics(settings.kafka.topic_prefix)
 
 
+def group_name(settings: AmurSettings, role: str) -> str:
+    """The consumer group of a role's members."""
+    return f"{settings.kafka.group_prefix}-{role}"
+
+
+def pipeline_lag(settings: AmurSettings, transport: Transport) -> dict[str, int | None]:
+    """Per role, the records on its input topics its group has not committed yet (``None``
+    while a topic does not exist), read without joining any group."""
+    topics = topics_for(settings)
+    return {
+        spec.role: transport.group_lag(group_name(settings, spec.role), [topics.name(kind) for kind in spec.inputs])
+        for spec in flow_order()
+    }
+
+
 def make_connector_factory(context: ConnectorContext) -> Callable[[SourceConfig], object]:
     """Builds the connector of a source by its ``kind``, through the registry."""
 
@@ -58,7 +73,7 @@ class Runtime:
         return cls(settings, config_path, transport, topics)
 
     def group(self, role: str) -> str:
-        return f"{self.settings.kafka.group_prefix}-{role}"
+        return group_name(self.settings, role)
 
     def connector_runner(self) -> ConnectorRunner:
         state = StateStore(make_engine(self.settings.database_url))

@@ -149,6 +149,11 @@ class Transport(ABC):
         """A new producer."""
 
     @abstractmethod
+    def group_lag(self, group: str, topics: Sequence[str]) -> int | None:
+        """Records of ``topics`` that ``group`` has not committed yet, read from outside the
+        group (nobody joins it); ``None`` when a topic does not exist."""
+
+    @abstractmethod
     def consumer(self, group: str, topics: Sequence[str]) -> Consumer:
         """A new member of ``group`` subscribed to ``topics``."""
 

@@ -192,6 +192,16 @@ class EmbeddedTransport(Transport):
     def producer(self) -> Producer:
         return EmbeddedProducer(self)
 
+    def group_lag(self, group: str, topics: Sequence[str]) -> int | None:
+        with self._lock:
+            partitions = {topic: self._scalar("SELECT partitions FROM topics WHERE name = ?", (topic,)) for topic in topics}
+            if None in partitions.values():
+                return None
+            return sum(
+                self.remaining(topic, partition, self.committed(group, topic, partition))
+                for topic, count in partitions.items() for partition in range(count)
+            )
+
     def consumer(self, group: str, topics: Sequence[str]) -> Consumer:
         with self._lock:
             if group in self._open_groups:

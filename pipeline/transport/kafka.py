@@ -219,6 +219,25 @@ class KafkaTransport(Transport):
             self._members.add(consumer)
         return consumer
 
+    def group_lag(self, group: str, topics: Sequence[str]) -> int | None:
+        # A consumer with the group's id that subscribes to nothing reads the group's committed
+        # offsets without joining it, so the members are not rebalanced by a health check.
+        config = {**self._client_config(), "group_id": group, "enable_auto_commit": False}
+        with self._errors(f"reading the lag of consumer group {group!r}"):
+            reader = KafkaConsumer(**config)
+            try:
+                known = [reader.partitions_for_topic(topic) for topic in topics]
+                if any(not partitions for partitions in known):
+                    return None
+                partitions = [KafkaTopicPartition(topic, number) for topic, numbers in zip(topics, known) for number in numbers]
+                ends = reader.end_offsets(partitions, timeout_ms=self.timeout_ms)
+                starts = reader.beginning_offsets(partitions, timeout_ms=self.timeout_ms)
+                committed = {partition: reader.committed(partition) for partition in partitions}
+            finally:
+                reader.close(autocommit=False)
+        # Never committed: the group starts at the earliest record still kept.
+        return sum(max(0, ends[tp] - max(committed[tp] or 0, starts[tp])) for tp in partitions)
+
     def _forget(self, member: KafkaProducerClient | KafkaConsumerMember) -> None:
         with self._lock:
             self._members.discard(member)

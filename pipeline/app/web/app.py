@@ -13,6 +13,7 @@ import base64
 import binascii
 import secrets
 import time
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -57,7 +58,13 @@ def create_app(settings: AmurSettings, config_path: Path, *, access_token: str |
     engine = make_engine(settings.database_url)
     _require_current_schema(engine, config_path)
     context = WebContext(settings, Path(config_path), engine)
+    @asynccontextmanager
+    async def lifespan(_application: FastAPI):
+        yield
+        context.close()
+
     application = FastAPI(
+        lifespan=lifespan,
         title="Amur",
         summary="Russia–China cooperation stories: the JSON API behind the dashboard (read-only)",
         version="1",
@@ -175,7 +182,9 @@ def _operations(application: FastAPI, context: WebContext, registry: CollectorRe
             return JSONResponse({"status": "error", "database": f"unreachable: {exc.__class__.__name__}"}, 503)
         return JSONResponse({
             "status": "ok", "database": "ok",
+            # How long ago the sinks last wrote each table, and what each role has yet to handle.
             "lag_seconds": {table: None if seconds is None else round(seconds, 1) for table, seconds in freshness.items()},
+            "lag_records": context.pipeline_lag(),
         })
 
     @application.get("/metrics", tags=["operations"], summary="Prometheus text format")

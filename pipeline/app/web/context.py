@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
 from pathlib import Path
@@ -12,14 +13,19 @@ import sqlalchemy as sa
 from fastapi import Request
 from fastapi.templating import Jinja2Templates
 
+from pipeline.app.roles import pipeline_lag
+from pipeline.errors import TransportError
 from pipeline.settings import AmurSettings
 from pipeline.subscriptions import SubscriptionsWatcher, subscriptions_path
+from pipeline.transport import make_transport
+from pipeline.transport.base import Transport
 from processors.classify import SECTORS
 from processors.gazetteer import load_gazetteer
 
 __all__ = ["HERE", "WebContext", "context_of"]
 
 HERE = Path(__file__).parent
+LAG_CACHE_SECONDS = 10
 
 
 @dataclass
@@ -29,6 +35,8 @@ class WebContext:
     settings: AmurSettings
     config_path: Path
     engine: sa.Engine
+    _transport: Transport | None = field(default=None, init=False, repr=False)
+    _lag: tuple[float, dict[str, int | None] | str] | None = field(default=None, init=False, repr=False)
 
     @cached_property
     def names(self) -> dict[str, str]:
@@ -64,6 +72,33 @@ class WebContext:
 
     def connect(self) -> sa.Connection:
         return self.engine.connect()
+
+    def pipeline_lag(self) -> dict[str, int | None] | str:
+        """Per role, the records its consumer group has yet to commit; or why that is unknown.
+
+        Read at most every :data:`LAG_CACHE_SECONDS`, so a health check polled every few
+        seconds costs the broker one read, and an unreachable one delays one request only.
+        """
+        now = time.monotonic()
+        if self._lag is not None and now - self._lag[0] < LAG_CACHE_SECONDS:
+            return self._lag[1]
+        settings = self.settings
+        if settings.transport == "embedded" and not Path(settings.embedded.path).exists():
+            lag: dict[str, int | None] | str = "no embedded log yet: the pipeline has not run here"
+        else:
+            try:
+                if self._transport is None:
+                    self._transport = make_transport(settings)
+                lag = pipeline_lag(settings, self._transport)
+            except TransportError as exc:
+                lag = f"unknown: {exc}"
+        self._lag = (now, lag)
+        return lag
+
+    def close(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
+        self.engine.dispose()
 
 
 def _when(value: datetime | None) -> str:

@@ -77,7 +77,7 @@ def served(database_url, tmp_path):
     assert records.flush() == []
     (tmp_path / "sources.yaml").write_text("sources:\n  - name: tass\n    url: https://tass.example/rss\n")
     (tmp_path / "subscriptions.yaml").write_text(SUBSCRIPTIONS)
-    settings = AmurSettings(database_url=database_url)
+    settings = AmurSettings(database_url=database_url, embedded={"path": str(tmp_path / "log.sqlite")})
     client = TestClient(create_app(settings, tmp_path / "amur.yaml"))
     client.stories_sink = stories
     yield client
@@ -253,6 +253,7 @@ def test_the_server_changes_nothing(served):
 def test_health_and_metrics(served):
     health = served.get("/healthz").json()
     assert health["status"] == "ok" and health["lag_seconds"]["alerts"] >= 0
+    assert health["lag_records"].startswith("no embedded log yet")  # and the server made none
     served.get("/api/stories")
     metrics = served.get("/metrics").text
     assert "amur_stories 6.0" in metrics

@@ -7,6 +7,7 @@ reads the map and clicks it, and meets a title that tries to run a script.
 
 from __future__ import annotations
 
+import httpx
 import pytest
 from selenium.common.exceptions import NoAlertPresentException
 from selenium.webdriver.common.by import By
@@ -108,6 +109,12 @@ def test_a_title_with_a_script_and_an_onerror_image_is_shown_as_text_and_runs_no
     assert browser.find_element(By.ID, "story-title").text == POWER
     assert browser.find_elements(By.CSS_SELECTOR, "main img") == []
     no_script_ran(browser)
+
+
+def test_health_reports_that_every_role_has_committed_everything(deployment):
+    health = httpx.get(f"{deployment.url}/healthz", timeout=10).json()
+    assert health["database"] == "ok"
+    assert health["lag_records"] == {"processors": 0, "stories": 0, "sinks": 0}
 
 
 def test_the_timeline_and_the_sources_pages(deployment, browser):

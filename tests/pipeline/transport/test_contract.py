@@ -135,6 +135,22 @@ def test_lag_counts_records_not_yet_polled(transport_factory, topic_prefix):
     assert consumer.lag() == 0
 
 
+def test_group_lag_counts_uncommitted_records_from_outside_the_group(transport_factory, topic_prefix):
+    transport = transport_factory()
+    topic = make_topic(transport, topic_prefix)
+    group = f"{topic_prefix}lagged"
+    produce(transport, topic, numbered(7))
+    assert transport.group_lag(group, [topic]) == 7  # never committed: everything is ahead
+    consumer = transport.consumer(group, [topic])
+    records = poll_until(consumer, 7)
+    assert len(records) == 7
+    first_partition = [record for record in records if record.partition == records[0].partition]
+    consumer.commit(next_offsets(first_partition))
+    consumer.close()
+    assert transport.group_lag(group, [topic]) == 7 - len(first_partition)
+    assert transport.group_lag(group, [topic_prefix + "missing"]) is None
+
+
 def test_producing_to_a_missing_topic_raises(transport_factory, topic_prefix):
     producer = transport_factory().producer()
     with pytest.raises(TransportError, match="does not exist"):
