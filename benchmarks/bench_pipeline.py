@@ -77,7 +77,7 @@ def write_config(root: Path, bootstrap: str, feed_urls: list[str]) -> Path:
         "transport: kafka\n"
         f"database_url: sqlite:///{root / 'amur.sqlite'}\n"
         f"kafka:\n  bootstrap_servers: {bootstrap}\n  topic_prefix: {prefix}\n  group_prefix: {prefix}g\n"
-        "fetch:\n  per_host_delay_seconds: 0\n"
+        "fetch:\n  per_host_delay_seconds: 0\n  allow_networks: [127.0.0.0/8]\n"
         f"sinks:\n  - type: records\n  - type: atom\n    path: {root / 'alerts.atom'}\n"
     )
     sources = "".join(

@@ -17,6 +17,11 @@ size                       a ``Content-Length`` above ``max_bytes`` is refused b
                            as it passes ``max_bytes``
 binary bodies              images, audio, video, PDF, archives, office files and bodies
                            with NUL bytes or a binary signature in their first KiB
+destinations               loopback, private, link-local, multicast and reserved addresses
+                           are refused, at every hop and connection, unless inside
+                           ``allow_networks`` (:mod:`connectors.guard`); proxies from the
+                           environment are not used, since through one the guard could not
+                           see where a request goes
 politeness                 at least ``per_host_delay_seconds`` between the starts of two
                            requests to one host name (redirect hops included), across
                            threads; the first request to a host does not wait
@@ -47,6 +52,7 @@ from urllib.parse import unquote_plus, urlsplit, urlunsplit
 import courlan
 import httpx
 
+from connectors.guard import AddressPolicy, AddressRefused, GuardedTransport
 from pipeline.connector import ConnectorContext
 from pipeline.errors import FetchError
 from pipeline.settings import FetchSettings
@@ -176,7 +182,9 @@ class Fetcher:
 
     :param settings: timeouts, size and redirect limits, User-Agent, politeness delay.
     :param client: an ``httpx.Client`` to send requests with (tests pass one on an
-        ``httpx.MockTransport``); by default the fetcher makes its own and closes it in
+        ``httpx.MockTransport``, or on a :class:`~connectors.guard.GuardedTransport` with a
+        recording dialer); by default the fetcher makes its own, which connects only where
+        ``settings.allow_networks`` and :mod:`connectors.guard` allow, and closes it in
         :meth:`close`. Redirects are followed here, so the client's own setting is ignored.
 
     Thread-safe: one fetcher serves every connector.
@@ -186,7 +194,10 @@ class Fetcher:
         self.settings = settings
         self._timeout = httpx.Timeout(settings.timeout_seconds)
         self._owns_client = client is None
-        self._client = client or httpx.Client(timeout=self._timeout, follow_redirects=False)
+        self._client = client or httpx.Client(
+            transport=GuardedTransport(AddressPolicy(settings.allow_networks)), timeout=self._timeout,
+            follow_redirects=False, trust_env=False,
+        )
         self._lock = threading.Lock()
         self._next_start: dict[str, float] = {}  # host → earliest monotonic start of its next request
 
@@ -377,6 +388,8 @@ def _transport_error(url: str, hop: str, exc: Exception, timeout: float) -> Fetc
         reason, retryable = f"read timeout: {host} sent nothing for {timeout:g} s", True
     elif isinstance(exc, httpx.TimeoutException):
         reason, retryable = f"timeout after {timeout:g} s talking to {host}: {message}", True
+    elif isinstance(exc, httpx.ConnectError) and isinstance(exc.__cause__, AddressRefused):
+        reason, retryable = message, False
     elif isinstance(exc, httpx.ConnectError):
         reason, retryable = _connect_reason(host, where.port, message)
     elif isinstance(exc, httpx.RemoteProtocolError):

@@ -27,6 +27,7 @@ from pydantic import (
     ConfigDict,
     Field,
     HttpUrl,
+    IPvAnyNetwork,
     SecretStr,
     ValidationError,
     field_validator,
@@ -115,6 +116,10 @@ class FetchSettings(_Frozen):
     max_redirects: int = Field(5, ge=0, le=20)
     user_agent: str = "Amur/0.1 (news monitor; +https://example.invalid/amur)"
     per_host_delay_seconds: float = Field(1.0, ge=0, description="Politeness gap between requests to one host")
+    allow_networks: list[IPvAnyNetwork] = Field(
+        default_factory=list, examples=[["127.0.0.0/8", "10.20.0.0/16"]],
+        description="Loopback, private, link-local and reserved destinations are refused unless inside one of these",
+    )
 
 
 class AlertSettings(_Frozen):

@@ -11,7 +11,7 @@ from connectors.fetch import Fetcher
 from pipeline.db import make_engine
 from pipeline.settings import FetchSettings
 from pipeline.state import StateStore
-from tests.support.local_site import LocalSite
+from tests.support.local_site import LOOPBACK, LocalSite
 
 RESOURCES = Path(__file__).resolve().parent.parent / "resources"
 
@@ -25,7 +25,9 @@ def local_site():
 @pytest.fixture
 def fetch_settings() -> FetchSettings:
     # Small limits keep the bad-input tests fast; no politeness delay unless a test asks.
-    return FetchSettings(timeout_seconds=2.0, max_bytes=200_000, max_redirects=3, per_host_delay_seconds=0)
+    return FetchSettings(
+        timeout_seconds=2.0, max_bytes=200_000, max_redirects=3, per_host_delay_seconds=0, allow_networks=LOOPBACK,
+    )
 
 
 @pytest.fixture

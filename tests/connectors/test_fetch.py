@@ -15,7 +15,7 @@ import pytest
 from connectors.fetch import ACCEPT_FEED, Fetcher, canonical_url, decode_body, parse_retry_after
 from pipeline.errors import FetchError
 from pipeline.settings import FetchSettings
-from tests.support.local_site import delayed, drop_connection, redirect_to, streamed
+from tests.support.local_site import LOOPBACK, delayed, drop_connection, redirect_to, streamed
 
 RUSSIAN_TITLE = "Мост через Светлую откроют в июле"
 
@@ -138,7 +138,7 @@ def test_slow_server_hits_the_read_timeout(local_site):
     url = local_site.add_handler("/slow", delayed(1.5, b"<p>too late</p>"))
     started = time.monotonic()
 
-    with Fetcher(FetchSettings(timeout_seconds=0.3, per_host_delay_seconds=0)) as fetcher:
+    with Fetcher(FetchSettings(timeout_seconds=0.3, per_host_delay_seconds=0, allow_networks=LOOPBACK)) as fetcher:
         error = fetch_error(fetcher, url)
 
     assert time.monotonic() - started < 1.2
@@ -153,7 +153,7 @@ def test_dripping_body_hits_the_whole_body_deadline(local_site):
             yield b"<p>drop</p>"
 
     url = local_site.add_handler("/drip", streamed(drip()))
-    with Fetcher(FetchSettings(timeout_seconds=0.2, per_host_delay_seconds=0)) as fetcher:
+    with Fetcher(FetchSettings(timeout_seconds=0.2, per_host_delay_seconds=0, allow_networks=LOOPBACK)) as fetcher:
         error = fetch_error(fetcher, url)
 
     assert error.reason == "read timeout: body still incomplete after 0.6 s"
@@ -383,7 +383,7 @@ def test_politeness_delay_between_requests_to_one_host(local_site):
     arrivals = arrival_recorder(local_site, "/page")
     other_host = local_site.url("/page").replace("127.0.0.1", "localhost")
 
-    with Fetcher(FetchSettings(timeout_seconds=2, per_host_delay_seconds=0.4)) as fetcher:
+    with Fetcher(FetchSettings(timeout_seconds=2, per_host_delay_seconds=0.4, allow_networks=LOOPBACK)) as fetcher:
         started = time.monotonic()
         fetcher.fetch(local_site.url("/page"))
         first_done = time.monotonic()
@@ -398,7 +398,7 @@ def test_politeness_delay_between_requests_to_one_host(local_site):
 
 def test_politeness_holds_across_threads(local_site):
     arrivals = arrival_recorder(local_site, "/page")
-    with Fetcher(FetchSettings(timeout_seconds=2, per_host_delay_seconds=0.2)) as fetcher:
+    with Fetcher(FetchSettings(timeout_seconds=2, per_host_delay_seconds=0.2, allow_networks=LOOPBACK)) as fetcher:
         threads = [threading.Thread(target=fetcher.fetch, args=(local_site.url("/page"),)) for _ in range(4)]
         for thread in threads:
             thread.start()

@@ -65,10 +65,16 @@ def test_classify_an_html_file_prints_the_classified_message(amur):
 
 
 @pytest.mark.slow
-def test_classify_a_url_and_standard_input(amur):
+def test_classify_a_url_and_standard_input(amur, tmp_path):
+    config = tmp_path / "amur.yaml"
+    config.write_text(f"fetch:\n  allow_networks: [127.0.0.0/8]\nmodel:\n  gazetteer_dir: {REPO / 'config/gazetteer'}\n"
+                      f"  classifier_config: {REPO / 'config/classifier.yaml'}\n")
+    (tmp_path / "sources.yaml").write_text("sources: []\n")
     with LocalSite() as site:
         url = site.add("/story.html", STORY.read_bytes(), "text/html; charset=utf-8") or site.url("/story.html")
-        from_url = amur("classify", url)
+        refused = amur("classify", url)  # the shipped configuration allows no loopback address
+        from_url = amur("classify", url, "--config", str(config))
+    assert refused.exit_code == 1 and "refused: 127.0.0.1 is a loopback address (fetch.allow_networks" in refused.output
     assert from_url.exit_code == 0, from_url.output
     assert json.loads(from_url.output)["article"]["url"] == url
     from_stdin = amur("classify", "-", input="The weather in Lisbon stayed sunny all week.")

@@ -79,7 +79,7 @@ class Deployment:
             f"database_url: '{self.database_url}'\n"
             f"kafka:\n  bootstrap_servers: {bootstrap}\n  topic_prefix: {prefix}\n  group_prefix: {prefix}g\n"
             f"embedded:\n  path: {root / 'log.sqlite'}\n  partitions: 2\n"
-            f"fetch:\n  per_host_delay_seconds: 0\n  timeout_seconds: 5\n"
+            f"fetch:\n  per_host_delay_seconds: 0\n  timeout_seconds: 5\n  allow_networks: [127.0.0.0/8]\n"
             f"sinks:\n  - type: records\n  - type: atom\n    path: {self.atom}\n"
             f"  - type: feeds\n    directory: {root / 'feeds'}\n"
             f"  - type: webhooks\n    first_retry_seconds: 0.1\n    poll_seconds: 0.1\n"

@@ -40,7 +40,7 @@ def world(tmp_path):
         log.ensure_topics(TOPICS.all())
         state = StateStore(make_engine(f"sqlite:///{tmp_path / 'state.sqlite'}"))
         state.setup()
-        fetcher = Fetcher(FetchSettings(per_host_delay_seconds=0))
+        fetcher = Fetcher(FetchSettings(per_host_delay_seconds=0, allow_networks=["127.0.0.0/8"]))
         sources_file = tmp_path / "sources.yaml"
 
         def write_sources(*names: str, text: str | None = None) -> None:

@@ -23,7 +23,7 @@ def setup(tmp_path):
         for page in ("amur-heilongjiang-freight.html", "primorye-jilin-tourism.html"):
             site.add(f"/news/{page}", (RESOURCES / page).read_bytes(), "text/html; charset=utf-8")
         config = tmp_path / "amur.yaml"
-        config.write_text(f"database_url: sqlite:///{tmp_path / 'amur.sqlite'}\nfetch:\n  per_host_delay_seconds: 0\n")
+        config.write_text(f"database_url: sqlite:///{tmp_path / 'amur.sqlite'}\nfetch:\n  per_host_delay_seconds: 0\n  allow_networks: [127.0.0.0/8]\n")
         (tmp_path / "sources.yaml").write_text(
             f"sources:\n  - name: wire\n    url: {site.url('/feed.xml')}\n"
             f"  - name: dead\n    url: http://127.0.0.1:9/feed.xml\n"

@@ -29,7 +29,11 @@ from urllib.parse import urlsplit
 
 Handler = Callable[[BaseHTTPRequestHandler], None]
 
-__all__ = ["Handler", "LocalSite", "LoggedRequest", "delayed", "drop_connection", "redirect_to", "streamed"]
+__all__ = ["LOOPBACK", "Handler", "LocalSite", "LoggedRequest", "delayed", "drop_connection", "redirect_to", "streamed"]
+
+# What a test's fetcher must allow to reach a LocalSite (fetch.allow_networks): loopback is
+# refused by default, as every non-public destination is.
+LOOPBACK = ["127.0.0.0/8"]
 
 _CLIENT_GONE = (BrokenPipeError, ConnectionResetError, ConnectionAbortedError)
 

@@ -27,7 +27,7 @@ def test_the_pipeline_serves_its_own_stories_while_it_runs_and_stops_on_sigterm(
         config.write_text(
             f"database_url: 'sqlite:///{tmp_path / 'amur.sqlite'}'\n"
             f"embedded:\n  path: {tmp_path / 'log.sqlite'}\n"
-            f"fetch:\n  per_host_delay_seconds: 0\n"
+            f"fetch:\n  per_host_delay_seconds: 0\n  allow_networks: [127.0.0.0/8]\n"
             f"serve:\n  port: {port}\n"
             f"sinks:\n  - type: records\n  - type: feeds\n    directory: {tmp_path / 'feeds'}\n"
         )
