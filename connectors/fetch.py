@@ -194,9 +194,9 @@ class Fetcher:
         self.settings = settings
         self._timeout = httpx.Timeout(settings.timeout_seconds)
         self._owns_client = client is None
+        self._transport = GuardedTransport(AddressPolicy(settings.allow_networks))
         self._client = client or httpx.Client(
-            transport=GuardedTransport(AddressPolicy(settings.allow_networks)), timeout=self._timeout,
-            follow_redirects=False, trust_env=False,
+            transport=self._transport, timeout=self._timeout, follow_redirects=False, trust_env=False,
         )
         self._lock = threading.Lock()
         self._next_start: dict[str, float] = {}  # host → earliest monotonic start of its next request
@@ -206,6 +206,10 @@ class Fetcher:
 
     def __exit__(self, *_exc) -> None:
         self.close()
+
+    def cancel(self) -> None:
+        """End the requests in flight now (they fail with a network error): shutting down."""
+        self._transport.backend.abort()
 
     def close(self) -> None:
         """Close the HTTP client if this fetcher created it."""

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+import threading
+import weakref
 from collections.abc import Callable, Iterable, Sequence
 
 import httpcore
@@ -88,6 +90,21 @@ class GuardedBackend(httpcore.SyncBackend):
         self.policy = policy
         self.resolve = resolve
         self.dial = dial or super().connect_tcp
+        self._streams: weakref.WeakSet[httpcore.NetworkStream] = weakref.WeakSet()
+        self._lock = threading.Lock()
+
+    def abort(self) -> None:
+        """End every open connection now, waking the threads blocked reading from them (closing
+        a socket does not wake them; shutting it down does)."""
+        with self._lock:
+            streams = list(self._streams)
+        for stream in streams:
+            connection = stream.get_extra_info("socket")
+            if connection is not None:
+                try:
+                    connection.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass  # already closed
 
     def connect_tcp(
         self, host: str, port: int, timeout: float | None = None, local_address: str | None = None,
@@ -100,9 +117,13 @@ class GuardedBackend(httpcore.SyncBackend):
         error: httpcore.ConnectError | None = None
         for address in allowed:  # the checked address itself: no second lookup to race
             try:
-                return self.dial(address, port, timeout=timeout, local_address=local_address, socket_options=socket_options)
+                stream = self.dial(address, port, timeout=timeout, local_address=local_address, socket_options=socket_options)
             except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
                 error = exc
+                continue
+            with self._lock:
+                self._streams.add(stream)
+            return stream
         assert error is not None
         raise error
 
@@ -131,10 +152,11 @@ class GuardedTransport(httpx.HTTPTransport):
         # httpx does not pass a network backend through to its pool, so the pool is made again
         # with the same TLS context and httpx's default limits, and the guarded backend.
         limits = httpx.Limits(max_connections=100, max_keepalive_connections=20, keepalive_expiry=5.0)
+        self.backend = GuardedBackend(policy, resolve, dial)
         self._pool = httpcore.ConnectionPool(
             ssl_context=self._pool._ssl_context,
             max_connections=limits.max_connections,
             max_keepalive_connections=limits.max_keepalive_connections,
             keepalive_expiry=limits.keepalive_expiry,
-            network_backend=GuardedBackend(policy, resolve, dial),
+            network_backend=self.backend,
         )

@@ -8,14 +8,19 @@ producer, the schedule and the loop.
 
 The contract, step by step, for one poll of one connector:
 
-1. ``result = connector.poll()`` fetches what is new since the last commit. It does not
-   produce anything and does not mark anything as seen.
-2. The runtime produces every ``result.articles`` to the ``articles`` topic (key = article
-   id) and **flushes** the producer; a flush that raises ends this round here.
+1. ``result = connector.poll(emit)`` fetches what is new since the last commit. A connector
+   that streams hands each article to ``emit`` as soon as it has it; ``emit`` produces it
+   to the ``articles`` topic (key = article id) and returns only once the producer has
+   **flushed** it, and only then does the connector record that article as emitted, so the
+   first alert does not wait for the last page of a poll. A connector that does not stream
+   (or a dry run, ``emit=None``) only returns its articles; it marks nothing as seen.
+2. The runtime produces every article of ``result.articles`` not already emitted and
+   **flushes** the producer; a flush that raises ends this round here.
 3. **Only then** the runtime calls ``connector.commit(result.articles)``, which records
    them as emitted in the state store, so the next poll skips them. Commit after every
    poll that returned, even with no articles: a connector may store more than articles
-   then (the feed connector stores its ETag / Last-Modified only at commit).
+   then (the feed connector stores its ETag / Last-Modified only at commit, once the
+   whole poll has been emitted).
 4. The runtime logs ``result.failures`` and sends those it ``gave_up`` on to the
    dead-letter topic, and polls again after ``result.next_poll_in`` seconds.
 
@@ -43,19 +48,28 @@ Errors are split the bytewax way (``oks``/``errs``):
 Example — the runtime loop for one connector::
 
     connector = registry.connectors.get(source.kind).from_source(source, context)
+    emitted = set()
+
+    def emit(article):
+        producer.produce(topics.articles, *encode(article))
+        producer.flush()
+        emitted.add(article.id)
+
     connector.start()
     try:
         while running:
             try:
-                result = connector.poll()
+                result = connector.poll(emit)  # emit: produce one article and flush
             except SourceError as exc:
                 log.warning("source failed", extra={"source": connector.name, "reason": str(exc)})
                 wait(connector.next_poll_in)
                 continue
             for article in result.articles:
-                producer.produce(topics.articles, *encode(article))
+                if article.id not in emitted:
+                    producer.produce(topics.articles, *encode(article))
             producer.flush()
             connector.commit(result.articles)
+            emitted.clear()
             for failure in result.failures:
                 if failure.gave_up:  # a retryable one comes back on a later poll
                     dead_letter(failure)
@@ -75,12 +89,13 @@ from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from pipeline.errors import FetchError, SourceError
+from pipeline.failpoints import failpoint
 from pipeline.messages import Article, article_id, utc_now
 from pipeline.settings import AmurSettings, SourceConfig
 from pipeline.state import StateStore
 
 __all__ = [
-    "MAX_INTERVAL_SECONDS", "MIN_RETRY_AFTER_SECONDS", "Connector", "ConnectorContext", "Item", "ItemFailure",
+    "MAX_INTERVAL_SECONDS", "MIN_RETRY_AFTER_SECONDS", "Connector", "ConnectorContext", "Emit", "Item", "ItemFailure",
     "Listing", "PollResult", "PollingConnector",
 ]
 
@@ -90,6 +105,7 @@ MAX_INTERVAL_SECONDS = 86_400.0
 log = logging.getLogger(__name__)
 
 R = TypeVar("R")
+Emit = Callable[[Article], None]
 
 
 @dataclass(frozen=True)
@@ -139,6 +155,15 @@ class ConnectorContext:
                 self._shared[name] = make()
             return self._shared[name]
 
+    def cancel(self) -> None:
+        """End what the shared resources are waiting on (the fetcher's requests): shutting down."""
+        with self._lock:
+            resources = list(self._shared.values())
+        for resource in resources:
+            cancel = getattr(resource, "cancel", None)
+            if cancel is not None:
+                cancel()
+
     def close(self) -> None:
         with self._lock:
             resources, self._shared = list(self._shared.values()), {}
@@ -176,11 +201,15 @@ class Connector(ABC):
         """
 
     @abstractmethod
-    def poll(self) -> PollResult:
-        """Fetch what is new since the last commit; produce nothing, record nothing as seen.
+    def poll(self, emit: Emit | None = None) -> PollResult:
+        """Fetch what is new since the last commit; return it, and hand each article to
+        ``emit`` as soon as it is extracted if given (``emit`` returns once it is flushed).
 
         :raises SourceError: the whole source failed (recorded, with its back-off, first).
         """
+
+    def cancel(self) -> None:
+        """Stop the poll in progress soon: the runtime is shutting down. What was emitted stays emitted."""
 
     @abstractmethod
     def commit(self, articles: Sequence[Article]) -> None:
@@ -263,6 +292,7 @@ class PollingConnector(Connector):
         self.state = state
         self.next_poll_in = float(source.poll_interval_seconds)
         self._delivery: _Delivery | None = None
+        self._cancelled = threading.Event()
 
     @abstractmethod
     def list_items(self, etag: str | None, last_modified: str | None) -> Listing:
@@ -282,13 +312,17 @@ class PollingConnector(Connector):
         due = self.state.get(self.name).next_poll_at
         self.next_poll_in = max(0.0, (due - utc_now()).total_seconds()) if due else 0.0
 
-    def poll(self) -> PollResult:
+    def cancel(self) -> None:
+        self._cancelled.set()
+
+    def poll(self, emit: Emit | None = None) -> PollResult:
         previous = self.state.get(self.name)
         self._delivery = None
         try:
             listing = self.list_items(previous.etag, previous.last_modified)
         except SourceError as exc:
-            self._record_failure(exc, previous.consecutive_failures + 1)
+            if not self._cancelled.is_set():  # a fetch cut short by shutdown is no failure of the source
+                self._record_failure(exc, previous.consecutive_failures + 1)
             raise
         self.next_poll_in = _interval(self.source.poll_interval_seconds, listing.retry_after)
         # Until commit, keep the validators that were sent: a crash now must not turn into a 304.
@@ -296,7 +330,7 @@ class PollingConnector(Connector):
         if listing.not_modified:
             log.info("source not modified: source=%s url=%s", self.name, self.url)
             return PollResult(next_poll_in=self.next_poll_in)
-        articles, failures, item_urls, complete = self._new_articles(listing.items)
+        articles, failures, item_urls, complete = self._new_articles(listing.items, emit)
         # Validators only when nothing is left for later; else the next poll must see the items again.
         validators = (listing.etag, listing.last_modified) if complete else (None, None)
         self._delivery = _Delivery(item_urls, validators)
@@ -315,7 +349,9 @@ class PollingConnector(Connector):
             self.state.set_validators(self.name, *self._delivery.validators)
             self._delivery = None
 
-    def _new_articles(self, items: list[Item]) -> tuple[list[Article], list[ItemFailure], dict[str, str], bool]:
+    def _new_articles(
+        self, items: list[Item], emit: Emit | None,
+    ) -> tuple[list[Article], list[ItemFailure], dict[str, str], bool]:
         by_id: dict[str, Item] = {}
         for item in _newest_first(items):
             by_id.setdefault(article_id(item.url), item)  # newest first: a repeated link keeps its newest item
@@ -327,9 +363,16 @@ class PollingConnector(Connector):
         item_urls: dict[str, str] = {}
         failures: list[ItemFailure] = []
         for key, item in todo[:limit]:
+            if self._cancelled.is_set():
+                log.info("poll cut short by shutdown: source=%s; the rest comes next time", self.name)
+                complete = False
+                break
             try:
                 article = self.fetch_article(item)
             except SourceError as exc:
+                if self._cancelled.is_set():
+                    complete = False
+                    break
                 gave_up = self.state.record_item_failure(
                     self.name, key, item.url, str(exc), permanent=not exc.retryable, max_attempts=self.max_item_attempts,
                 )
@@ -342,6 +385,10 @@ class PollingConnector(Connector):
                 log.info("item is an article already emitted: source=%s url=%s article=%s", self.name, item.url, article.url)
                 continue
             articles[article.id] = article
+            if emit is not None:
+                emit(article)  # returns once the article is flushed to the topic
+                failpoint("connectors.before_commit")
+                self.state.mark_emitted(self.name, [(key, item.url), (article.id, article.url)])
         return list(articles.values()), failures, item_urls, complete
 
     def _record_failure(self, exc: SourceError, failures: int) -> None:

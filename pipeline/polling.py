@@ -1,7 +1,8 @@
 """The connectors role: poll every source on its own schedule and emit new articles, at least once.
 
-For each poll: produce the articles, flush the producer, and only then let the connector
-record them as emitted; item failures it gave up on become dead letters. Continuous mode
+For each poll: each article is produced and flushed as soon as the connector has it, and
+only then recorded as emitted; item failures it gave up on become dead letters; at the end
+of the poll the connector commits (the feed's validators, once everything is emitted). Continuous mode
 schedules one APScheduler job per source that reschedules itself after the interval the
 connector asks for (its poll interval, a server's Retry-After, or a back-off after failures).
 
@@ -25,8 +26,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from pipeline.connector import Connector
 from pipeline.dead_letters import DeadLetters
 from pipeline.errors import ConfigError, SourceError
-from pipeline.failpoints import failpoint
-from pipeline.messages import encode, utc_now
+from pipeline.messages import Article, encode, utc_now
 from pipeline.settings import SourceConfig, file_stamp, load_sources
 from pipeline.topology import Topics
 from pipeline.transport.base import Producer
@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 
 POLL_WORKERS = 4
 WATCH_JOB = "amur:watch-sources"
+WATCH_EXECUTOR = "watch"
 
 
 @dataclass
@@ -62,6 +63,8 @@ class ConnectorRunner:
     :param sources_file: watched for edits while running; ``None`` turns reloading off.
     :param watch_interval: seconds between two checks of the sources file.
     :param on_stop: called last by :meth:`stop`, to release what the connectors shared.
+    :param on_cancel: called by :meth:`stop` before waiting for the polls in flight, to end
+        their requests (the connectors' shared fetcher closes its connections).
     """
 
     def __init__(
@@ -74,6 +77,7 @@ class ConnectorRunner:
         sources_file: Path | None = None,
         watch_interval: float = 5.0,
         on_stop: Callable[[], None] | None = None,
+        on_cancel: Callable[[], None] | None = None,
     ):
         self.make_connector = make_connector
         self.producer = producer
@@ -82,10 +86,12 @@ class ConnectorRunner:
         self.sources_file = sources_file
         self.watch_interval = watch_interval
         self.on_stop = on_stop
+        self.on_cancel = on_cancel
         self._lock = threading.Lock()
         self._sources: dict[str, SourceConfig] = {}
         self._connectors: dict[str, Connector] = {}
         self._scheduler: BackgroundScheduler | None = None
+        self._in_flight: set[str] = set()
         self._file_stamp = file_stamp(sources_file)
         self.apply([source for source in sources if source.enabled])
 
@@ -99,19 +105,25 @@ class ConnectorRunner:
         with self._lock:
             connector = self._connectors[name]
         summary = PollSummary(name)
+        emitted: set[str] = set()
+
+        def emit(article: Article) -> None:
+            self.producer.produce(self.topics.articles, *encode(article))
+            self.producer.flush()
+            emitted.add(article.id)
+
         try:
-            result = connector.poll()
+            result = connector.poll(emit)
         except SourceError as exc:
-            log.error("source=%s poll failed: %s", name, exc)
-            summary.error = str(exc)
+            summary.error = str(exc)  # the connector logged it, with its back-off
             return summary, connector.next_poll_in
         for article in result.articles:
-            self.producer.produce(self.topics.articles, *encode(article))
+            if article.id not in emitted:  # a connector that does not stream
+                self.producer.produce(self.topics.articles, *encode(article))
         for failure in result.failures:
             if failure.gave_up:  # a retryable failure comes back on a later poll
                 self.dead_letters.item(f"{name}:{failure.url}", failure.url, failure.error)
         self.producer.flush()
-        failpoint("connectors.before_commit")
         connector.commit(result.articles)
         summary.emitted, summary.failed_items = len(result.articles), len(result.failures)
         log.info("source=%s emitted=%d failed_items=%d", name, summary.emitted, summary.failed_items)
@@ -144,13 +156,20 @@ class ConnectorRunner:
 
     def start(self) -> None:
         """Schedule every source (the first polls start right away) and the sources-file watch."""
-        self._scheduler = BackgroundScheduler(executors={"default": ThreadPoolExecutor(POLL_WORKERS)}, timezone="UTC")
+        # The watch has a thread of its own: behind a pool busy with slow polls it would wait
+        # for minutes, and an edit made and reverted meanwhile would never be seen.
+        self._scheduler = BackgroundScheduler(
+            executors={"default": ThreadPoolExecutor(POLL_WORKERS), WATCH_EXECUTOR: ThreadPoolExecutor(1)},
+            timezone="UTC",
+        )
         with self._lock:
             for name, connector in self._connectors.items():
                 connector.start()  # picks up the schedule and back-off stored before a restart
                 self._schedule(name, connector.next_poll_in)
         if self.sources_file is not None:
-            self._scheduler.add_job(self.reload_if_changed, "interval", seconds=self.watch_interval, id=WATCH_JOB)
+            self._scheduler.add_job(
+                self.reload_if_changed, "interval", seconds=self.watch_interval, id=WATCH_JOB, executor=WATCH_EXECUTOR,
+            )
         self._scheduler.start()
 
     def reload_if_changed(self) -> bool:
@@ -179,18 +198,36 @@ class ConnectorRunner:
             connector = self._connectors.get(name)
         if connector is None:
             return  # removed from the sources file while this poll waited
+        with self._lock:
+            self._in_flight.add(name)
         try:
             _, next_poll_in = self.poll(name)
         except Exception:  # noqa: BLE001 - a bug in one source's poll must not end its schedule
             log.exception("source=%s poll crashed", name)
             next_poll_in = connector.next_poll_in
+        finally:
+            with self._lock:
+                self._in_flight.discard(name)
         with self._lock:
             # A source replaced during this poll was already scheduled afresh by apply().
             if self._connectors.get(name) is connector and self._scheduler is not None and self._scheduler.running:
                 self._schedule(name, next_poll_in)
 
     def stop(self) -> None:
+        """Cut the polls in flight short, keep what they emitted, and stop.
+
+        Each connector stops at its next item; ``on_cancel`` (the shared fetcher's close)
+        ends the requests still waiting on a server, so a stop takes seconds, not a timeout.
+        """
         if self._scheduler is not None:
+            with self._lock:
+                in_flight = sorted(self._in_flight)
+                for connector in self._connectors.values():
+                    connector.cancel()
+            if in_flight:
+                log.info("stopping: cutting short the polls of %s; what they emitted is kept", ", ".join(in_flight))
+            if self.on_cancel is not None:
+                self.on_cancel()
             self._scheduler.shutdown(wait=True)
             self._scheduler = None
         with self._lock:

@@ -71,6 +71,14 @@ _DONE = (EMITTED, FAILED)
 
 
 @dataclass(frozen=True)
+class ItemTally:
+    """How many of a source's articles have one status, and when the latest got it."""
+
+    count: int
+    latest: datetime | None
+
+
+@dataclass(frozen=True)
 class SourceState:
     """What the store knows of one source; a source never polled has the defaults."""
 
@@ -225,17 +233,19 @@ class StateStore:
             ).all()
         return {article_id: status for article_id, status in rows}
 
-    def item_counts(self) -> dict[str, dict[str, int]]:
-        """``source → status → number of articles``: what each source has yielded (operators)."""
-        counts: dict[str, dict[str, int]] = {}
+    def item_tallies(self) -> dict[str, dict[str, ItemTally]]:
+        """``source → status → how many articles, and the latest change``: what each source has
+        yielded, for operators."""
+        tallies: dict[str, dict[str, ItemTally]] = {}
         with self.engine.connect() as connection:
             rows = connection.execute(
-                sa.select(seen_articles.c.source, seen_articles.c.status, sa.func.count())
-                .group_by(seen_articles.c.source, seen_articles.c.status)
+                sa.select(
+                    seen_articles.c.source, seen_articles.c.status, sa.func.count(), sa.func.max(seen_articles.c.updated_at),
+                ).group_by(seen_articles.c.source, seen_articles.c.status)
             ).all()
-        for source, status, count in rows:
-            counts.setdefault(source, {})[status] = count
-        return counts
+        for source, status, count, latest in rows:
+            tallies.setdefault(source, {})[status] = ItemTally(count, latest)
+        return tallies
 
     @staticmethod
     def _seen_rows(connection: sa.Connection, source: str, ids: list[str]) -> dict[str, dict]:

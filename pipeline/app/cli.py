@@ -63,12 +63,19 @@ def _settings(config: Path, transport: Optional[str] = None) -> AmurSettings:
     return settings
 
 
+# Libraries that log every request or every scheduler tick at INFO; Amur logs each event once.
+QUIET_LIBRARIES = ("httpx", "httpcore", "apscheduler", "kafka", "trafilatura", "urllib3", "uvicorn")
+
+
 def _logging(verbose: bool) -> None:
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    if not verbose:
+        for name in QUIET_LIBRARIES:
+            logging.getLogger(name).setLevel(logging.WARNING)
 
 
 @app.command()

@@ -19,7 +19,7 @@ from pipeline.db import make_engine
 from pipeline.errors import ConfigError, ConfigProblem
 from pipeline.messages import Article, Classification
 from pipeline.settings import AmurSettings, SourceConfig, load_sources, sources_path
-from pipeline.state import SourceState, StateStore
+from pipeline.state import EMITTED, FAILED, RETRYING, ItemTally, SourceState, StateStore
 
 
 @dataclass(frozen=True)
@@ -28,7 +28,7 @@ class SourceHealth:
 
     source: SourceConfig
     state: SourceState
-    items: dict[str, int] = field(default_factory=dict)  # status → articles (emitted, retrying, failed)
+    items: dict[str, ItemTally] = field(default_factory=dict)  # status (emitted, retrying, failed) → tally
 
     @property
     def status(self) -> str:
@@ -36,11 +36,22 @@ class SourceHealth:
             return "disabled"
         if self.state.last_polled_at is None:
             return "never polled"
-        return "failing" if self.state.consecutive_failures else "ok"
+        if self.state.consecutive_failures:
+            return "failing"
+        return "items failing" if self._items_failing else "ok"
+
+    @property
+    def _items_failing(self) -> bool:
+        """The feed answers, but no item has become an article since items began to fail."""
+        failed = [self.items[status].latest for status in (FAILED, RETRYING) if status in self.items]
+        if not failed:
+            return False
+        emitted = self.items.get(EMITTED)
+        return emitted is None or emitted.latest < max(moment for moment in failed if moment is not None)
 
     @property
     def items_seen(self) -> int:
-        return sum(self.items.values())
+        return sum(tally.count for tally in self.items.values())
 
 
 def source_health(settings: AmurSettings, config_path: Path, engine: Engine | None = None) -> list[SourceHealth]:
@@ -53,10 +64,10 @@ def source_health(settings: AmurSettings, config_path: Path, engine: Engine | No
     if engine is None:
         store.setup()
     known = {state.name: state for state in store.health()}
-    counts = store.item_counts()
+    tallies = store.item_tallies()
     sources = load_sources(sources_path(config_path, settings)).sources
     return [
-        SourceHealth(source, known.get(source.name, SourceState(name=source.name)), counts.get(source.name, {}))
+        SourceHealth(source, known.get(source.name, SourceState(name=source.name)), tallies.get(source.name, {}))
         for source in sources
     ]
 

@@ -1,6 +1,7 @@
 """The connectors role: scheduled polls emit each article once, and sources reload without a restart."""
 
 import logging
+import threading
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -51,7 +52,7 @@ def world(tmp_path):
         write_sources("freight")
         runner = ConnectorRunner(
             lambda source: FeedConnector(source, fetcher, state), load_sources(sources_file).sources,
-            log.producer(), TOPICS, sources_file=sources_file, watch_interval=0.2,
+            log.producer(), TOPICS, sources_file=sources_file, watch_interval=0.2, on_cancel=fetcher.cancel,
         )
         yield runner, write_sources, log, state
         runner.stop()
@@ -112,3 +113,84 @@ def test_a_restart_keeps_the_stored_schedule(world):
     state.record_failure("freight", "connection refused", utc_now() + timedelta(minutes=10))
     runner.start()
     assert emitted_urls(log, until=1, timeout=1.5) == []  # backing off: not polled at start-up
+
+
+def blocking_feed_site(site: LocalSite, release: threading.Event, pages: int = 3) -> str:
+    """A feed of ``pages`` stories whose last page is served only once ``release`` is set."""
+    page = (RESOURCES / PAGES["freight"]).read_bytes()
+    items = "".join(
+        f"<item><title>Story {n}</title><link>{site.base_url}/slow/{n}</link>"
+        f"<pubDate>Mon, {23 - n:02d} Nov 2026 06:00:00 GMT</pubDate></item>" for n in range(pages)
+    )
+    site.add("/busy.xml", f"<?xml version='1.0'?><rss version='2.0'><channel><title>busy</title>{items}</channel></rss>"
+             .encode(), "application/rss+xml")
+    for n in range(pages - 1):
+        site.add(f"/slow/{n}", page.replace(b"Blagoveshchensk", f"Blagoveshchensk {n}".encode()))
+
+    def last_page(request):
+        release.wait(30)
+        body = page.replace(b"Blagoveshchensk", b"Blagoveshchensk last")
+        request.send_response(200)
+        request.send_header("Content-Type", "text/html; charset=utf-8")
+        request.send_header("Content-Length", str(len(body)))
+        request.end_headers()
+        request.wfile.write(body)
+
+    site.add_handler(f"/slow/{pages - 1}", last_page)
+    return site.url("/busy.xml")
+
+
+def test_each_article_reaches_the_topic_before_the_last_page_of_its_poll_is_fetched(world, tmp_path):
+    runner, write_sources, log, state = world
+    release = threading.Event()
+    with LocalSite() as slow_site:
+        write_sources(text=f"sources:\n  - name: busy\n    url: {blocking_feed_site(slow_site, release)}\n")
+        assert runner.reload_if_changed()
+        poll = threading.Thread(target=runner.poll, args=["busy"])
+        poll.start()
+        try:
+            early = emitted_urls(log, until=2, timeout=20)  # while the last page is still held back
+            assert early == ["0", "1"]
+            # each marked seen right after its flush, not at the end of the poll
+            assert wait_for(lambda: list(state.item_statuses("busy").values()) == ["emitted", "emitted"])
+            assert state.get("busy").etag is None  # validators wait for the whole poll
+        finally:
+            release.set()
+            poll.join(30)
+        assert emitted_urls(log, until=3) == ["0", "1", "2"]
+
+
+def test_an_edit_takes_effect_within_seconds_while_every_poll_worker_is_busy(world):
+    runner, write_sources, log, state = world
+    release = threading.Event()
+    with LocalSite() as slow_site:
+        busy = blocking_feed_site(slow_site, release, pages=1)
+        write_sources(text="sources:\n" + "".join(
+            f"  - name: busy-{n}\n    url: {busy}?n={n}\n" for n in range(6)))  # more than the pool's workers
+        runner.start()
+        try:
+            time.sleep(0.5)  # every worker now waits on a held-back page
+            write_sources("freight")
+            assert wait_for(lambda: runner.names == ["freight"], timeout=5)
+        finally:
+            release.set()
+
+
+def test_stop_cuts_polls_in_flight_short_within_seconds_and_says_so(world, caplog):
+    runner, write_sources, log, state = world
+    never = threading.Event()
+    with LocalSite() as slow_site:
+        write_sources(text=f"sources:\n  - name: stuck\n    url: {blocking_feed_site(slow_site, never, pages=2)}\n")
+        assert runner.reload_if_changed()
+        runner.start()
+        assert wait_for(lambda: emitted_urls(log, until=1, timeout=0.5) == ["0"], timeout=15)
+        assert wait_for(lambda: slow_site.requests_to("/slow/1"))  # a request now waits on the server
+        caplog.set_level(logging.INFO, logger="pipeline.polling")
+        started = time.monotonic()
+        runner.stop()
+        assert time.monotonic() - started < 5
+        never.set()
+    assert "stopping: cutting short the polls of stuck" in caplog.text
+    assert state.item_statuses("stuck")  # what was emitted is recorded
+    assert "retrying" not in state.item_statuses("stuck").values()  # the cut request is not a failure
+    assert state.get("stuck").consecutive_failures == 0

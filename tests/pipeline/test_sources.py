@@ -63,3 +63,24 @@ def test_health_lists_every_source_with_its_state(setup):
     lines = {line.split()[0]: line for line in result.output.splitlines()[1:]}
     assert "never polled" in lines["wire"]
     assert "failing" in lines["dead"] and "connection refused" in lines["dead"]
+
+
+def test_a_source_that_answers_but_whose_items_all_fail_is_not_ok(setup):
+    amur, root = setup
+    store = StateStore(make_engine(f"sqlite:///{root / 'amur.sqlite'}"))
+    store.setup()
+    store.record_success("wire", None, None, utc_now())
+    store.record_item_failure("wire", "a" * 32, "https://wire.example/a", "HTTP 404", permanent=True)
+    store.record_item_failure("wire", "b" * 32, "https://wire.example/b", "read timeout", permanent=False)
+
+    def wire_line() -> str:
+        result = amur("sources", "health")
+        assert result.exit_code == 0, result.output
+        return next(line for line in result.output.splitlines() if line.startswith("wire"))
+
+    failing = wire_line()
+    assert "items failing" in failing and failing.split()[-1] != "ok"
+    assert " 2 " in failing  # items seen
+    store.mark_emitted("wire", [("c" * 32, "https://wire.example/c")])
+    recovered = wire_line()
+    assert " ok " in recovered and " 3 " in recovered

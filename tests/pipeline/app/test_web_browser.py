@@ -11,7 +11,8 @@ import httpx
 import pytest
 from selenium.common.exceptions import NoAlertPresentException
 from selenium.webdriver.common.by import By
-from selenium.webdriver.support.ui import Select
+from selenium.webdriver.support import expected_conditions
+from selenium.webdriver.support.ui import Select, WebDriverWait
 
 from tests.support.dashboard import ServedDeployment, chrome
 
@@ -41,6 +42,17 @@ def listed(browser) -> set[str]:
     return {link.text for link in browser.find_elements(By.CSS_SELECTOR, "li.story a.title")}
 
 
+def follow(browser, element) -> None:
+    """Click ``element`` and wait until the page it leads to has replaced this one."""
+    page = browser.find_element(By.TAG_NAME, "html")
+    element.click()
+    WebDriverWait(browser, 10).until(expected_conditions.staleness_of(page))
+
+
+def submit_filters(browser) -> None:
+    follow(browser, browser.find_element(By.CSS_SELECTOR, "form.filters button[type=submit]"))
+
+
 def no_script_ran(browser) -> None:
     with pytest.raises(NoAlertPresentException):
         browser.switch_to.alert.text  # noqa: B018 - reading it is the check
@@ -56,13 +68,13 @@ def test_the_dashboard_lists_the_run_s_stories_and_not_the_unrelated_article(dep
 def test_a_region_filter_then_a_sector_filter_narrow_the_list_to_exactly_the_matching_stories(deployment, browser):
     browser.get(f"{deployment.url}/")
     Select(browser.find_element(By.NAME, "region")).select_by_value("RU-AMU")
-    browser.find_element(By.CSS_SELECTOR, "form.filters button[type=submit]").click()
+    submit_filters(browser)
     assert "region=RU-AMU" in browser.current_url  # the view is a URL that can be shared
     assert listed(browser) == {FREIGHT, POWER}
 
     Select(browser.find_element(By.NAME, "region")).select_by_value("")
     Select(browser.find_element(By.NAME, "sector")).select_by_value("tourism")
-    browser.find_element(By.CSS_SELECTOR, "form.filters button[type=submit]").click()
+    submit_filters(browser)
     assert listed(browser) == {TOURISM}
 
     browser.get(f"{deployment.url}/?region=CN-HL&sector=education")
@@ -71,7 +83,7 @@ def test_a_region_filter_then_a_sector_filter_narrow_the_list_to_exactly_the_mat
 
 def test_a_story_page_shows_its_evidence_marked_in_the_text_and_its_outlets(deployment, browser):
     browser.get(f"{deployment.url}/?region=RU-KHA")
-    browser.find_element(By.LINK_TEXT, CAMPUS).click()
+    follow(browser, browser.find_element(By.LINK_TEXT, CAMPUS))
     assert browser.find_element(By.ID, "story-title").text == CAMPUS
     evidence = [item.text for item in browser.find_elements(By.CSS_SELECTOR, "#evidence li")]
     assert evidence and all(sentence for sentence in evidence)
@@ -96,7 +108,7 @@ def test_the_map_shows_the_cell_counts_and_a_click_lists_the_cell_s_stories(depl
     }
     header = [cell.text for cell in browser.find_elements(By.CSS_SELECTOR, "#matrix tbody th")]
     assert header[0].startswith("Amur")  # the busiest pair's row comes first
-    browser.find_element(By.CSS_SELECTOR, '#matrix td[data-pair="RU-AMU:CN-HL"] a').click()
+    follow(browser, browser.find_element(By.CSS_SELECTOR, '#matrix td[data-pair="RU-AMU:CN-HL"] a'))
     assert "pair=RU-AMU%3ACN-HL" in browser.current_url
     assert listed(browser) == {FREIGHT, POWER}
 
@@ -105,7 +117,7 @@ def test_a_title_with_a_script_and_an_onerror_image_is_shown_as_text_and_runs_no
     browser.get(f"{deployment.url}/")
     assert POWER in listed(browser)
     no_script_ran(browser)
-    browser.find_element(By.PARTIAL_LINK_TEXT, "sign a power deal").click()
+    follow(browser, browser.find_element(By.PARTIAL_LINK_TEXT, "sign a power deal"))
     assert browser.find_element(By.ID, "story-title").text == POWER
     assert browser.find_elements(By.CSS_SELECTOR, "main img") == []
     no_script_ran(browser)
