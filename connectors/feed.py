@@ -1,4 +1,8 @@
-"""RSS and Atom sources (``kind: rss``): list the feed's entries, fetch each new entry's page.
+"""Feed sources: list the feed's entries, fetch each new entry's page.
+
+``kind: rss`` reads RSS 0.9x/1.0/2.0 and Atom 0.3/1.0 with feedparser, and a JSON Feed when
+the source serves one; ``kind: jsonfeed`` (:class:`JsonFeedConnector`) expects JSON Feed 1.0
+or 1.1 and says so when the body is anything else (:mod:`connectors.jsonfeed`).
 
 :class:`FeedConnector` says only how to list a feed and how to turn an entry into an
 article; dedup, the per-poll cap, retries, back-off and the validators are
@@ -28,7 +32,8 @@ import feedparser
 import lxml.html
 from lxml import etree
 
-from connectors.fetch import ACCEPT_FEED, Fetcher, FetchResult, canonical_url, shared_fetcher
+from connectors.fetch import ACCEPT_FEED, ACCEPT_JSON_FEED, Fetcher, FetchResult, canonical_url, shared_fetcher
+from connectors.jsonfeed import is_json_feed, json_feed_items
 from connectors.pages import article_from_page
 from pipeline.connector import ConnectorContext, Item, Listing, PollingConnector
 from pipeline.errors import FeedParseError
@@ -36,7 +41,7 @@ from pipeline.messages import Article
 from pipeline.settings import SourceConfig
 from pipeline.state import StateStore
 
-__all__ = ["FeedConnector", "parse_feed"]
+__all__ = ["FeedConnector", "JsonFeedConnector", "parse_feed"]
 
 _HTML_START = re.compile(rb"^\s*(?:<!--.*?-->\s*)*(?:<!doctype\s+html|<html[\s>])", re.IGNORECASE | re.DOTALL)
 _XML_DECLARED_ENCODING = re.compile(r"""^(\s*<\?xml[^>]*?encoding\s*=\s*)["'][^"']*["']""")
@@ -53,6 +58,8 @@ class FeedConnector(PollingConnector):
     :param state: the shared state store (tables set up).
     """
 
+    accept = ACCEPT_FEED
+
     def __init__(self, source: SourceConfig, fetcher: Fetcher, state: StateStore):
         super().__init__(source, state)
         self.fetcher = fetcher
@@ -62,9 +69,16 @@ class FeedConnector(PollingConnector):
         return cls(source, shared_fetcher(context), context.state)
 
     def list_items(self, etag: str | None, last_modified: str | None) -> Listing:
-        feed = self.fetcher.fetch(self.url, etag=etag, last_modified=last_modified, accept=ACCEPT_FEED)
+        feed = self.fetcher.fetch(self.url, etag=etag, last_modified=last_modified, accept=self.accept)
         if feed.not_modified:
             return Listing(retry_after=feed.retry_after, not_modified=True)
+        items = self.items(feed)
+        return Listing(items, etag=feed.etag, last_modified=feed.last_modified, retry_after=feed.retry_after)
+
+    def items(self, feed: FetchResult) -> list[Item]:
+        """The entries of a fetched feed, RSS, Atom or JSON Feed."""
+        if is_json_feed(feed):
+            return json_feed_items(feed, source=self.name)
         parsed = parse_feed(feed, source=self.name)
         language = _language(parsed.feed.get("language"))
         items = []
@@ -77,10 +91,19 @@ class FeedConnector(PollingConnector):
                 url=canonical_url(link), title=_plain(entry.get("title", "")), summary=_plain(entry.get("summary", "")),
                 published_at=_entry_time(entry), authors=tuple(_entry_authors(entry)), language=language,
             ))
-        return Listing(items, etag=feed.etag, last_modified=feed.last_modified, retry_after=feed.retry_after)
+        return items
 
     def fetch_article(self, item: Item) -> Article:
         return article_from_page(self.fetcher, item, self.name)
+
+
+class JsonFeedConnector(FeedConnector):
+    """``kind: jsonfeed``: a JSON Feed source; any other body is a clear error, not a guess."""
+
+    accept = ACCEPT_JSON_FEED
+
+    def items(self, feed: FetchResult) -> list[Item]:
+        return json_feed_items(feed, source=self.name)
 
 
 def parse_feed(feed: FetchResult, *, source: str = "") -> feedparser.FeedParserDict:

@@ -63,12 +63,15 @@ except ImportError:  # pragma: no cover
     charset_normalizer = None
 
 __all__ = [
-    "ACCEPT_FEED", "ACCEPT_HTML", "TRACKING_PARAMETERS", "TRACKING_PREFIXES",
+    "ACCEPT_FEED", "ACCEPT_HTML", "ACCEPT_JSON_FEED", "TRACKING_PARAMETERS", "TRACKING_PREFIXES",
     "FetchResult", "Fetcher", "canonical_url", "decode_body", "parse_retry_after", "same_site", "shared_fetcher",
 ]
 
 ACCEPT_HTML = "text/html,application/xhtml+xml;q=0.9,*/*;q=0.5"
-ACCEPT_FEED = "application/rss+xml,application/atom+xml,application/xml;q=0.9,text/xml;q=0.9,*/*;q=0.5"
+ACCEPT_FEED = (
+    "application/rss+xml,application/atom+xml,application/feed+json,application/xml;q=0.9,text/xml;q=0.9,*/*;q=0.5"
+)
+ACCEPT_JSON_FEED = "application/feed+json,application/json;q=0.9,*/*;q=0.5"
 
 HTTP_SCHEMES = ("http", "https")
 REDIRECT_STATUSES = {301, 302, 303, 307, 308}

@@ -213,7 +213,9 @@ class SourceConfig(_Frozen):
     """One news source to watch."""
 
     name: SourceName = Field(examples=["tass-world"])
-    kind: str = Field("rss", description="A connector kind from the registry; rss covers RSS 0.9x/1.0/2.0 and Atom")
+    kind: str = Field(
+        "rss", description="A connector kind from the registry: rss (RSS 0.9x/1.0/2.0, Atom, JSON Feed), jsonfeed",
+    )
     url: HttpUrl = Field(examples=["https://example.org/rss.xml"])
     poll_interval_seconds: int = Field(300, ge=30, le=86_400)
     enabled: bool = True

@@ -274,7 +274,7 @@ def test_bozo_feed_with_entries_is_used_with_a_warning(local_site, resource, fet
     ("pages/ferry-line.html", "application/rss+xml", "not a feed: <html> document (served as application/rss+xml)"),
     (b"", RSS, "not a feed: empty body"),
     (b'<?xml version="1.0"?><catalog><book>River atlas</book></catalog>', "application/xml", "not a feed: no RSS or Atom root element (served as application/xml)"),
-    (b'{"items": []}', "application/json", "XML error at line 1: not well-formed (invalid token)"),
+    (b'{"items": []}', "application/json", "not a JSON Feed: version None is none of https://jsonfeed.org/version/1, https://jsonfeed.org/version/1.1"),
     (b"<rss version='2.0'>\n<channel>\n<title>Valley</titel>", RSS, "XML error at line 3: mismatched tag"),
 ])
 def test_unreadable_feeds_raise_feed_parse_error(local_site, resource, fetcher, state, body, content_type, reason):
