@@ -64,6 +64,8 @@ seen_articles = sa.Table(
     sa.Column("first_seen_at", UTCDateTime, nullable=False),
     sa.Column("updated_at", UTCDateTime, nullable=False),
     sa.CheckConstraint("status IN ('emitted', 'retrying', 'failed')", name="seen_articles_status"),
+    # Whether any source emitted an article is one index lookup, however many URLs are stored.
+    sa.Index("ix_seen_articles_article", "article_id", "status"),
 )
 
 EMITTED, RETRYING, FAILED = "emitted", "retrying", "failed"
@@ -168,16 +170,23 @@ class StateStore:
     # --- seen articles -------------------------------------------------------------------------
 
     def unseen(self, source: str, ids: Iterable[str]) -> set[str]:
-        """The ``ids`` still to fetch: neither emitted nor given up (new or ``retrying``)."""
+        """The ``ids`` still to fetch: emitted by no source, and not given up by this one.
+
+        An article is emitted once, by whichever source listed it first: a wire story that
+        three feeds carry is fetched once. A failure stays the source's own (another source
+        may link to a page that works).
+        """
         wanted = set(ids)
         done: set[str] = set()
         with self.engine.connect() as connection:
             for chunk in _chunks(sorted(wanted)):
                 done.update(connection.execute(
                     sa.select(seen_articles.c.article_id).where(
-                        seen_articles.c.source == source,
                         seen_articles.c.article_id.in_(chunk),
-                        seen_articles.c.status.in_(_DONE),
+                        sa.or_(
+                            seen_articles.c.status == EMITTED,
+                            sa.and_(seen_articles.c.source == source, seen_articles.c.status.in_(_DONE)),
+                        ),
                     )
                 ).scalars())
         return wanted - done

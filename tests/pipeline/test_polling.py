@@ -37,6 +37,8 @@ def world(tmp_path):
         for name, page in PAGES.items():
             site.add(f"/news/{page}", (RESOURCES / page).read_bytes(), "text/html; charset=utf-8")
             site.add(f"/{name}.xml", one_item_feed(site.base_url, page), "application/rss+xml")
+        # A wire feed carrying the freight story too, under a tracking-tagged link.
+        site.add("/wire.xml", one_item_feed(site.base_url, PAGES["freight"] + "?utm_source=wire"), "application/rss+xml")
         log = EmbeddedTransport(str(tmp_path / "log.sqlite"))
         log.ensure_topics(TOPICS.all())
         state = StateStore(make_engine(f"sqlite:///{tmp_path / 'state.sqlite'}"))
@@ -194,3 +196,17 @@ def test_stop_cuts_polls_in_flight_short_within_seconds_and_says_so(world, caplo
     assert state.item_statuses("stuck")  # what was emitted is recorded
     assert "retrying" not in state.item_statuses("stuck").values()  # the cut request is not a failure
     assert state.get("stuck").consecutive_failures == 0
+
+
+def test_an_article_two_sources_list_is_emitted_once_and_not_again_after_a_restart(world):
+    runner, write_sources, log, state = world
+    write_sources("freight", "wire", "tourism")
+    assert runner.reload_if_changed()
+    summaries = {summary.source: summary.emitted for summary in runner.poll_all_once()}
+    assert summaries == {"freight": 1, "wire": 0, "tourism": 1}
+    wire = next(source for source in load_sources(runner.sources_file).sources if source.name == "wire")
+    fetcher = Fetcher(FetchSettings(per_host_delay_seconds=0, allow_networks=["127.0.0.0/8"]))
+    restarted = ConnectorRunner(lambda source: FeedConnector(source, fetcher, state), [wire], log.producer(), TOPICS)
+    assert restarted.poll("wire")[0].emitted == 0
+    fetcher.close()
+    assert emitted_urls(log, until=3, timeout=3) == [PAGES["freight"], PAGES["tourism"]]

@@ -115,8 +115,15 @@ def test_new_ids_are_unseen_and_emitted_ones_are_not(store):
     store.mark_emitted("valley-courier", [(ferry, "https://courier.example/ferry"), (grain, "https://courier.example/grain")])
 
     assert store.unseen("valley-courier", [ferry, grain, school]) == {school}
-    assert store.unseen("other-source", [ferry]) == {ferry}  # seen is per source
+    assert store.unseen("other-source", [ferry, school]) == {school}  # emitted once, whoever listed it
     assert store.unseen("valley-courier", []) == set()
+
+
+def test_a_failure_stays_the_source_s_own(store):
+    [broken] = ids("broken")
+    store.record_item_failure("valley-courier", broken, "https://courier.example/broken", "HTTP 404", permanent=True)
+    assert store.unseen("valley-courier", [broken]) == set()
+    assert store.unseen("other-source", [broken]) == {broken}  # its link may work there
 
 
 def test_retryable_failures_are_retried_until_max_attempts(store):
