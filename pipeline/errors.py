@@ -87,6 +87,10 @@ class ExtractionError(SourceError):
     """No article text could be extracted from a page."""
 
 
+class SourceSilent(AmurError):
+    """A source that answers but has published nothing for several times its usual gap."""
+
+
 class MessageError(AmurError):
     """A message on a topic cannot be decoded into its model (a poison message)."""
 

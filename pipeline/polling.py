@@ -25,9 +25,10 @@ from apscheduler.schedulers.background import BackgroundScheduler
 
 from pipeline.connector import Connector
 from pipeline.dead_letters import DeadLetters
-from pipeline.errors import ConfigError, SourceError
+from pipeline.errors import ConfigError, SourceError, SourceSilent
 from pipeline.messages import Article, encode, utc_now
 from pipeline.settings import SourceConfig, file_stamp, load_sources
+from pipeline.state import StateStore
 from pipeline.topology import Topics
 from pipeline.transport.base import Producer
 
@@ -65,6 +66,7 @@ class ConnectorRunner:
     :param on_stop: called last by :meth:`stop`, to release what the connectors shared.
     :param on_cancel: called by :meth:`stop` before waiting for the polls in flight, to end
         their requests (the connectors' shared fetcher closes its connections).
+    :param state: the state store, to notice a source gone silent (``None``: not watched).
     """
 
     def __init__(
@@ -78,6 +80,7 @@ class ConnectorRunner:
         watch_interval: float = 5.0,
         on_stop: Callable[[], None] | None = None,
         on_cancel: Callable[[], None] | None = None,
+        state: StateStore | None = None,
     ):
         self.make_connector = make_connector
         self.producer = producer
@@ -87,6 +90,8 @@ class ConnectorRunner:
         self.watch_interval = watch_interval
         self.on_stop = on_stop
         self.on_cancel = on_cancel
+        self.state = state
+        self._reported_silent: set[str] = set()
         self._lock = threading.Lock()
         self._sources: dict[str, SourceConfig] = {}
         self._connectors: dict[str, Connector] = {}
@@ -126,8 +131,34 @@ class ConnectorRunner:
         self.producer.flush()
         connector.commit(result.articles)
         summary.emitted, summary.failed_items = len(result.articles), len(result.failures)
+        self._watch_silence(name, bool(result.articles))
         log.info("source=%s emitted=%d failed_items=%d", name, summary.emitted, summary.failed_items)
         return summary, result.next_poll_in
+
+    def _watch_silence(self, name: str, published: bool) -> None:
+        """Report once (log and dead letter) a source that answers but publishes nothing for
+        several times its usual gap; feed monitors are most often blamed for going quiet unseen."""
+        if published or self.state is None:
+            self._reported_silent.discard(name)
+            return
+        with self._lock:
+            source = self._sources.get(name)
+        if source is None or name in self._reported_silent:
+            return
+        silence = self.state.silence(name, source.poll_interval_seconds)
+        now = utc_now()
+        if silence is None or not silence.is_silent(now, source.poll_interval_seconds):
+            return
+        self._reported_silent.add(name)
+        hours = silence.silent_for(now).total_seconds() / 3600
+        usual = silence.usual_gap.total_seconds() / 3600
+        reason = SourceSilent(
+            f"source {name} answers but has published nothing new for {hours:.1f} h; "
+            f"its usual gap is {usual:.1f} h — check that {source.url} is still the feed"
+        )
+        log.warning("source silent: source=%s silent_for=%.1fh usual_gap=%.1fh", name, hours, usual)
+        self.dead_letters.item(f"{name}:silent", str(source.url), reason)
+        self.producer.flush()
 
     def poll_all_once(self) -> list[PollSummary]:
         return [self.poll(name)[0] for name in self.names]

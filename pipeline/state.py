@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 from sqlalchemy import Engine
@@ -78,6 +78,27 @@ class ItemTally:
 
     count: int
     latest: datetime | None
+
+
+SILENCE_FACTOR = 4  # a source is silent after this many of its usual gaps without a new item
+SILENCE_HISTORY = 20  # the newest emissions the usual gap is measured over
+SILENCE_MIN_EMISSIONS = 4  # fewer, and a source has no usual gap yet
+
+
+@dataclass(frozen=True)
+class Silence:
+    """How long a source has published nothing, against its usual gap between new items."""
+
+    last_new_at: datetime
+    usual_gap: timedelta
+
+    def silent_for(self, now: datetime) -> timedelta:
+        return now - self.last_new_at
+
+    def is_silent(self, now: datetime, poll_interval_seconds: float) -> bool:
+        # A source polled every hour cannot show a gap shorter than an hour.
+        expected = max(self.usual_gap, timedelta(seconds=poll_interval_seconds))
+        return self.silent_for(now) > SILENCE_FACTOR * expected
 
 
 @dataclass(frozen=True)
@@ -255,6 +276,22 @@ class StateStore:
         for source, status, count, latest in rows:
             tallies.setdefault(source, {})[status] = ItemTally(count, latest)
         return tallies
+
+    def silence(self, source: str, poll_interval_seconds: float) -> Silence | None:
+        """When ``source`` last had a new article and its usual gap between new articles (the
+        median over its newest :data:`SILENCE_HISTORY`, gaps shorter than a poll interval being
+        articles of one poll); ``None`` until it has such a history."""
+        with self.engine.connect() as connection:
+            moments = connection.execute(
+                sa.select(seen_articles.c.first_seen_at)
+                .where(seen_articles.c.source == source, seen_articles.c.status == EMITTED)
+                .order_by(seen_articles.c.first_seen_at.desc()).limit(SILENCE_HISTORY)
+            ).scalars().all()
+        within_a_poll = timedelta(seconds=poll_interval_seconds)
+        gaps = sorted(gap for newer, older in zip(moments, moments[1:]) if (gap := newer - older) >= within_a_poll)
+        if len(gaps) < SILENCE_MIN_EMISSIONS - 1:
+            return None
+        return Silence(last_new_at=moments[0], usual_gap=gaps[len(gaps) // 2])
 
     @staticmethod
     def _seen_rows(connection: sa.Connection, source: str, ids: list[str]) -> dict[str, dict]:

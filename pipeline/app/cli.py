@@ -14,7 +14,7 @@ from typing import Annotated, Optional
 import typer
 
 from pipeline.errors import AmurError, ConfigError, ConfigProblem
-from pipeline.settings import DEFAULT_CONFIG_PATH, AmurSettings, check_config, load_settings
+from pipeline.settings import DEFAULT_CONFIG_PATH, AmurSettings, check_config, load_settings, load_sources, sources_path
 from pipeline.topology import roles
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Amur: alerts on Russia–China cooperation news.")
@@ -158,14 +158,28 @@ def config_check(
     typer.echo(f"{file}: OK")
 
 
-@sources_app.command("health")
-def sources_health(config: ConfigOption = DEFAULT_CONFIG_PATH) -> None:
-    """Each source's status, last success, consecutive failures, next poll and last error."""
+@sources_app.command("status")
+def sources_status(config: ConfigOption = DEFAULT_CONFIG_PATH) -> None:
+    """Each source's status (ok, failing, items failing, silent), last success, failures, items
+    seen and failed, interval, last new item, usual gap, next poll and last error."""
     from pipeline.app.sources import format_health, source_health
 
     settings = _settings(config)
     with _errors_end_the_command():
         typer.echo(format_health(source_health(settings, config)))
+
+
+sources_app.command("health", help="The same as `amur sources status`.")(sources_status)
+
+
+@sources_app.command("list")
+def sources_list(config: ConfigOption = DEFAULT_CONFIG_PATH) -> None:
+    """The configured sources: name, kind, interval, enabled, URL."""
+    from pipeline.app.sources import format_sources
+
+    settings = _settings(config)
+    with _errors_end_the_command():
+        typer.echo(format_sources(load_sources(sources_path(config, settings)).sources))
 
 
 @sources_app.command("test")

@@ -82,7 +82,7 @@ class Runtime:
         path = sources_path(self.config_path, self.settings)
         return ConnectorRunner(
             make_connector_factory(context), load_sources(path).sources, self.transport.producer(), self.topics,
-            sources_file=path, on_stop=context.close, on_cancel=context.cancel,
+            sources_file=path, on_stop=context.close, on_cancel=context.cancel, state=state,
         )
 
     def stage(self, role: str) -> Stage:

@@ -19,7 +19,8 @@ from pipeline.db import make_engine
 from pipeline.errors import ConfigError, ConfigProblem
 from pipeline.messages import Article, Classification
 from pipeline.settings import AmurSettings, SourceConfig, load_sources, sources_path
-from pipeline.state import EMITTED, FAILED, RETRYING, ItemTally, SourceState, StateStore
+from pipeline.messages import utc_now
+from pipeline.state import EMITTED, FAILED, RETRYING, ItemTally, Silence, SourceState, StateStore
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,7 @@ class SourceHealth:
     source: SourceConfig
     state: SourceState
     items: dict[str, ItemTally] = field(default_factory=dict)  # status (emitted, retrying, failed) → tally
+    silence: Silence | None = None
 
     @property
     def status(self) -> str:
@@ -38,7 +40,25 @@ class SourceHealth:
             return "never polled"
         if self.state.consecutive_failures:
             return "failing"
-        return "items failing" if self._items_failing else "ok"
+        if self._items_failing:
+            return "items failing"
+        return "silent" if self.silent else "ok"
+
+    @property
+    def silent(self) -> bool:
+        """Nothing new for several times the source's usual gap (:class:`~pipeline.state.Silence`)."""
+        return self.silence is not None and self.silence.is_silent(utc_now(), self.source.poll_interval_seconds)
+
+    @property
+    def last_new_at(self) -> datetime | None:
+        emitted = self.items.get(EMITTED)
+        return emitted.latest if emitted else None
+
+    @property
+    def item_failure_rate(self) -> float | None:
+        """Items given up or waiting for a retry, among every item the source listed."""
+        failed = sum(self.items[status].count for status in (FAILED, RETRYING) if status in self.items)
+        return failed / self.items_seen if self.items_seen else None
 
     @property
     def _items_failing(self) -> bool:
@@ -67,7 +87,10 @@ def source_health(settings: AmurSettings, config_path: Path, engine: Engine | No
     tallies = store.item_tallies()
     sources = load_sources(sources_path(config_path, settings)).sources
     return [
-        SourceHealth(source, known.get(source.name, SourceState(name=source.name)), tallies.get(source.name, {}))
+        SourceHealth(
+            source, known.get(source.name, SourceState(name=source.name)), tallies.get(source.name, {}),
+            store.silence(source.name, source.poll_interval_seconds),
+        )
         for source in sources
     ]
 
@@ -76,17 +99,34 @@ def format_health(rows: list[SourceHealth]) -> str:
     def when(value: datetime | None) -> str:
         return value.strftime("%Y-%m-%d %H:%M:%SZ") if value else "-"
 
+    def rate(value: float | None) -> str:
+        return f"{value:.0%}" if value is not None else "-"
+
+    def gap(silence: Silence | None) -> str:
+        return f"{silence.usual_gap.total_seconds() / 3600:.1f}h" if silence else "-"
+
     lines = [
-        f"{'source':24} {'status':13} {'last success':21} {'failures':>8} {'items':>6} {'every':>6}  "
-        f"{'next poll':21} last error"
+        f"{'source':24} {'status':13} {'last success':21} {'failures':>8} {'items':>6} {'failed':>6} {'every':>6}  "
+        f"{'last new item':21} {'usual gap':>9}  {'next poll':21} last error"
     ]
     for row in rows:
         state = row.state
         lines.append(
             f"{row.source.name:24} {row.status:13} {when(state.last_success_at):21} {state.consecutive_failures:>8} "
-            f"{row.items_seen:>6} {row.source.poll_interval_seconds:>5}s  {when(state.next_poll_at):21} "
-            f"{state.last_error or ''}"
+            f"{row.items_seen:>6} {rate(row.item_failure_rate):>6} {row.source.poll_interval_seconds:>5}s  "
+            f"{when(row.last_new_at):21} {gap(row.silence):>9}  {when(state.next_poll_at):21} {state.last_error or ''}"
         )
+    return "\n".join(lines)
+
+
+def format_sources(sources: list[SourceConfig]) -> str:
+    """The configured sources, in file order: what ``amur sources list`` prints."""
+    lines = [f"{'source':24} {'kind':9} {'every':>7} {'enabled':8} url"]
+    lines += [
+        f"{source.name:24} {source.kind:9} {source.poll_interval_seconds:>6}s {'yes' if source.enabled else 'no':8} "
+        f"{source.url}"
+        for source in sources
+    ]
     return "\n".join(lines)
 
 

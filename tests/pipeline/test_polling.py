@@ -11,13 +11,14 @@ import pytest
 from connectors.feed import FeedConnector
 from connectors.fetch import Fetcher
 from pipeline.db import make_engine
-from pipeline.messages import Article, decode, utc_now
+from pipeline.messages import Article, DeadLetter, decode, utc_now
 from pipeline.polling import ConnectorRunner
 from pipeline.settings import FetchSettings, load_sources
-from pipeline.state import StateStore
+from pipeline.state import StateStore, seen_articles
 from pipeline.topology import Topics
 from pipeline.transport.embedded import EmbeddedTransport
 from tests.support.local_site import LocalSite
+from tests.support.messages import backdate_emissions
 
 RESOURCES = Path(__file__).resolve().parents[1] / "resources" / "e2e"
 TOPICS = Topics("t.")
@@ -210,3 +211,23 @@ def test_an_article_two_sources_list_is_emitted_once_and_not_again_after_a_resta
     assert restarted.poll("wire")[0].emitted == 0
     fetcher.close()
     assert emitted_urls(log, until=3, timeout=3) == [PAGES["freight"], PAGES["tourism"]]
+
+
+def test_a_source_that_goes_quiet_is_reported_once_as_a_dead_letter(world, caplog):
+    runner, write_sources, log, state = world
+    runner.state = state
+    now = utc_now()
+    runner.poll("freight")  # its one article is emitted now; then it publishes nothing more
+    backdate_emissions(state, "freight", [now - timedelta(hours=h) for h in (40, 35, 30, 25, 20)])
+    with state.engine.begin() as connection:  # and the article of the first poll was 20 h ago too
+        connection.execute(seen_articles.update().where(seen_articles.c.first_seen_at > now - timedelta(minutes=5))
+                           .values(first_seen_at=now - timedelta(hours=20)))
+    caplog.set_level(logging.WARNING, logger="pipeline.polling")
+    runner.poll("freight")
+    runner.poll("freight")
+    consumer = log.consumer("dlq-reader", [TOPICS.dlq])
+    letters = [decode(DeadLetter, record.value) for record in consumer.poll(100, 1.0)]
+    consumer.close()
+    assert [letter.id for letter in letters] == ["freight:silent"]
+    assert letters[0].error_type == "SourceSilent" and "usual gap is 5.0 h" in letters[0].reason
+    assert caplog.text.count("source silent: source=freight") == 1

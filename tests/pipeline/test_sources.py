@@ -1,5 +1,6 @@
 """Operator commands on sources: a dry run touches nothing; health reports the state store."""
 
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ from pipeline.db import make_engine
 from pipeline.messages import utc_now
 from pipeline.state import StateStore
 from tests.support.local_site import LocalSite
+from tests.support.messages import backdate_emissions
 
 RESOURCES = Path(__file__).resolve().parents[1] / "resources" / "e2e"
 
@@ -84,3 +86,17 @@ def test_a_source_that_answers_but_whose_items_all_fail_is_not_ok(setup):
     store.mark_emitted("wire", [("c" * 32, "https://wire.example/c")])
     recovered = wire_line()
     assert " ok " in recovered and " 3 " in recovered
+
+
+def test_status_shows_a_silent_source_with_its_last_new_item_and_usual_gap(setup):
+    amur, root = setup
+    store = StateStore(make_engine(f"sqlite:///{root / 'amur.sqlite'}"))
+    store.setup()
+    store.record_success("wire", None, None, utc_now())
+    backdate_emissions(store, "wire", [utc_now() - timedelta(hours=h) for h in (50, 44, 38, 32, 26)])
+    result = amur("sources", "status")
+    assert result.exit_code == 0, result.output
+    wire = next(line for line in result.output.splitlines() if line.startswith("wire"))
+    assert " silent " in wire and " 6.0h " in wire
+    listed = amur("sources", "list")
+    assert listed.exit_code == 0 and [line.split()[0] for line in listed.output.splitlines()] == ["source", "wire", "dead"]

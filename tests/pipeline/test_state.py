@@ -10,6 +10,7 @@ import sqlalchemy.exc
 from pipeline.db import make_engine
 from pipeline.messages import article_id
 from pipeline.state import MAX_ERROR_CHARS, SourceState, StateStore
+from tests.support.messages import backdate_emissions
 
 NEXT = datetime(2024, 5, 14, 5, 0, 0, 123456, tzinfo=UTC)
 
@@ -187,3 +188,18 @@ def test_many_ids_at_once(store):
     store.mark_emitted("valley-courier", [(key, f"https://courier.example/{key}") for key in many[:700]])
 
     assert store.unseen("valley-courier", many) == set(many[700:])
+
+
+def test_the_usual_gap_is_the_median_gap_between_polls_that_brought_something_new(store):
+    now = datetime.now(UTC)
+    hours = [34, 30, 26, 22, 18]  # a new article every 4 h, the last one 18 h ago
+    moments = [now - timedelta(hours=h) for h in hours] + [now - timedelta(hours=18, seconds=5)]  # two in one poll
+    backdate_emissions(store, "quiet", moments)
+    silence = store.silence("quiet", poll_interval_seconds=600)
+    assert silence.usual_gap == timedelta(hours=4)
+    assert silence.is_silent(now, 600)  # 18 h without news, four times the usual gap is 16 h
+    assert not silence.is_silent(now - timedelta(hours=4), 600)
+    assert not silence.is_silent(now, poll_interval_seconds=6 * 3600)  # polled every 6 h: 24 h is the bar
+    assert store.silence("never-published", 600) is None
+    backdate_emissions(store, "young", [now - timedelta(hours=2), now - timedelta(hours=1)])
+    assert store.silence("young", 600) is None  # no usual gap yet

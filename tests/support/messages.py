@@ -58,3 +58,19 @@ def make_story(
         "chinese_parties": [region for region in regions if region.startswith("CN")],
         "names": names or {},
     })
+
+
+def backdate_emissions(store, source: str, moments) -> None:
+    """Record one emitted article of ``source`` first seen at each of ``moments`` (a history)."""
+    import sqlalchemy as sa
+
+    from pipeline.state import seen_articles
+
+    items = [(f"{index:032x}", f"https://history.example/{source}/{index}") for index, _ in enumerate(moments)]
+    store.mark_emitted(source, items)
+    with store.engine.begin() as connection:
+        for (key, _), moment in zip(items, moments):
+            connection.execute(
+                sa.update(seen_articles).where(seen_articles.c.source == source, seen_articles.c.article_id == key)
+                .values(first_seen_at=moment, updated_at=moment)
+            )

@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import binascii
 import secrets
+import collections
 import time
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -24,6 +25,7 @@ from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 
+from pipeline.app.sources import source_health
 from pipeline.app.web import api, feeds, pages
 from pipeline.app.web.context import HERE, WebContext
 from pipeline.db import make_engine
@@ -31,7 +33,6 @@ from pipeline.errors import ConfigError, ConfigProblem
 from pipeline.messages import utc_now
 from pipeline.migrations import current_revision, head_revision
 from pipeline.settings import AmurSettings
-from pipeline.state import source_state
 from sinks.alert_feed import alerts
 from sinks.records import articles
 
@@ -149,12 +150,16 @@ class _StoreCollector:
             stories = connection.execute(sa.select(sa.func.count()).select_from(alerts)).scalar_one()
             records = connection.execute(sa.select(sa.func.count()).select_from(articles)).scalar_one()
             freshness = _freshness(connection)
-            failing = connection.execute(
-                sa.select(sa.func.count()).where(source_state.c.consecutive_failures > 0)
-            ).scalar_one()
+        statuses = collections.Counter(row.status for row in source_health(
+            self.context.settings, self.context.config_path, self.context.engine))
         yield GaugeMetricFamily("amur_stories", "Stories in the records database", value=stories)
         yield GaugeMetricFamily("amur_articles", "Classified articles in the records database", value=records)
-        yield GaugeMetricFamily("amur_sources_failing", "Sources whose last poll failed", value=failing)
+        sources = GaugeMetricFamily(
+            "amur_sources", "Configured sources by status (ok, failing, items failing, silent, ...)", labels=["status"],
+        )
+        for status in ("ok", "failing", "items failing", "silent", "never polled", "disabled"):
+            sources.add_metric([status], statuses.get(status, 0))
+        yield sources
         age = GaugeMetricFamily("amur_last_written_age_seconds", "Seconds since the sinks last wrote", labels=["table"])
         for table, seconds in freshness.items():
             if seconds is not None:

@@ -257,6 +257,7 @@ def test_health_and_metrics(served):
     served.get("/api/stories")
     metrics = served.get("/metrics").text
     assert "amur_stories 6.0" in metrics
+    assert 'amur_sources{status="never polled"} 1.0' in metrics
     assert 'amur_http_requests_total{route="/api/stories",status="200"}' in metrics
     served.app.state.amur.engine = make_engine("postgresql+psycopg://nobody@127.0.0.1:9/none?connect_timeout=2")
     down = served.get("/healthz")
