@@ -71,14 +71,19 @@ class FeedConnector(PollingConnector):
     def list_items(self, etag: str | None, last_modified: str | None) -> Listing:
         feed = self.fetcher.fetch(self.url, etag=etag, last_modified=last_modified, accept=self.accept)
         if feed.not_modified:
-            return Listing(retry_after=feed.retry_after, not_modified=True)
-        items = self.items(feed)
-        return Listing(items, etag=feed.etag, last_modified=feed.last_modified, retry_after=feed.retry_after)
+            return Listing(retry_after=feed.retry_after, not_modified=True, update_hint=feed.max_age)
+        items, hint = self.items(feed)
+        hints = [moment for moment in (hint, feed.max_age) if moment is not None]
+        return Listing(
+            items, etag=feed.etag, last_modified=feed.last_modified, retry_after=feed.retry_after,
+            update_hint=max(hints) if hints else None,
+        )
 
-    def items(self, feed: FetchResult) -> list[Item]:
-        """The entries of a fetched feed, RSS, Atom or JSON Feed."""
+    def items(self, feed: FetchResult) -> tuple[list[Item], float | None]:
+        """The entries of a fetched feed, RSS, Atom or JSON Feed, and the feed's own hint of
+        how often it changes (RSS ``ttl``, ``sy:updatePeriod``/``sy:updateFrequency``), in seconds."""
         if is_json_feed(feed):
-            return json_feed_items(feed, source=self.name)
+            return json_feed_items(feed, source=self.name), None
         parsed = parse_feed(feed, source=self.name)
         language = _language(parsed.feed.get("language"))
         items = []
@@ -91,7 +96,7 @@ class FeedConnector(PollingConnector):
                 url=canonical_url(link), title=_plain(entry.get("title", "")), summary=_plain(entry.get("summary", "")),
                 published_at=_entry_time(entry), authors=tuple(_entry_authors(entry)), language=language,
             ))
-        return items
+        return items, _update_hint(parsed.feed)
 
     def fetch_article(self, item: Item) -> Article:
         return article_from_page(self.fetcher, item, self.name)
@@ -102,8 +107,8 @@ class JsonFeedConnector(FeedConnector):
 
     accept = ACCEPT_JSON_FEED
 
-    def items(self, feed: FetchResult) -> list[Item]:
-        return json_feed_items(feed, source=self.name)
+    def items(self, feed: FetchResult) -> tuple[list[Item], float | None]:
+        return json_feed_items(feed, source=self.name), None
 
 
 def parse_feed(feed: FetchResult, *, source: str = "") -> feedparser.FeedParserDict:
@@ -195,6 +200,23 @@ def _plain(html: str) -> str:
         except (ValueError, etree.ParserError):
             pass
     return " ".join(html.split())
+
+
+SYNDICATION_PERIODS = {"hourly": 3_600, "daily": 86_400, "weekly": 604_800, "monthly": 2_592_000, "yearly": 31_536_000}
+
+
+def _update_hint(channel: feedparser.FeedParserDict) -> float | None:
+    """Seconds between updates the feed announces: RSS ``<ttl>`` minutes, or the syndication
+    module's period divided by its frequency; ``None`` when it says nothing usable."""
+    hints = []
+    ttl = str(channel.get("ttl", "")).strip()
+    if ttl.isdigit() and int(ttl) > 0:
+        hints.append(int(ttl) * 60.0)
+    period = SYNDICATION_PERIODS.get(str(channel.get("sy_updateperiod", "")).strip().lower())
+    if period:
+        frequency = str(channel.get("sy_updatefrequency", "1")).strip()
+        hints.append(period / (int(frequency) if frequency.isdigit() and int(frequency) > 0 else 1))
+    return max(hints) if hints else None
 
 
 def _language(value: str | None) -> str | None:

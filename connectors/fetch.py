@@ -172,6 +172,7 @@ class FetchResult:
     last_modified: str | None = None
     retry_after: float | None = None  # seconds, parsed from Retry-After
     not_modified: bool = False
+    max_age: float | None = None  # seconds, Cache-Control max-age: how long the server says it stays fresh
 
     def response_headers(self) -> dict[str, str]:
         """The headers a parser needs (feedparser's ``response_headers``), lower-case names."""
@@ -268,6 +269,7 @@ class Fetcher:
             url=url, final_url=str(response.url), status=status, content_type=content_type,
             etag=response.headers.get("etag"), last_modified=response.headers.get("last-modified"),
             retry_after=parse_retry_after(response.headers.get("retry-after")),
+            max_age=_max_age(response.headers.get("cache-control")),
         )
         if status == 304:
             return FetchResult(body=b"", text="", encoding=None, not_modified=True, **common)
@@ -332,6 +334,14 @@ def decode_body(body: bytes, content_type: str | None) -> tuple[str, str]:
         if best is not None and best.encoding:
             return body.decode(best.encoding, errors="replace"), best.encoding
     return body.decode("utf-8", errors="replace"), "utf-8"
+
+
+_MAX_AGE = re.compile(r"(?:^|[,\s])max-age\s*=\s*\"?(\d+)", re.IGNORECASE)
+
+
+def _max_age(cache_control: str | None) -> float | None:
+    found = _MAX_AGE.search(cache_control or "")
+    return float(found.group(1)) if found else None
 
 
 def parse_retry_after(value: str | None) -> float | None:

@@ -81,6 +81,7 @@ Example — the runtime loop for one connector::
 from __future__ import annotations
 
 import logging
+import random
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
@@ -101,6 +102,8 @@ __all__ = [
 
 MIN_RETRY_AFTER_SECONDS = 30.0
 MAX_INTERVAL_SECONDS = 86_400.0
+ADAPT_SLOWER, ADAPT_FASTER = 1.5, 0.5  # interval × this after a poll with no new item / several
+JITTER = 0.1  # ± this share of the interval
 
 log = logging.getLogger(__name__)
 
@@ -254,6 +257,7 @@ class Listing:
     last_modified: str | None = None
     retry_after: float | None = None
     not_modified: bool = False
+    update_hint: float | None = None  # seconds the source says it changes at most every (ttl, sy:updatePeriod, max-age)
 
 
 @dataclass
@@ -279,8 +283,11 @@ class PollingConnector(Connector):
     per-poll limit, none waiting for a retry): otherwise a crash before commit, or a 304 next
     time, would hide items that still need work.
 
-    Next poll: ``poll_interval_seconds``, or the server's ``Retry-After`` clamped to
-    [30 s, 1 day]; after a failed poll, ``interval × 2^failures`` capped at 1 day.
+    Next poll: ``poll_interval_seconds`` — or, for a source with ``min_interval_seconds`` and
+    ``max_interval_seconds``, the interval :func:`adapted_interval` makes of how much the
+    poll found and of the feed's own hints, ±10 % — or the server's ``Retry-After`` clamped to
+    [30 s, 1 day]; after a failed poll, ``interval × 2^failures`` capped at 1 day, so a
+    failing source keeps being tried, slowly, and recovers on its own.
     """
 
     max_item_attempts = 3
@@ -318,25 +325,29 @@ class PollingConnector(Connector):
     def poll(self, emit: Emit | None = None) -> PollResult:
         previous = self.state.get(self.name)
         self._delivery = None
+        sent = (None, None) if self.source.ignore_validators else (previous.etag, previous.last_modified)
         try:
-            listing = self.list_items(previous.etag, previous.last_modified)
+            listing = self.list_items(*sent)
         except SourceError as exc:
             if not self._cancelled.is_set():  # a fetch cut short by shutdown is no failure of the source
                 self._record_failure(exc, previous.consecutive_failures + 1)
             raise
-        self.next_poll_in = _interval(self.source.poll_interval_seconds, listing.retry_after)
+        todo = [] if listing.not_modified else self._unseen_items(listing.items)
+        interval = adapted_interval(self.source, previous.interval_seconds, len(todo), listing.update_hint)
+        adaptive = self.source.interval_range[0] != self.source.interval_range[1]
+        self.next_poll_in = _interval(interval, listing.retry_after, jitter=adaptive)
         # Until commit, keep the validators that were sent: a crash now must not turn into a 304.
-        self.state.record_success(self.name, previous.etag, previous.last_modified, _at(self.next_poll_in))
+        self.state.record_success(self.name, previous.etag, previous.last_modified, _at(self.next_poll_in), interval)
         if listing.not_modified:
-            log.info("source not modified: source=%s url=%s", self.name, self.url)
+            log.debug("source not modified: source=%s url=%s", self.name, self.url)
             return PollResult(next_poll_in=self.next_poll_in)
-        articles, failures, item_urls, complete = self._new_articles(listing.items, emit)
+        articles, failures, item_urls, complete = self._new_articles(todo, emit)
         # Validators only when nothing is left for later; else the next poll must see the items again.
         validators = (listing.etag, listing.last_modified) if complete else (None, None)
         self._delivery = _Delivery(item_urls, validators)
         log.info(
-            "source polled: source=%s url=%s items=%d articles=%d failures=%d",
-            self.name, self.url, len(listing.items), len(articles), len(failures),
+            "source polled: source=%s items=%d articles=%d failures=%d next_poll_in=%.0fs",
+            self.name, len(listing.items), len(articles), len(failures), self.next_poll_in,
         )
         return PollResult(articles=articles, failures=failures, next_poll_in=self.next_poll_in)
 
@@ -349,14 +360,17 @@ class PollingConnector(Connector):
             self.state.set_validators(self.name, *self._delivery.validators)
             self._delivery = None
 
-    def _new_articles(
-        self, items: list[Item], emit: Emit | None,
-    ) -> tuple[list[Article], list[ItemFailure], dict[str, str], bool]:
+    def _unseen_items(self, items: list[Item]) -> list[tuple[str, Item]]:
+        """``(seen-store id, item)`` of the listing's items still to fetch, newest first."""
         by_id: dict[str, Item] = {}
         for item in _newest_first(items):
             by_id.setdefault(article_id(item.url), item)  # newest first: a repeated link keeps its newest item
         unseen = self.state.unseen(self.name, list(by_id))
-        todo = [(key, item) for key, item in by_id.items() if key in unseen]  # dicts keep the newest-first order
+        return [(key, item) for key, item in by_id.items() if key in unseen]  # dicts keep the newest-first order
+
+    def _new_articles(
+        self, todo: list[tuple[str, Item]], emit: Emit | None,
+    ) -> tuple[list[Article], list[ItemFailure], dict[str, str], bool]:
         limit = self.source.max_articles_per_poll
         complete = len(todo) <= limit
         articles: dict[str, Article] = {}
@@ -409,10 +423,34 @@ def _newest_first(items: list[Item]) -> list[Item]:
     return sorted(items, key=lambda item: item.published_at.timestamp() if item.published_at else float("-inf"), reverse=True)
 
 
-def _interval(base: int, retry_after: float | None) -> float:
-    if retry_after is None:
-        return float(base)
-    return min(max(retry_after, MIN_RETRY_AFTER_SECONDS), MAX_INTERVAL_SECONDS)
+def adapted_interval(source: SourceConfig, current: float | None, new_items: int, hint: float | None) -> float:
+    """The interval before the next poll of ``source``, from how much this poll found.
+
+    Fixed sources (no ``min_interval_seconds``/``max_interval_seconds``) keep
+    ``poll_interval_seconds``. Adaptive ones halve the interval when a poll finds more than one
+    new item (items may be slipping past), stretch it by half when it finds none, keep it for
+    one; never shorter than the source's own hint of how often it changes; always within
+    the configured range.
+    """
+    low, high = source.interval_range
+    if low == high:
+        return low
+    interval = current or float(source.poll_interval_seconds)
+    if new_items == 0:
+        interval *= ADAPT_SLOWER
+    elif new_items > 1:
+        interval *= ADAPT_FASTER
+    if hint is not None:
+        interval = max(interval, hint)
+    return min(max(interval, low), high)
+
+
+def _interval(base: float, retry_after: float | None, *, jitter: bool = False) -> float:
+    if retry_after is not None:
+        return min(max(retry_after, MIN_RETRY_AFTER_SECONDS), MAX_INTERVAL_SECONDS)
+    # Jitter spreads adaptive sources that converged together, so they do not poll in one burst;
+    # a fixed interval stays exactly what the operator wrote.
+    return base * random.uniform(1 - JITTER, 1 + JITTER) if jitter else float(base)
 
 
 def _at(seconds: float) -> datetime:

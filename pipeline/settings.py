@@ -31,6 +31,7 @@ from pydantic import (
     SecretStr,
     ValidationError,
     field_validator,
+    model_validator,
 )
 
 from pipeline import registry
@@ -217,9 +218,28 @@ class SourceConfig(_Frozen):
         "rss", description="A connector kind from the registry: rss (RSS 0.9x/1.0/2.0, Atom, JSON Feed), jsonfeed",
     )
     url: HttpUrl = Field(examples=["https://example.org/rss.xml"])
-    poll_interval_seconds: int = Field(300, ge=30, le=86_400)
+    poll_interval_seconds: int = Field(300, ge=30, le=86_400, description="The interval, or the first one when adaptive")
+    min_interval_seconds: int | None = Field(
+        None, ge=30, le=86_400, description="With max_interval_seconds: adapt the interval to how often the source publishes",
+    )
+    max_interval_seconds: int | None = Field(None, ge=30, le=86_400)
+    ignore_validators: bool = Field(False, description="Always fetch in full: for servers whose ETag lies")
     enabled: bool = True
     max_articles_per_poll: int = Field(50, ge=1, le=1000)
+
+    @model_validator(mode="after")
+    def _ordered_intervals(self) -> SourceConfig:
+        low = self.min_interval_seconds or self.poll_interval_seconds
+        high = self.max_interval_seconds or self.poll_interval_seconds
+        if not low <= self.poll_interval_seconds <= high:
+            raise ValueError("min_interval_seconds ≤ poll_interval_seconds ≤ max_interval_seconds must hold")
+        return self
+
+    @property
+    def interval_range(self) -> tuple[float, float]:
+        """The least and the most time between two polls; equal when the interval is fixed."""
+        return (float(self.min_interval_seconds or self.poll_interval_seconds),
+                float(self.max_interval_seconds or self.poll_interval_seconds))
 
     @field_validator("kind")
     @classmethod

@@ -51,6 +51,7 @@ source_state = sa.Table(
     sa.Column("consecutive_failures", sa.Integer, nullable=False, default=0),
     sa.Column("last_error", sa.Text),
     sa.Column("next_poll_at", UTCDateTime),
+    sa.Column("interval_seconds", sa.Float),
 )
 
 seen_articles = sa.Table(
@@ -113,6 +114,7 @@ class SourceState:
     consecutive_failures: int = 0
     last_error: str | None = None
     next_poll_at: datetime | None = None
+    interval_seconds: float | None = None  # the interval the last poll chose (adaptive sources)
 
 
 class StateStore:
@@ -139,15 +141,19 @@ class StateStore:
             row = connection.execute(sa.select(source_state).where(source_state.c.name == name)).mappings().first()
         return SourceState(**row) if row else SourceState(name=name)
 
-    def record_success(self, name: str, etag: str | None, last_modified: str | None, next_poll_at: datetime) -> None:
-        """A poll succeeded: keep the validators for the next conditional GET, reset the failures.
+    def record_success(
+        self, name: str, etag: str | None, last_modified: str | None, next_poll_at: datetime,
+        interval_seconds: float | None = None,
+    ) -> None:
+        """A poll succeeded: keep the validators for the next conditional GET, reset the failures,
+        and remember the interval chosen.
 
         On a 304 pass the validators sent (the server need not repeat them).
         """
         now = utc_now()
         row = dict(
             name=name, etag=etag, last_modified=last_modified, last_polled_at=now, last_success_at=now,
-            consecutive_failures=0, last_error=None, next_poll_at=next_poll_at,
+            consecutive_failures=0, last_error=None, next_poll_at=next_poll_at, interval_seconds=interval_seconds,
         )
         with self.engine.begin() as connection:
             connection.execute(upsert(self.engine, source_state, [row], key=["name"]))

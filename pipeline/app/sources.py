@@ -70,6 +70,11 @@ class SourceHealth:
         return emitted is None or emitted.latest < max(moment for moment in failed if moment is not None)
 
     @property
+    def interval_seconds(self) -> float:
+        """The current interval: what the last poll chose for an adaptive source, else the configured one."""
+        return self.state.interval_seconds or float(self.source.poll_interval_seconds)
+
+    @property
     def items_seen(self) -> int:
         return sum(tally.count for tally in self.items.values())
 
@@ -113,7 +118,7 @@ def format_health(rows: list[SourceHealth]) -> str:
         state = row.state
         lines.append(
             f"{row.source.name:24} {row.status:13} {when(state.last_success_at):21} {state.consecutive_failures:>8} "
-            f"{row.items_seen:>6} {rate(row.item_failure_rate):>6} {row.source.poll_interval_seconds:>5}s  "
+            f"{row.items_seen:>6} {rate(row.item_failure_rate):>6} {row.interval_seconds:>5.0f}s  "
             f"{when(row.last_new_at):21} {gap(row.silence):>9}  {when(state.next_poll_at):21} {state.last_error or ''}"
         )
     return "\n".join(lines)

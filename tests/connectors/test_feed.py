@@ -365,3 +365,23 @@ def test_commit_records_emitted_articles(courier, fetcher, state):
     feed.commit(result.articles)
 
     assert state.item_statuses("valley-courier") == {article.id: "emitted" for article in result.articles}
+
+
+@pytest.mark.parametrize(("channel", "headers", "hint"), [
+    ("<ttl>45</ttl>", {}, 2700),
+    ('<sy:updatePeriod>daily</sy:updatePeriod><sy:updateFrequency>4</sy:updateFrequency>', {}, 21600),
+    ("", {"Cache-Control": "public, max-age=1200"}, 1200),
+    ("<ttl>10</ttl>", {"Cache-Control": "max-age=1800"}, 1800),
+])
+def test_the_feed_s_own_update_hints_floor_an_adaptive_interval(local_site, fetcher, state, channel, headers, hint):
+    feed = (
+        '<?xml version="1.0"?><rss version="2.0" xmlns:sy="http://purl.org/rss/1.0/modules/syndication/">'
+        f"<channel><title>Hints</title>{channel}</channel></rss>"
+    )
+    local_site.add("/feed.rss", feed.encode(), RSS, headers=headers)
+    listing = connector(local_site, fetcher, state).list_items(None, None)
+    assert listing.update_hint == hint
+    adaptive = connector(local_site, fetcher, state, poll_interval_seconds=300, min_interval_seconds=60,
+                         max_interval_seconds=86_400)
+    adaptive.poll()
+    assert state.get("valley-courier").interval_seconds == max(hint, 450)  # no new item: ×1.5, floored by the hint
