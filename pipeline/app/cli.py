@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import logging
 import signal
-import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -63,19 +61,19 @@ def _settings(config: Path, transport: Optional[str] = None) -> AmurSettings:
     return settings
 
 
-# Libraries that log every request or every scheduler tick at INFO; Amur logs each event once.
-QUIET_LIBRARIES = ("httpx", "httpcore", "apscheduler", "kafka", "trafilatura", "urllib3", "uvicorn")
+LogLevel = Annotated[str, typer.Option("--log-level", help="debug, info, warning or error.")]
+LogFormat = Annotated[str, typer.Option("--log-format", help="text, or json: one JSON object per line.")]
+Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="The same as --log-level debug.")]
 
 
-def _logging(verbose: bool) -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    if not verbose:
-        for name in QUIET_LIBRARIES:
-            logging.getLogger(name).setLevel(logging.WARNING)
+def _logging(verbose: bool, level: str = "info", log_format: str = "text") -> None:
+    from pipeline.app.logs import LEVELS, configure_logging
+
+    if level not in LEVELS:
+        raise typer.BadParameter(f"choose one of: {', '.join(LEVELS)}", param_hint="--log-level")
+    if log_format not in ("text", "json"):
+        raise typer.BadParameter("choose text or json", param_hint="--log-format")
+    configure_logging("debug" if verbose else level, log_format)
 
 
 @app.command()
@@ -85,7 +83,9 @@ def run(
     transport: Annotated[Optional[str], typer.Option(help="embedded or kafka; overrides the config.")] = None,
     once: Annotated[bool, typer.Option("--once", help="Poll every source once, drain the pipeline, exit.")] = False,
     serve: Annotated[bool, typer.Option("--serve", help="Also serve the dashboard (serve.host, serve.port).")] = False,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+    verbose: Verbose = False,
+    log_level: LogLevel = "info",
+    log_format: LogFormat = "text",
 ) -> None:
     """Run the pipeline: all roles in one process, or one role of a scaled-out deployment."""
     from pipeline.app.roles import Runtime, run_forever, run_once
@@ -94,7 +94,7 @@ def run(
         raise typer.BadParameter(f"unknown role {role!r}; choose one of: {', '.join(roles())}", param_hint="ROLE")
     if transport is not None and transport not in ("embedded", "kafka"):
         raise typer.BadParameter("choose embedded or kafka", param_hint="--transport")
-    _logging(verbose)
+    _logging(verbose, log_level, log_format)
     settings = _settings(config, transport)
     if role is not None and settings.transport == "embedded" and not once:
         typer.echo("note: a single role on the embedded transport only makes sense with --once", err=True)
@@ -134,12 +134,14 @@ def serve(
     config: ConfigOption = DEFAULT_CONFIG_PATH,
     host: Annotated[Optional[str], typer.Option(help="Address to bind; serve.host (127.0.0.1) by default.")] = None,
     port: Annotated[Optional[int], typer.Option(help="Port to bind; serve.port (8080) by default.")] = None,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+    verbose: Verbose = False,
+    log_level: LogLevel = "info",
+    log_format: LogFormat = "text",
 ) -> None:
     """Serve the dashboard, the cooperation map, the JSON API and the feeds (read-only)."""
     from pipeline.app.web.server import make_server
 
-    _logging(verbose)
+    _logging(verbose, log_level, log_format)
     settings = _settings(config)
     with _errors_end_the_command():
         server = make_server(settings, config, host=host, port=port)
