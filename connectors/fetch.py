@@ -22,6 +22,9 @@ destinations               loopback, private, link-local, multicast and reserved
                            ``allow_networks`` (:mod:`connectors.guard`); proxies from the
                            environment are not used, since through one the guard could not
                            see where a request goes
+robots.txt                 :meth:`Fetcher.allowed_by_robots` (article pages only) reads each
+                           host's robots.txt once a day; ``respect_robots: false`` skips it
+concurrency                at most ``max_connections_per_host`` requests in flight to a host
 politeness                 at least ``per_host_delay_seconds`` between the starts of two
                            requests to one host name (redirect hops included), across
                            threads; the first request to a host does not wait
@@ -40,6 +43,7 @@ characters, so a wrong or unknown charset never raises.
 from __future__ import annotations
 
 import codecs
+import logging
 import re
 import threading
 import time
@@ -48,6 +52,7 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from http import HTTPStatus
 from urllib.parse import unquote_plus, urlsplit, urlunsplit
+from urllib.robotparser import RobotFileParser
 
 import courlan
 import httpx
@@ -67,6 +72,8 @@ __all__ = [
     "FetchResult", "Fetcher", "canonical_url", "decode_body", "parse_retry_after", "same_site", "shared_fetcher",
 ]
 
+log = logging.getLogger(__name__)
+
 ACCEPT_HTML = "text/html,application/xhtml+xml;q=0.9,*/*;q=0.5"
 ACCEPT_FEED = (
     "application/rss+xml,application/atom+xml,application/feed+json,application/xml;q=0.9,text/xml;q=0.9,*/*;q=0.5"
@@ -75,6 +82,8 @@ ACCEPT_JSON_FEED = "application/feed+json,application/json;q=0.9,*/*;q=0.5"
 
 HTTP_SCHEMES = ("http", "https")
 REDIRECT_STATUSES = {301, 302, 303, 307, 308}
+ROBOTS_TTL_SECONDS = 86_400.0  # a host's robots.txt is read again after a day
+ROBOTS_RETRY_SECONDS = 600.0  # or after ten minutes, when it could not be read
 BODY_DEADLINE_FACTOR = 3  # whole body within 3 × timeout_seconds (see module docstring)
 SNIFF_BYTES = 1024
 
@@ -204,6 +213,8 @@ class Fetcher:
         )
         self._lock = threading.Lock()
         self._next_start: dict[str, float] = {}  # host → earliest monotonic start of its next request
+        self._host_slots: dict[str, threading.BoundedSemaphore] = {}
+        self._robots: dict[str, tuple[float, RobotFileParser | None]] = {}  # scheme://host → (fetched at, rules)
 
     def __enter__(self) -> Fetcher:
         return self
@@ -240,7 +251,9 @@ class Fetcher:
             hop = chain[-1]
             self._wait_turn(hop)
             try:
-                with self._client.stream("GET", hop, headers=headers, timeout=self._timeout, follow_redirects=False) as response:
+                with self._slot(hop), self._client.stream(
+                    "GET", hop, headers=headers, timeout=self._timeout, follow_redirects=False,
+                ) as response:
                     location = response.headers.get("location")
                     if response.status_code in REDIRECT_STATUSES and location:
                         chain.append(self._next_hop(url, chain, response.url, location))
@@ -248,6 +261,50 @@ class Fetcher:
                     return self._result(url, response)
             except (httpx.HTTPError, httpx.InvalidURL) as exc:  # InvalidURL is not an HTTPError
                 raise _transport_error(url, hop, exc, self.settings.timeout_seconds) from exc
+
+    def _slot(self, url: str) -> threading.BoundedSemaphore:
+        """The semaphore bounding the requests in flight to ``url``'s host."""
+        host = urlsplit(url).hostname or ""
+        with self._lock:
+            if host not in self._host_slots:
+                self._host_slots[host] = threading.BoundedSemaphore(self.settings.max_connections_per_host)
+            return self._host_slots[host]
+
+    def allowed_by_robots(self, url: str) -> bool:
+        """Whether the robots.txt of ``url``'s host lets ``user_agent`` fetch it (cached per host
+        for :data:`ROBOTS_TTL_SECONDS`). No robots.txt (4xx) allows everything; one that cannot
+        be fetched now (a 5xx, a network error) allows for now and is asked again sooner."""
+        if not self.settings.respect_robots:
+            return True
+        parts = urlsplit(url)
+        site = f"{parts.scheme}://{parts.netloc}"
+        now = time.monotonic()
+        with self._lock:
+            cached = self._robots.get(site)
+        if cached is None or now - cached[0] > ROBOTS_TTL_SECONDS:
+            rules, ttl_start = self._read_robots(site), now
+            if rules is None:
+                ttl_start = now - ROBOTS_TTL_SECONDS + ROBOTS_RETRY_SECONDS
+            with self._lock:
+                self._robots[site] = (ttl_start, rules)
+                if len(self._robots) > 10_000:
+                    self._robots = {key: value for key, value in self._robots.items() if now - value[0] <= ROBOTS_TTL_SECONDS}
+            cached = (ttl_start, rules)
+        rules = cached[1]
+        return rules is None or rules.can_fetch(self.settings.user_agent, url)
+
+    def _read_robots(self, site: str) -> RobotFileParser | None:
+        rules = RobotFileParser()
+        try:
+            result = self.fetch(f"{site}/robots.txt", accept="text/plain,*/*;q=0.5")
+        except FetchError as exc:
+            if exc.retryable:
+                log.info("robots.txt of %s unreadable for now (%s); its pages are fetched meanwhile", site, exc.reason)
+                return None
+            rules.parse([])  # 404 and the like: no rules, everything allowed
+            return rules
+        rules.parse(result.text.splitlines())
+        return rules
 
     def _next_hop(self, url: str, chain: list[str], current: httpx.URL, location: str) -> str:
         try:

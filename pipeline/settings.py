@@ -117,6 +117,8 @@ class FetchSettings(_Frozen):
     max_redirects: int = Field(5, ge=0, le=20)
     user_agent: str = "Amur/0.1 (news monitor; +https://example.invalid/amur)"
     per_host_delay_seconds: float = Field(1.0, ge=0, description="Politeness gap between requests to one host")
+    max_connections_per_host: int = Field(2, ge=1, le=32, description="Requests in flight to one host at once")
+    respect_robots: bool = Field(True, description="Fetch no article page a host's robots.txt disallows for user_agent")
     allow_networks: list[IPvAnyNetwork] = Field(
         default_factory=list, examples=[["127.0.0.0/8", "10.20.0.0/16"]],
         description="Loopback, private, link-local and reserved destinations are refused unless inside one of these",
@@ -259,6 +261,12 @@ class SourcesFile(_Frozen):
     @classmethod
     def _unique_names(cls, sources: list[SourceConfig]) -> list[SourceConfig]:
         require_unique([source.name for source in sources], "source")
+        first: dict[str, str] = {}
+        for source in sources:
+            url = str(source.url)
+            if url in first:
+                raise ValueError(f"source {source.name} lists the feed of source {first[url]} ({url}); list a feed once")
+            first[url] = source.name
         return sources
 
 

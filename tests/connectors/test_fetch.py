@@ -408,3 +408,26 @@ def test_politeness_holds_across_threads(local_site):
     gaps = [later - earlier for earlier, later in itertools.pairwise(sorted(arrivals))]
     assert len(arrivals) == 4
     assert min(gaps) >= 0.17  # 0.2 s between starts; arrival jitter aside
+
+
+def test_requests_in_flight_to_one_host_are_bounded(local_site, fetch_settings):
+    in_flight, peak, lock = [0], [0], threading.Lock()
+
+    def slow(request):
+        with lock:
+            in_flight[0] += 1
+            peak[0] = max(peak[0], in_flight[0])
+        time.sleep(0.2)
+        with lock:
+            in_flight[0] -= 1
+        delayed(0, b"<html>done</html>")(request)
+
+    local_site.add_handler("/slow", slow)
+    with Fetcher(fetch_settings.model_copy(update={"max_connections_per_host": 2})) as fetcher:
+        threads = [threading.Thread(target=fetcher.fetch, args=[local_site.url("/slow")]) for _ in range(6)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(10)
+    assert len(local_site.requests_to("/slow")) == 6
+    assert peak[0] == 2

@@ -8,7 +8,9 @@ import pytest
 
 from connectors.feed import FeedConnector
 from connectors.pages import article_from_page, article_url
+from connectors.fetch import Fetcher
 from pipeline.connector import Item
+from pipeline.errors import FetchError
 from pipeline.messages import article_id
 from pipeline.settings import SourceConfig
 from tests.support.local_site import redirect_to
@@ -61,3 +63,28 @@ def test_one_article_behind_two_links_is_emitted_once(local_site, fetcher, state
     local_site.add("/feed.rss", feed.replace("Courier", "Courier, updated").encode(), "application/rss+xml")
     again = source.poll()  # both links are known now: neither page is fetched again
     assert again.articles == [] and len(local_site.requests_to("/story/ferry")) == 2
+
+
+ROBOTS = b"User-agent: *\nDisallow: /members/\n\nUser-agent: GreedyBot\nDisallow: /\n"
+
+
+def test_a_page_the_site_s_robots_txt_disallows_is_a_permanent_item_failure(local_site, resource, fetcher):
+    local_site.add("/robots.txt", ROBOTS, "text/plain")
+    local_site.add("/members/ferry", resource("pages/ferry-line.html"))
+    local_site.add("/news/ferry", resource("pages/ferry-line.html"))
+
+    with pytest.raises(FetchError) as refused:
+        article_from_page(fetcher, Item(url=local_site.url("/members/ferry")), "courier")
+    assert "robots.txt disallows" in str(refused.value) and refused.value.retryable is False
+    assert local_site.requests_to("/members/ferry") == []
+    assert article_from_page(fetcher, Item(url=local_site.url("/news/ferry")), "courier").text
+    assert len(local_site.requests_to("/robots.txt")) == 1  # read once per host
+
+
+def test_no_robots_txt_allows_every_page_and_the_switch_turns_the_check_off(local_site, resource, fetch_settings):
+    local_site.add("/news/ferry", resource("pages/ferry-line.html"))
+    with Fetcher(fetch_settings) as fetcher:
+        assert article_from_page(fetcher, Item(url=local_site.url("/news/ferry")), "courier").text  # robots.txt is a 404
+    local_site.add("/robots.txt", b"User-agent: *\nDisallow: /\n", "text/plain")
+    with Fetcher(fetch_settings.model_copy(update={"respect_robots": False})) as fetcher:
+        assert article_from_page(fetcher, Item(url=local_site.url("/news/ferry")), "courier").text

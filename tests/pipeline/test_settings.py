@@ -86,6 +86,17 @@ sources:
     assert problem.key == "sources" and "repeated: good" in problem.message
 
 
+def test_a_feed_listed_twice_is_refused_so_it_is_fetched_once(tmp_path):
+    path = write(tmp_path / "sources.yaml", """
+sources:
+  - {name: wire, url: "https://example.org/feed.xml"}
+  - {name: wire-again, url: "https://example.org/feed.xml"}
+""")
+    (problem,) = check_config(path)
+    assert problem.key == "sources"
+    assert "source wire-again lists the feed of source wire (https://example.org/feed.xml); list a feed once" in problem.message
+
+
 def test_missing_sources_file_is_reported_from_the_main_config(tmp_path):
     path = write(tmp_path / "amur.yaml", "sources_file: nowhere.yaml\n")
     problems = check_config(path)
