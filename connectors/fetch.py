@@ -207,7 +207,7 @@ class Fetcher:
         self.settings = settings
         self._timeout = httpx.Timeout(settings.timeout_seconds)
         self._owns_client = client is None
-        self._transport = GuardedTransport(AddressPolicy(settings.allow_networks))
+        self._transport = GuardedTransport(AddressPolicy(settings.allow_networks)) if client is None else None
         self._client = client or httpx.Client(
             transport=self._transport, timeout=self._timeout, follow_redirects=False, trust_env=False,
         )
@@ -223,8 +223,10 @@ class Fetcher:
         self.close()
 
     def cancel(self) -> None:
-        """End the requests in flight now (they fail with a network error): shutting down."""
-        self._transport.backend.abort()
+        """End the requests in flight now (they fail with a network error): shutting down.
+        A client passed in (tests) is the caller's to end."""
+        if self._transport is not None:
+            self._transport.backend.abort()
 
     def close(self) -> None:
         """Close the HTTP client if this fetcher created it."""

@@ -90,15 +90,13 @@ alert_tags = Table(
     Index("ix_alert_tags_lookup", "kind", "value", "story_at", "story_id"),
 )
 
-TAG_KINDS = ("region", "pair", "sector", "pair_sector", "source")
 _PLACE = re.compile(r"^(RU|CN)-[A-Z]{2,3}$")
 
 
 def story_tags(alert: Alert) -> dict[str, set[str]]:
-    """The values a story is found by, per kind of :data:`TAG_KINDS`: the regions taking part
-    (a party that is itself a region counts), each Russian region with each Chinese one
-    (``RU-PRI:CN-HL``), its sectors, each pair with each sector (``RU-PRI:CN-HL:energy``, the
-    map's cells) and its outlets' sources."""
+    """The values a story is found by, per kind: ``region`` (a party that is itself a region
+    counts), ``pair`` (each Russian region with each Chinese one, ``RU-PRI:CN-HL``), ``sector``,
+    ``pair_sector`` (``RU-PRI:CN-HL:energy``, the map's cells) and ``source`` (its outlets)."""
     places = {*alert.regions, *alert.russian_parties, *alert.chinese_parties}
     regions = {place for place in places if _PLACE.match(place)}
     pairs = {
