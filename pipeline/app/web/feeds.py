@@ -85,13 +85,16 @@ def _feed(
     render: Callable[..., bytes], media_type: str,
 ) -> Response:
     stories = _stories(context, subscription, filters)
-    body = render(subscription, stories, FeedsOptions(), str(request.url))
     modified = max((story.updated_at or story.alerted_at for story in stories), default=None)
-    headers = {"ETag": f'"{hashlib.sha256(body).hexdigest()[:32]}"', "Cache-Control": "no-cache"}
+    # The feed is its URL and its stories' versions: a tag of those stays the same for an
+    # unchanged (or empty) feed, and a 304 is answered without rendering anything.
+    versions = "\n".join([str(request.url), media_type, *(f"{story.id}:{story.version}" for story in stories)])
+    headers = {"ETag": f'"{hashlib.sha256(versions.encode()).hexdigest()[:32]}"', "Cache-Control": "no-cache"}
     if modified is not None:
         headers["Last-Modified"] = format_datetime(modified, usegmt=True)
     if _not_modified(request, headers["ETag"], modified):
         return Response(status_code=304, headers=headers)
+    body = render(subscription, stories, FeedsOptions(), str(request.url))
     return Response(body, media_type=media_type, headers=headers)
 
 

@@ -206,6 +206,8 @@ def test_feeds_answer_their_validators_with_304(served):
     assert served.get("/feeds/all.atom", headers={"If-None-Match": etag}).status_code == 304
     assert served.get("/feeds/all.atom", headers={"If-Modified-Since": modified}).status_code == 304
     assert served.get("/feeds/all.atom", headers={"If-None-Match": '"other"'}).status_code == 200
+    empty = served.get("/feeds/filter.json?region=RU-SAK")
+    assert served.get("/feeds/filter.json?region=RU-SAK", headers={"If-None-Match": empty.headers["etag"]}).status_code == 304
     served.stories_sink.add(STORIES["bridge"].model_copy(update={"version": 2, "updated_at": datetime.now(UTC)}))
     assert served.stories_sink.flush() == []
     changed = served.get("/feeds/all.atom", headers={"If-None-Match": etag})
