@@ -299,6 +299,7 @@ class PollingConnector(Connector):
         self.state = state
         self.next_poll_in = float(source.poll_interval_seconds)
         self._delivery: _Delivery | None = None
+        self._streamed: set[str] = set()  # ids this poll already marked emitted, right after emit
         self._cancelled = threading.Event()
 
     @abstractmethod
@@ -325,6 +326,7 @@ class PollingConnector(Connector):
     def poll(self, emit: Emit | None = None) -> PollResult:
         previous = self.state.get(self.name)
         self._delivery = None
+        self._streamed = set()
         sent = (None, None) if self.source.ignore_validators else (previous.etag, previous.last_modified)
         try:
             listing = self.list_items(*sent)
@@ -334,8 +336,7 @@ class PollingConnector(Connector):
             raise
         todo = [] if listing.not_modified else self._unseen_items(listing.items)
         interval = adapted_interval(self.source, previous.interval_seconds, len(todo), listing.update_hint)
-        adaptive = self.source.interval_range[0] != self.source.interval_range[1]
-        self.next_poll_in = _interval(interval, listing.retry_after, jitter=adaptive)
+        self.next_poll_in = _interval(interval, listing.retry_after, jitter=self.source.adaptive)
         # Until commit, keep the validators that were sent: a crash now must not turn into a 304.
         self.state.record_success(self.name, previous.etag, previous.last_modified, _at(self.next_poll_in), interval)
         if listing.not_modified:
@@ -345,14 +346,11 @@ class PollingConnector(Connector):
         # Validators only when nothing is left for later; else the next poll must see the items again.
         validators = (listing.etag, listing.last_modified) if complete else (None, None)
         self._delivery = _Delivery(item_urls, validators)
-        log.info(
-            "source polled: source=%s items=%d articles=%d failures=%d next_poll_in=%.0fs",
-            self.name, len(listing.items), len(articles), len(failures), self.next_poll_in,
-        )
+        log.debug("source polled: source=%s items=%d new=%d", self.name, len(listing.items), len(todo))
         return PollResult(articles=articles, failures=failures, next_poll_in=self.next_poll_in)
 
     def commit(self, articles: Sequence[Article]) -> None:
-        delivered = {article.id: article.url for article in articles}
+        delivered = {article.id: article.url for article in articles if article.id not in self._streamed}
         if self._delivery is not None:
             delivered = {**self._delivery.item_urls, **delivered}
         self.state.mark_emitted(self.name, list(delivered.items()))
@@ -394,15 +392,18 @@ class PollingConnector(Connector):
                 failures.append(ItemFailure(item.url, exc, gave_up=gave_up))
                 log.warning("item failed: source=%s url=%s gave_up=%s reason=%s", self.name, item.url, gave_up, exc.reason)
                 continue
-            item_urls[key] = item.url
             if article.id != key and (article.id in articles or not self.state.unseen(self.name, [article.id])):
                 log.info("item is an article already emitted: source=%s url=%s article=%s", self.name, item.url, article.url)
+                item_urls[key] = item.url
                 continue
             articles[article.id] = article
-            if emit is not None:
-                emit(article)  # returns once the article is flushed to the topic
-                failpoint("connectors.before_commit")
-                self.state.mark_emitted(self.name, [(key, item.url), (article.id, article.url)])
+            if emit is None:
+                item_urls[key] = item.url
+                continue
+            emit(article)  # returns once the article is flushed to the topic
+            failpoint("connectors.before_commit")
+            self.state.mark_emitted(self.name, [(key, item.url), (article.id, article.url)])
+            self._streamed.update((key, article.id))
         return list(articles.values()), failures, item_urls, complete
 
     def _record_failure(self, exc: SourceError, failures: int) -> None:
@@ -433,7 +434,7 @@ def adapted_interval(source: SourceConfig, current: float | None, new_items: int
     the configured range.
     """
     low, high = source.interval_range
-    if low == high:
+    if not source.adaptive:
         return low
     interval = current or float(source.poll_interval_seconds)
     if new_items == 0:

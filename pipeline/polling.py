@@ -132,7 +132,8 @@ class ConnectorRunner:
         connector.commit(result.articles)
         summary.emitted, summary.failed_items = len(result.articles), len(result.failures)
         self._watch_silence(name, bool(result.articles))
-        log.info("source=%s emitted=%d failed_items=%d", name, summary.emitted, summary.failed_items)
+        log.info("source polled: source=%s emitted=%d failed_items=%d next_poll_in=%.0fs",
+                 name, summary.emitted, summary.failed_items, result.next_poll_in)
         return summary, result.next_poll_in
 
     def _watch_silence(self, name: str, published: bool) -> None:

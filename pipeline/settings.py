@@ -238,6 +238,12 @@ class SourceConfig(_Frozen):
         return self
 
     @property
+    def adaptive(self) -> bool:
+        """Whether the interval adapts (a range is configured) rather than staying fixed."""
+        low, high = self.interval_range
+        return low != high
+
+    @property
     def interval_range(self) -> tuple[float, float]:
         """The least and the most time between two polls; equal when the interval is fixed."""
         return (float(self.min_interval_seconds or self.poll_interval_seconds),

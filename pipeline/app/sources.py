@@ -17,9 +17,8 @@ from pipeline.app.roles import make_connector_factory
 from pipeline.connector import ConnectorContext
 from pipeline.db import make_engine
 from pipeline.errors import ConfigError, ConfigProblem
-from pipeline.messages import Article, Classification
+from pipeline.messages import Article, Classification, utc_now
 from pipeline.settings import AmurSettings, SourceConfig, load_sources, sources_path
-from pipeline.messages import utc_now
 from pipeline.state import EMITTED, FAILED, RETRYING, ItemTally, Silence, SourceState, StateStore
 
 

@@ -49,11 +49,15 @@ class WebContext:
 
     @property
     def russian_regions(self) -> list[tuple[str, str]]:
-        return sorted(((id_, name) for id_, name in self.names.items() if id_.startswith("RU-")), key=lambda x: x[1])
+        return self._regions("RU-")
 
     @property
     def chinese_regions(self) -> list[tuple[str, str]]:
-        return sorted(((id_, name) for id_, name in self.names.items() if id_.startswith("CN-")), key=lambda x: x[1])
+        return self._regions("CN-")
+
+    def _regions(self, prefix: str) -> list[tuple[str, str]]:
+        """``(id, name)`` of one country's regions, by name: the filter form's options."""
+        return sorted(((id_, name) for id_, name in self.names.items() if id_.startswith(prefix)), key=lambda pair: pair[1])
 
     sectors = SECTORS
 
