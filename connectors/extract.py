@@ -4,7 +4,8 @@
 comments, so navigation, teasers and reader comments stay out of the text the processors
 classify. A page whose main text is shorter than :data:`MIN_TEXT_CHARS` characters or
 :data:`MIN_TEXT_WORDS` words (a gallery, a paywall teaser, an index page) raises
-:class:`~pipeline.errors.ExtractionError` saying how much text the page had. Chinese and
+:class:`~pipeline.errors.ExtractionError` saying how much text the page had, or that its
+paragraphs are all one text repeated (a placeholder or a broken template). Chinese and
 Japanese characters count as one word each, as those scripts do not separate words.
 """
 
@@ -25,6 +26,7 @@ __all__ = ["MIN_TEXT_CHARS", "MIN_TEXT_WORDS", "Extracted", "count_words", "extr
 
 MIN_TEXT_CHARS = 200
 MIN_TEXT_WORDS = 30
+MIN_REPEATS = 3  # this many identical paragraphs and nothing else: a placeholder page, said as such
 
 # htmldate options: only dates the page states in its markup (no guessing from body text),
 # the original publication date rather than an update, with the time and offset when known.
@@ -66,14 +68,9 @@ def extract_article(html: str, url: str) -> Extracted:
         log.warning("trafilatura failed on %s: %r", url, exc)
         raise ExtractionError(url, f"extractor failed: {type(exc).__name__}: {exc}") from exc
     text = (document.text or "").strip() if document is not None else ""
-    if not text:
-        raise ExtractionError(url, f"no article text found (page has {_page_words(html)} words of text)")
     words = count_words(text)
-    if len(text) < MIN_TEXT_CHARS or words < MIN_TEXT_WORDS:
-        raise ExtractionError(url, (
-            f"no article text found (main text has {words} words, {len(text)} characters; "
-            f"at least {MIN_TEXT_WORDS} words and {MIN_TEXT_CHARS} characters needed)"
-        ))
+    if not text or len(text) < MIN_TEXT_CHARS or words < MIN_TEXT_WORDS:
+        raise ExtractionError(url, _why_no_text(html, text, words))
     return Extracted(
         title=(document.title or "").strip(),
         text=text,
@@ -111,13 +108,31 @@ def _html_language(html: str) -> str | None:
     return match.group(1).lower() if match else None
 
 
-def _page_words(html: str) -> int:
-    """Words of visible text in the whole page, to say how little there was."""
+def _why_no_text(html: str, text: str, words: int) -> str:
+    """The reason a page has no article text: how little there was, or that its paragraphs
+    are one text repeated (the extractor keeps one copy, so the count alone would mislead)."""
+    tree = _visible_tree(html)
+    if tree is not None:
+        paragraphs = [" ".join(paragraph.text_content().split()) for paragraph in tree.iter("p")]
+        paragraphs = [paragraph for paragraph in paragraphs if paragraph]
+        if len(paragraphs) >= MIN_REPEATS and len(set(paragraphs)) == 1:
+            shown = paragraphs[0] if len(paragraphs[0]) <= 80 else paragraphs[0][:77] + "..."
+            return f"no article text found: the page's {len(paragraphs)} paragraphs are all the same text ({shown!r})"
+    if not text:
+        return f"no article text found (page has {count_words(tree.text_content()) if tree is not None else 0} words of text)"
+    return (
+        f"no article text found (main text has {words} words, {len(text)} characters; "
+        f"at least {MIN_TEXT_WORDS} words and {MIN_TEXT_CHARS} characters needed)"
+    )
+
+
+def _visible_tree(html: str) -> lxml.html.HtmlElement | None:
+    """The page without scripts, styles and templates; ``None`` when lxml cannot read it."""
     try:
         # bytes, because lxml refuses a str that carries an XML encoding declaration
         tree = lxml.html.fromstring(html.encode("utf-8"), parser=lxml.html.HTMLParser(encoding="utf-8"))
     except (ValueError, etree.ParserError):
-        return 0
+        return None
     for element in tree.xpath("//script|//style|//noscript|//template"):
         element.drop_tree()
-    return count_words(tree.text_content())
+    return tree

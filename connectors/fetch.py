@@ -431,9 +431,9 @@ def _require_http(url: str, target: str, what: str) -> None:
     scheme = urlsplit(target).scheme.lower()
     if scheme not in HTTP_SCHEMES:
         shown = target if len(target) <= 120 else target[:117] + "..."
-        raise FetchError(url, f"{what}: {shown} (scheme {scheme + ':' if scheme else 'missing'}; only http: and https: are fetched)")
+        raise FetchError(url, f"{what}: {shown} (scheme {scheme + ':' if scheme else 'missing'}; only http: and https: are fetched)", refused=True)
     if not urlsplit(target).hostname:
-        raise FetchError(url, f"{what}: {target} has no host")
+        raise FetchError(url, f"{what}: {target} has no host", refused=True)
 
 
 def _status_error(url: str, response: httpx.Response, retry_after: float | None) -> FetchError:
@@ -465,7 +465,7 @@ def _transport_error(url: str, hop: str, exc: Exception, timeout: float) -> Fetc
     elif isinstance(exc, httpx.TimeoutException):
         reason, retryable = f"timeout after {timeout:g} s talking to {host}: {message}", True
     elif isinstance(exc, httpx.ConnectError) and isinstance(exc.__cause__, AddressRefused):
-        reason, retryable = message, False
+        return FetchError(url, message + at, refused=True)
     elif isinstance(exc, httpx.ConnectError):
         reason, retryable = _connect_reason(host, where.port, message)
     elif isinstance(exc, httpx.RemoteProtocolError):

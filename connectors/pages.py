@@ -10,6 +10,7 @@ claiming to be another site's article is not believed.
 from __future__ import annotations
 
 import logging
+from datetime import datetime, timedelta
 from urllib.parse import urljoin
 
 from connectors.extract import extract_article
@@ -18,7 +19,10 @@ from pipeline.connector import Item
 from pipeline.errors import FetchError
 from pipeline.messages import Article, article_id, utc_now
 
-__all__ = ["article_from_page", "article_url"]
+__all__ = ["CLOCK_SKEW", "MAX_DATE_LAG", "article_from_page", "article_url", "publication_date"]
+
+CLOCK_SKEW = timedelta(hours=1)  # a date this far ahead is a clock or time zone a little off
+MAX_DATE_LAG = timedelta(days=365)
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +56,25 @@ def article_from_page(fetcher: Fetcher, item: Item, source: str) -> Article:
         summary=item.summary or extracted.summary,
         language=extracted.language or item.language,
         authors=extracted.authors or list(item.authors),
-        published_at=item.published_at or extracted.published_at,
+        published_at=publication_date(item.published_at, extracted.published_at, utc_now()),
         fetched_at=utc_now(),
     )
+
+
+def publication_date(listed: datetime | None, stated: datetime | None, now: datetime) -> datetime | None:
+    """When an article was published: the date its page states, else the date its listing gives.
+
+    The page's own date comes first, since a feed's date is often when the item was updated or
+    syndicated. Neither is believed when it lies ahead of ``now`` (beyond
+    :data:`CLOCK_SKEW`), and the page's is not when it falls more than
+    :data:`MAX_DATE_LAG` before the listing's: an extractor that picked up a copyright year
+    or an older story's date.
+    """
+    def plausible(moment: datetime | None) -> bool:
+        return moment is not None and moment <= now + CLOCK_SKEW
+
+    if plausible(stated) and (listed is None or stated >= listed - MAX_DATE_LAG):
+        return stated
+    if stated is not None:
+        log.debug("page date %s not believed (listed %s, now %s)", stated.isoformat(), listed, now.isoformat())
+    return listed if plausible(listed) else None

@@ -350,10 +350,14 @@ class PollingConnector(Connector):
         return PollResult(articles=articles, failures=failures, next_poll_in=self.next_poll_in)
 
     def commit(self, articles: Sequence[Article]) -> None:
-        delivered = {article.id: article.url for article in articles if article.id not in self._streamed}
+        fresh = [article for article in articles if article.id not in self._streamed]
+        delivered = {article.id: article.url for article in fresh}
         if self._delivery is not None:
             delivered = {**self._delivery.item_urls, **delivered}
         self.state.mark_emitted(self.name, list(delivered.items()))
+        for article in fresh:
+            if article.page_error is not None:  # made from the feed's summary: health counts its page as failed
+                self.state.mark_emitted(self.name, [(article.id, article.url)], page_error=article.page_error)
         if self._delivery is not None:
             self.state.set_validators(self.name, *self._delivery.validators)
             self._delivery = None
@@ -379,6 +383,7 @@ class PollingConnector(Connector):
                 log.info("poll cut short by shutdown: source=%s; the rest comes next time", self.name)
                 complete = False
                 break
+            page_error = None
             try:
                 article = self.fetch_article(item)
             except SourceError as exc:
@@ -391,7 +396,10 @@ class PollingConnector(Connector):
                 complete = complete and gave_up
                 failures.append(ItemFailure(item.url, exc, gave_up=gave_up))
                 log.warning("item failed: source=%s url=%s gave_up=%s reason=%s", self.name, item.url, gave_up, exc.reason)
-                continue
+                fallback = self.article_without_page(item, exc) if gave_up else None
+                if fallback is None:
+                    continue
+                article, page_error = fallback, exc.reason
             if article.id != key and (article.id in articles or not self.state.unseen(self.name, [article.id])):
                 log.info("item is an article already emitted: source=%s url=%s article=%s", self.name, item.url, article.url)
                 item_urls[key] = item.url
@@ -402,9 +410,24 @@ class PollingConnector(Connector):
                 continue
             emit(article)  # returns once the article is flushed to the topic
             failpoint("connectors.before_commit")
-            self.state.mark_emitted(self.name, [(key, item.url), (article.id, article.url)])
+            self.state.mark_emitted(self.name, [(key, item.url), (article.id, article.url)], page_error=page_error)
             self._streamed.update((key, article.id))
         return list(articles.values()), failures, item_urls, complete
+
+    def article_without_page(self, item: Item, error: SourceError) -> Article | None:
+        """The article an item's listing alone makes once its page has failed for good: the
+        listing's title and summary as the text, and ``page_error`` saying why. ``None`` when
+        the listing has no title or no summary to classify, or when the link was refused (a
+        link into a private network or to a non-http scheme is passed on in no form)."""
+        if isinstance(error, FetchError) and error.refused:
+            return None
+        if not item.title.strip() or not item.summary.strip():
+            return None
+        return Article(
+            id=article_id(item.url), url=item.url, source=self.name, title=item.title, text=item.summary,
+            summary=item.summary, language=item.language, authors=list(item.authors), published_at=item.published_at,
+            fetched_at=utc_now(), page_error=error.reason,
+        )
 
     def _record_failure(self, exc: SourceError, failures: int) -> None:
         retry_after = exc.retry_after if isinstance(exc, FetchError) else None

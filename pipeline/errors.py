@@ -67,16 +67,19 @@ class FetchError(SourceError):
     """An HTTP fetch failed: refused URL, status, timeout, oversized or binary body.
 
     ``retry_after`` is the delay in seconds a server asked for (429/503 Retry-After), if any.
+    ``refused`` marks a URL Amur will not fetch at all (not http(s), or a destination the
+    address guard refuses): nothing from it is passed on, not even the feed's summary.
     """
 
     def __init__(
         self, url: str, reason: str, *, retryable: bool = False, status: int | None = None,
-        retry_after: float | None = None,
+        retry_after: float | None = None, refused: bool = False,
     ):
         super().__init__(url, reason)
         self.retryable = retryable
         self.status = status
         self.retry_after = retry_after
+        self.refused = refused
 
 
 class FeedParseError(SourceError):

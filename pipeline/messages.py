@@ -67,6 +67,10 @@ class Article(Message):
     authors: list[str] = Field(default_factory=list)
     published_at: AwareDatetime | None = None
     fetched_at: AwareDatetime = Field(description="When the connector emitted the article")
+    page_error: str | None = Field(
+        None, description="Why the page could not be fetched or read; the text is then the feed's summary",
+        examples=["HTTP 404 Not Found: the page is gone; not retried"],
+    )
 
 
 class Entity(BaseModel):

@@ -70,6 +70,8 @@ seen_articles = sa.Table(
 )
 
 EMITTED, RETRYING, FAILED = "emitted", "retrying", "failed"
+# Not a stored status: the tally of emitted articles whose page failed, made from the feed's summary.
+EMITTED_WITHOUT_PAGE = "emitted without page"
 _DONE = (EMITTED, FAILED)
 
 
@@ -218,8 +220,11 @@ class StateStore:
                 ).scalars())
         return wanted - done
 
-    def mark_emitted(self, source: str, items: Sequence[tuple[str, str]]) -> None:
-        """Record ``(article_id, url)`` pairs as produced and flushed; they are not fetched again."""
+    def mark_emitted(self, source: str, items: Sequence[tuple[str, str]], page_error: str | None = None) -> None:
+        """Record ``(article_id, url)`` pairs as produced and flushed; they are not fetched again.
+
+        :param page_error: why their page failed, when they were emitted from the feed's summary.
+        """
         if not items:
             return
         now = utc_now()
@@ -229,7 +234,8 @@ class StateStore:
             rows = [
                 {
                     "source": source, "article_id": article_id, "url": url, "status": EMITTED,
-                    "attempts": previous.get(article_id, {}).get("attempts", 0), "last_error": None,
+                    "attempts": previous.get(article_id, {}).get("attempts", 0),
+                    "last_error": _cut(page_error) if page_error else None,
                     "first_seen_at": previous.get(article_id, {}).get("first_seen_at", now), "updated_at": now,
                 }
                 for article_id, url in latest.items()
@@ -271,16 +277,19 @@ class StateStore:
 
     def item_tallies(self) -> dict[str, dict[str, ItemTally]]:
         """``source → status → how many articles, and the latest change``: what each source has
-        yielded, for operators."""
+        yielded, for operators. Emitted articles whose page failed are tallied apart, under
+        :data:`EMITTED_WITHOUT_PAGE`."""
         tallies: dict[str, dict[str, ItemTally]] = {}
+        without_page = sa.and_(seen_articles.c.status == EMITTED, seen_articles.c.last_error.is_not(None))
         with self.engine.connect() as connection:
             rows = connection.execute(
                 sa.select(
-                    seen_articles.c.source, seen_articles.c.status, sa.func.count(), sa.func.max(seen_articles.c.updated_at),
-                ).group_by(seen_articles.c.source, seen_articles.c.status)
+                    seen_articles.c.source, seen_articles.c.status, without_page.label("without_page"),
+                    sa.func.count(), sa.func.max(seen_articles.c.updated_at),
+                ).group_by(seen_articles.c.source, seen_articles.c.status, without_page)
             ).all()
-        for source, status, count, latest in rows:
-            tallies.setdefault(source, {})[status] = ItemTally(count, latest)
+        for source, status, page_failed, count, latest in rows:
+            tallies.setdefault(source, {})[EMITTED_WITHOUT_PAGE if page_failed else status] = ItemTally(count, latest)
         return tallies
 
     def silence(self, source: str, poll_interval_seconds: float) -> Silence | None:

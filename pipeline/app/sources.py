@@ -19,7 +19,10 @@ from pipeline.db import make_engine
 from pipeline.errors import ConfigError, ConfigProblem
 from pipeline.messages import Article, Classification, utc_now
 from pipeline.settings import AmurSettings, SourceConfig, load_sources, sources_path
-from pipeline.state import EMITTED, FAILED, RETRYING, ItemTally, Silence, SourceState, StateStore
+from pipeline.state import EMITTED, EMITTED_WITHOUT_PAGE, FAILED, RETRYING, ItemTally, Silence, SourceState, StateStore
+
+
+_PAGE_FAILED = (FAILED, RETRYING, EMITTED_WITHOUT_PAGE)
 
 
 @dataclass(frozen=True)
@@ -28,7 +31,7 @@ class SourceHealth:
 
     source: SourceConfig
     state: SourceState
-    items: dict[str, ItemTally] = field(default_factory=dict)  # status (emitted, retrying, failed) → tally
+    items: dict[str, ItemTally] = field(default_factory=dict)  # StateStore.item_tallies() of the source
     silence: Silence | None = None
 
     @property
@@ -50,19 +53,20 @@ class SourceHealth:
 
     @property
     def last_new_at(self) -> datetime | None:
-        emitted = self.items.get(EMITTED)
-        return emitted.latest if emitted else None
+        moments = [self.items[status].latest for status in (EMITTED, EMITTED_WITHOUT_PAGE) if status in self.items]
+        return max((moment for moment in moments if moment is not None), default=None)
 
     @property
     def item_failure_rate(self) -> float | None:
-        """Items given up or waiting for a retry, among every item the source listed."""
-        failed = sum(self.items[status].count for status in (FAILED, RETRYING) if status in self.items)
+        """Items whose page failed (given up, waiting for a retry, or emitted from the feed's
+        summary), among every item the source listed."""
+        failed = sum(self.items[status].count for status in _PAGE_FAILED if status in self.items)
         return failed / self.items_seen if self.items_seen else None
 
     @property
     def _items_failing(self) -> bool:
-        """The feed answers, but no item has become an article since items began to fail."""
-        failed = [self.items[status].latest for status in (FAILED, RETRYING) if status in self.items]
+        """The feed answers, but no item's page has become an article since pages began to fail."""
+        failed = [self.items[status].latest for status in _PAGE_FAILED if status in self.items]
         if not failed:
             return False
         emitted = self.items.get(EMITTED)
@@ -176,6 +180,8 @@ def format_dry_run(result: DryRun) -> str:
     lines = [f"source {result.source.name}: {len(result.articles)} article(s), {len(result.failures)} failed item(s)"]
     for article in result.articles:
         lines += [f"  + {article.title} ({len(article.text.split())} words)", f"    {article.url}"]
+        if article.page_error:
+            lines.append(f"    text from the feed's summary; the page failed: {article.page_error}")
         verdict = result.verdicts.get(article.id)
         if verdict is not None:
             parties = ", ".join([*verdict.russian_parties, *verdict.chinese_parties]) or "-"

@@ -92,6 +92,19 @@ def test_garbage_raises_extraction_error_not_a_crash(html):
     assert caught.value.reason.startswith("no article text found (")
 
 
+def test_a_page_of_one_paragraph_repeated_says_so_rather_than_counting_words():
+    notice = "<p>This story is available to members of the regional business club only.</p>"
+    html = f"<html><body><article><h1>Members only</h1>{notice * 14}</article></body></html>"
+
+    with pytest.raises(ExtractionError) as caught:
+        extract_article(html, "https://courier.example/club")
+
+    assert caught.value.reason == (
+        "no article text found: the page's 14 paragraphs are all the same text "
+        "('This story is available to members of the regional business club only.')"
+    )
+
+
 def test_empty_page_counts_no_words():
     with pytest.raises(ExtractionError, match=r"no article text found \(page has 0 words of text\)"):
         extract_article("<html><body><nav>   </nav></body></html>", "https://courier.example/empty")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import socket
 from datetime import UTC, datetime
 
@@ -12,6 +13,7 @@ from connectors.feed import FeedConnector
 from pipeline.errors import ExtractionError, FeedParseError, FetchError
 from pipeline.messages import article_id
 from pipeline.settings import SourceConfig
+from pipeline.state import EMITTED, EMITTED_WITHOUT_PAGE
 
 RSS = "application/rss+xml; charset=utf-8"
 PAGES = ("ferry-line", "grain-terminal", "university-exchange")
@@ -194,7 +196,14 @@ def test_failed_items_do_not_stop_the_others(local_site, resource, fetcher, stat
 
     result = feed.poll()
 
-    assert [article.title for article in result.articles] == ["Summer ferry returns to the Lower Crossing"]
+    articles = {article.url.rsplit("/", 1)[1]: article for article in result.articles}
+    assert sorted(articles) == ["ferry-line", "grain-terminal"]  # no page for the 503 yet: retried first
+    assert articles["ferry-line"].page_error is None
+    # The page is gone for good: the entry's own title and summary stand in, saying why.
+    gone = articles["grain-terminal"]
+    assert gone.page_error == "HTTP 404 Not Found: the page is gone; not retried"
+    assert gone.title == "New grain terminal opens at the river port"
+    assert gone.text == gone.summary and gone.text
     failures = {failure.url.rsplit("/", 1)[1]: failure for failure in result.failures}
     assert failures["grain-terminal"].reason == "HTTP 404 Not Found: the page is gone; not retried"
     assert failures["grain-terminal"].gave_up
@@ -215,8 +224,9 @@ def test_retryable_item_is_retried_then_given_up_and_404_never_again(local_site,
     assert len(local_site.requests_to("/articles/grain-terminal")) == 1  # 404: permanent
     assert len(local_site.requests_to("/articles/university-exchange")) == 3  # 503: three attempts
     assert len(local_site.requests_to("/articles/ferry-line")) == 1
-    statuses = state.item_statuses("valley-courier")
-    assert sorted(statuses.values()) == ["emitted", "failed", "failed"]
+    # Both failed pages were given up and emitted from the feed's summary, which health counts apart.
+    tallies = state.item_tallies()["valley-courier"]
+    assert (tallies[EMITTED].count, tallies[EMITTED_WITHOUT_PAGE].count) == (1, 2)
     feed_requests = local_site.requests_to("/feed.rss")
     assert "If-None-Match" not in feed_requests[2].headers  # a retry was pending
     assert feed_requests[3].headers["If-None-Match"] == '"r1"'  # nothing left to do
@@ -230,10 +240,23 @@ def test_page_without_text_is_a_permanent_failure(local_site, resource, fetcher,
 
     result = connector(local_site, fetcher, state).poll()
 
-    assert len(result.articles) == 2
     [failure] = result.failures
     assert isinstance(failure.error, ExtractionError) and failure.gave_up
     assert failure.reason.startswith("no article text found")
+    [thin] = [article for article in result.articles if article.page_error]
+    assert thin.url == failure.url and thin.page_error == failure.reason
+
+
+def test_an_entry_without_a_summary_whose_page_fails_is_not_emitted(local_site, resource, fetcher, state):
+    feed = resource("feeds/valley-courier.rss")
+    summaries = feed.count(b"<description>") - 1  # the channel's own description stays
+    local_site.add("/feed.rss", re.sub(rb"<item>(.*?)<description>.*?</description>", rb"<item>\1", feed, flags=re.S), RSS)
+    # no page is served: every item 404s
+
+    result = connector(local_site, fetcher, state).poll()
+
+    assert summaries == 3
+    assert result.articles == [] and len(result.failures) == 3
 
 
 @pytest.mark.parametrize("link", ["javascript:alert(1)", "ftp://files.courier.example/ferry.pdf", "mailto:desk@courier.example"])

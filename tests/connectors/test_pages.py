@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from connectors.feed import FeedConnector
-from connectors.pages import article_from_page, article_url
+from connectors.pages import article_from_page, article_url, publication_date
 from connectors.fetch import Fetcher
 from pipeline.connector import Item
 from pipeline.errors import FetchError
@@ -88,3 +89,19 @@ def test_no_robots_txt_allows_every_page_and_the_switch_turns_the_check_off(loca
     local_site.add("/robots.txt", b"User-agent: *\nDisallow: /\n", "text/plain")
     with Fetcher(fetch_settings.model_copy(update={"respect_robots": False})) as fetcher:
         assert article_from_page(fetcher, Item(url=local_site.url("/news/ferry")), "courier").text
+
+
+NOW = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(("listed", "stated", "expected", "why"), [
+    (NOW - timedelta(hours=1), NOW - timedelta(days=2), NOW - timedelta(days=2), "the page's original date beats a re-listing"),
+    (NOW - timedelta(hours=1), None, NOW - timedelta(hours=1), "no page date: the listing's"),
+    (None, NOW - timedelta(hours=3), NOW - timedelta(hours=3), "no listing date: the page's"),
+    (NOW - timedelta(hours=1), NOW + timedelta(days=30), NOW - timedelta(hours=1), "a page date in the future is not believed"),
+    (NOW - timedelta(hours=1), datetime(2019, 1, 1, tzinfo=UTC), NOW - timedelta(hours=1), "years before the listing: a copyright year"),
+    (NOW + timedelta(days=400), None, None, "a listing date in the future neither"),
+    (None, NOW + timedelta(minutes=30), NOW + timedelta(minutes=30), "a clock a little ahead is tolerated"),
+])
+def test_publication_date_is_sanity_checked(listed, stated, expected, why):
+    assert publication_date(listed, stated, NOW) == expected, why

@@ -39,10 +39,12 @@ def test_a_dry_run_shows_articles_failures_and_verdicts_without_touching_state(s
     amur, root = setup
     result = amur("sources", "test", "wire", "--classify")
     assert result.exit_code == 0, result.output
-    assert "source wire: 2 article(s), 1 failed item(s)" in result.output
+    # The missing page's entry is emitted from its summary, and its failure is listed too.
+    assert "source wire: 3 article(s), 1 failed item(s)" in result.output
     assert "Primorye and Jilin launch yuan settlements" in result.output
     assert result.output.count("cooperation=True") == 2
     assert "missing.html" in result.output and "404" in result.output
+    assert "text from the feed's summary; the page failed: HTTP 404 Not Found" in result.output
     engine = sa.create_engine(f"sqlite:///{root / 'amur.sqlite'}")
     assert not sa.inspect(engine).has_table("seen_articles")
 
@@ -83,9 +85,13 @@ def test_a_source_that_answers_but_whose_items_all_fail_is_not_ok(setup):
     failing = wire_line()
     assert "items failing" in failing and failing.split()[-1] != "ok"
     assert " 2 " in failing  # items seen
+    # An article made from the feed's summary because its page failed is no recovery.
+    store.mark_emitted("wire", [("a" * 32, "https://wire.example/a")], page_error="HTTP 404")
+    still_failing = wire_line()
+    assert "items failing" in still_failing and " 100% " in still_failing
     store.mark_emitted("wire", [("c" * 32, "https://wire.example/c")])
     recovered = wire_line()
-    assert " ok " in recovered and " 3 " in recovered
+    assert " ok " in recovered and " 3 " in recovered and " 67% " in recovered
 
 
 def test_status_shows_a_silent_source_with_its_last_new_item_and_usual_gap(setup):
