@@ -16,7 +16,9 @@ size                       a ``Content-Length`` above ``max_bytes`` is refused b
                            reading; otherwise the body is streamed and reading stops as soon
                            as it passes ``max_bytes``
 binary bodies              images, audio, video, PDF, archives, office files and bodies
-                           with NUL bytes or a binary signature in their first KiB
+                           with NUL bytes or a binary signature in their first KiB; a
+                           gzip file asked for with ``gunzip=True`` is decompressed
+                           instead, to at most ``max_bytes``
 destinations               loopback, private, link-local, multicast and reserved addresses
                            are refused, at every hop and connection, unless inside
                            ``allow_networks`` (:mod:`connectors.guard`); proxies from the
@@ -47,6 +49,7 @@ import logging
 import re
 import threading
 import time
+import zlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -68,7 +71,7 @@ except ImportError:  # pragma: no cover
     charset_normalizer = None
 
 __all__ = [
-    "ACCEPT_FEED", "ACCEPT_HTML", "ACCEPT_JSON_FEED", "TRACKING_PARAMETERS", "TRACKING_PREFIXES",
+    "ACCEPT_FEED", "ACCEPT_HTML", "ACCEPT_JSON_FEED", "ACCEPT_SITEMAP", "TRACKING_PARAMETERS", "TRACKING_PREFIXES",
     "FetchResult", "Fetcher", "canonical_url", "decode_body", "parse_retry_after", "same_site", "shared_fetcher",
 ]
 
@@ -79,6 +82,7 @@ ACCEPT_FEED = (
     "application/rss+xml,application/atom+xml,application/feed+json,application/xml;q=0.9,text/xml;q=0.9,*/*;q=0.5"
 )
 ACCEPT_JSON_FEED = "application/feed+json,application/json;q=0.9,*/*;q=0.5"
+ACCEPT_SITEMAP = "application/xml,text/xml;q=0.9,application/gzip;q=0.8,text/plain;q=0.5,*/*;q=0.3"
 
 HTTP_SCHEMES = ("http", "https")
 REDIRECT_STATUSES = {301, 302, 303, 307, 308}
@@ -106,6 +110,8 @@ BINARY_TYPE_PREFIXES = (
     "application/vnd.oasis.opendocument", "application/java-archive", "application/wasm",
     "application/x-shockwave-flash", "application/x-msdownload",
 )
+GZIP_MAGIC = b"\x1f\x8b"
+GZIP_FILE_TYPES = ("application/gzip", "application/x-gzip", "application/octet-stream")  # how .gz files are served
 # Signatures of binary files served under a text type.
 MAGIC_BYTES = (
     (b"%PDF-", "application/pdf"), (b"PK\x03\x04", "application/zip"),
@@ -233,13 +239,18 @@ class Fetcher:
         if self._owns_client:
             self._client.close()
 
-    def fetch(self, url: str, *, etag: str | None = None, last_modified: str | None = None, accept: str = ACCEPT_HTML) -> FetchResult:
+    def fetch(
+        self, url: str, *, etag: str | None = None, last_modified: str | None = None, accept: str = ACCEPT_HTML,
+        gunzip: bool = False,
+    ) -> FetchResult:
         """GET ``url``, conditionally when ``etag`` / ``last_modified`` are given.
 
         :param url: an absolute http(s) URL.
         :param etag: sent as ``If-None-Match``.
         :param last_modified: sent as ``If-Modified-Since``.
         :param accept: the ``Accept`` header (:data:`ACCEPT_HTML` or :data:`ACCEPT_FEED`).
+        :param gunzip: a gzip file is the document itself (a ``.xml.gz`` sitemap), not a binary
+            body: it is decompressed, and ``max_bytes`` bounds what it decompresses to.
         :raises FetchError: for every limit and failure listed in the module docstring.
         """
         _require_http(url, url, "refused non-http URL")
@@ -260,7 +271,7 @@ class Fetcher:
                     if response.status_code in REDIRECT_STATUSES and location:
                         chain.append(self._next_hop(url, chain, response.url, location))
                         continue
-                    return self._result(url, response)
+                    return self._result(url, response, gunzip=gunzip)
             except (httpx.HTTPError, httpx.InvalidURL) as exc:  # InvalidURL is not an HTTPError
                 raise _transport_error(url, hop, exc, self.settings.timeout_seconds) from exc
 
@@ -321,7 +332,7 @@ class Fetcher:
             raise FetchError(url, f"too many redirects (more than {self.settings.max_redirects}): {' → '.join(chain + [target])}")
         return target
 
-    def _result(self, url: str, response: httpx.Response) -> FetchResult:
+    def _result(self, url: str, response: httpx.Response, *, gunzip: bool = False) -> FetchResult:
         status = response.status_code
         content_type = response.headers.get("content-type")
         common = dict(
@@ -335,9 +346,12 @@ class Fetcher:
         if not 200 <= status < 300:
             raise _status_error(url, response, common["retry_after"])
         mime = (content_type or "").split(";")[0].strip().lower()
-        if mime.startswith(BINARY_TYPE_PREFIXES):
+        maybe_gzip = gunzip and mime in GZIP_FILE_TYPES
+        if mime.startswith(BINARY_TYPE_PREFIXES) and not maybe_gzip:
             raise FetchError(url, f"binary body ({mime}), not an article or feed")
         body = self._read_capped(url, response)
+        if gunzip and body.startswith(GZIP_MAGIC):
+            body = self._decompressed(url, body)
         _refuse_binary_sniff(url, body, mime or "no content type")
         text, encoding = decode_body(body, content_type)
         return FetchResult(body=body, text=text, encoding=encoding, **common)
@@ -358,6 +372,17 @@ class Fetcher:
                 raise FetchError(url, f"read timeout: body still incomplete after {BODY_DEADLINE_FACTOR * self.settings.timeout_seconds:g} s", retryable=True)
             chunks.append(chunk)
         return b"".join(chunks)
+
+    def _decompressed(self, url: str, body: bytes) -> bytes:
+        cap = self.settings.max_bytes
+        inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)  # gzip framing
+        try:
+            data = inflater.decompress(body, cap + 1)  # never more than the cap: a gzip bomb stops here
+        except zlib.error as exc:
+            raise FetchError(url, f"corrupt gzip file: {exc}") from None
+        if len(data) > cap:
+            raise FetchError(url, f"gzip file too large: more than {cap} bytes once decompressed (stopped)")
+        return data
 
     def _wait_turn(self, url: str) -> None:
         """Block until this request may start without breaking the per-host delay."""

@@ -291,6 +291,7 @@ class PollingConnector(Connector):
     """
 
     max_item_attempts = 3
+    default_max_age_days: int | None = None  # SourceConfig.max_age_days when the source sets none
 
     def __init__(self, source: SourceConfig, state: StateStore):
         self.source = source
@@ -363,9 +364,14 @@ class PollingConnector(Connector):
             self._delivery = None
 
     def _unseen_items(self, items: list[Item]) -> list[tuple[str, Item]]:
-        """``(seen-store id, item)`` of the listing's items still to fetch, newest first."""
+        """``(seen-store id, item)`` of the listing's items still to fetch, newest first; items
+        dated before the source's age limit are not looked at."""
+        max_age_days = self.source.max_age_days or self.default_max_age_days
+        oldest = utc_now() - timedelta(days=max_age_days) if max_age_days else None
         by_id: dict[str, Item] = {}
         for item in _newest_first(items):
+            if oldest is not None and item.published_at is not None and item.published_at < oldest:
+                continue
             by_id.setdefault(article_id(item.url), item)  # newest first: a repeated link keeps its newest item
         unseen = self.state.unseen(self.name, list(by_id))
         return [(key, item) for key, item in by_id.items() if key in unseen]  # dicts keep the newest-first order

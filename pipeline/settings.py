@@ -217,7 +217,8 @@ class SourceConfig(_Frozen):
 
     name: SourceName = Field(examples=["tass-world"])
     kind: str = Field(
-        "rss", description="A connector kind from the registry: rss (RSS 0.9x/1.0/2.0, Atom, JSON Feed), jsonfeed",
+        "rss",
+        description="A connector kind from the registry: rss (RSS 0.9x/1.0/2.0, Atom, JSON Feed), jsonfeed, sitemap",
     )
     url: HttpUrl = Field(examples=["https://example.org/rss.xml"])
     poll_interval_seconds: int = Field(300, ge=30, le=86_400, description="The interval, or the first one when adaptive")
@@ -228,6 +229,10 @@ class SourceConfig(_Frozen):
     ignore_validators: bool = Field(False, description="Always fetch in full: for servers whose ETag lies")
     enabled: bool = True
     max_articles_per_poll: int = Field(50, ge=1, le=1000)
+    max_age_days: int | None = Field(
+        None, ge=1, le=3650,
+        description="Skip items dated longer ago; unset: the kind's default (sitemaps 3 days, since they list a whole archive; feeds no limit)",
+    )
 
     @model_validator(mode="after")
     def _ordered_intervals(self) -> SourceConfig:

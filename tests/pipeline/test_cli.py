@@ -28,7 +28,7 @@ def test_config_check_accepts_the_shipped_config(amur):
 
 def test_config_check_prints_every_problem_and_exits_2(amur, tmp_path):
     bad = tmp_path / "sources.yaml"
-    bad.write_text("sources:\n  - name: x\n    url: file:///etc/passwd\n  - name: y\n    url: https://a.example/rss\n    kind: sitemap\n")
+    bad.write_text("sources:\n  - name: x\n    url: file:///etc/passwd\n  - name: y\n    url: https://a.example/rss\n    kind: newsletter\n")
     result = amur("config", "check", str(bad))
     assert result.exit_code == 2
     assert f"{bad}: sources.0.url:" in result.output
