@@ -87,7 +87,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 from pipeline.errors import FetchError, SourceError
 from pipeline.failpoints import failpoint
@@ -96,11 +96,12 @@ from pipeline.settings import AmurSettings, SourceConfig
 from pipeline.state import StateStore
 
 __all__ = [
-    "MAX_INTERVAL_SECONDS", "MIN_RETRY_AFTER_SECONDS", "Connector", "ConnectorContext", "Emit", "Item", "ItemFailure",
+    "BACKLOG_POLL_SECONDS", "MAX_INTERVAL_SECONDS", "MIN_RETRY_AFTER_SECONDS", "Connector", "ConnectorContext", "Emit", "Item", "ItemFailure",
     "Listing", "PollResult", "PollingConnector",
 ]
 
 MIN_RETRY_AFTER_SECONDS = 30.0
+BACKLOG_POLL_SECONDS = 1.0
 MAX_INTERVAL_SECONDS = 86_400.0
 ADAPT_SLOWER, ADAPT_FASTER = 1.5, 0.5  # interval × this after a poll with no new item / several
 JITTER = 0.1  # ± this share of the interval
@@ -190,6 +191,7 @@ class Connector(ABC):
 
     name: str
     next_poll_in: float = 0.0
+    reads: ClassVar[str] = "url"  # which key of its SourceConfig says where the source is: "url" or "path"
 
     @classmethod
     @abstractmethod
@@ -292,11 +294,12 @@ class PollingConnector(Connector):
 
     max_item_attempts = 3
     default_max_age_days: int | None = None  # SourceConfig.max_age_days when the source sets none
+    drains_backlog = False  # poll again after BACKLOG_POLL_SECONDS while the per-poll cap leaves items (archives)
 
     def __init__(self, source: SourceConfig, state: StateStore):
         self.source = source
         self.name = source.name
-        self.url = str(source.url)
+        self.url = source.location
         self.state = state
         self.next_poll_in = float(source.poll_interval_seconds)
         self._delivery: _Delivery | None = None
@@ -338,6 +341,8 @@ class PollingConnector(Connector):
         todo = [] if listing.not_modified else self._unseen_items(listing.items)
         interval = adapted_interval(self.source, previous.interval_seconds, len(todo), listing.update_hint)
         self.next_poll_in = _interval(interval, listing.retry_after, jitter=self.source.adaptive)
+        if self.drains_backlog and len(todo) > self.source.max_articles_per_poll:
+            self.next_poll_in = BACKLOG_POLL_SECONDS
         # Until commit, keep the validators that were sent: a crash now must not turn into a 304.
         self.state.record_success(self.name, previous.etag, previous.last_modified, _at(self.next_poll_in), interval)
         if listing.not_modified:

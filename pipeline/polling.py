@@ -155,10 +155,10 @@ class ConnectorRunner:
         usual = silence.usual_gap.total_seconds() / 3600
         reason = SourceSilent(
             f"source {name} answers but has published nothing new for {hours:.1f} h; "
-            f"its usual gap is {usual:.1f} h — check that {source.url} is still the feed"
+            f"its usual gap is {usual:.1f} h — check that {source.location} is still the feed"
         )
         log.warning("source silent: source=%s silent_for=%.1fh usual_gap=%.1fh", name, hours, usual)
-        self.dead_letters.item(f"{name}:silent", str(source.url), reason)
+        self.dead_letters.item(f"{name}:silent", source.location, reason)
         self.producer.flush()
 
     def poll_all_once(self) -> list[PollSummary]:

@@ -218,9 +218,13 @@ class SourceConfig(_Frozen):
     name: SourceName = Field(examples=["tass-world"])
     kind: str = Field(
         "rss",
-        description="A connector kind from the registry: rss (RSS 0.9x/1.0/2.0, Atom, JSON Feed), jsonfeed, sitemap",
+        description="A connector kind from the registry: rss (RSS 0.9x/1.0/2.0, Atom, JSON Feed), jsonfeed, sitemap, replay",
     )
-    url: HttpUrl = Field(examples=["https://example.org/rss.xml"])
+    url: HttpUrl | None = Field(None, examples=["https://example.org/rss.xml"], description="Where the source is read (every kind but replay)")
+    path: Path | None = Field(
+        None, examples=["archive/2026-11.warc.gz"],
+        description="What a replay source reads: a folder of saved HTML pages, a .jsonl file of articles, or a .warc/.warc.gz file",
+    )
     poll_interval_seconds: int = Field(300, ge=30, le=86_400, description="The interval, or the first one when adaptive")
     min_interval_seconds: int | None = Field(
         None, ge=30, le=86_400, description="With max_interval_seconds: adapt the interval to how often the source publishes",
@@ -241,6 +245,21 @@ class SourceConfig(_Frozen):
         if not low <= self.poll_interval_seconds <= high:
             raise ValueError("min_interval_seconds ≤ poll_interval_seconds ≤ max_interval_seconds must hold")
         return self
+
+    @model_validator(mode="after")
+    def _one_location(self) -> SourceConfig:
+        reads = getattr(registry.connectors.get(self.kind), "reads", "url") if self.kind in registry.connectors.names() else "url"
+        wanted, other = ("path", "url") if reads == "path" else ("url", "path")
+        if getattr(self, wanted) is None:
+            raise ValueError(f"a {self.kind} source needs '{wanted}:'")
+        if getattr(self, other) is not None:
+            raise ValueError(f"a {self.kind} source reads its '{wanted}:', not a '{other}:'; remove '{other}:'")
+        return self
+
+    @property
+    def location(self) -> str:
+        """What the source reads, for logs and operator views: its URL, or a replay's path."""
+        return str(self.url if self.url is not None else self.path)
 
     @property
     def adaptive(self) -> bool:
@@ -274,10 +293,10 @@ class SourcesFile(_Frozen):
         require_unique([source.name for source in sources], "source")
         first: dict[str, str] = {}
         for source in sources:
-            url = str(source.url)
-            if url in first:
-                raise ValueError(f"source {source.name} lists the feed of source {first[url]} ({url}); list a feed once")
-            first[url] = source.name
+            location = source.location
+            if location in first:
+                raise ValueError(f"source {source.name} reads the same {location} as source {first[location]}; list a source once")
+            first[location] = source.name
         return sources
 
 

@@ -129,10 +129,10 @@ def format_health(rows: list[SourceHealth]) -> str:
 
 def format_sources(sources: list[SourceConfig]) -> str:
     """The configured sources, in file order: what ``amur sources list`` prints."""
-    lines = [f"{'source':24} {'kind':9} {'every':>7} {'enabled':8} url"]
+    lines = [f"{'source':24} {'kind':9} {'every':>7} {'enabled':8} url or path"]
     lines += [
         f"{source.name:24} {source.kind:9} {source.poll_interval_seconds:>6}s {'yes' if source.enabled else 'no':8} "
-        f"{source.url}"
+        f"{source.location}"
         for source in sources
     ]
     return "\n".join(lines)

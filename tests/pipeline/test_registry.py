@@ -10,7 +10,7 @@ from pipeline.topology import STAGES, StageSpec, flow_order, roles
 
 
 def test_the_shipped_names_are_declared_as_entry_points():
-    assert registry.connectors.names() == ["jsonfeed", "rss", "sitemap"]
+    assert registry.connectors.names() == ["jsonfeed", "replay", "rss", "sitemap"]
     assert registry.sinks.names() == ["atom", "feeds", "records", "webhooks"]
     assert registry.stages.names() == ["classify", "sinks", "stories"]
     assert registry.connectors.get("rss").__name__ == "FeedConnector"
@@ -33,7 +33,7 @@ def test_a_class_registered_at_run_time_is_a_valid_kind():
         assert registry.connectors.get("static-list") is StaticList
     finally:
         registry.connectors.unregister("static-list")
-    with pytest.raises(ValueError, match="unknown connector kind 'static-list'; known kinds: 'jsonfeed', 'rss', 'sitemap'"):
+    with pytest.raises(ValueError, match="unknown connector kind 'static-list'; known kinds: 'jsonfeed', 'replay', 'rss', 'sitemap'"):
         SourceConfig(name="x", kind="static-list", url="https://a.example/")
 
 

@@ -94,7 +94,7 @@ sources:
 """)
     (problem,) = check_config(path)
     assert problem.key == "sources"
-    assert "source wire-again lists the feed of source wire (https://example.org/feed.xml); list a feed once" in problem.message
+    assert "source wire-again reads the same https://example.org/feed.xml as source wire; list a source once" in problem.message
 
 
 def test_missing_sources_file_is_reported_from_the_main_config(tmp_path):
