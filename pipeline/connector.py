@@ -370,7 +370,8 @@ class PollingConnector(Connector):
 
     def _unseen_items(self, items: list[Item]) -> list[tuple[str, Item]]:
         """``(seen-store id, item)`` of the listing's items still to fetch, newest first; items
-        dated before the source's age limit are not looked at."""
+        dated before the source's age limit are not looked at. The others already seen are
+        marked as still listed, so the seen store's retention keeps them."""
         max_age_days = self.source.max_age_days or self.default_max_age_days
         oldest = utc_now() - timedelta(days=max_age_days) if max_age_days else None
         by_id: dict[str, Item] = {}
@@ -379,6 +380,7 @@ class PollingConnector(Connector):
                 continue
             by_id.setdefault(article_id(item.url), item)  # newest first: a repeated link keeps its newest item
         unseen = self.state.unseen(self.name, list(by_id))
+        self.state.mark_listed(key for key in by_id if key not in unseen)
         return [(key, item) for key, item in by_id.items() if key in unseen]  # dicts keep the newest-first order
 
     def _new_articles(

@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 
 POLL_WORKERS = 4
 WATCH_JOB = "amur:watch-sources"
+FORGET_JOB = "amur:forget-old-seen"
 WATCH_EXECUTOR = "watch"
 
 
@@ -66,7 +67,9 @@ class ConnectorRunner:
     :param on_stop: called last by :meth:`stop`, to release what the connectors shared.
     :param on_cancel: called by :meth:`stop` before waiting for the polls in flight, to end
         their requests (the connectors' shared fetcher closes its connections).
-    :param state: the state store, to notice a source gone silent (``None``: not watched).
+    :param state: the state store, to notice a source gone silent or unhealthy, and to forget
+        old seen URLs once a day (``None``: none of that).
+    :param unhealthy_after: failed polls in a row after which a source is reported unhealthy.
     """
 
     def __init__(
@@ -81,6 +84,7 @@ class ConnectorRunner:
         on_stop: Callable[[], None] | None = None,
         on_cancel: Callable[[], None] | None = None,
         state: StateStore | None = None,
+        unhealthy_after: int = 5,
     ):
         self.make_connector = make_connector
         self.producer = producer
@@ -91,6 +95,7 @@ class ConnectorRunner:
         self.on_stop = on_stop
         self.on_cancel = on_cancel
         self.state = state
+        self.unhealthy_after = unhealthy_after
         self._reported_silent: set[str] = set()
         self._lock = threading.Lock()
         self._sources: dict[str, SourceConfig] = {}
@@ -121,6 +126,7 @@ class ConnectorRunner:
             result = connector.poll(emit)
         except SourceError as exc:
             summary.error = str(exc)  # the connector logged it, with its back-off
+            self._watch_health(name, connector.next_poll_in)
             return summary, connector.next_poll_in
         for article in result.articles:
             if article.id not in emitted:  # a connector that does not stream
@@ -135,6 +141,24 @@ class ConnectorRunner:
         log.info("source polled: source=%s emitted=%d failed_items=%d next_poll_in=%.0fs",
                  name, summary.emitted, summary.failed_items, result.next_poll_in)
         return summary, result.next_poll_in
+
+    def _watch_health(self, name: str, retry_in: float) -> None:
+        """Say once, as an error, that a source has failed ``unhealthy_after`` polls in a row."""
+        if self.state is None:
+            return
+        state = self.state.get(name)
+        if state.consecutive_failures == self.unhealthy_after:
+            log.error(
+                "source unhealthy: source=%s failures=%d retry_in=%.0fs last_error=%s (still retried, backing off)",
+                name, state.consecutive_failures, retry_in, state.last_error,
+            )
+
+    def forget_old_seen(self) -> None:
+        """Forget seen URLs older than the state store's retention, so it stays bounded."""
+        if self.state is not None:
+            forgotten = self.state.forget_old()
+            if forgotten:
+                log.info("seen store pruned: forgotten=%d retention=%s", forgotten, self.state.retention)
 
     def _watch_silence(self, name: str, published: bool) -> None:
         """Report once (log and dead letter) a source that answers but publishes nothing for
@@ -162,6 +186,7 @@ class ConnectorRunner:
         self.producer.flush()
 
     def poll_all_once(self) -> list[PollSummary]:
+        self.forget_old_seen()
         return [self.poll(name)[0] for name in self.names]
 
     def apply(self, sources: Sequence[SourceConfig]) -> None:
@@ -202,6 +227,9 @@ class ConnectorRunner:
             self._scheduler.add_job(
                 self.reload_if_changed, "interval", seconds=self.watch_interval, id=WATCH_JOB, executor=WATCH_EXECUTOR,
             )
+        self._scheduler.add_job(
+            self.forget_old_seen, "interval", days=1, id=FORGET_JOB, executor=WATCH_EXECUTOR, next_run_time=utc_now(),
+        )
         self._scheduler.start()
 
     def reload_if_changed(self) -> bool:

@@ -125,6 +125,18 @@ class FetchSettings(_Frozen):
     )
 
 
+class ConnectorSettings(_Frozen):
+    """How the connectors role remembers and judges its sources (``connectors:`` in amur.yaml)."""
+
+    seen_retention_days: int = Field(
+        90, ge=7, le=3650,
+        description="A seen URL is forgotten once no listing has shown it for this long (one still listed is kept)",
+    )
+    unhealthy_after_failures: int = Field(
+        5, ge=1, le=100, description="Failed polls in a row after which a source is unhealthy; it is still retried, backing off",
+    )
+
+
 class AlertSettings(_Frozen):
     """Which classified articles become alerts (where they go is the ``sinks:`` list)."""
 
@@ -189,6 +201,7 @@ class AmurSettings(_Frozen):
     embedded: EmbeddedSettings = EmbeddedSettings()
     model: ModelSettings = ModelSettings()
     fetch: FetchSettings = FetchSettings()
+    connectors: ConnectorSettings = ConnectorSettings()
     alerts: AlertSettings = AlertSettings()
     stories: StorySettings = StorySettings()
     serve: ServeSettings = ServeSettings()

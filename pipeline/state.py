@@ -64,6 +64,7 @@ seen_articles = sa.Table(
     sa.Column("last_error", sa.Text),
     sa.Column("first_seen_at", UTCDateTime, nullable=False),
     sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.Column("last_listed_at", UTCDateTime),  # a source's listing showed it then: not to be forgotten yet
     sa.CheckConstraint("status IN ('emitted', 'retrying', 'failed')", name="seen_articles_status"),
     # Whether any source emitted an article is one index lookup, however many URLs are stored.
     sa.Index("ix_seen_articles_article", "article_id", "status"),
@@ -123,13 +124,16 @@ class StateStore:
     """Per-source polling state and the seen-article store, on ``engine``.
 
     :param engine: from :func:`pipeline.db.make_engine`; call :meth:`setup` once before use.
+    :param retention: how long a seen URL is remembered once no listing shows it any more
+        (:meth:`forget_old`); ``None`` remembers every URL for ever.
 
     Safe to share between threads (each call takes its own connection). One source is
     expected to be polled by one connector at a time.
     """
 
-    def __init__(self, engine: Engine):
+    def __init__(self, engine: Engine, retention: timedelta | None = None):
         self.engine = engine
+        self.retention = retention
 
     def setup(self) -> None:
         """Migrate the database to the newest revision (creating the tables on first use)."""
@@ -266,6 +270,31 @@ class StateStore:
             }
             connection.execute(upsert(self.engine, seen_articles, [row], key=["source", "article_id"]))
         return status == FAILED
+
+    def mark_listed(self, ids: Iterable[str]) -> None:
+        """Note that a listing still shows these seen articles, so the retention keeps them."""
+        listed = sorted(set(ids))
+        if not listed:
+            return
+        now = utc_now()
+        with self.engine.begin() as connection:
+            for chunk in _chunks(listed):
+                connection.execute(
+                    sa.update(seen_articles).where(seen_articles.c.article_id.in_(chunk)).values(last_listed_at=now)
+                )
+
+    def forget_old(self) -> int:
+        """Delete the seen URLs that no listing has shown, and nothing has happened to, for the
+        retention window; returns how many. Keeps the store, and so its lookups, bounded however
+        long Amur runs, and never forgets an item a feed still lists (it would come back as new)."""
+        if self.retention is None:
+            return 0
+        oldest = utc_now() - self.retention
+        last_seen = sa.func.coalesce(seen_articles.c.last_listed_at, seen_articles.c.updated_at)
+        with self.engine.begin() as connection:
+            return connection.execute(
+                sa.delete(seen_articles).where(seen_articles.c.updated_at < oldest, last_seen < oldest)
+            ).rowcount
 
     def item_statuses(self, source: str) -> dict[str, str]:
         """``article_id → status`` of every article recorded for ``source`` (operators, tests)."""

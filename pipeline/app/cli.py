@@ -162,7 +162,7 @@ def config_check(
 
 @sources_app.command("status")
 def sources_status(config: ConfigOption = DEFAULT_CONFIG_PATH) -> None:
-    """Each source's status (ok, failing, items failing, silent), last success, failures, items
+    """Each source's status (ok, failing, unhealthy, items failing, silent), last success, failures, items
     seen and failed, interval, last new item, usual gap, next poll and last error."""
     from pipeline.app.sources import format_health, source_health
 

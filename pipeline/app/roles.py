@@ -12,6 +12,7 @@ import logging
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 from pipeline import registry
@@ -76,13 +77,15 @@ class Runtime:
         return group_name(self.settings, role)
 
     def connector_runner(self) -> ConnectorRunner:
-        state = StateStore(make_engine(self.settings.database_url))
+        connectors = self.settings.connectors
+        state = StateStore(make_engine(self.settings.database_url), retention=timedelta(days=connectors.seen_retention_days))
         state.setup()
         context = ConnectorContext(self.settings, state)
         path = sources_path(self.config_path, self.settings)
         return ConnectorRunner(
             make_connector_factory(context), load_sources(path).sources, self.transport.producer(), self.topics,
             sources_file=path, on_stop=context.close, on_cancel=context.cancel, state=state,
+            unhealthy_after=connectors.unhealthy_after_failures,
         )
 
     def stage(self, role: str) -> Stage:

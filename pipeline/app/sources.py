@@ -33,6 +33,7 @@ class SourceHealth:
     state: SourceState
     items: dict[str, ItemTally] = field(default_factory=dict)  # StateStore.item_tallies() of the source
     silence: Silence | None = None
+    unhealthy_after: int = 5  # connectors.unhealthy_after_failures
 
     @property
     def status(self) -> str:
@@ -40,6 +41,8 @@ class SourceHealth:
             return "disabled"
         if self.state.last_polled_at is None:
             return "never polled"
+        if self.state.consecutive_failures >= self.unhealthy_after:
+            return "unhealthy"
         if self.state.consecutive_failures:
             return "failing"
         if self._items_failing:
@@ -97,7 +100,7 @@ def source_health(settings: AmurSettings, config_path: Path, engine: Engine | No
     return [
         SourceHealth(
             source, known.get(source.name, SourceState(name=source.name)), tallies.get(source.name, {}),
-            store.silence(source.name, source.poll_interval_seconds),
+            store.silence(source.name, source.poll_interval_seconds), settings.connectors.unhealthy_after_failures,
         )
         for source in sources
     ]

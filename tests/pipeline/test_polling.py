@@ -231,3 +231,46 @@ def test_a_source_that_goes_quiet_is_reported_once_as_a_dead_letter(world, caplo
     assert [letter.id for letter in letters] == ["freight:silent"]
     assert letters[0].error_type == "SourceSilent" and "usual gap is 5.0 h" in letters[0].reason
     assert caplog.text.count("source silent: source=freight") == 1
+
+
+def test_a_source_failing_poll_after_poll_is_called_unhealthy_once(world, caplog):
+    runner, write_sources, log, state = world
+    runner.state, runner.unhealthy_after = state, 3
+    write_sources("freight", text=(
+        "sources:\n  - name: freight\n    url: http://127.0.0.1:9/gone.xml\n    poll_interval_seconds: 30\n"
+    ))
+    runner.reload_if_changed()
+    caplog.set_level(logging.WARNING, logger="pipeline.polling")
+
+    for _ in range(5):
+        summary, retry_in = runner.poll("freight")
+        assert summary.error and "connection refused" in summary.error
+
+    assert caplog.text.count("source unhealthy: source=freight failures=3") == 1
+    assert state.get("freight").consecutive_failures == 5
+    assert retry_in == 30 * 2 ** 5  # still retried, backing off
+
+
+def test_the_runner_forgets_old_seen_urls_and_a_still_listed_one_stays_seen(world, tmp_path):
+    runner, write_sources, log, state = world
+    runner.state = state
+    state.retention = timedelta(days=30)
+    runner.poll("freight")
+    long_ago = utc_now() - timedelta(days=60)
+    with state.engine.begin() as connection:
+        connection.execute(seen_articles.update().values(first_seen_at=long_ago, updated_at=long_ago, last_listed_at=None))
+    backdate_emissions(state, "gone", [long_ago])
+
+    runner.poll("freight")  # the feed still lists its article: marked listed, not emitted again
+    runner.forget_old_seen()
+
+    assert count_by_source(state) == {"freight": 1}  # "gone" no listing shows: forgotten
+    assert emitted_urls(log, until=2, timeout=1.0) == [PAGES["freight"]]
+
+
+def count_by_source(state) -> dict[str, int]:
+    import sqlalchemy as sa
+
+    with state.engine.connect() as connection:
+        rows = connection.execute(sa.select(seen_articles.c.source, sa.func.count()).group_by(seen_articles.c.source)).all()
+    return dict(rows)

@@ -67,6 +67,10 @@ def test_health_lists_every_source_with_its_state(setup):
     lines = {line.split()[0]: line for line in result.output.splitlines()[1:]}
     assert "never polled" in lines["wire"]
     assert "failing" in lines["dead"] and "connection refused" in lines["dead"]
+    for _ in range(4):  # five in a row: connectors.unhealthy_after_failures
+        store.record_failure("dead", "connection refused", utc_now())
+    unhealthy = amur("sources", "status")
+    assert " unhealthy " in next(line for line in unhealthy.output.splitlines() if line.startswith("dead"))
 
 
 def test_a_source_that_answers_but_whose_items_all_fail_is_not_ok(setup):

@@ -203,3 +203,36 @@ def test_the_usual_gap_is_the_median_gap_between_polls_that_brought_something_ne
     assert store.silence("never-published", 600) is None
     backdate_emissions(store, "young", [now - timedelta(hours=2), now - timedelta(hours=1)])
     assert store.silence("young", 600) is None  # no usual gap yet
+
+
+# --- retention ---------------------------------------------------------------------------------------
+
+
+def age_rows(store, moment, *, listed=None) -> None:
+    import sqlalchemy as sa
+
+    from pipeline.state import seen_articles
+
+    with store.engine.begin() as connection:
+        connection.execute(sa.update(seen_articles).values(first_seen_at=moment, updated_at=moment, last_listed_at=listed))
+
+
+def test_the_retention_forgets_only_what_no_listing_still_shows(database_url):
+    store = StateStore(make_engine(database_url), retention=timedelta(days=30))
+    store.setup()
+    old, listed, recent = ids("old", "still-listed", "recent")
+    store.mark_emitted("valley-courier", [(old, "https://courier.example/old"), (listed, "https://courier.example/still-listed")])
+    age_rows(store, datetime.now(UTC) - timedelta(days=45))
+    store.mark_listed([listed])  # the feed still shows it
+    store.mark_emitted("valley-courier", [(recent, "https://courier.example/recent")])
+
+    assert store.forget_old() == 1
+    assert store.unseen("valley-courier", [old, listed, recent]) == {old}
+    assert store.forget_old() == 0
+
+
+def test_without_a_retention_nothing_is_forgotten(store):
+    [old] = ids("old")
+    store.mark_emitted("valley-courier", [(old, "https://courier.example/old")])
+    age_rows(store, datetime(2001, 1, 1, tzinfo=UTC))
+    assert store.forget_old() == 0 and store.unseen("valley-courier", [old]) == set()

@@ -155,9 +155,9 @@ class _StoreCollector:
         yield GaugeMetricFamily("amur_stories", "Stories in the records database", value=stories)
         yield GaugeMetricFamily("amur_articles", "Classified articles in the records database", value=records)
         sources = GaugeMetricFamily(
-            "amur_sources", "Configured sources by status (ok, failing, items failing, silent, ...)", labels=["status"],
+            "amur_sources", "Configured sources by status (ok, failing, unhealthy, items failing, silent, ...)", labels=["status"],
         )
-        for status in ("ok", "failing", "items failing", "silent", "never polled", "disabled"):
+        for status in ("ok", "failing", "unhealthy", "items failing", "silent", "never polled", "disabled"):
             sources.add_metric([status], statuses.get(status, 0))
         yield sources
         age = GaugeMetricFamily("amur_last_written_age_seconds", "Seconds since the sinks last wrote", labels=["table"])
