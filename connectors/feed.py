@@ -184,6 +184,10 @@ def _entry_link(entry: feedparser.FeedParserDict) -> str | None:
     if not link:  # RSS <guid isPermaLink="true"> without <link>
         guid = entry.get("id") or ""
         link = guid if guid.startswith(("http://", "https://")) else None
+    if link and link.startswith("file://") and not link.startswith("file:///"):
+        # feedparser drops the slashes after "scheme://", so file:///etc/passwd arrives as
+        # file://etc/passwd; the refusal must name the link as the feed wrote it.
+        link = "file:///" + link.removeprefix("file://")
     return link.strip() if link else None
 
 

@@ -259,7 +259,9 @@ def test_an_entry_without_a_summary_whose_page_fails_is_not_emitted(local_site, 
     assert result.articles == [] and len(result.failures) == 3
 
 
-@pytest.mark.parametrize("link", ["javascript:alert(1)", "ftp://files.courier.example/ferry.pdf", "mailto:desk@courier.example"])
+@pytest.mark.parametrize("link", [
+    "javascript:alert(1)", "ftp://files.courier.example/ferry.pdf", "mailto:desk@courier.example", "file:///etc/passwd",
+])
 def test_non_http_link_in_a_feed_is_an_item_failure(local_site, resource, fetcher, state, link):
     feed = resource("feeds/valley-courier.rss").replace(
         f"{local_site.base_url}/articles/grain-terminal#comments".encode(), link.encode()
@@ -270,9 +272,10 @@ def test_non_http_link_in_a_feed_is_an_item_failure(local_site, resource, fetche
 
     result = connector(local_site, fetcher, state).poll()
 
-    assert len(result.articles) == 2
+    assert len(result.articles) == 2  # a refused link is not emitted, not even from its summary
     [failure] = result.failures
     assert "refused non-http URL" in failure.reason and failure.gave_up
+    assert f"refused non-http URL: {link} " in failure.reason  # shown as written: file:///etc/passwd keeps its slashes
 
 
 # --- whole-feed failures -----------------------------------------------------------------------------

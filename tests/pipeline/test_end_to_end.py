@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -25,7 +26,7 @@ from pipeline.transport import make_transport
 from pipeline.settings import load_settings
 from tests.support.contracts import assert_matches_schema
 from tests.support.databases import postgres_schema_url
-from tests.support.local_site import LocalSite
+from tests.support.local_site import LocalSite, delayed
 from tests.support.webhook_receiver import WebhookReceiver
 
 pytestmark = pytest.mark.slow
@@ -277,6 +278,43 @@ def test_all_roles_in_one_process_until_stopped(tmp_path, site, topic_prefix):
         _, stderr = process.communicate(timeout=60)
     assert process.returncode == 0, stderr[-3000:]
     assert deployment.alert_links() == sorted(STORIES)
+
+
+def test_sigterm_cuts_a_poll_in_flight_short_within_five_seconds_and_keeps_what_it_emitted(tmp_path, site, topic_prefix):
+    """A real `amur run connectors` whose poll waits on a page that never comes stops on SIGTERM
+    in under 5 s (the fetch timeout is a minute), says which poll it cut short, and the article
+    it emitted before is on the topic."""
+    fast = "amur-heilongjiang-freight.html"
+    site.add_handler("/news/hanging.html", delayed(120, b"<html></html>"))
+    site.add("/slow.xml", (
+        "<?xml version='1.0'?><rss version='2.0'><channel><title>Slow</title>"
+        f"<item><title>Freight</title><link>{site.url('/news/' + fast)}</link><pubDate>Mon, 23 Nov 2026 08:00:00 GMT</pubDate></item>"
+        f"<item><title>Hanging</title><link>{site.url('/news/hanging.html')}</link><pubDate>Mon, 23 Nov 2026 07:00:00 GMT</pubDate></item>"
+        "</channel></rss>"
+    ).encode(), "application/rss+xml")
+    deployment = Deployment(tmp_path, "embedded", "127.0.0.1:9", topic_prefix, {"slow": site.url("/slow.xml")})
+    deployment.config.write_text(deployment.config.read_text().replace("timeout_seconds: 5", "timeout_seconds: 60"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AMUR_")}
+    process = subprocess.Popen([*AMUR, "run", "connectors", "--config", str(deployment.config)], env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not site.requests_to("/news/hanging.html") and time.monotonic() < deadline and process.poll() is None:
+            time.sleep(0.1)
+        assert site.requests_to("/news/hanging.html"), "the poll never reached the hanging page"
+        time.sleep(0.5)
+        process.send_signal(signal.SIGTERM)
+        signalled = time.monotonic()
+        _, stderr = process.communicate(timeout=30)
+        took = time.monotonic() - signalled
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, stderr[-3000:]
+    assert took < 5, f"SIGTERM took {took:.1f} s"
+    assert "stopping: cutting short the polls of slow" in stderr
+    emitted = [json.loads(value)["url"] for value in deployment.topic_values("articles")]
+    assert [url.rsplit("/", 1)[-1] for url in emitted] == [fast]
 
 
 KAFKA_DEV = Path(__file__).resolve().parents[2] / "scripts" / "kafka-dev"
