@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 
 import pytest
 
+import connectors.feed
 from connectors.feed import FeedConnector
 from pipeline.errors import ExtractionError, FeedParseError, FetchError
 from pipeline.messages import article_id
@@ -135,7 +136,7 @@ def test_articles_polled_but_not_committed_come_again(local_site, resource, fetc
     assert "If-None-Match" not in local_site.requests_to("/feed.rss")[1].headers  # a 304 would hide them
 
 
-def test_second_poll_sends_validators_and_a_304_means_nothing_new(local_site, resource, fetcher, state):
+def test_second_poll_sends_validators_and_a_304_means_nothing_new(local_site, resource, fetcher, state, monkeypatch):
     validators = {"ETag": '"r1"', "Last-Modified": "Thu, 16 May 2024 09:00:00 GMT"}
     local_site.add("/feed.rss", resource("feeds/valley-courier.rss"), RSS, headers=validators)
     for name in PAGES:
@@ -143,6 +144,10 @@ def test_second_poll_sends_validators_and_a_304_means_nothing_new(local_site, re
     feed = connector(local_site, fetcher, state)
     feed.commit(feed.poll().articles)
 
+    def no_parsing(*_args):
+        raise AssertionError("a 304 must not be parsed")
+
+    monkeypatch.setattr(connectors.feed, "_parse", no_parsing)
     second = feed.poll()
 
     sent = local_site.requests_to("/feed.rss")[1].headers
