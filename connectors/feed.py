@@ -181,6 +181,10 @@ def _entry_time(entry: feedparser.FeedParserDict) -> datetime | None:
 
 def _entry_link(entry: feedparser.FeedParserDict) -> str | None:
     link = entry.get("link")
+    if link and link == entry.get("id") and not link.startswith(("http://", "https://")):
+        # feedparser stands an Atom entry's id (a tag: URI) in for a missing text/html link
+        alternates = [each.get("href") for each in entry.get("links", []) if each.get("rel") == "alternate" and each.get("href")]
+        link = alternates[0] if alternates else None
     if not link:  # RSS <guid isPermaLink="true"> without <link>
         guid = entry.get("id") or ""
         link = guid if guid.startswith(("http://", "https://")) else None

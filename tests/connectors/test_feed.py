@@ -6,11 +6,13 @@ import logging
 import re
 import socket
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
 import connectors.feed
 from connectors.feed import FeedConnector
+from connectors.fetch import FetchResult, decode_body
 from pipeline.errors import ExtractionError, FeedParseError, FetchError
 from pipeline.messages import article_id
 from pipeline.settings import SourceConfig
@@ -416,3 +418,49 @@ def test_the_feed_s_own_update_hints_floor_an_adaptive_interval(local_site, fetc
                          max_interval_seconds=86_400)
     adaptive.poll()
     assert state.get("valley-courier").interval_seconds == max(hint, 450)  # no new item: ×1.5, floored by the hint
+
+
+# --- the peer corpus ------------------------------------------------------------------------------
+
+PEER_FEEDS = Path(__file__).resolve().parents[3] / "shared" / "peer-feeds"
+WITHOUT_LINKS = {  # every entry lacks a link (or the feed has none): read, and nothing to fetch
+    "miniflux-rss-TestParseEntryWithoutLinkAndWithEnclosureURLs.xml", "feedparser-illformed-rss_incomplete_cdata.xml",
+    "feedparser-rss-rss_version_091_netscape.xml", "feedparser-rdf-rss090_item_title.xml",
+}
+
+
+def peer_xml_feeds() -> list[tuple[str, str]]:
+    assert PEER_FEEDS.is_dir(), f"the peer feed corpus is missing: {PEER_FEEDS} (../shared/peer-feeds beside the repo)"
+    rows = [line.split("\t") for line in (PEER_FEEDS / "MANIFEST.tsv").read_text(encoding="utf-8").splitlines()[1:]]
+    return [(row[0], row[1]) for row in rows if row[1] in ("rss", "atom", "rdf")]
+
+
+def test_every_rss_atom_and_rdf_feed_of_the_peer_corpus_is_read(fetcher, state):
+    feeds = peer_xml_feeds()
+    assert len(feeds) >= 40
+    reader = FeedConnector(SourceConfig(name="peer", url="https://peer.example/feed"), fetcher, state)
+    read = {}
+    for name, _kind in feeds:
+        body = (PEER_FEEDS / name).read_bytes()
+        # feedparser's own fixtures say in a comment which Content-Type their server sends.
+        declared = re.search(rb"Header:\s*Content-type:\s*([^\r\n]+)", body[:600], re.IGNORECASE)
+        content_type = declared.group(1).decode().strip() if declared else "application/xml"
+        text, encoding = decode_body(body, content_type)
+        fetched = FetchResult(url="https://peer.example/feed", final_url="https://peer.example/dir/feed", status=200,
+                              body=body, text=text, encoding=encoding, content_type=content_type)
+        items, _ = reader.items(fetched)
+        assert (not items) == (name in WITHOUT_LINKS), name
+        assert all(item.url.startswith(("http://", "https://")) for item in items), name
+        read[name] = items
+    assert read["miniflux-encoding_WINDOWS-1251.xml"][0].title.startswith("Цитата")
+    assert read["nnw-kc0011.rss"][0].title.startswith("建国35周年")  # gb2312
+    assert "Vorsichtsmaßnahmen" in read["miniflux-rdf_UTF8.xml"][0].title
+    assert read["miniflux-rss-TestParseEntryWithRelativeURL.xml"][0].url == "https://peer.example/dir/item.html"
+    assert read["miniflux-rss-TestParseEntryWithOnlyGuidPermalink.xml"][0].url == "https://example.org/some-article.html"
+    # An entry whose only link is a PDF: that link, not the tag: id feedparser puts in its place.
+    assert [item.url.rsplit("/", 2)[-2:] for item in read["nnw-pappacoda.atom"]] == [
+        ["favicon_2026", ""], ["blog", "tesi.pdf"], ["c_su_windows", ""],
+    ]
+    one_guid = read["miniflux-rss-TestParseEntriesWithDuplicateGUIDAndDistinctLinks.xml"]
+    assert len(one_guid) == 3 and len({item.url for item in one_guid}) == 2  # known by link, not by the shared guid
+    assert read["miniflux-atom03-TestParseAtom03.xml"][0].title == "Atom 0.3 snapshot"
