@@ -243,10 +243,14 @@ def test_bad_feed_bad_page_and_bad_config_are_reported_and_the_rest_runs(deploym
     connectors = deployment.run("connectors")
     assert connectors.returncode == 0, connectors.stderr[-3000:]
     assert "source broken: FAILED:" in connectors.stdout
-    assert "news: 2 new article(s), 1 failed item(s)" in connectors.stdout
+    # The missing page's entry still reaches the topic, from its summary, saying why.
+    assert "news: 3 new article(s), 1 failed item(s)" in connectors.stdout
     letters = [assert_matches_schema("dlq", value) for value in deployment.topic_values("dlq")]
     assert [letter["stage"] for letter in letters] == ["connectors"]
     assert "404" in letters[0]["reason"] and letters[0]["payload"].endswith("/news/gone.html")
+    articles = [assert_matches_schema("articles", value) for value in deployment.topic_values("articles")]
+    [without_page] = [article for article in articles if article["page_error"]]
+    assert without_page["url"].endswith("/news/gone.html") and "404" in without_page["page_error"]
 
     for role in ("processors", "stories", "sinks"):
         assert deployment.run(role).returncode == 0
