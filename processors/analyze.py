@@ -3,8 +3,11 @@
 1. The cheap pass, on every article: gazetteer matching and :meth:`RulesClassifier.screen`
    — a few hundred microseconds, no model. Most articles of a news stream end here, with
    their gazetteer entities and a negative classification that says why.
-2. The candidate path, on the rest: one batched ``nlp.pipe`` over their texts for entities
-   and sentences, then figures and the full classification.
+2. The candidate path, on the rest: one batched ``nlp.pipe`` per language over their texts
+   for entities and sentences, then figures and the full classification.
+
+Each article is read in its own language, with that language's profile
+(:mod:`processors.languages`).
 
 ::
 
@@ -18,15 +21,19 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
 
 from spacy.language import Language
+from spacy.tokens import Doc
 
 from pipeline.messages import Article, Classified, article_id, utc_now
 from pipeline.settings import ModelSettings
-from processors.classify import Passage, RulesClassifier, load_classifier_config
+from processors.classify import Passage, RulesClassifier, language_config, load_classifier_config
 from processors.entities import gazetteer_entities, load_pipeline, merge_entities, sentence_spans
 from processors.figures import extract_figures
 from processors.gazetteer import Gazetteer, load_gazetteer
+from processors.languages import DEFAULT_LANGUAGE, detect_language, load_language_profiles, name_forms
 
 
 def synthetic_article(text: str, title: str = "", url: str = "", source: str = "cli") -> Article:
@@ -35,50 +42,87 @@ def synthetic_article(text: str, title: str = "", url: str = "", source: str = "
     return Article(id=article_id(url), url=url, source=source, title=title, text=text, fetched_at=utc_now())
 
 
+@dataclass(frozen=True)
+class Reader:
+    """What the analyzer reads one language with: a spaCy pipeline and a classifier."""
+
+    nlp: Language
+    classifier: RulesClassifier
+
+
 class Analyzer:
     """Entities, figures and classification for articles, through the cheap-pass cascade.
 
-    :param nlp: a pipeline from :func:`~processors.entities.load_pipeline`.
+    Each article is read in its language (:func:`~processors.languages.detect_language`,
+    which also fills ``Article.language``): by the reader of that language's profile, or the
+    English one for a language without a profile. The gazetteer is one for every language,
+    its names in all their forms, so the parties' canonical ids do not depend on the language.
+
+    :param readers: language code → :class:`Reader`; must hold :data:`DEFAULT_LANGUAGE`.
     :param batch_size: texts per ``nlp.pipe`` batch.
     :param n_process: worker processes for ``nlp.pipe``; 1 keeps the model in this process,
         which suits a streaming processor (scale out with more processors instead).
     """
 
-    def __init__(self, nlp: Language, gazetteer: Gazetteer, classifier: RulesClassifier, *, batch_size: int = 32, n_process: int = 1):
-        self.nlp = nlp
+    def __init__(self, readers: dict[str, Reader], gazetteer: Gazetteer, *, batch_size: int = 32, n_process: int = 1):
+        if DEFAULT_LANGUAGE not in readers:
+            raise ValueError(f"readers must include the default language {DEFAULT_LANGUAGE!r}")
+        self.readers = readers
         self.gazetteer = gazetteer
-        self.classifier = classifier
         self.batch_size = batch_size
         self.n_process = n_process
 
+    @property
+    def classifier(self) -> RulesClassifier:
+        """The English classifier (its name is the classifier's name)."""
+        return self.readers[DEFAULT_LANGUAGE].classifier
+
+    @property
+    def nlp(self) -> Language:
+        """The English pipeline: the model named in ``model.name``."""
+        return self.readers[DEFAULT_LANGUAGE].nlp
+
     @classmethod
     def from_settings(cls, model: ModelSettings, **options) -> Analyzer:
-        """Load the gazetteer, the classifier's config and the spaCy model once.
+        """Load the language profiles, the gazetteer, the classifier's config and the spaCy model once.
 
         :raises ConfigError: a file is invalid or the model is not installed.
         """
-        gazetteer = load_gazetteer(model.gazetteer_dir)
-        classifier = RulesClassifier(load_classifier_config(model.classifier_config), gazetteer)
-        return cls(load_pipeline(model.name), gazetteer, classifier, **options)
+        profiles = load_language_profiles(model.languages_dir)
+        gazetteer = load_gazetteer(model.gazetteer_dir, name_forms(profiles))
+        base = load_classifier_config(model.classifier_config)
+        readers = {DEFAULT_LANGUAGE: Reader(load_pipeline(model.name), RulesClassifier(base, gazetteer))}
+        for language, profile in profiles.items():
+            config = language_config(base, Path(model.languages_dir) / f"{language}.yaml", language, profile.lexicons())
+            readers[language] = Reader(load_pipeline(profile.pipeline, language=language), RulesClassifier(config, gazetteer))
+        return cls(readers, gazetteer, **options)
+
+    def reader(self, language: str) -> Reader:
+        return self.readers.get(language) or self.readers[DEFAULT_LANGUAGE]
 
     def analyze(self, articles: Sequence[Article]) -> list[Classified]:
-        """Classify ``articles``, in order; only the cheap pass's candidates meet the model."""
+        """Classify ``articles``, in order; only the cheap pass's candidates meet a pipeline."""
+        articles = [_with_language(article) for article in articles]
         prepared = [(Passage.of(a.title, self.gazetteer), Passage.of(a.text, self.gazetteer)) for a in articles]
-        verdicts = [self.classifier.screen(title, body) for title, body in prepared]
-        candidates = [index for index, verdict in enumerate(verdicts) if verdict is None]
-        # spaCy refuses texts over nlp.max_length; the rare giant page is read up to the limit.
-        texts = (articles[index].text[: self.nlp.max_length] for index in candidates)
-        docs = dict(zip(candidates, self.nlp.pipe(texts, batch_size=self.batch_size, n_process=self.n_process), strict=True))
+        verdicts = [self.reader(a.language).classifier.screen(title, body) for a, (title, body) in zip(articles, prepared, strict=True)]
+        docs: dict[int, Doc] = {}
+        for language in sorted({a.language for a in articles}):
+            nlp = self.reader(language).nlp
+            candidates = [i for i, (a, verdict) in enumerate(zip(articles, verdicts, strict=True)) if verdict is None and a.language == language]
+            # spaCy refuses texts over nlp.max_length; the rare giant page is read up to the limit.
+            texts = (articles[index].text[: nlp.max_length] for index in candidates)
+            docs.update(zip(candidates, nlp.pipe(texts, batch_size=self.batch_size, n_process=self.n_process), strict=True))
         results = []
         for index, (article, (title, body)) in enumerate(zip(articles, prepared, strict=True)):
+            classifier = self.reader(article.language).classifier
             if index in docs:
                 sentences = sentence_spans(docs[index])
                 entities = merge_entities(docs[index], body.mentions)
-                figures = extract_figures(article.text, sentences)
-                classification = self.classifier.classify(title, body, sentences)
+                figures = extract_figures(article.text, sentences, article.language)
+                classification = classifier.classify(title, body, sentences)
             else:
                 entities, figures = gazetteer_entities(body.mentions), []
-                classification = self.classifier.reject(verdicts[index])
+                classification = classifier.reject(verdicts[index])
             results.append(Classified(
                 id=article.id, article=article, entities=entities, figures=figures,
                 classification=classification, classified_at=utc_now(),
@@ -88,3 +132,9 @@ class Analyzer:
     def analyze_text(self, text: str, title: str = "", url: str = "") -> Classified:
         """Classify one text, as ``amur classify`` does; the article's source is "cli"."""
         return self.analyze([synthetic_article(text, title, url)])[0]
+
+
+def _with_language(article: Article) -> Article:
+    """The article with ``language`` settled: the declared one when the text agrees, else detected."""
+    language = detect_language(f"{article.title}\n{article.text}", article.language)
+    return article if language == article.language else article.model_copy(update={"language": language})

@@ -133,6 +133,24 @@ def load_classifier_config(path: Path | str) -> ClassifierConfig:
     return config
 
 
+def language_config(base: ClassifierConfig, path: Path | str, language: str, lexicons: dict[str, dict]) -> ClassifierConfig:
+    """``base`` with the ``cues``, ``context`` and ``sectors`` of a language profile read from
+    ``path``; the weights stay the base's, so every language is scored alike.
+
+    :raises ConfigError: a lexicon is missing, misspelt, or repeats a phrase within its group.
+    """
+    path = Path(path)
+    data = {**base.model_dump(), **lexicons, "name": f"{base.name}.{language}"}
+    try:
+        config = ClassifierConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(problems_from(path, exc)) from None
+    problems = [problem for group in ("cues", "context", "sectors") for problem in _repeated_phrases(path, group, getattr(config, group).model_dump())]
+    if problems:
+        raise ConfigError(problems)
+    return config
+
+
 def _repeated_phrases(path: Path, group: str, lists: dict[str, list[str]]) -> list[ConfigProblem]:
     """A phrase may stand in only one list of a group, so that it counts once."""
     seen: dict[tuple[str, ...], str] = {}

@@ -26,14 +26,23 @@ from processors.gazetteer import Mention
 # The components the candidate path runs; whatever feeds them (a shared tok2vec or
 # transformer they listen to) is kept as well.
 _NEEDED = ("ner", "senter")
+BLANK = "blank"
 
 
-def load_pipeline(name: str) -> Language:
+def load_pipeline(name: str, *, language: str | None = None) -> Language:
     """Load the spaCy pipeline ``name`` trimmed to entity recognition and sentence boundaries.
+
+    ``name`` "blank" (a language profile's default) is spaCy's tokenizer for ``language``
+    with a rule-based sentence splitter and no entity recognizer: the gazetteer's mentions
+    are then the entities.
 
     :raises ConfigError: the model is not installed (naming the pip package to install), or
         it has no entity recognizer.
     """
+    if name == BLANK:
+        nlp = spacy.blank(language or "xx")
+        nlp.add_pipe("sentencizer")
+        return nlp
     try:
         nlp = spacy.load(name)
     except OSError:

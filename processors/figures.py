@@ -72,15 +72,18 @@ _COUNT = re.compile(
 )
 
 
-def extract_figures(text: str, sentences: Sequence[tuple[int, int]]) -> list[Figure]:
+def extract_figures(text: str, sentences: Sequence[tuple[int, int]], language: str = "en") -> list[Figure]:
     """Money, percentages and counts in ``text``, in text order.
 
     :param sentences: the character spans of the text's sentences (from spaCy); a figure's
         ``sentence`` is the one that contains it.
+    :param language: the text's language: Russian and Chinese have their own patterns
+        (:data:`FINDERS`); any other language is read with the English ones.
     """
-    found = sorted(_money(text), key=lambda item: item[0])
+    money, others = FINDERS.get(language, FINDERS["en"])
+    found = sorted(money(text), key=lambda item: item[0])
     taken = [(start, end) for start, end, _ in found]
-    for start, end, figure in [*_percentages(text), *_counts(text)]:
+    for start, end, figure in [found_figure for finder in others for found_figure in finder(text)]:
         if not any(start < other_end and other_start < end for other_start, other_end in taken):
             found.append((start, end, figure))
     found.sort(key=lambda item: item[0])
@@ -148,3 +151,143 @@ def _number(digits: str) -> float:
 def _word_number(words: str) -> float:
     parts = re.split(r"[-\s]+", words)
     return float(sum(_WORD_NUMBERS[part] for part in parts))
+
+
+# --- Russian --------------------------------------------------------------------------------
+# "4 млрд долларов", "27,9 млрд юаней", "1 200 тонн", "на 38%", "в 2,5 раза", "11 соглашений",
+# "два меморандума": a decimal comma, thousands apart by spaces, scale and currency words
+# in any case.
+
+_RU_NUMBER = r"(?P<number>\d{1,3}(?:[\u00a0\u202f ]\d{3})+(?:,\d+)?|\d+(?:[.,]\d+)?)"
+_RU_SCALE = r"(?:\s?(?P<scale>трлн|триллион\w*|млрд|миллиард\w*|млн|миллион\w*|тыс\.?|тысяч\w*)(?![а-яё]))?"
+_RU_SCALES = {"трлн": 1e12, "триллион": 1e12, "млрд": 1e9, "миллиард": 1e9, "млн": 1e6, "миллион": 1e6, "тыс": 1e3, "тысяч": 1e3}
+_RU_CURRENCIES = (("долл", "USD"), ("$", "USD"), ("юан", "CNY"), ("рубл", "RUB"), ("руб", "RUB"), ("₽", "RUB"), ("евро", "EUR"))
+_RU_MONEY = re.compile(
+    rf"{_RU_NUMBER}{_RU_SCALE}\s?(?P<currency>долл(?:ар\w*|\.)?|юан\w*|рубл\w*|руб\.|₽|евро|\$)", re.IGNORECASE,
+)
+_RU_PERCENT = re.compile(rf"{_RU_NUMBER}\s?(?:%|процент\w*)", re.IGNORECASE)
+_RU_MULTIPLE = re.compile(rf"\bв\s+{_RU_NUMBER}\s+раз[а]?\b", re.IGNORECASE)
+_RU_GROWTH_BEFORE = re.compile(r"(?:вырос\w*|выросл\w*|увелич\w*|рост\w*|прирост\w*|повыс\w*|подскочил\w*|прибавил\w*)\s+(?:на\s+)?(?:(?:почти|около|более\s+чем|свыше|более)\s+)?$", re.IGNORECASE)
+_RU_DECLINE_BEFORE = re.compile(r"(?:снизил\w*|сократил\w*|упал\w*|уменьш\w*|падени\w*|снижени\w*|сокращени\w*)\s+(?:на\s+)?(?:(?:почти|около|более\s+чем|свыше|более)\s+)?$", re.IGNORECASE)
+_RU_GROWTH_AFTER = re.compile(r"^\s*(?:больше|выше|рост\w*|прирост\w*)\b", re.IGNORECASE)
+_RU_DECLINE_AFTER = re.compile(r"^\s*(?:меньше|ниже|снижени\w*|падени\w*)\b", re.IGNORECASE)
+_RU_UNITS = (("соглашени", "agreements"), ("договор", "agreements"), ("меморандум", "memoranda"), ("контракт", "contracts"),
+             ("сделк", "deals"), ("сдело", "deals"), ("документ", "documents"), ("проект", "projects"))  # fmt: skip
+_RU_WORD_NUMBERS = {
+    "один": 1, "одно": 1, "одна": 1, "два": 2, "две": 2, "три": 3, "четыре": 4, "пять": 5, "шесть": 6, "семь": 7,
+    "восемь": 8, "девять": 9, "десять": 10, "одиннадцать": 11, "двенадцать": 12, "тринадцать": 13, "четырнадцать": 14,
+    "пятнадцать": 15, "шестнадцать": 16, "семнадцать": 17, "восемнадцать": 18, "девятнадцать": 19, "двадцать": 20,
+    "тридцать": 30, "сорок": 40, "пятьдесят": 50, "шестьдесят": 60, "семьдесят": 70, "восемьдесят": 80, "девяносто": 90,
+}
+_RU_WORD = "|".join(sorted(_RU_WORD_NUMBERS, key=len, reverse=True))
+_RU_COUNT = re.compile(
+    rf"(?<![\w,.])(?P<number>\d+|(?:{_RU_WORD})(?:\s+(?:{_RU_WORD}))?)\s+(?P<between>(?:[а-яё-]+\s+){{0,3}}?)"
+    rf"(?P<noun>(?:{'|'.join(stem for stem, _ in _RU_UNITS)})[а-яё]*)",
+    re.IGNORECASE,
+)
+
+
+def _ru_number(digits: str) -> float:
+    return float(re.sub(r"[\u00a0\u202f ]", "", digits).replace(",", "."))
+
+
+def _ru_money(text: str) -> Iterator[_Found]:
+    for match in _RU_MONEY.finditer(text):
+        spelled = match.group("currency").lower()
+        currency = next(code for prefix, code in _RU_CURRENCIES if spelled.startswith(prefix))
+        scale = (match.group("scale") or "").lower().rstrip(".")
+        factor = next((value for stem, value in _RU_SCALES.items() if scale.startswith(stem)), 1.0) if scale else 1.0
+        yield match.start(), match.end(), ("money", _ru_number(match.group("number")) * factor, currency, match.group())
+
+
+def _ru_change(text: str, start: int, end: int) -> int:
+    before, after = text[max(0, start - 60) : start], text[end : end + 20]
+    if _RU_GROWTH_BEFORE.search(before) or _RU_GROWTH_AFTER.search(after):
+        return 1
+    return -1 if _RU_DECLINE_BEFORE.search(before) or _RU_DECLINE_AFTER.search(after) else 0
+
+
+def _ru_percentages(text: str) -> Iterator[_Found]:
+    for match in _RU_PERCENT.finditer(text):
+        # "на 38%": the preposition belongs to the change, which is read from what stands before it.
+        sign = _ru_change(text, match.start(), match.end())
+        value = _ru_number(match.group("number"))
+        yield match.start(), match.end(), ("percent", value * (sign or 1), "% change" if sign else "%", match.group())
+    for match in _RU_MULTIPLE.finditer(text):
+        if _ru_change(text, match.start(), match.end()) == 1:  # "вырос в 2,5 раза": growth of 150 %
+            yield match.start(), match.end(), ("percent", (_ru_number(match.group("number")) - 1) * 100, "% change", match.group())
+
+
+def _ru_counts(text: str) -> Iterator[_Found]:
+    for match in _RU_COUNT.finditer(text):
+        number = match.group("number").lower()
+        value = float(number) if number.isdigit() else float(sum(_RU_WORD_NUMBERS[word] for word in number.split()))
+        if number.isdigit() and len(number) == 4 and 1900 <= value <= 2100:
+            continue  # a year, not a count
+        noun = match.group("noun").lower()
+        unit = next(unit for stem, unit in _RU_UNITS if noun.startswith(stem))
+        yield match.start(), match.end(), ("count", value, unit, match.group())
+
+
+# --- Chinese -----------------------------------------------------------------------------------
+# "27.9亿元", "46亿美元", "120万吨", "增长38%", "百分之十五", "签署11项合作协议", "十一份文件":
+# 万 is ten thousand and 亿 a hundred million; 元 and 人民币 are the yuan.
+
+_ZH_DIGITS = {"零": 0, "一": 1, "二": 2, "两": 2, "三": 3, "四": 4, "五": 5, "六": 6, "七": 7, "八": 8, "九": 9}
+_ZH_NUMERAL = r"[零一二两三四五六七八九十百]+"
+_ZH_NUMBER = rf"(?P<number>\d+(?:\.\d+)?|{_ZH_NUMERAL})"
+_ZH_SCALES = {"万亿": 1e12, "亿": 1e8, "万": 1e4, "千": 1e3}
+_ZH_CURRENCIES = {"美元": "USD", "元": "CNY", "人民币": "CNY", "卢布": "RUB", "欧元": "EUR"}
+_ZH_MONEY = re.compile(rf"{_ZH_NUMBER}\s?(?P<scale>万亿|亿|万|千)?\s?(?P<currency>美元|人民币|卢布|欧元|元)")
+_ZH_TONNES = re.compile(rf"{_ZH_NUMBER}\s?(?P<scale>万亿|亿|万|千)?\s?吨")
+_ZH_PERCENT = re.compile(rf"{_ZH_NUMBER}\s?%|百分之(?P<spelled>{_ZH_NUMERAL}|\d+(?:\.\d+)?)")
+_ZH_GROWTH = re.compile(r"(?:增长|增加|上升|提高|增幅|提升)(?:了)?(?:约|近|超过)?$")
+_ZH_DECLINE = re.compile(r"(?:下降|减少|下跌|降低|下滑)(?:了)?(?:约|近|超过)?$")
+_ZH_UNITS = {"协议": "agreements", "协定": "agreements", "备忘录": "memoranda", "合同": "contracts", "文件": "documents",
+             "项目": "projects"}  # fmt: skip
+_ZH_COUNT = re.compile(rf"{_ZH_NUMBER}\s?(?:项|份|个|批)(?P<between>[\u4e00-\u9fff]{{0,6}}?)(?P<noun>{'|'.join(_ZH_UNITS)})")
+
+
+def _zh_number(spelled: str) -> float:
+    """Arabic digits, or Chinese numerals up to the hundreds (十一 → 11, 二十三 → 23, 一百 → 100)."""
+    if re.fullmatch(r"\d+(?:\.\d+)?", spelled):
+        return float(spelled)
+    total, digit = 0, 0
+    for character in spelled:
+        if character in _ZH_DIGITS:
+            digit = _ZH_DIGITS[character]
+        else:
+            total += (digit or 1) * (10 if character == "十" else 100)
+            digit = 0
+    return float(total + digit)
+
+
+def _zh_money(text: str) -> Iterator[_Found]:
+    for match in _ZH_MONEY.finditer(text):
+        value = _zh_number(match.group("number")) * _ZH_SCALES.get(match.group("scale") or "", 1.0)
+        yield match.start(), match.end(), ("money", value, _ZH_CURRENCIES[match.group("currency")], match.group())
+
+
+def _zh_percentages(text: str) -> Iterator[_Found]:
+    for match in _ZH_PERCENT.finditer(text):
+        before = text[max(0, match.start() - 8) : match.start()]
+        sign = 1 if _ZH_GROWTH.search(before) else -1 if _ZH_DECLINE.search(before) else 0
+        value = _zh_number(match.group("number") or match.group("spelled"))
+        yield match.start(), match.end(), ("percent", value * (sign or 1), "% change" if sign else "%", match.group())
+
+
+def _zh_counts(text: str) -> Iterator[_Found]:
+    for match in _ZH_COUNT.finditer(text):
+        yield match.start(), match.end(), ("count", _zh_number(match.group("number")), _ZH_UNITS[match.group("noun")], match.group())
+    for match in _ZH_TONNES.finditer(text):
+        value = _zh_number(match.group("number")) * _ZH_SCALES.get(match.group("scale") or "", 1.0)
+        yield match.start(), match.end(), ("count", value, "tonnes", match.group())
+
+
+# language → (the money finder, the other finders); money goes first, so a percentage or a
+# count inside an amount is not read twice.
+FINDERS = {
+    "en": (_money, (_percentages, _counts)),
+    "ru": (_ru_money, (_ru_percentages, _ru_counts)),
+    "zh": (_zh_money, (_zh_percentages, _zh_counts)),
+}

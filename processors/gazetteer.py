@@ -188,6 +188,8 @@ class _AmbiguousAlias(_Strict):
     alias: str
     unless_next: list[str] = Field(default_factory=list)
     unless_previous: list[str] = Field(default_factory=list)
+    only_next: list[str] = Field(default_factory=list)
+    only_previous: list[str] = Field(default_factory=list)
 
 
 class _City(_Strict):
@@ -240,6 +242,8 @@ class AliasRule:
     case_sensitive: bool = False
     unless_next: frozenset[str] = frozenset()
     unless_previous: frozenset[str] = frozenset()
+    only_next: frozenset[str] = frozenset()
+    only_previous: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -302,19 +306,32 @@ def _in_context(rule: AliasRule, tokens: Tokens, first: int, last: int) -> bool:
         return False
     if rule.unless_next and last < len(tokens) and tokens.words[last] in rule.unless_next:
         return False
+    if rule.only_next or rule.only_previous:  # only beside one of these words, on either side given
+        after = last < len(tokens) and tokens.words[last] in rule.only_next
+        before = first > 0 and tokens.words[first - 1] in rule.only_previous
+        if not (after or before):
+            return False
     return not (rule.unless_previous and first > 0 and tokens.words[first - 1] in rule.unless_previous)
 
 
 # --- Loading and validation ----------------------------------------------------------
 
 
-def load_gazetteer(directory: Path | str) -> Gazetteer:
-    """Read every ``*.yaml`` file in ``directory``; raise :class:`ConfigError` listing all problems."""
+NameForms = Callable[[str], Iterable[str]]
+
+
+def load_gazetteer(directory: Path | str, name_forms: NameForms | None = None) -> Gazetteer:
+    """Read every ``*.yaml`` file in ``directory``; raise :class:`ConfigError` listing all problems.
+
+    :param name_forms: the other forms a name is written in (its inflections, a short name),
+        from the language profiles (:func:`processors.languages.name_forms`); each form is
+        an alias too, unless another entry already has it. ``None``: names as written.
+    """
     directory = Path(directory)
     files = sorted(directory.glob("*.yaml"))
     if not files:
         raise ConfigError([ConfigProblem(str(directory), "(directory)", "no gazetteer *.yaml files found", "set model.gazetteer_dir to the directory holding russia.yaml, china.yaml and institutions.yaml")])
-    builder = _Builder()
+    builder = _Builder(name_forms)
     for path in files:
         builder.add_file(path)
     return builder.build()
@@ -323,12 +340,14 @@ def load_gazetteer(directory: Path | str) -> Gazetteer:
 class _Builder:
     """Collects entries and alias rules from several files, and every problem on the way."""
 
-    def __init__(self):
+    def __init__(self, name_forms: NameForms | None = None):
         self.entries: dict[str, GazetteerEntry] = {}
         self.rules: list[AliasRule] = []
         self.problems: list[ConfigProblem] = []
         self._defined_in: dict[str, str] = {}
         self._alias_owner: dict[tuple[str, ...], tuple[str, str]] = {}
+        self._name_forms = name_forms
+        self._forms: list[AliasRule] = []  # generated: added last, where no written alias claims them
 
     def add_file(self, path: Path) -> None:
         raw = read_yaml(path)
@@ -385,14 +404,18 @@ class _Builder:
             names += [source.name] + ([source.native_name] if source.native_name else [])
         for alias in names:
             self._add_rule(path, f"{key}.aliases", AliasRule(entry.id, alias, case_sensitive=_is_acronym(alias)))
+            if self._name_forms is not None and not _is_acronym(alias):
+                self._forms.extend(AliasRule(entry.id, form) for form in self._name_forms(alias))
         for position, ambiguous in enumerate(source.ambiguous_aliases):
             where = f"{key}.ambiguous_aliases.{position}"
-            if not (ambiguous.unless_next or ambiguous.unless_previous):
-                self._problem(path, where, "an ambiguous alias needs unless_next or unless_previous", "add the context words, or move the name to aliases")
+            if not (ambiguous.unless_next or ambiguous.unless_previous or ambiguous.only_next or ambiguous.only_previous):
+                self._problem(path, where, "an ambiguous alias needs unless_next, unless_previous, only_next or only_previous", "add the context words, or move the name to aliases")
             self._add_rule(path, where, AliasRule(
                 entry.id, ambiguous.alias, case_sensitive=_is_acronym(ambiguous.alias),
                 unless_next=frozenset(w.lower() for w in ambiguous.unless_next),
                 unless_previous=frozenset(w.lower() for w in ambiguous.unless_previous),
+                only_next=frozenset(w.lower() for w in ambiguous.only_next),
+                only_previous=frozenset(w.lower() for w in ambiguous.only_previous),
             ))
 
     def _add_rule(self, path: Path, key: str, rule: AliasRule) -> None:
@@ -415,6 +438,10 @@ class _Builder:
     def build(self) -> Gazetteer:
         if self.problems:
             raise ConfigError(self.problems)
+        for form in self._forms:  # in entry order: a province's short name before its city's
+            key = phrase_key(form.alias)
+            if key and self._alias_owner.setdefault(key, (form.entry_id, "(generated)"))[0] == form.entry_id:
+                self.rules.append(form)
         return Gazetteer(self.entries.values(), self.rules)
 
 

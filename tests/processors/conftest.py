@@ -16,6 +16,7 @@ from processors.gazetteer import Gazetteer, load_gazetteer
 REPO = Path(__file__).resolve().parents[2]
 GAZETTEER_DIR = REPO / "config" / "gazetteer"
 CLASSIFIER_CONFIG = REPO / "config" / "classifier.yaml"
+LANGUAGES_DIR = REPO / "config" / "languages"
 
 
 @pytest.fixture(scope="session")
@@ -36,7 +37,9 @@ def classifier(gazetteer: Gazetteer) -> RulesClassifier:
 @pytest.fixture(scope="session")
 def analyzer() -> Analyzer:
     """The whole cascade with the real model, loaded once for the session."""
-    return Analyzer.from_settings(ModelSettings(gazetteer_dir=str(GAZETTEER_DIR), classifier_config=str(CLASSIFIER_CONFIG)))
+    return Analyzer.from_settings(ModelSettings(
+        gazetteer_dir=str(GAZETTEER_DIR), classifier_config=str(CLASSIFIER_CONFIG), languages_dir=str(LANGUAGES_DIR),
+    ))
 
 
 @pytest.fixture(scope="session")

@@ -74,6 +74,8 @@ def test_institutions_and_companies_carry_their_country(gazetteer):
 
 def test_every_alias_resolves_to_its_own_entry(gazetteer):
     for rule in gazetteer.rules:
+        if rule.only_next or rule.only_previous:  # a name only beside given words (中 in 中俄): test_chinese_country_names_in_compounds
+            continue
         found = gazetteer.matcher.find(rule.alias)
         assert [m.canonical_id for m in found] == [rule.entry_id], rule.alias
         assert (found[0].start, found[0].end) == (0, len(rule.alias.rstrip(").")))
@@ -103,7 +105,7 @@ def test_every_alias_resolves_to_its_own_entry(gazetteer):
         ("The Moscow Region and Moscow", ["RU-MOS", "RU-MOW"]),
         ("The Amur Regional Duma and the State Duma", ["RU-AMU", "org:state-duma"]),
         ("St. Petersburg and Sakha (Yakutia)", ["RU-SPE", "RU-SA"]),
-        ("黑龙江省与阿穆尔州签署协议", ["CN-HL"]),
+        ("黑龙江省与阿穆尔州签署协议", ["CN-HL", "RU-AMU"]),
         ("Амурская область и Приамурье", ["RU-AMU", "RU-AMU"]),
     ],
 )

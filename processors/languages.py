@@ -1,0 +1,233 @@
+"""Languages: which one an article is written in, and the profile the analyzer reads it with.
+
+:func:`detect_language` settles ``Article.language`` for every article: the language the
+page or feed declared when the text agrees with it (same script), else what py3langid
+finds in the text. A text mostly in CJK characters is Chinese outright (py3langid would
+split it into Chinese dialects).
+
+A :class:`LanguageProfile` (``config/languages/<code>.yaml``) is what is particular to
+one language: the spaCy pipeline that finds sentences, how the gazetteer's names in that
+language are inflected, and the classifier's cue, context and sector lexicons. English is
+the profile ``config/classifier.yaml`` itself holds; the weights and the places are shared,
+so every language names the same canonical ids. :func:`russian_forms` makes the case forms
+of a Russian name with pymorphy3 (``name_forms: russian_cases``).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from pipeline.errors import ConfigError, ConfigProblem
+from pipeline.settings import problems_from, read_yaml
+
+__all__ = [
+    "DEFAULT_LANGUAGE", "LanguageProfile", "chinese_short_names", "detect_language", "load_language_profiles", "name_forms",
+    "primary_language", "russian_forms",
+]
+
+DEFAULT_LANGUAGE = "en"
+NameForms = Literal["as_written", "russian_cases", "chinese_short_names"]
+
+# Languages py3langid chooses among: the ones news about Russia and China is written in,
+# and their neighbours, so that a Ukrainian or Kazakh text is not taken for Russian.
+DETECTABLE = (
+    "en", "ru", "zh", "uk", "be", "kk", "ky", "mn", "bg", "sr", "ja", "ko", "vi", "de", "fr", "es", "it", "pt",
+    "nl", "pl", "cs", "sk", "tr", "ar", "fa", "hi", "id", "ms", "th", "fi", "sv", "no", "da", "hu", "ro", "el",
+)
+_CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+_KANA = re.compile(r"[\u3040-\u30ff]")
+_HANGUL = re.compile(r"[\uac00-\ud7af]")
+_CYRILLIC = re.compile(r"[\u0400-\u04ff]")
+_LETTER = re.compile(r"[^\W\d_]")
+_SCRIPTS = {"ru": "cyrillic", "uk": "cyrillic", "be": "cyrillic", "kk": "cyrillic", "ky": "cyrillic", "mn": "cyrillic",
+            "bg": "cyrillic", "sr": "cyrillic", "zh": "han", "ja": "han", "ko": "hangul"}  # fmt: skip
+SAMPLE_CHARS = 3_000  # enough text to tell; detection stays cheap on long articles
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class LanguageProfile(_Strict):
+    """``config/languages/<code>.yaml``: see the comments at the top of ``ru.yaml``."""
+
+    language: str = Field(pattern=r"^[a-z]{2,3}$")
+    pipeline: str = Field("blank", description="A spaCy pipeline name, or 'blank' for spaCy's tokenizer and a sentencizer")
+    name_forms: NameForms = "as_written"
+    # The classifier's lexicons, validated by processors.classify (same shape as classifier.yaml's).
+    cues: dict
+    context: dict
+    sectors: dict
+
+    def lexicons(self) -> dict[str, dict]:
+        return {"cues": self.cues, "context": self.context, "sectors": self.sectors}
+
+
+def load_language_profiles(directory: Path | str) -> dict[str, LanguageProfile]:
+    """Every ``*.yaml`` profile in ``directory``, by language code (none when the directory is absent).
+
+    :raises ConfigError: a file is invalid, or names another language than its file name.
+    """
+    directory = Path(directory)
+    profiles: dict[str, LanguageProfile] = {}
+    problems: list[ConfigProblem] = []
+    for path in sorted(directory.glob("*.yaml")) if directory.is_dir() else []:
+        try:
+            profile = LanguageProfile.model_validate(read_yaml(path))
+        except ValidationError as exc:
+            problems.extend(problems_from(path, exc))
+            continue
+        if profile.language != path.stem:
+            problems.append(ConfigProblem(str(path), "language", f"{profile.language!r} in a file named {path.name}",
+                                          f"name the file {profile.language}.yaml, or correct the code"))
+            continue
+        profiles[profile.language] = profile
+    if problems:
+        raise ConfigError(problems)
+    return profiles
+
+
+def primary_language(value: str | None) -> str | None:
+    """The primary subtag of a language tag, lower-cased ("ru-RU" → "ru"); ``None`` for none."""
+    if not value:
+        return None
+    return re.split(r"[-_]", value.strip())[0].lower() or None
+
+
+def detect_language(text: str, declared: str | None = None) -> str:
+    """The language of ``text``: ``declared`` when the text is written in its script, else
+    what the text itself says; :data:`DEFAULT_LANGUAGE` for a text with no letters."""
+    sample = text[:SAMPLE_CHARS]
+    letters = len(_LETTER.findall(sample))
+    declared = primary_language(declared)
+    if not letters:
+        return declared or DEFAULT_LANGUAGE
+    script = _script_of(sample, letters)
+    if declared and _SCRIPTS.get(declared, "latin") == script:
+        return declared
+    if script == "han":
+        return "ja" if len(_KANA.findall(sample)) > letters * 0.05 else "zh"
+    if script == "hangul":
+        return "ko"
+    language, _ = _identifier().classify(sample)
+    return language
+
+
+def _script_of(sample: str, letters: int) -> str:
+    for pattern, script in ((_CJK, "han"), (_HANGUL, "hangul"), (_CYRILLIC, "cyrillic")):
+        if len(pattern.findall(sample)) > letters * 0.3:
+            return script
+    return "latin"
+
+
+@lru_cache(maxsize=1)
+def _identifier():
+    from py3langid.langid import MODEL_FILE, LanguageIdentifier  # loads its model: once, when first needed
+
+    identifier = LanguageIdentifier.from_model_file(MODEL_FILE)
+    identifier.set_languages(list(DETECTABLE))
+    return identifier
+
+
+# --- Name forms -------------------------------------------------------------------------------
+
+
+def name_forms(profiles: dict[str, LanguageProfile]) -> Callable[[str], set[str]]:
+    """The forms of a gazetteer name, by the script it is written in and the ``name_forms`` of
+    the profile of that script's language: Cyrillic names in Russian cases, Chinese names with
+    their short names. A name of a script no loaded profile inflects is kept as written."""
+    makers = {"russian_cases": russian_forms, "chinese_short_names": chinese_short_names}
+    by_script = {
+        _SCRIPTS.get(profile.language, "latin"): makers[profile.name_forms]
+        for profile in profiles.values() if profile.name_forms in makers
+    }
+
+    def forms(name: str) -> set[str]:
+        letters = len(_LETTER.findall(name))
+        maker = by_script.get(_script_of(name, letters)) if letters else None
+        return maker(name) if maker is not None else {name}
+
+    return forms
+
+
+# Administrative suffixes a Chinese name is also written without: 黑龙江省 → 黑龙江,
+# 广西壮族自治区 → 广西, 哈尔滨市 → 哈尔滨. Longest first, so 壮族自治区 goes before 自治区.
+CHINESE_SUFFIXES = ("壮族自治区", "回族自治区", "维吾尔自治区", "特别行政区", "自治区", "自治州", "省", "市")
+
+
+def chinese_short_names(name: str) -> set[str]:
+    """``name`` and, for a province's or city's full name, its short name (at least two characters)."""
+    for suffix in CHINESE_SUFFIXES:
+        if name.endswith(suffix) and len(name) - len(suffix) >= 2:
+            return {name, name.removesuffix(suffix)}
+    return {name}
+
+
+# --- Russian case forms ---------------------------------------------------------------------
+
+CASES = ("nomn", "gent", "datv", "accs", "ablt", "loct")
+_INFLECTED = {"NOUN", "ADJF", "PRTF"}
+_WORDS = re.compile(r"[А-Яа-яЁё]+|[^А-Яа-яЁё]+")
+
+
+@lru_cache(maxsize=1)
+def _morph():
+    import pymorphy3  # with pymorphy3-dicts-ru; loads the dictionary once
+
+    return pymorphy3.MorphAnalyzer(lang="ru")
+
+
+@lru_cache(maxsize=None)
+def russian_forms(name: str) -> set[str]:
+    """``name`` in every case, singular and plural, lower-cased: "Иркутская область" →
+    {"иркутской области", "иркутскую область", "иркутскими областями", ...}.
+
+    Each case is made twice: with every inflecting word inflected, and with only the words up
+    to the first noun ("провинции Хэйлунцзян", "Республики Саха (Якутия)": what follows the
+    head noun stays as written). Words pymorphy3 does not inflect (acronyms, foreign names)
+    stay as written. A name in capitals (ЕАО, КНР) is an acronym: it keeps only its own form.
+    """
+    if name.isupper():
+        return {name}
+    parts = _WORDS.findall(name)
+    forms = {name.lower()}
+    # A lone adjective ("китайский") is also said in every gender: "китайская сторона".
+    lone_adjective = len([part for part in parts if part[0].isalpha()]) == 1 and not _is_noun(name.strip())
+    genders = ("masc", "femn", "neut") if lone_adjective else (None,)
+    for gender, number in [(gender, "sing") for gender in genders] + [(None, "plur")]:
+        for case in CASES:
+            whole, head = [], []
+            head_done = False
+            for part in parts:
+                grammemes = {case, number} | ({gender} if gender else set())
+                inflected = _inflect(part, grammemes) if _WORDS.fullmatch(part) and part[0].isalpha() else None
+                whole.append(inflected or part)
+                head.append(part if head_done else (inflected or part))
+                if inflected is not None and _is_noun(part):
+                    head_done = True
+            forms.update(("".join(whole).lower(), "".join(head).lower()))
+    return forms
+
+
+def _inflect(word: str, grammemes: set[str]) -> str | None:
+    if not re.fullmatch(r"[А-Яа-яЁё]+", word):
+        return None
+    parsed = next((p for p in _morph().parse(word) if p.tag.POS in _INFLECTED and "nomn" in p.tag), None)
+    if parsed is None:
+        return None
+    form = parsed.inflect(grammemes)
+    return _like(word, form.word) if form is not None else None
+
+
+def _is_noun(word: str) -> bool:
+    return any(p.tag.POS == "NOUN" and "nomn" in p.tag for p in _morph().parse(word))
+
+
+def _like(original: str, form: str) -> str:
+    return form.capitalize() if original[:1].isupper() else form
