@@ -47,6 +47,7 @@ class LabeledArticle(BaseModel):
     url: str = ""
     level: Level | None = None
     sectors: list[Literal[SECTORS]] | None = None  # type: ignore[valid-type]
+    language: str | None = None  # as a feed would declare it; detected from the text otherwise
 
 
 @dataclass
@@ -93,6 +94,7 @@ class EvalReport:
     path: Path
     classifier: str
     overall: Scores = field(default_factory=Scores)
+    by_language: dict[str, Scores] = field(default_factory=dict)  # the language each article was read in
     by_level: dict[str, Scores] = field(default_factory=dict)
     by_sector: dict[str, Scores] = field(default_factory=dict)
     mistakes: list[tuple[int, str, float, str]] = field(default_factory=list)  # (line, expected, score, reason)
@@ -130,12 +132,16 @@ def evaluate(path: Path, analyzer: _Analyzer) -> EvalReport:
     results: list[Classified] = []
     for start in range(0, len(examples), _BATCH):
         batch = examples[start : start + _BATCH]
-        results += analyzer.analyze([synthetic_article(ex.text, ex.title, ex.url or f"eval:{path.name}:{number}", source="eval") for number, ex in batch])
+        results += analyzer.analyze([
+            synthetic_article(ex.text, ex.title, ex.url or f"eval:{path.name}:{number}", source="eval").model_copy(update={"language": ex.language})
+            for number, ex in batch
+        ])
     report = EvalReport(path=path, classifier=results[0].classification.classifier if results else "")
     for (number, example), result in zip(examples, results, strict=True):
         found = result.classification
         expected = example.label == "positive"
         report.overall.add(expected, found.is_cooperation)
+        report.by_language.setdefault(result.article.language or "unknown", Scores()).add(expected, found.is_cooperation)
         if expected != found.is_cooperation:
             report.mistakes.append((number, example.label, found.score, found.reason))
         if example.level is not None or not expected:
@@ -155,6 +161,7 @@ def format_report(report: EvalReport) -> str:
         return f"{name:<28}{scores.total:>6}{scores.tp:>6}{scores.fp:>6}{scores.fn:>6}{scores.precision:>11.3f}{scores.recall:>8.3f}{scores.f1:>8.3f}"
 
     lines = [f"Evaluation of {report.path} with {report.classifier}", header, row("overall", report.overall)]
+    lines += [row(f"language {name}", scores) for name, scores in sorted(report.by_language.items())]
     lines += [row(f"level {name}", scores) for name, scores in report.by_level.items() if scores.tp + scores.fp + scores.fn]
     lines += [row(f"sector {name}", scores) for name, scores in report.by_sector.items() if scores.tp + scores.fp + scores.fn]
     if report.mistakes:

@@ -228,7 +228,7 @@ def test_evaluate_scores_overall_per_level_and_per_sector(tmp_path):
         {"text": "Heilongjiang energy story", "label": "positive", "level": "national", "sectors": ["energy"]},
         {"text": "A Primorye story", "label": "positive"},
         {"text": "Heilongjiang weather", "label": "negative"},
-        {"text": "Football", "label": "negative"},
+        {"text": "Football", "label": "negative", "language": "ru"},
     ]
     path = tmp_path / "labeled.jsonl"
     path.write_text("\n".join(json.dumps(line) for line in lines) + "\n", encoding="utf-8")
@@ -239,8 +239,10 @@ def test_evaluate_scores_overall_per_level_and_per_sector(tmp_path):
     assert (interregional.tp, interregional.fp, interregional.fn) == (1, 2, 0)
     assert (report.by_level["national"].fn, report.by_sector["energy"].fn, report.by_sector["trade"].tp) == (1, 1, 1)
     assert [line for line, *_ in report.mistakes] == [3, 4]
+    assert (report.by_language["ru"].tn, report.by_language["unknown"].total) == (1, 4)  # as the analyzer read them
     text = format_report(report)
     assert "overall" in text and "level interregional" in text and "line 3: expected positive" in text
+    assert "language ru" in text
 
 
 def test_a_malformed_line_is_named_by_file_and_line_number(tmp_path):

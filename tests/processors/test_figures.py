@@ -77,3 +77,41 @@ def test_each_figure_keeps_its_own_sentence():
         ("count", "In March the sides signed four agreements worth $2 billion."),
         ("money", "In March the sides signed four agreements worth $2 billion."),
     ]
+
+
+# --- Russian and Chinese -------------------------------------------------------------------------
+
+
+def figures_in(language: str, text: str):
+    return [(f.kind, f.value, f.unit) for f in extract_figures(text, [(0, len(text))], language)]
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("Инвестиции составят 4 млрд долларов.", [("money", 4e9, "USD")]),
+    ("Оборот достиг 27,9 млрд юаней.", [("money", 27.9e9, "CNY")]),
+    ("Выделено 1 250 000 рублей на проект.", [("money", 1.25e6, "RUB")]),
+    ("Кредит в 350 миллионов рублей одобрен.", [("money", 350e6, "RUB")]),
+    ("Товарооборот вырос на 38% за год.", [("percent", 38.0, "% change")]),
+    ("Экспорт сократился на 3,2 процента.", [("percent", -3.2, "% change")]),
+    ("Это на 17% больше, чем год назад.", [("percent", 17.0, "% change")]),
+    ("Доля Китая — 35% оборота.", [("percent", 35.0, "%")]),
+    ("Поставки картона выросли в 6,5 раза.", [("percent", 550.0, "% change")]),
+    ("Стороны подписали 11 соглашений о сотрудничестве.", [("count", 11.0, "agreements")]),
+    ("Подписаны одиннадцать соглашений и два меморандума.", [("count", 11.0, "agreements"), ("count", 2.0, "memoranda")]),
+    ("Соглашение 2019 года продлено.", []),
+])
+def test_russian_figures(text, expected):
+    assert figures_in("ru", text) == expected
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("去年贸易额达到27.9亿元。", [("money", 27.9e8, "CNY")]),
+    ("项目投资46亿美元。", [("money", 4.6e9, "USD")]),
+    ("双边贸易额同比增长38%。", [("percent", 38.0, "% change")]),
+    ("进口下降百分之十五。", [("percent", -15.0, "% change")]),
+    ("双方签署11项合作协议。", [("count", 11.0, "agreements")]),
+    ("签署了十一份合作文件。", [("count", 11.0, "documents")]),
+    ("年运量120万吨。", [("count", 1.2e6, "tonnes")]),
+])
+def test_chinese_figures(text, expected):
+    assert figures_in("zh", text) == expected
