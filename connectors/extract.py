@@ -15,6 +15,7 @@ import logging
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from urllib.parse import urlsplit
 
 import lxml.html
 import trafilatura
@@ -49,6 +50,7 @@ class Extracted:
     published_at: datetime | None = None  # aware, UTC
     language: str | None = None  # ISO 639 code from <html lang>, e.g. "en", "ru", "zh"
     canonical_url: str | None = None  # what the page says its address is (rel=canonical, og:url)
+    site_name: str | None = None  # og:site_name, or what trafilatura reads as the outlet's name
 
 
 def extract_article(html: str, url: str) -> Extracted:
@@ -79,7 +81,16 @@ def extract_article(html: str, url: str) -> Extracted:
         published_at=_parse_date(document.date),
         language=document.language or _html_language(html),
         canonical_url=document.url if document.url and document.url != url else None,
+        site_name=_stated_site_name(document.sitename, url),
     )
+
+
+def _stated_site_name(name: str | None, url: str) -> str | None:
+    """The outlet's name the page states; trafilatura's stand-in when it states none (the
+    host name) is no name."""
+    name = (name or "").strip()
+    host = (urlsplit(url).hostname or "").removeprefix("www.")
+    return name if name and name.lower().removeprefix("www.") != host else None
 
 
 def count_words(text: str) -> int:

@@ -56,6 +56,7 @@ def article_from_page(fetcher: Fetcher, item: Item, source: str) -> Article:
         summary=item.summary or extracted.summary,
         language=extracted.language or item.language,
         authors=extracted.authors or list(item.authors),
+        site_name=extracted.site_name,
         published_at=publication_date(item.published_at, extracted.published_at, utc_now()),
         fetched_at=utc_now(),
     )

@@ -231,7 +231,7 @@ class ReplayConnector(PollingConnector):
         return Article(
             id=article_id(address), url=address, source=self.name, title=extracted.title or listed.title,
             text=extracted.text, summary=listed.summary or extracted.summary, language=extracted.language or listed.language,
-            authors=extracted.authors or list(listed.authors),
+            authors=extracted.authors or list(listed.authors), site_name=extracted.site_name,
             published_at=publication_date(listed.published_at, extracted.published_at, utc_now()), fetched_at=utc_now(),
         )
 

@@ -65,6 +65,7 @@ class Article(Message):
     summary: str = ""
     language: str | None = None
     authors: list[str] = Field(default_factory=list)
+    site_name: str | None = Field(None, description="The outlet's name as its page states it", examples=["TASS"])
     published_at: AwareDatetime | None = None
     fetched_at: AwareDatetime = Field(description="When the connector emitted the article")
     page_error: str | None = Field(

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 __all__ = ["LEVELS", "QUIET_LIBRARIES", "configure_logging"]
 
 LEVELS = ("debug", "info", "warning", "error")
-QUIET_LIBRARIES = ("httpx", "httpcore", "apscheduler", "kafka", "trafilatura", "urllib3", "uvicorn")
+QUIET_LIBRARIES = ("httpx", "httpcore", "apscheduler", "kafka", "trafilatura", "urllib3", "uvicorn", "pymorphy3")
 
 
 class JsonFormatter(logging.Formatter):

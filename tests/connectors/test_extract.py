@@ -30,6 +30,12 @@ def test_article_text_and_metadata():
     assert article.authors == ["Marta Lindqvist"]
     assert article.published_at == datetime(2024, 5, 14, 4, 30, tzinfo=UTC)
     assert article.language == "en"
+    assert article.site_name is None  # the page names no outlet (not its host name instead)
+
+
+def test_the_outlet_s_name_as_the_page_states_it():
+    html = page("ferry-line.html").replace("<head>", '<head><meta property="og:site_name" content="The Valley Courier">')
+    assert extract_article(html, "https://courier.example/articles/ferry-line").site_name == "The Valley Courier"
 
 
 def test_navigation_footer_and_comments_stay_out():
