@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Optional
@@ -22,12 +22,14 @@ topics_app = typer.Typer(no_args_is_help=True, help="Manage the pipeline's topic
 sources_app = typer.Typer(no_args_is_help=True, help="Inspect and try out news sources.")
 db_app = typer.Typer(no_args_is_help=True, help="The SQL database of records, alerts and connector state.")
 subscriptions_app = typer.Typer(no_args_is_help=True, help="Who gets which stories.")
+dlq_app = typer.Typer(no_args_is_help=True, help="Dead letters: what a stage could not handle, and why.")
 app.add_typer(config_app, name="config")
 app.add_typer(sources_app, name="sources")
 app.add_typer(schemas_app, name="schemas")
 app.add_typer(topics_app, name="topics")
 app.add_typer(db_app, name="db")
 app.add_typer(subscriptions_app, name="subscriptions")
+app.add_typer(dlq_app, name="dlq")
 
 ConfigOption = Annotated[
     Path, typer.Option("--config", "-c", envvar="AMUR_CONFIG", help="Runtime settings file.", show_envvar=True)
@@ -232,6 +234,76 @@ def subscriptions_test(
     settings = _settings(config)
     with _errors_end_the_command(prefix=f"subscription {name}: "):
         typer.echo(format_stories(matching_stories(settings, config, name, limit)))
+
+
+LetterStage = Annotated[Optional[str], typer.Option("--stage", help="Only letters of this stage (connectors, processors, stories, sinks).")]
+LetterTopic = Annotated[Optional[str], typer.Option("--topic", help="Only letters from this topic (a name, or a kind: articles, classified, alerts).")]
+LetterSince = Annotated[Optional[str], typer.Option("--since", help="Only letters from this long ago (30m, 24h, 7d) or since this time (ISO 8601).")]
+TransportOption = Annotated[Optional[str], typer.Option("--transport", help="embedded or kafka (overrides amur.yaml).")]
+
+
+def _letter_filter(settings: AmurSettings, stage: Optional[str], topic: Optional[str], since: Optional[str], ids: Sequence[str] = ()):
+    from pipeline.app.dlq import LetterFilter, parse_since
+    from pipeline.app.roles import topics_for
+
+    topics = topics_for(settings)
+    try:
+        moment = parse_since(since)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--since") from None
+    if topic is not None and topic not in topics.all():
+        try:
+            topic = topics.name(topic)
+        except (KeyError, ValueError):
+            raise typer.BadParameter(f"{topic!r} is none of {', '.join(topics.all())}", param_hint="--topic") from None
+    return LetterFilter(stage=stage, topic=topic, since=moment, ids=frozenset(ids))
+
+
+@dlq_app.command("list")
+def dlq_list(
+    config: ConfigOption = DEFAULT_CONFIG_PATH, stage: LetterStage = None, topic: LetterTopic = None,
+    since: LetterSince = None, transport: TransportOption = None,
+) -> None:
+    """Each dead letter, oldest first: when, stage (and sink), error, original topic:partition:offset, id, reason."""
+    from pipeline.app.dlq import format_letters, read_letters
+    from pipeline.app.roles import Runtime
+
+    settings = _settings(config, transport)
+    keep = _letter_filter(settings, stage, topic, since)
+    with _errors_end_the_command():
+        runtime = Runtime.from_settings(settings, config)
+        try:
+            typer.echo(format_letters(read_letters(settings, runtime.transport, runtime.topics, keep)))
+        finally:
+            runtime.close()
+
+
+@dlq_app.command("replay")
+def dlq_replay(
+    config: ConfigOption = DEFAULT_CONFIG_PATH, stage: LetterStage = None, topic: LetterTopic = None,
+    since: LetterSince = None,
+    ids: Annotated[Optional[list[str]], typer.Option("--id", help="Only the letter with this id (repeatable).")] = None,
+    again: Annotated[bool, typer.Option("--again", help="Also send letters replayed before.")] = False,
+    transport: TransportOption = None,
+) -> None:
+    """Send the chosen letters' values back to their topics after a fix; each letter once."""
+    from pipeline.app.dlq import read_letters, replay
+    from pipeline.app.roles import Runtime
+    from pipeline.db import make_engine
+    from pipeline.migrations import upgrade_database
+
+    settings = _settings(config, transport)
+    keep = _letter_filter(settings, stage, topic, since, ids or ())
+    with _errors_end_the_command():
+        runtime = Runtime.from_settings(settings, config)
+        engine = make_engine(settings.database_url)
+        try:
+            upgrade_database(engine)
+            letters = read_letters(settings, runtime.transport, runtime.topics, keep)
+            typer.echo(replay(letters, runtime.transport, engine, runtime.topics, again=again).describe())
+        finally:
+            engine.dispose()
+            runtime.close()
 
 
 @db_app.command("upgrade")
