@@ -137,6 +137,7 @@ class PollResult:
     articles: list[Article] = field(default_factory=list)
     failures: list[ItemFailure] = field(default_factory=list)
     next_poll_in: float = 300.0  # seconds
+    not_modified: bool = False  # the listing answered 304: nothing was read
 
 
 class ConnectorContext:
@@ -347,7 +348,7 @@ class PollingConnector(Connector):
         self.state.record_success(self.name, previous.etag, previous.last_modified, _at(self.next_poll_in), interval)
         if listing.not_modified:
             log.debug("source not modified: source=%s url=%s", self.name, self.url)
-            return PollResult(next_poll_in=self.next_poll_in)
+            return PollResult(next_poll_in=self.next_poll_in, not_modified=True)
         articles, failures, item_urls, complete = self._new_articles(todo, emit)
         # Validators only when nothing is left for later; else the next poll must see the items again.
         validators = (listing.etag, listing.last_modified) if complete else (None, None)

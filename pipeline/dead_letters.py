@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 
 from pipeline.messages import DeadLetter, encode, utc_now
+from pipeline.metrics import DEAD_LETTERS
 from pipeline.topology import DEAD_LETTER_TOPIC, Topics
 from pipeline.transport.base import Producer, Record
 
@@ -55,4 +56,5 @@ class DeadLetters:
         ))
 
     def _send(self, letter: DeadLetter) -> None:
+        DEAD_LETTERS.labels(self._stage).inc()
         self._producer.produce(self._topics.name(DEAD_LETTER_TOPIC), *encode(letter))

@@ -23,6 +23,7 @@ from pathlib import Path
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 
+from pipeline import metrics
 from pipeline.connector import Connector
 from pipeline.dead_letters import DeadLetters
 from pipeline.errors import ConfigError, SourceError, SourceSilent
@@ -126,6 +127,8 @@ class ConnectorRunner:
             result = connector.poll(emit)
         except SourceError as exc:
             summary.error = str(exc)  # the connector logged it, with its back-off
+            metrics.SOURCE_POLLS.labels(name, "failed").inc()
+            metrics.SOURCE_INTERVAL.labels(name).set(connector.next_poll_in)
             self._watch_health(name, connector.next_poll_in)
             return summary, connector.next_poll_in
         for article in result.articles:
@@ -137,6 +140,10 @@ class ConnectorRunner:
         self.producer.flush()
         connector.commit(result.articles)
         summary.emitted, summary.failed_items = len(result.articles), len(result.failures)
+        metrics.SOURCE_POLLS.labels(name, "not_modified" if result.not_modified else "changed").inc()
+        metrics.SOURCE_NEW_ITEMS.labels(name).inc(summary.emitted)
+        metrics.SOURCE_ITEM_FAILURES.labels(name).inc(summary.failed_items)
+        metrics.SOURCE_INTERVAL.labels(name).set(result.next_poll_in)
         self._watch_silence(name, bool(result.articles))
         log.info("source polled: source=%s emitted=%d failed_items=%d next_poll_in=%.0fs",
                  name, summary.emitted, summary.failed_items, result.next_poll_in)
@@ -165,6 +172,7 @@ class ConnectorRunner:
         several times its usual gap; feed monitors are most often blamed for going quiet unseen."""
         if published or self.state is None:
             self._reported_silent.discard(name)
+            metrics.SOURCE_SILENT.labels(name).set(0)
             return
         with self._lock:
             source = self._sources.get(name)
@@ -175,6 +183,7 @@ class ConnectorRunner:
         if silence is None or not silence.is_silent(now, source.poll_interval_seconds):
             return
         self._reported_silent.add(name)
+        metrics.SOURCE_SILENT.labels(name).set(1)
         hours = silence.silent_for(now).total_seconds() / 3600
         usual = silence.usual_gap.total_seconds() / 3600
         reason = SourceSilent(

@@ -29,7 +29,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline import registry
+from pipeline import metrics, registry
 from pipeline.dead_letters import DeadLetters
 from pipeline.errors import MessageError, SinkBackpressure, SinkError, TransportError
 from pipeline.failpoints import failpoint
@@ -37,7 +37,7 @@ from pipeline.messages import Message, decode
 from pipeline.settings import DEFAULT_CONFIG_PATH, AmurSettings
 from pipeline.sink import Sink, SinkContext
 from pipeline.topology import StageSpec, Topics, stage_for
-from pipeline.transport.base import Consumer, Record, Transport, next_offsets
+from pipeline.transport.base import Consumer, Headers, Producer, Record, Transport, next_offsets
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +45,7 @@ NO_PARTITIONS_TIMEOUT = 60.0
 RETRY_DELAY = 1.0
 MAX_RETRY_DELAY = 60.0
 PAUSED_POLL_SECONDS = 1.0  # how often a paused stage polls to stay in its group
+LAG_EVERY_SECONDS = 5.0  # how often the lag gauge is refreshed: on Kafka, asking costs a round trip
 
 
 @dataclass(frozen=True)
@@ -81,7 +82,7 @@ class Stage(ABC):
         self.name = name or type(self).name
         kinds = inputs if inputs is not None else stage_for(self.name).inputs
         self.inputs = [topics.name(kind) for kind in kinds]
-        self.producer = transport.producer()
+        self.producer = CountedProducer(transport.producer(), self.name)
         self.dead_letters = DeadLetters(self.producer, topics, self.name)
 
     @classmethod
@@ -113,10 +114,16 @@ class Stage(ABC):
         consumer = self.transport.consumer(self.group, self.input_topics)
         handled = 0
         unassigned_since = time.monotonic()
+        lag_measured = 0.0
         try:
             while not stop.is_set():
                 try:
                     records = consumer.poll(self.batch_size, poll_timeout)
+                    if time.monotonic() - lag_measured > LAG_EVERY_SECONDS:
+                        lag_measured = time.monotonic()
+                        lag = consumer.lag()
+                        if lag is not None:
+                            metrics.STAGE_LAG.labels(self.name).set(lag)
                 except TransportError as exc:
                     log.error("stage=%s poll failed, retrying in %.0f s: %s", self.name, RETRY_DELAY, exc)
                     stop.wait(RETRY_DELAY)
@@ -142,8 +149,9 @@ class Stage(ABC):
         try:
             while True:
                 try:
-                    self.handle(records)
-                    self.flush_outputs()
+                    with metrics.STAGE_BATCH_SECONDS.labels(self.name).time():
+                        self.handle(records)
+                        self.flush_outputs()
                     break
                 except (SinkError, TransportError) as exc:
                     # The whole batch is handled again: outputs already produced are produced
@@ -169,6 +177,15 @@ class Stage(ABC):
             # The outputs are durable; an uncommitted batch is only delivered again (after a
             # rebalance or a broker restart), which the idempotent sinks absorb.
             log.warning("stage=%s commit failed, the batch may be delivered again: %s", self.name, exc)
+        self._count(records)
+
+    def _count(self, records: list[Record]) -> None:
+        metrics.STAGE_RECORDS_IN.labels(self.name).inc(len(records))
+        now_ms = time.time() * 1000
+        latency = metrics.STAGE_LATENCY.labels(self.name)
+        for record in records:
+            if record.timestamp_ms:
+                latency.observe(max(0.0, (now_ms - record.timestamp_ms) / 1000))
 
     @staticmethod
     def _wait_in_group(consumer: Consumer, seconds: float, stop: threading.Event) -> bool:
@@ -186,6 +203,24 @@ class Stage(ABC):
 
     def close(self) -> None:
         self.producer.close()
+
+
+class CountedProducer(Producer):
+    """A stage's producer, counting what it produces per topic for ``amur_stage_records_out``."""
+
+    def __init__(self, producer: Producer, stage: str):
+        self._producer = producer
+        self._stage = stage
+
+    def produce(self, topic: str, key: bytes, value: bytes, headers: Headers = ()) -> None:
+        self._producer.produce(topic, key, value, headers)
+        metrics.STAGE_RECORDS_OUT.labels(self._stage, topic).inc()
+
+    def flush(self, timeout: float = 30.0) -> None:
+        self._producer.flush(timeout)
+
+    def close(self) -> None:
+        self._producer.close()
 
 
 class SinkStage(Stage):

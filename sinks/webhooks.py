@@ -52,6 +52,7 @@ from tenacity import RetryCallState, wait_exponential_jitter
 from pipeline.db import UTCDateTime, insert_missing
 from pipeline.dead_letters import DeadLetters
 from pipeline.errors import ConfigError, ConfigProblem, SinkError
+from pipeline.metrics import CHANNEL_DELIVERIES
 from pipeline.messages import Alert, utc_now
 from pipeline.migrations import upgrade_database
 from pipeline.sink import BatchingSink, SinkContext
@@ -235,6 +236,8 @@ class WebhooksSink(BatchingSink):
                 values.update(status=PARKED, last_error=error)
             else:
                 values.update(last_error=error, next_attempt_at=utc_now() + timedelta(seconds=self._backoff(attempts)))
+            outcome = "delivered" if error is None else "parked" if values.get("status") == PARKED else "retried"
+            CHANNEL_DELIVERIES.labels(f"webhook:{row['subscription']}", outcome).inc()
             if values.get("status") == PARKED:
                 self._park(row, error)
             with self.engine.begin() as connection:

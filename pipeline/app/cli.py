@@ -85,6 +85,9 @@ def run(
     transport: Annotated[Optional[str], typer.Option(help="embedded or kafka; overrides the config.")] = None,
     once: Annotated[bool, typer.Option("--once", help="Poll every source once, drain the pipeline, exit.")] = False,
     serve: Annotated[bool, typer.Option("--serve", help="Also serve the dashboard (serve.host, serve.port).")] = False,
+    metrics_port: Annotated[Optional[int], typer.Option(
+        "--metrics-port", min=1, max=65_535, help="Serve this process's Prometheus metrics at http://127.0.0.1:PORT/metrics.",
+    )] = None,
     verbose: Verbose = False,
     log_level: LogLevel = "info",
     log_format: LogFormat = "text",
@@ -101,6 +104,13 @@ def run(
     if role is not None and settings.transport == "embedded" and not once:
         typer.echo("note: a single role on the embedded transport only makes sense with --once", err=True)
     chosen = (role,) if role else roles()
+    if metrics_port is not None:
+        from pipeline.metrics import serve as serve_metrics
+
+        try:
+            serve_metrics(metrics_port)
+        except OSError as exc:
+            raise typer.BadParameter(f"cannot listen on 127.0.0.1:{metrics_port}: {exc.strerror}", param_hint="--metrics-port") from None
     with _errors_end_the_command():
         runtime = Runtime.from_settings(settings, config)
         web = _background_server(settings, config) if serve else None

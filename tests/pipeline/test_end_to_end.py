@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -18,6 +19,7 @@ import time
 from pathlib import Path
 
 import feedparser
+import httpx
 import pytest
 import sqlalchemy as sa
 
@@ -319,6 +321,47 @@ def test_sigterm_cuts_a_poll_in_flight_short_within_five_seconds_and_keeps_what_
     assert "stopping: cutting short the polls of slow" in stderr
     emitted = [json.loads(value)["url"] for value in deployment.topic_values("articles")]
     assert [url.rsplit("/", 1)[-1] for url in emitted] == [fast]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_a_running_pipeline_serves_its_source_and_stage_metrics(tmp_path, site, topic_prefix):
+    """`amur run --metrics-port` (every role, continuous): /metrics has the per-source and per-stage series."""
+    deployment = Deployment(tmp_path, "embedded", "127.0.0.1:9", topic_prefix, {"news": site.url("/feed.xml")})
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AMUR_")}
+    process = subprocess.Popen([*AMUR, "run", "--metrics-port", str(port), "--config", str(deployment.config)], env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    wanted = [
+        'amur_source_polls_total{outcome="changed",source="news"} 1.0',
+        'amur_source_new_items_total{source="news"} 3.0',
+        'amur_stage_records_in_total{stage="processors"} 3.0',
+        'amur_stage_records_out_total{stage="processors",topic="' + deployment.topics.classified + '"} 3.0',
+        'amur_stage_batch_seconds_count{stage="sinks"}',
+        'amur_stage_latency_seconds_bucket{le="+Inf",stage="stories"}',
+    ]
+    scraped = ""
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and process.poll() is None:
+            try:
+                scraped = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+            except httpx.HTTPError:
+                scraped = ""
+            if all(series in scraped for series in wanted):
+                break
+            time.sleep(1)
+    finally:
+        process.terminate()
+        _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 0, stderr[-3000:]
+    missing = [series for series in wanted if series not in scraped]
+    assert not missing, f"missing {missing} in:\n{scraped[-3000:]}"
+    assert 'amur_source_interval_seconds{source="news"} 60.0' in scraped
 
 
 KAFKA_DEV = Path(__file__).resolve().parents[2] / "scripts" / "kafka-dev"
