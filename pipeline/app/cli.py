@@ -316,6 +316,21 @@ def dlq_replay(
             runtime.close()
 
 
+@app.command()
+def status(config: ConfigOption = DEFAULT_CONFIG_PATH, transport: TransportOption = None) -> None:
+    """The pipeline on one screen: sources needing attention, lag per role, dead letters, last alert."""
+    from pipeline.app.roles import Runtime
+    from pipeline.app.status import format_status, pipeline_status
+
+    settings = _settings(config, transport)
+    with _errors_end_the_command():
+        runtime = Runtime.from_settings(settings, config)
+        try:
+            typer.echo(format_status(pipeline_status(runtime, config)))
+        finally:
+            runtime.close()
+
+
 @db_app.command("upgrade")
 def db_upgrade(config: ConfigOption = DEFAULT_CONFIG_PATH) -> None:
     """Bring the database to the newest schema revision, keeping every row (also done at start-up)."""

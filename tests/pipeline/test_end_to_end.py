@@ -101,6 +101,12 @@ class Deployment:
             env=env, capture_output=True, text=True, timeout=240,
         )
 
+    def command(self, *args: str) -> subprocess.CompletedProcess:
+        """Any other ``amur`` command on this deployment's configuration."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith("AMUR_")}
+        env.update(self.environment)
+        return subprocess.run([*AMUR, *args, "--config", str(self.config)], env=env, capture_output=True, text=True, timeout=240)
+
     def run_roles(self) -> list[subprocess.CompletedProcess]:
         results = [self.run(role) for role in roles()]
         for result in results:
@@ -257,6 +263,14 @@ def test_bad_feed_bad_page_and_bad_config_are_reported_and_the_rest_runs(deploym
     for role in ("processors", "stories", "sinks"):
         assert deployment.run(role).returncode == 0
     assert deployment.alert_links() == sorted(STORIES)
+
+    status = deployment.command("status")
+    assert status.returncode == 0, status.stderr[-3000:]
+    assert "sources: 2 — 1 failing, 1 ok" in status.stdout  # news emitted its other pages after the 404
+    assert "broken: failing — " in status.stdout and "XML error" in status.stdout
+    assert "lag (records not yet committed): processors 0, stories 0, sinks 0" in status.stdout
+    assert "dead letters: 1 — connectors 1" in status.stdout
+    assert "last alert: " in status.stdout and "last alert: none yet" not in status.stdout
 
     deployment.config.write_text(deployment.config.read_text() + "batch_size: lots\n")
     invalid = deployment.run("sinks")
