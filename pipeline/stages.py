@@ -25,6 +25,7 @@ import logging
 import threading
 import time
 from abc import ABC, abstractmethod
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -179,7 +180,17 @@ class Stage(ABC):
             log.warning("stage=%s commit failed, the batch may be delivered again: %s", self.name, exc)
         self._count(records)
 
+    def written(self) -> Counter:
+        """Where the last batch went and how much: records per output topic (a sink stage: per sink)."""
+        return self.producer.take_batch_counts()
+
     def _count(self, records: list[Record]) -> None:
+        written = self.written()
+        log.info(
+            "stage=%s committed %d record(s), wrote %s", self.name, len(records),
+            ", ".join(f"{count} to {where}" for where, count in sorted(written.items())) or "nothing",
+            extra={"stage": self.name},
+        )
         metrics.STAGE_RECORDS_IN.labels(self.name).inc(len(records))
         now_ms = time.time() * 1000
         latency = metrics.STAGE_LATENCY.labels(self.name)
@@ -211,10 +222,17 @@ class CountedProducer(Producer):
     def __init__(self, producer: Producer, stage: str):
         self._producer = producer
         self._stage = stage
+        self._batch: Counter = Counter()  # topic → records produced since the last take
 
     def produce(self, topic: str, key: bytes, value: bytes, headers: Headers = ()) -> None:
         self._producer.produce(topic, key, value, headers)
         metrics.STAGE_RECORDS_OUT.labels(self._stage, topic).inc()
+        self._batch[topic] += 1
+
+    def take_batch_counts(self) -> Counter:
+        """What was produced per topic since the last call (a batch retried counts twice)."""
+        counts, self._batch = self._batch, Counter()
+        return counts
 
     def flush(self, timeout: float = 30.0) -> None:
         self._producer.flush(timeout)
@@ -239,6 +257,7 @@ class SinkStage(Stage):
             topic: [sink for sink in self.sinks if topics.name(sink.topic) == topic] for topic in self.inputs
         }
         self._records: dict[int, Record] = {}  # id(message) → its record, for this batch's rejections
+        self._added: Counter = Counter()  # sink name → messages added since the last report
 
     @classmethod
     def build(cls, context: StageContext) -> SinkStage:
@@ -277,10 +296,16 @@ class SinkStage(Stage):
     def _add(self, sink: Sink, message: Message, record: Record) -> None:
         try:
             sink.add(message)
+            self._added[f"sink {sink.name}"] += 1
         except SinkError:
             raise
         except Exception as exc:  # noqa: BLE001 - bad data for this sink: a dead letter, the rest goes on
             self.dead_letters.record(record, exc, sink=sink.name)
+
+    def written(self) -> Counter:
+        counts = self.producer.take_batch_counts() + self._added  # the dead-letter topic, and each sink
+        self._added = Counter()
+        return counts
 
     def flush_outputs(self) -> None:
         for sink in self.sinks:

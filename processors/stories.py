@@ -345,6 +345,11 @@ class StoryStage(Stage):
             raise SinkError(f"stories: the story index is unavailable: {exc.__class__.__name__}: {exc}") from exc
         for alert in alerts:
             self.producer.produce(self.topics.alerts, *encode(alert))
+            log.info(
+                "story %s: story=%s version=%d article=%s source=%s", "opened" if alert.version == 1 else "updated",
+                alert.id, alert.version, alert.article_id, alert.source,
+                extra={"story_id": alert.id, "article_id": alert.article_id, "source": alert.source},
+            )
 
     def close(self) -> None:
         super().close()

@@ -16,6 +16,8 @@ from datetime import UTC, datetime
 __all__ = ["LEVELS", "QUIET_LIBRARIES", "configure_logging"]
 
 LEVELS = ("debug", "info", "warning", "error")
+# Given with extra= by the log calls that concern one of these: the JSON lines carry them as fields.
+CONTEXT_FIELDS = ("stage", "source", "article_id", "story_id")
 QUIET_LIBRARIES = ("httpx", "httpcore", "apscheduler", "kafka", "trafilatura", "urllib3", "uvicorn", "pymorphy3")
 
 
@@ -27,6 +29,10 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
+        for field in CONTEXT_FIELDS:  # what the event is about, for a log shipper to index
+            value = getattr(record, field, None)
+            if value is not None:
+                line[field] = value
         if record.exc_info:
             line["error"] = self.formatException(record.exc_info)
         return json.dumps(line, ensure_ascii=False)

@@ -3,6 +3,7 @@
 The analyzer here is a keyword rule so the tests pin the stage's behaviour, not the classifier's.
 """
 
+import logging
 import threading
 
 import feedparser
@@ -71,7 +72,8 @@ def read_all(log, topic, group="reader"):
     return records
 
 
-def test_processor_sends_poison_and_crashing_articles_to_the_dlq_and_goes_on():
+def test_processor_sends_poison_and_crashing_articles_to_the_dlq_and_goes_on(caplog):
+    caplog.set_level(logging.INFO, logger="pipeline.stages")
     log = transport()
     good = make_article("https://news.example/good")
     crashing = make_article("https://news.example/bad", text="this text will explode the analyzer")
@@ -89,6 +91,10 @@ def test_processor_sends_poison_and_crashing_articles_to_the_dlq_and_goes_on():
     assert all(letter.topic == TOPICS.articles and letter.stage == "processors" for letter in letters)
     # Everything was committed: a restarted processor has nothing left to do.
     assert ClassifyStage(log, TOPICS, "processors", 100, KeywordAnalyzer()).run(threading.Event(), once=True) == 0
+    # What the batch wrote is said once, at INFO, with the stage as a field for log shippers.
+    [report] = [record for record in caplog.records if "committed" in record.getMessage()]
+    assert report.getMessage() == f"stage=processors committed 4 record(s), wrote 2 to {TOPICS.classified}, 2 to {TOPICS.dlq}"
+    assert report.stage == "processors"
 
 
 def test_sink_stage_retries_a_batch_under_backpressure_and_commits_after_the_write():

@@ -40,3 +40,12 @@ def test_debug_lets_the_libraries_speak(isolated_logging, capsys):
     configure_logging("debug", "text")
     logging.getLogger("httpx").info("HTTP Request: GET https://tass.example/rss")
     assert "INFO httpx: HTTP Request" in capsys.readouterr().err
+
+
+def test_json_lines_carry_what_the_event_is_about(isolated_logging, capsys):
+    configure_logging("info", "json")
+    logging.getLogger("processors.stories").info(
+        "story opened", extra={"story_id": "s1", "article_id": "a1", "source": "tass", "unrelated": "x"},
+    )
+    [line] = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
+    assert (line["story_id"], line["article_id"], line["source"]) == ("s1", "a1", "tass") and "unrelated" not in line
