@@ -85,6 +85,9 @@ def run(
     transport: Annotated[Optional[str], typer.Option(help="embedded or kafka; overrides the config.")] = None,
     once: Annotated[bool, typer.Option("--once", help="Poll every source once, drain the pipeline, exit.")] = False,
     serve: Annotated[bool, typer.Option("--serve", help="Also serve the dashboard (serve.host, serve.port).")] = False,
+    workers: Annotated[Optional[str], typer.Option(
+        "--workers", help="Each role as processes of its own, e.g. processors=2 (others get one); needs Kafka.",
+    )] = None,
     metrics_port: Annotated[Optional[int], typer.Option(
         "--metrics-port", min=1, max=65_535, help="Serve this process's Prometheus metrics at http://127.0.0.1:PORT/metrics.",
     )] = None,
@@ -101,6 +104,9 @@ def run(
         raise typer.BadParameter("choose embedded or kafka", param_hint="--transport")
     _logging(verbose, log_level, log_format)
     settings = _settings(config, transport)
+    if workers is not None:
+        _supervise(workers, role, once, settings, config, transport, metrics_port, ["--log-level", "debug" if verbose else log_level, "--log-format", log_format])
+        return
     if role is not None and settings.transport == "embedded" and not once:
         typer.echo("note: a single role on the embedded transport only makes sense with --once", err=True)
     chosen = (role,) if role else roles()
@@ -126,6 +132,27 @@ def run(
             if web is not None:
                 web.stop()
             runtime.close()
+
+
+def _supervise(
+    workers: str, role: Optional[str], once: bool, settings: AmurSettings, config: Path, transport: Optional[str],
+    metrics_port: Optional[int], log_args: list[str],
+) -> None:
+    from pipeline.app.supervisor import check_plan, parse_workers, supervise
+
+    if role is not None or once:
+        raise typer.BadParameter("--workers runs every role continuously: give no ROLE and no --once", param_hint="--workers")
+    try:
+        plan = parse_workers(workers)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--workers") from None
+    with _errors_end_the_command():
+        check_plan(plan, settings, config)
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    extra = [*log_args, *(["--transport", transport] if transport else [])]
+    supervise(plan, config, stop, extra_args=extra, metrics_port=metrics_port)
 
 
 def _background_server(settings: AmurSettings, config: Path):

@@ -378,6 +378,52 @@ def test_a_running_pipeline_serves_its_source_and_stage_metrics(tmp_path, site, 
     assert 'amur_source_interval_seconds{source="news"} 60.0' in scraped
 
 
+@pytest.mark.kafka
+def test_workers_run_each_role_as_processes_ride_out_a_killed_one_and_stop_on_sigterm(tmp_path, site, topic_prefix, kafka_bootstrap):
+    """`amur run --workers processors=2`: every role its own processes; a processor SIGKILLed is
+    started again and nothing is lost or doubled; SIGTERM stops them all within 10 s."""
+    deployment = Deployment(tmp_path, "kafka", kafka_bootstrap, topic_prefix, {"news": site.url("/feed.xml")})
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AMUR_")}
+    process = subprocess.Popen([*AMUR, "run", "--workers", "processors=2", "--config", str(deployment.config)], env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(process.stderr), daemon=True)  # the workers log a lot
+    reader.start()
+
+    def wait_until(condition, seconds: float) -> bool:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline and process.poll() is None:
+            if condition():
+                return True
+            time.sleep(0.5)
+        return False
+
+    def settled() -> bool:
+        return deployment.atom.exists() and len(deployment.alert_links()) == 2 and deployment.query("SELECT COUNT(*) FROM articles") == [(3,)]
+
+    try:
+        assert wait_until(settled, 180), "".join(lines)[-3000:]
+        started = [line for line in lines if "worker started: worker=processors#" in line]
+        assert len(started) == 2, "".join(lines)[-3000:]
+        victim = int(started[0].rsplit("pid=", 1)[1])
+        os.kill(victim, signal.SIGKILL)
+        assert wait_until(lambda: sum("worker started: worker=processors#1" in line for line in lines) == 2, 30)
+        time.sleep(3)
+        process.send_signal(signal.SIGTERM)
+        signalled = time.monotonic()
+        process.wait(timeout=60)
+        took = time.monotonic() - signalled
+    finally:
+        if process.poll() is None:
+            process.kill()
+    reader.join(timeout=10)
+    assert process.returncode == 0, "".join(lines)[-3000:]
+    assert took < 12, f"the workers took {took:.1f} s to stop"
+    assert any("worker exited: worker=processors#1 code=-9" in line for line in lines)
+    assert deployment.query("SELECT COUNT(*) FROM articles") == [(3,)]
+    assert deployment.query("SELECT COUNT(*) FROM alerts") == [(2,)] and deployment.alert_links() == sorted(STORIES)
+
+
 KAFKA_DEV = Path(__file__).resolve().parents[2] / "scripts" / "kafka-dev"
 
 
