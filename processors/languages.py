@@ -58,7 +58,9 @@ class LanguageProfile(_Strict):
     """``config/languages/<code>.yaml``: see the comments at the top of ``ru.yaml``."""
 
     language: str = Field(pattern=r"^[a-z]{2,3}$")
-    pipeline: str = Field("blank", description="A spaCy pipeline name, or 'blank' for spaCy's tokenizer and a sentencizer")
+    pipeline: str = Field(
+        "blank", description="A spaCy pipeline name; 'blank' for spaCy's tokenizer and a sentencizer; 'natasha' adds natasha's Russian NER",
+    )
     name_forms: NameForms = "as_written"
     # The classifier's lexicons, validated by processors.classify (same shape as classifier.yaml's).
     cues: dict

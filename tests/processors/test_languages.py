@@ -155,6 +155,15 @@ def test_russian_and_chinese_articles_are_read_in_their_language(analyzer):
 
 
 @pytest.mark.slow
+def test_russian_entities_the_gazetteer_does_not_know_come_from_natasha(analyzer):
+    text = ("Генеральный директор ООО «Дальлеспром» Иван Петров и харбинская компания «Хуатай» подписали в Приморье "
+            "соглашение о поставках древесины в Китай.")
+    entities = {(entity.text, entity.label, entity.canonical_id) for entity in analyzer.analyze([synthetic_article(text)])[0].entities}
+    assert {("ООО «Дальлеспром»", "ORG", None), ("Иван Петров", "PERSON", None), ("Хуатай", "ORG", None)} <= entities
+    assert ("Приморье", "federal_subject", "RU-PRI") in entities  # the gazetteer's, with its id, wins where both see a name
+
+
+@pytest.mark.slow
 @pytest.mark.skipif(not SEEDS.is_dir(), reason=f"seed articles not found at {SEEDS}")
 @pytest.mark.parametrize("number", ["000", "001", "002", "003", "004"])
 def test_the_seeds_restated_in_russian_classify_like_the_english_originals(analyzer, number):
