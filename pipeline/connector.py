@@ -96,8 +96,8 @@ from pipeline.settings import AmurSettings, SourceConfig
 from pipeline.state import StateStore
 
 __all__ = [
-    "BACKLOG_POLL_SECONDS", "MAX_INTERVAL_SECONDS", "MIN_RETRY_AFTER_SECONDS", "Connector", "ConnectorContext", "Emit", "Item", "ItemFailure",
-    "Listing", "PollResult", "PollingConnector",
+    "BACKLOG_POLL_SECONDS", "MAX_INTERVAL_SECONDS", "MIN_RETRY_AFTER_SECONDS", "Connector", "ConnectorContext", "Emit", "Item",
+    "ItemFailure", "Listing", "PollResult", "PollingConnector",
 ]
 
 MIN_RETRY_AFTER_SECONDS = 30.0

@@ -405,7 +405,7 @@ class _Builder:
         for alias in names:
             self._add_rule(path, f"{key}.aliases", AliasRule(entry.id, alias, case_sensitive=_is_acronym(alias)))
             if self._name_forms is not None and not _is_acronym(alias):
-                self._forms.extend(AliasRule(entry.id, form) for form in self._name_forms(alias))
+                self._forms.extend(AliasRule(entry.id, form) for form in self._name_forms(alias) if form.lower() != alias.lower())
         for position, ambiguous in enumerate(source.ambiguous_aliases):
             where = f"{key}.ambiguous_aliases.{position}"
             if not (ambiguous.unless_next or ambiguous.unless_previous or ambiguous.only_next or ambiguous.only_previous):

@@ -105,7 +105,8 @@ def run(
     _logging(verbose, log_level, log_format)
     settings = _settings(config, transport)
     if workers is not None:
-        _supervise(workers, role, once, settings, config, transport, metrics_port, ["--log-level", "debug" if verbose else log_level, "--log-format", log_format])
+        log_args = ["--log-level", "debug" if verbose else log_level, "--log-format", log_format]
+        _supervise(workers, role, once, settings, config, transport, metrics_port, log_args)
         return
     if role is not None and settings.transport == "embedded" and not once:
         typer.echo("note: a single role on the embedded transport only makes sense with --once", err=True)

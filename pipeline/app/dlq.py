@@ -87,8 +87,8 @@ def parse_since(value: str | None, now: datetime | None = None) -> datetime | No
     now = now or utc_now()
     relative = re.fullmatch(r"(\d+)\s*([mhd])", value.strip())
     if relative:
-        amount, unit = int(relative.group(1)), relative.group(2)
-        return now - timedelta(**{{"m": "minutes", "h": "hours", "d": "days"}[unit]: amount})
+        unit = {"m": "minutes", "h": "hours", "d": "days"}[relative.group(2)]
+        return now - timedelta(**{unit: int(relative.group(1))})
     try:
         moment = datetime.fromisoformat(value.strip())
     except ValueError:

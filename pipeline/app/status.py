@@ -56,8 +56,8 @@ def format_status(status: PipelineStatus) -> str:
         f"{role} {'-' if lag is None else lag}" for role, lag in status.lag.items()
     ))
     total = sum(status.dead_letters.values())
-    lines.append(f"dead letters: {total}" + (" — " + ", ".join(f"{stage} {count}" for stage, count in sorted(status.dead_letters.items())) if total else "")
-                 + ("  (amur dlq list)" if total else ""))
+    by_stage = ", ".join(f"{stage} {count}" for stage, count in sorted(status.dead_letters.items()))
+    lines.append(f"dead letters: {total} — {by_stage}  (amur dlq list)" if total else "dead letters: 0")
     if status.last_alert:
         when, title = status.last_alert
         lines.append(f"last alert: {when.strftime('%Y-%m-%d %H:%M:%SZ')} {title}")
