@@ -46,6 +46,16 @@ class Message(BaseModel):
 
     schema_version: int = SCHEMA_VERSION
 
+    @field_validator("schema_version", mode="after")
+    @classmethod
+    def _known_version(cls, version: int) -> int:
+        # A newer writer may have removed a field or changed its meaning: reading it as if it
+        # were this version could be silently wrong, so it is refused (a dead letter) instead.
+        known = cls.model_fields["schema_version"].default
+        if version > known:
+            raise ValueError(f"schema version {version} is newer than this reader's {known}: upgrade Amur to read it")
+        return version
+
     @field_validator("*", mode="after")
     @classmethod
     def _to_utc(cls, value):

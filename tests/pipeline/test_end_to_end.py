@@ -242,6 +242,40 @@ def test_a_poison_message_is_dead_lettered_once_and_the_stream_goes_on(deploymen
     assert deployment.alert_links() == sorted(STORIES)
 
 
+def test_poison_on_every_input_topic_is_dead_lettered_with_its_reason_and_the_stream_goes_on(deployment):
+    """Invalid JSON and a schema version newer than the readers know, on articles, classified
+    and alerts: each reader sends each to the dead-letter topic once, and the stories still
+    flow."""
+    newer = json.dumps({"schema_version": 99, "id": "f" * 32, "note": "written by a future Amur"}).encode()
+    transport = make_transport(load_settings(deployment.config, environ={}))
+    transport.ensure_topics(deployment.topics.all())
+    producer = transport.producer()
+    for kind in ("articles", "classified", "alerts"):
+        producer.produce(deployment.topics.name(kind), f"json-{kind}".encode(), b"{ not json")
+        producer.produce(deployment.topics.name(kind), f"newer-{kind}".encode(), newer)
+    producer.flush()
+    producer.close()
+    transport.close()
+
+    results = deployment.run_roles()
+    again = deployment.run_roles()
+
+    assert all(result.returncode == 0 for result in results + again)
+    letters = [assert_matches_schema("dlq", value) for value in deployment.topic_values("dlq")]
+    by_reader = sorted((letter["stage"], letter["key"]) for letter in letters)
+    # classified is read by two roles (stories, and the records sink): each refuses it once.
+    assert by_reader == sorted([
+        ("processors", "json-articles"), ("processors", "newer-articles"),
+        ("stories", "json-classified"), ("stories", "newer-classified"),
+        ("sinks", "json-classified"), ("sinks", "newer-classified"),
+        ("sinks", "json-alerts"), ("sinks", "newer-alerts"),
+    ])
+    newer_reasons = [letter["reason"] for letter in letters if letter["key"].startswith("newer-")]
+    assert all("schema version 99 is newer than this reader's" in reason for reason in newer_reasons)
+    assert deployment.query("SELECT COUNT(*) FROM articles") == [(3,)]
+    assert deployment.alert_links() == sorted(STORIES)
+
+
 def test_bad_feed_bad_page_and_bad_config_are_reported_and_the_rest_runs(deployment, site):
     site.add("/broken.xml", b"<rss><channel><title>cut short", "application/rss+xml")
     text = (RESOURCES / "feed.xml").read_text().replace("{base}", site.base_url)
