@@ -14,13 +14,14 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from urllib.parse import urlsplit
 
 import lxml.html
 import trafilatura
 from lxml import etree
 
+from connectors.dates import iso_datetime
 from pipeline.errors import ExtractionError
 
 __all__ = ["MIN_TEXT_CHARS", "MIN_TEXT_WORDS", "Extracted", "count_words", "extract_article"]
@@ -78,7 +79,7 @@ def extract_article(html: str, url: str) -> Extracted:
         text=text,
         summary=(document.description or "").strip(),
         authors=_authors(document.author),
-        published_at=_parse_date(document.date),
+        published_at=iso_datetime(document.date),
         language=document.language or _html_language(html),
         canonical_url=document.url if document.url and document.url != url else None,
         site_name=_stated_site_name(document.sitename, url),
@@ -101,17 +102,6 @@ def count_words(text: str) -> int:
 def _authors(value: str | None) -> list[str]:
     # trafilatura joins several authors with "; ".
     return [name.strip() for name in (value or "").split(";") if name.strip()]
-
-
-def _parse_date(value: str | None) -> datetime | None:
-    if not value:
-        return None
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    # A date without an offset is taken as UTC: better a few hours off than no date.
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 def _html_language(html: str) -> str | None:

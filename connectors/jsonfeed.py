@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import json
 import logging
-from datetime import UTC, datetime
+from datetime import datetime
 from urllib.parse import urljoin
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from connectors.dates import iso_datetime
 from connectors.fetch import FetchResult, canonical_url
 from pipeline.connector import Item
 from pipeline.errors import FeedParseError
@@ -97,21 +98,10 @@ def json_feed_items(feed: FetchResult, *, source: str = "") -> list[Item]:
         items.append(Item(
             url=canonical_url(urljoin(base, link)), title=" ".join((entry.title or "").split()),
             summary=" ".join((entry.summary or entry.content_text or "").split())[:2_000],
-            published_at=_first(_moment(entry.date_published), _moment(entry.date_modified)), authors=tuple(authors),
+            published_at=_first(iso_datetime(entry.date_published, naive_is_utc=False), iso_datetime(entry.date_modified, naive_is_utc=False)), authors=tuple(authors),
             language=_primary(entry.language or document.language),
         ))
     return items
-
-
-def _moment(value: str | None) -> datetime | None:
-    """An RFC 3339 time as an aware datetime; ``None`` when missing, malformed or without an offset."""
-    if not value:
-        return None
-    try:
-        moment = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return moment.astimezone(UTC) if moment.tzinfo else None
 
 
 def _first(*moments: datetime | None) -> datetime | None:

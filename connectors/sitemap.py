@@ -30,11 +30,12 @@ from __future__ import annotations
 import io
 import logging
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from urllib.parse import urljoin, urlsplit
 
 from lxml import etree
 
+from connectors.dates import iso_datetime
 from connectors.fetch import ACCEPT_SITEMAP, Fetcher, FetchResult, canonical_url, shared_fetcher
 from connectors.pages import article_from_page
 from pipeline.connector import ConnectorContext, Item, Listing, PollingConnector
@@ -211,8 +212,8 @@ def _entry(fields: dict[str, str], base: str) -> SitemapEntry | None:
         return None
     language = fields.get("language", "").replace("_", "-").split("-")[0].lower() or None
     return SitemapEntry(
-        url=link, modified=_w3c_datetime(fields.get("modified")), title=" ".join(fields.get("title", "").split()),
-        published=_w3c_datetime(fields.get("published")), language=language,
+        url=link, modified=iso_datetime(fields.get("modified")), title=" ".join(fields.get("title", "").split()),
+        published=iso_datetime(fields.get("published")), language=language,
     )
 
 
@@ -227,15 +228,3 @@ def _text_sitemap(body: bytes, url: str) -> Sitemap:
     if not links:
         raise FeedParseError(url, "not a sitemap: neither XML nor lines of http(s) URLs")
     return Sitemap("text", [SitemapEntry(url=link) for link in links])
-
-
-def _w3c_datetime(value: str | None) -> datetime | None:
-    """A W3C datetime (``2026-12-03``, ``2026-12-03T09:30:00+03:00``, ``…Z``) in UTC; ``None``
-    when missing or unreadable. A date alone is that day's midnight UTC."""
-    if not value:
-        return None
-    try:
-        moment = datetime.fromisoformat(value.strip())
-    except ValueError:
-        return None
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
