@@ -37,7 +37,7 @@ from connectors.jsonfeed import is_json_feed, json_feed_items
 from connectors.pages import article_from_page
 from pipeline.connector import ConnectorContext, Item, Listing, PollingConnector
 from pipeline.errors import FeedParseError
-from pipeline.messages import Article
+from pipeline.messages import Article, primary_language
 from pipeline.settings import SourceConfig
 from pipeline.state import StateStore
 
@@ -85,7 +85,7 @@ class FeedConnector(PollingConnector):
         if is_json_feed(feed):
             return json_feed_items(feed, source=self.name), None
         parsed = parse_feed(feed, source=self.name)
-        language = _language(parsed.feed.get("language"))
+        language = primary_language(parsed.feed.get("language"))
         items = []
         for entry in parsed.entries:
             link = _entry_link(entry)
@@ -225,12 +225,5 @@ def _update_hint(channel: feedparser.FeedParserDict) -> float | None:
         frequency = str(channel.get("sy_updatefrequency", "1")).strip()
         hints.append(period / (int(frequency) if frequency.isdigit() and int(frequency) > 0 else 1))
     return max(hints) if hints else None
-
-
-def _language(value: str | None) -> str | None:
-    """The primary language subtag of a feed's ``<language>`` ("en-us" → "en")."""
-    if not value:
-        return None
-    return re.split(r"[-_]", value.strip())[0].lower() or None
 
 

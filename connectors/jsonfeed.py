@@ -20,6 +20,7 @@ from connectors.dates import iso_datetime
 from connectors.fetch import FetchResult, canonical_url
 from pipeline.connector import Item
 from pipeline.errors import FeedParseError
+from pipeline.messages import primary_language
 
 __all__ = ["is_json_feed", "json_feed_items"]
 
@@ -99,14 +100,10 @@ def json_feed_items(feed: FetchResult, *, source: str = "") -> list[Item]:
             url=canonical_url(urljoin(base, link)), title=" ".join((entry.title or "").split()),
             summary=" ".join((entry.summary or entry.content_text or "").split())[:2_000],
             published_at=_first(iso_datetime(entry.date_published, naive_is_utc=False), iso_datetime(entry.date_modified, naive_is_utc=False)), authors=tuple(authors),
-            language=_primary(entry.language or document.language),
+            language=primary_language(entry.language or document.language),
         ))
     return items
 
 
 def _first(*moments: datetime | None) -> datetime | None:
     return next((moment for moment in moments if moment is not None), None)
-
-
-def _primary(language: str | None) -> str | None:
-    return language.replace("_", "-").split("-")[0].lower() or None if language else None

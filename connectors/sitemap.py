@@ -40,7 +40,7 @@ from connectors.fetch import ACCEPT_SITEMAP, Fetcher, FetchResult, canonical_url
 from connectors.pages import article_from_page
 from pipeline.connector import ConnectorContext, Item, Listing, PollingConnector
 from pipeline.errors import FeedParseError, SourceError
-from pipeline.messages import Article, utc_now
+from pipeline.messages import Article, primary_language, utc_now
 from pipeline.settings import SourceConfig
 from pipeline.state import StateStore
 
@@ -210,10 +210,9 @@ def _entry(fields: dict[str, str], base: str) -> SitemapEntry | None:
     if not link.startswith(("http://", "https://")):
         log.warning("sitemap entry without an http(s) location skipped: sitemap=%s loc=%r", base, location[:120])
         return None
-    language = fields.get("language", "").replace("_", "-").split("-")[0].lower() or None
     return SitemapEntry(
         url=link, modified=iso_datetime(fields.get("modified")), title=" ".join(fields.get("title", "").split()),
-        published=iso_datetime(fields.get("published")), language=language,
+        published=iso_datetime(fields.get("published")), language=primary_language(fields.get("language")),
     )
 
 

@@ -19,6 +19,7 @@ topic (default prefix)    model                   written by → read by
 from __future__ import annotations
 
 import hashlib
+import re
 from datetime import UTC, datetime
 from typing import Literal, TypeVar
 
@@ -34,6 +35,14 @@ Country = Literal["RU", "CN"]
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+def primary_language(tag: str | None) -> str | None:
+    """The primary subtag of a language tag, lower-cased, as ``Article.language`` holds it
+    ("ru-RU" → "ru", "zh_Hans" → "zh"); ``None`` for none."""
+    if not tag:
+        return None
+    return re.split(r"[-_]", tag.strip())[0].lower() or None
 
 
 def article_id(canonical_url: str) -> str:

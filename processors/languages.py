@@ -24,11 +24,12 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from pipeline.errors import ConfigError, ConfigProblem
+from pipeline.messages import primary_language
 from pipeline.settings import problems_from, read_yaml
 
 __all__ = [
     "DEFAULT_LANGUAGE", "LanguageProfile", "chinese_short_names", "detect_language", "load_language_profiles", "name_forms",
-    "primary_language", "russian_forms",
+    "russian_forms",
 ]
 
 DEFAULT_LANGUAGE = "en"
@@ -93,13 +94,6 @@ def load_language_profiles(directory: Path | str) -> dict[str, LanguageProfile]:
     if problems:
         raise ConfigError(problems)
     return profiles
-
-
-def primary_language(value: str | None) -> str | None:
-    """The primary subtag of a language tag, lower-cased ("ru-RU" → "ru"); ``None`` for none."""
-    if not value:
-        return None
-    return re.split(r"[-_]", value.strip())[0].lower() or None
 
 
 def detect_language(text: str, declared: str | None = None) -> str:
