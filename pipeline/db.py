@@ -17,6 +17,15 @@ from sqlalchemy.dialects import postgresql, sqlite
 from pipeline.errors import ConfigError, ConfigProblem
 
 
+IN_CLAUSE_SIZE = 500  # values per IN (...) clause, well below every driver's parameter limit
+
+
+def chunked(items: list, size: int = IN_CLAUSE_SIZE):
+    """``items`` in slices of at most ``size``: one IN clause (or one batch of rows) each."""
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
 def make_engine(database_url: str) -> Engine:
     """An engine for ``database_url``; creates the directory of a SQLite file."""
     if database_url.startswith("sqlite:///") and not database_url.startswith("sqlite:///:memory:"):

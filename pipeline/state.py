@@ -29,14 +29,13 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 from sqlalchemy import Engine
 
-from pipeline.db import UTCDateTime, upsert
+from pipeline.db import UTCDateTime, chunked, upsert
 from pipeline.messages import utc_now
 from pipeline.migrations import upgrade_database
 
 __all__ = ["MAX_ERROR_CHARS", "SourceState", "StateStore", "metadata", "seen_articles", "source_state"]
 
 MAX_ERROR_CHARS = 2000  # a reason longer than this is cut; it is for people, not parsers
-_CHUNK = 500  # ids per IN (...) clause, well below every driver's parameter limit
 
 
 metadata = sa.MetaData()
@@ -212,7 +211,7 @@ class StateStore:
         wanted = set(ids)
         done: set[str] = set()
         with self.engine.connect() as connection:
-            for chunk in _chunks(sorted(wanted)):
+            for chunk in chunked(sorted(wanted)):
                 done.update(connection.execute(
                     sa.select(seen_articles.c.article_id).where(
                         seen_articles.c.article_id.in_(chunk),
@@ -244,7 +243,7 @@ class StateStore:
                 }
                 for article_id, url in latest.items()
             ]
-            for chunk in _chunks(rows):
+            for chunk in chunked(rows):
                 connection.execute(upsert(self.engine, seen_articles, chunk, key=["source", "article_id"]))
 
     def record_item_failure(
@@ -278,7 +277,7 @@ class StateStore:
             return
         now = utc_now()
         with self.engine.begin() as connection:
-            for chunk in _chunks(listed):
+            for chunk in chunked(listed):
                 connection.execute(
                     sa.update(seen_articles).where(seen_articles.c.article_id.in_(chunk)).values(last_listed_at=now)
                 )
@@ -340,17 +339,12 @@ class StateStore:
     @staticmethod
     def _seen_rows(connection: sa.Connection, source: str, ids: list[str]) -> dict[str, dict]:
         found: dict[str, dict] = {}
-        for chunk in _chunks(ids):
+        for chunk in chunked(ids):
             rows = connection.execute(
                 sa.select(seen_articles).where(seen_articles.c.source == source, seen_articles.c.article_id.in_(chunk))
             ).mappings()
             found.update({row["article_id"]: dict(row) for row in rows})
         return found
-
-
-def _chunks(items: list, size: int = _CHUNK):
-    for start in range(0, len(items), size):
-        yield items[start:start + size]
 
 
 def _cut(text: str) -> str:

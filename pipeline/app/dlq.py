@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from sqlalchemy import Engine
 
 from pipeline.app.roles import group_name
-from pipeline.db import UTCDateTime, upsert
+from pipeline.db import UTCDateTime, chunked, upsert
 from pipeline.dead_letters import PAYLOAD_LIMIT
 from pipeline.errors import MessageError
 from pipeline.messages import DeadLetter, decode, utc_now
@@ -159,11 +159,9 @@ def _not_replayable(letter: DeadLetter, topics: Topics) -> str | None:
 
 
 def _replayed(engine: Engine, ids: Iterable[str]) -> set[str]:
-    wanted = sorted(set(ids))
     found: set[str] = set()
     with engine.connect() as connection:
-        for start in range(0, len(wanted), 500):
-            chunk = wanted[start : start + 500]
+        for chunk in chunked(sorted(set(ids))):
             found.update(connection.execute(
                 sa.select(dead_letter_replays.c.letter_id).where(dead_letter_replays.c.letter_id.in_(chunk))
             ).scalars())

@@ -19,6 +19,7 @@ from pipeline.app.dlq import read_letters
 from pipeline.app.roles import Runtime, pipeline_lag
 from pipeline.app.sources import SourceHealth, source_health
 from pipeline.db import make_engine
+from pipeline.migrations import upgrade_database
 from sinks.alert_feed import alerts
 
 __all__ = ["PipelineStatus", "format_status", "pipeline_status"]
@@ -36,7 +37,8 @@ def pipeline_status(runtime: Runtime, config_path: Path) -> PipelineStatus:
     settings = runtime.settings
     engine = make_engine(settings.database_url)
     try:
-        sources = source_health(settings, config_path, engine=None)
+        upgrade_database(engine)  # the alerts table is read below: the schema must be current
+        sources = source_health(settings, config_path, engine=engine)
         with engine.connect() as connection:
             row = connection.execute(
                 sa.select(alerts.c.alerted_at, alerts.c.title).order_by(alerts.c.alerted_at.desc()).limit(1)
