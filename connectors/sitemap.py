@@ -38,7 +38,7 @@ from lxml import etree
 from connectors.dates import iso_datetime
 from connectors.fetch import ACCEPT_SITEMAP, Fetcher, FetchResult, canonical_url, shared_fetcher
 from connectors.pages import article_from_page
-from pipeline.connector import ConnectorContext, Item, Listing, PollingConnector
+from pipeline.connector import ConnectorContext, Item, Listing, PollingConnector, newest_first
 from pipeline.errors import FeedParseError, SourceError
 from pipeline.messages import Article, primary_language, utc_now
 from pipeline.settings import SourceConfig
@@ -123,9 +123,9 @@ class SitemapConnector(PollingConnector):
         """The pages of the newest children of an index, and whether every child was read."""
         max_age_days = self.source.max_age_days or self.default_max_age_days
         oldest = utc_now() - timedelta(days=max_age_days)
-        recent = [entry for entry in listed if entry.modified is None or entry.modified >= oldest]
-        # Newest first; undated children after the dated ones, in the index's order.
-        recent.sort(key=lambda entry: entry.modified.timestamp() if entry.modified else float("-inf"), reverse=True)
+        recent = newest_first(
+            [entry for entry in listed if entry.modified is None or entry.modified >= oldest], lambda entry: entry.modified,
+        )
         pages: list[SitemapEntry] = []
         for child in recent[:MAX_CHILD_SITEMAPS]:
             try:

@@ -97,7 +97,7 @@ from pipeline.state import StateStore
 
 __all__ = [
     "BACKLOG_POLL_SECONDS", "MAX_INTERVAL_SECONDS", "MIN_RETRY_AFTER_SECONDS", "Connector", "ConnectorContext", "Emit", "Item",
-    "ItemFailure", "Listing", "PollResult", "PollingConnector",
+    "ItemFailure", "Listing", "PollResult", "PollingConnector", "newest_first",
 ]
 
 MIN_RETRY_AFTER_SECONDS = 30.0
@@ -109,6 +109,7 @@ JITTER = 0.1  # ± this share of the interval
 log = logging.getLogger(__name__)
 
 R = TypeVar("R")
+T = TypeVar("T")
 Emit = Callable[[Article], None]
 
 
@@ -376,7 +377,7 @@ class PollingConnector(Connector):
         max_age_days = self.source.max_age_days or self.default_max_age_days
         oldest = utc_now() - timedelta(days=max_age_days) if max_age_days else None
         by_id: dict[str, Item] = {}
-        for item in _newest_first(items):
+        for item in newest_first(items, lambda item: item.published_at):
             if oldest is not None and item.published_at is not None and item.published_at < oldest:
                 continue
             by_id.setdefault(article_id(item.url), item)  # newest first: a repeated link keeps its newest item
@@ -456,9 +457,10 @@ class PollingConnector(Connector):
         )
 
 
-def _newest_first(items: list[Item]) -> list[Item]:
-    # Undated items keep their listing order, after the dated ones (sorted() is stable).
-    return sorted(items, key=lambda item: item.published_at.timestamp() if item.published_at else float("-inf"), reverse=True)
+def newest_first(items: Sequence[T], moment: Callable[[T], datetime | None]) -> list[T]:
+    """``items`` by ``moment(item)``, newest first; undated ones after the dated, in their order."""
+    # sorted() is stable, so undated items keep the listing's order.
+    return sorted(items, key=lambda item: moment(item).timestamp() if moment(item) else float("-inf"), reverse=True)
 
 
 def adapted_interval(source: SourceConfig, current: float | None, new_items: int, hint: float | None) -> float:
