@@ -29,7 +29,7 @@ import sqlalchemy as sa
 import spacy
 import trafilatura
 
-from benchmarks.corpus import synthetic_articles
+from tests.support.corpus import synthetic_articles
 from pipeline.app.roles import Runtime, run_forever
 from pipeline.db import make_engine
 from pipeline.settings import load_settings

@@ -28,7 +28,7 @@ from pathlib import Path
 import spacy
 from spacy.language import Language
 
-from benchmarks.corpus import synthetic_articles
+from tests.support.corpus import synthetic_articles
 from pipeline.messages import Article
 from pipeline.settings import ModelSettings
 from processors.analyze import Analyzer, synthetic_article

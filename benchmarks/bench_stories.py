@@ -23,7 +23,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from benchmarks.corpus import synthetic_articles
+from tests.support.corpus import synthetic_articles
 from pipeline.db import make_engine
 from pipeline.messages import Classification, Classified, utc_now
 from pipeline.settings import StorySettings

@@ -24,7 +24,7 @@ class Received(NamedTuple):
 
 
 class WebhookReceiver:
-    def __init__(self, statuses: list[int] | None = None, *, default_status: int = 200):
+    def __init__(self, statuses: list[int] | None = None, *, default_status: int = 200, port: int = 0):
         self._statuses = list(statuses or [])
         self._default = default_status
         self.requests: list[Received] = []
@@ -44,7 +44,7 @@ class WebhookReceiver:
             def log_message(self, *_args) -> None:
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = ThreadingHTTPServer(("127.0.0.1", port), Handler)  # a given port: an endpoint that comes back
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}/hook"
 
     def __enter__(self) -> WebhookReceiver:

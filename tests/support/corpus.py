@@ -1,4 +1,4 @@
-"""Synthetic news-length articles for the benchmarks, written from templates in our own words.
+"""Synthetic news-length articles for benchmarks and the fault drills, written from templates in our own words.
 
 ``synthetic_articles(n, candidate_share)`` returns ``(title, text, is_candidate)`` triples: a
 share of Russia–China cooperation stories among general news that mentions neither country,

@@ -1,0 +1,38 @@
+"""Each role SIGKILLed while the stream flows: the supervisor starts it again and nothing is lost or doubled."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import pytest
+
+from tests.faults.conftest import SETTLE_SECONDS, Drill, running
+from tests.support.webhook_receiver import WebhookReceiver
+
+pytestmark = [pytest.mark.faults, pytest.mark.kafka, pytest.mark.postgres, pytest.mark.slow]
+
+
+def _at_work(drill: Drill, role: str) -> bool:
+    """Whether ``role`` is in the middle of the stream: it has done some of its work, not all."""
+    if role == "connectors":
+        fetched = sum(1 for request in drill.stream.site.requests if request.path.endswith(".html"))
+        return 6 <= fetched < len(drill.stream.pages) - 6
+    if role == "stories":
+        return drill.query("SELECT COUNT(*) FROM alerts")[0][0] >= 1
+    return 4 <= drill.recorded() < len(drill.stream.pages) - 6
+
+
+@pytest.mark.parametrize("role", ["connectors", "processors", "stories", "sinks"])
+def test_a_role_killed_mid_stream_is_restarted_and_nothing_is_lost_or_doubled(role, make_drill, kafka_bootstrap, database):
+    with WebhookReceiver() as receiver:
+        drill = make_drill(kafka_bootstrap, database, receiver.url)
+        with running(drill):
+            drill.wait_for(lambda: _at_work(drill, role), 120, f"{role} in the middle of the stream")
+            victim = drill.worker_pids(role)[0]
+            os.kill(victim, signal.SIGKILL)
+            drill.wait_for(lambda: drill.settled(receiver), SETTLE_SECONDS, "the stream to be recorded and alerted")
+        drill.assert_exactly_once(receiver)
+    log = drill.log.read_text(errors="replace")
+    assert f"worker exited: worker={role}#1 code=-9" in log
+    assert log.count(f"worker started: worker={role}#1") == 2
