@@ -22,11 +22,12 @@ from pathlib import Path
 
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
+from sqlalchemy.exc import SQLAlchemyError
 
 from pipeline import metrics
 from pipeline.connector import Connector
 from pipeline.dead_letters import DeadLetters
-from pipeline.errors import ConfigError, SourceError, SourceSilent
+from pipeline.errors import ConfigError, SourceError, SourceSilent, TransportError
 from pipeline.messages import Article, encode, utc_now
 from pipeline.settings import SourceConfig, file_stamp, load_sources
 from pipeline.state import StateStore
@@ -39,6 +40,9 @@ POLL_WORKERS = 4
 WATCH_JOB = "amur:watch-sources"
 FORGET_JOB = "amur:forget-old-seen"
 WATCH_EXECUTOR = "watch"
+# A poll cut short because the broker or the state database is away is tried again this
+# soon, not after the source's interval: what it had not emitted yet waits for it.
+OUTAGE_RETRY_SECONDS = 10.0
 
 
 @dataclass
@@ -271,6 +275,12 @@ class ConnectorRunner:
             self._in_flight.add(name)
         try:
             _, next_poll_in = self.poll(name)
+        except (TransportError, SQLAlchemyError) as exc:
+            log.error(
+                "source=%s poll interrupted, the rest of it is polled again in %.0f s: %s",
+                name, OUTAGE_RETRY_SECONDS, str(exc).splitlines()[0],
+            )
+            next_poll_in = OUTAGE_RETRY_SECONDS
         except Exception:  # noqa: BLE001 - a bug in one source's poll must not end its schedule
             log.exception("source=%s poll crashed", name)
             next_poll_in = connector.next_poll_in
