@@ -212,16 +212,16 @@ class WebhooksSink(BatchingSink):
                 self._deliver_due()
             except sa.exc.SQLAlchemyError as exc:
                 # The database is away: said once, then looked at less and less often, up to
-                # OUTBOX_MAX_WAIT, instead of a traceback every poll.
+                # OUTBOX_MAX_WAIT_SECONDS, instead of a traceback every poll.
                 if wait == self.options.poll_seconds:
                     log.error("sink=%s cannot read the outbox, trying again until it can: %s", self.name, str(exc).splitlines()[0])
                 wait = min(wait * 2, OUTBOX_MAX_WAIT_SECONDS)
-                continue
             except Exception:  # noqa: BLE001 - a bug must not end the deliveries: the outbox is looked at again
                 log.exception("sink=%s could not read the outbox; trying again", self.name)
-            if wait != self.options.poll_seconds:
-                log.info("sink=%s reads the outbox again", self.name)
-                wait = self.options.poll_seconds
+            else:
+                if wait != self.options.poll_seconds:
+                    log.info("sink=%s reads the outbox again", self.name)
+                    wait = self.options.poll_seconds
 
     def _deliver_due(self) -> None:
         with self.engine.connect() as connection:

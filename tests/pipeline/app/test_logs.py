@@ -7,7 +7,7 @@ import logging
 
 import pytest
 
-from pipeline.app.logs import QUIET_LIBRARIES, configure_logging
+from pipeline.app.logs import QUIET_LIBRARIES, LibraryRepeats, configure_logging
 
 
 @pytest.fixture
@@ -49,3 +49,20 @@ def test_json_lines_carry_what_the_event_is_about(isolated_logging, capsys):
     )
     [line] = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
     assert (line["story_id"], line["article_id"], line["source"]) == ("s1", "a1", "tass") and "unrelated" not in line
+
+
+def test_a_library_line_repeated_is_written_once_per_window_with_the_count():
+    now = [0.0]
+    repeats = LibraryRepeats(window=30, clock=lambda: now[0])
+
+    def line(name: str, message: str) -> logging.LogRecord:
+        return logging.LogRecord(name, logging.WARNING, __file__, 1, message, None, None)
+
+    dead = "Marking the coordinator dead (node coordinator-1) for group g-processors"
+    assert repeats.filter(line("kafka.coordinator", dead))
+    assert not any(repeats.filter(line("kafka.coordinator", dead)) for _ in range(500))
+    assert repeats.filter(line("kafka.coordinator", "Heartbeat failed"))  # another line is its own
+    assert all(repeats.filter(line("pipeline.stages", "stage=sinks batch not written")) for _ in range(3))  # Amur's own: never dropped
+    now[0] = 31.0
+    again = line("kafka.coordinator", dead)
+    assert repeats.filter(again) and again.getMessage() == f"{dead} (and 500 more like it in 30 s)"
