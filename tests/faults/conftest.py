@@ -401,19 +401,6 @@ def own_kafka() -> Iterator[tuple[Service, str]]:
 
 
 @pytest.fixture
-def kafka_cluster() -> Iterator[tuple[Service, str]]:
-    """Three brokers (replication factor 3, min.insync.replicas 2); yields its controller and bootstrap servers."""
-    home = _service_home("kafka-cluster")
-    cluster = Service(KAFKA_DEV, {"AMUR_KAFKA_HOME": str(home), "AMUR_KAFKA_PORT": str(free_port(6)), "AMUR_KAFKA_BROKERS": "3"})
-    cluster("start")
-    try:
-        yield cluster, cluster("url")
-    finally:
-        cluster("stop")
-        subprocess.run(["rm", "-rf", str(home)], check=False)
-
-
-@pytest.fixture
 def own_postgres() -> Iterator[tuple[Service, str]]:
     """A PostgreSQL server of the drill's own; yields its controller and URL."""
     home = _service_home("postgres")
