@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -38,6 +37,7 @@ from sinks.webhooks import sign
 from tests.support.corpus import synthetic_articles
 from tests.support.databases import postgres_schema_url
 from tests.support.local_site import LocalSite, delayed
+from tests.support.ports import free_port
 from tests.support.webhook_receiver import WebhookReceiver
 
 REPO = Path(__file__).resolve().parents[2]
@@ -53,26 +53,6 @@ HOOK_SECRET = "fault-drill-secret"
 SETTLE_SECONDS = 240
 # The feed files of the drill's sinks: the atom sink's, and the default subscription's two.
 FEEDS = ["alerts.atom", "feeds/all.atom", "feeds/all.json"]
-
-
-def free_port(span: int = 1) -> int:
-    """A port on 127.0.0.1 with ``span`` free ports from it (a cluster needs several)."""
-    for _ in range(50):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            base = probe.getsockname()[1]
-        if base + span < 65_000 and all(_free(base + offset) for offset in range(1, span)):
-            return base
-    raise RuntimeError("no run of free ports found on 127.0.0.1")
-
-
-def _free(port: int) -> bool:
-    with socket.socket() as probe:
-        try:
-            probe.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
 
 
 @dataclass(frozen=True)
@@ -152,7 +132,6 @@ class Drill:
 
     def __init__(
         self, root: Path, stream: Stream, bootstrap: str, database_url: str, hook_url: str, topic_prefix: str,
-        *, replication_factor: int = 1,
     ):
         self.root = root
         self.stream = stream
@@ -165,7 +144,7 @@ class Drill:
             "transport: kafka\n"
             f"database_url: '{database_url}'\n"
             f"kafka:\n  bootstrap_servers: '{bootstrap}'\n  topic_prefix: {topic_prefix}\n  group_prefix: {topic_prefix}g\n"
-            f"  partitions: 2\n  replication_factor: {replication_factor}\n  timeout_seconds: 10\n"
+            "  partitions: 2\n  timeout_seconds: 10\n"
             "  max_message_bytes: 16777216\n"
             "fetch:\n  per_host_delay_seconds: 0\n  timeout_seconds: 10\n  allow_networks: [127.0.0.0/8]\n"
             f"sinks:\n  - type: records\n  - type: atom\n    path: {root / 'alerts.atom'}\n"
@@ -342,8 +321,8 @@ def running(drill: Drill) -> Iterator[Drill]:
 def make_drill(tmp_path, stream, topic_prefix) -> Callable[..., Drill]:
     """Makes the drill's deployment: ``make_drill(bootstrap, database_url, hook_url)``."""
 
-    def make(bootstrap: str, database_url: str, hook_url: str, **options) -> Drill:
-        return Drill(tmp_path, stream, bootstrap, database_url, hook_url, topic_prefix, **options)
+    def make(bootstrap: str, database_url: str, hook_url: str) -> Drill:
+        return Drill(tmp_path, stream, bootstrap, database_url, hook_url, topic_prefix)
 
     return make
 
@@ -364,7 +343,7 @@ def _alive(pid: int) -> bool:
 
 
 class Service:
-    """A broker, cluster or PostgreSQL server of a drill's own, run by the repo's dev scripts.
+    """A broker or PostgreSQL server of a drill's own, run by the repo's dev scripts.
 
     Drills that stop or kill a server use their own, on free ports, so the rest of the
     suite's shared broker and database are never touched.

@@ -6,7 +6,8 @@ import time
 
 import pytest
 
-from tests.faults.conftest import SETTLE_SECONDS, free_port, running
+from tests.faults.conftest import SETTLE_SECONDS, running
+from tests.support.ports import free_port
 from tests.support.webhook_receiver import WebhookReceiver
 
 pytestmark = [pytest.mark.faults, pytest.mark.kafka, pytest.mark.postgres, pytest.mark.slow]

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -29,6 +28,7 @@ from pipeline.settings import load_settings
 from tests.support.contracts import assert_matches_schema
 from tests.support.databases import postgres_schema_url
 from tests.support.local_site import LocalSite, delayed
+from tests.support.ports import free_port
 from tests.support.webhook_receiver import WebhookReceiver
 
 pytestmark = pytest.mark.slow
@@ -369,12 +369,6 @@ def test_sigterm_cuts_a_poll_in_flight_short_within_five_seconds_and_keeps_what_
     assert "stopping: cutting short the polls of slow" in stderr
     emitted = [json.loads(value)["url"] for value in deployment.topic_values("articles")]
     assert [url.rsplit("/", 1)[-1] for url in emitted] == [fast]
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def test_a_running_pipeline_serves_its_source_and_stage_metrics(tmp_path, site, topic_prefix):

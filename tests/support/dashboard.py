@@ -14,7 +14,6 @@ Run as a module, it writes screenshots of the dashboard, a story page and the ma
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -24,6 +23,7 @@ from pathlib import Path
 import httpx
 
 from tests.support.local_site import LocalSite
+from tests.support.ports import free_port
 
 RESOURCES = Path(__file__).resolve().parents[1] / "resources"
 PAGES = {
@@ -36,12 +36,6 @@ PAGES = {
 AMUR = [sys.executable, "-c", "from pipeline.app.cli import app; app()"]
 CHROMIUM = os.environ.get("AMUR_CHROMIUM", "/usr/bin/chromium")
 CHROMEDRIVER = os.environ.get("AMUR_CHROMEDRIVER", "/usr/bin/chromedriver")
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 class ServedDeployment:

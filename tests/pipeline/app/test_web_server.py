@@ -10,7 +10,8 @@ import time
 import httpx
 import pytest
 
-from tests.support.dashboard import AMUR, PAGES, RESOURCES, free_port
+from tests.support.dashboard import AMUR, PAGES, RESOURCES
+from tests.support.ports import free_port
 from tests.support.local_site import LocalSite
 
 pytestmark = pytest.mark.slow
