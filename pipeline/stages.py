@@ -120,15 +120,13 @@ class Stage(ABC):
             while not stop.is_set():
                 try:
                     records = consumer.poll(self.batch_size, poll_timeout)
-                    if time.monotonic() - lag_measured > LAG_EVERY_SECONDS:
-                        lag_measured = time.monotonic()
-                        lag = consumer.lag()
-                        if lag is not None:
-                            metrics.STAGE_LAG.labels(self.name).set(lag)
                 except TransportError as exc:
                     log.error("stage=%s poll failed, retrying in %.0f s: %s", self.name, RETRY_DELAY, exc)
                     stop.wait(RETRY_DELAY)
                     continue
+                if time.monotonic() - lag_measured > LAG_EVERY_SECONDS:
+                    lag_measured = time.monotonic()
+                    self._measure_lag(consumer)
                 if records:
                     self._checkpoint(consumer, records, stop)
                     handled += len(records)
@@ -143,6 +141,17 @@ class Stage(ABC):
         finally:
             consumer.close()
         return handled
+
+    def _measure_lag(self, consumer: Consumer) -> None:
+        """Update the lag gauge. A failure leaves it as it was: the records just polled are
+        handled all the same (dropping them here would commit past them with the next batch)."""
+        try:
+            lag = consumer.lag()
+        except TransportError as exc:
+            log.warning("stage=%s lag not measured: %s", self.name, exc)
+            return
+        if lag is not None:
+            metrics.STAGE_LAG.labels(self.name).set(lag)
 
     def _checkpoint(self, consumer: Consumer, records: list[Record], stop: threading.Event) -> None:
         delay = RETRY_DELAY

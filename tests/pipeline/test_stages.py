@@ -9,7 +9,7 @@ import threading
 import feedparser
 import sqlalchemy as sa
 
-from pipeline.errors import SinkBackpressure
+from pipeline.errors import SinkBackpressure, TransportError
 from pipeline.db import make_engine
 from pipeline.messages import Classified, DeadLetter, decode, encode
 from pipeline.sink import BatchingSink
@@ -106,6 +106,36 @@ def test_sink_stage_retries_a_batch_under_backpressure_and_commits_after_the_wri
     assert stage.run(threading.Event(), once=True) == 3
     assert len(sink.written) == 3
     assert SinkStage(log, TOPICS, "sinks", 100, [ListSink()]).run(threading.Event(), once=True) == 0
+
+
+class EndOffsetsTimeOutOnce(EmbeddedTransport):
+    """As on Kafka just after a partition leader is lost: polls go on, the first read of end offsets times out."""
+
+    def consumer(self, group, topics):
+        consumer = super().consumer(group, topics)
+        measure = consumer.lag
+        failed = []
+
+        def lag():
+            if not failed:
+                failed.append(True)
+                raise TransportError("reading end offsets: KafkaTimeoutError: Failed to get offsets by times in 30000 ms")
+            return measure()
+
+        consumer.lag = lag
+        return consumer
+
+
+def test_records_polled_when_the_lag_cannot_be_measured_are_still_handled(caplog):
+    log = EndOffsetsTimeOutOnce(":memory:")
+    log.ensure_topics(TOPICS.all())
+    produce(log, TOPICS.alerts, [encode(alert_for(make_classified(make_article(f"https://news.example/{n}")))) for n in range(3)])
+    sink = ListSink()
+    stage = SinkStage(log, TOPICS, "sinks", 100, [sink])
+    stage.setup()
+    assert stage.run(threading.Event(), once=True) == 3
+    assert len(sink.written) == 3
+    assert "lag not measured" in caplog.text
 
 
 def test_a_stop_during_sink_retries_leaves_the_batch_uncommitted():
