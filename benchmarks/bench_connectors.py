@@ -37,8 +37,8 @@ from connectors.feed import FeedConnector
 from connectors.fetch import Fetcher
 from pipeline.db import make_engine
 from pipeline.messages import article_id, utc_now
-from pipeline.polling import POLL_WORKERS, ConnectorRunner
-from pipeline.settings import FetchSettings, SourceConfig
+from pipeline.polling import ConnectorRunner
+from pipeline.settings import ConnectorSettings, FetchSettings, SourceConfig
 from pipeline.state import EMITTED, StateStore, seen_articles
 from pipeline.topology import Topics
 from pipeline.transport.embedded import EmbeddedTransport
@@ -117,7 +117,7 @@ def bench_feeds(feed_count: int, rounds: int) -> None:
         log = EmbeddedTransport(str(Path(scratch) / "log.sqlite"))
         topics = Topics("bench.")
         log.ensure_topics(topics.all())
-        fetcher = Fetcher(FetchSettings(per_host_delay_seconds=0, max_connections_per_host=POLL_WORKERS, allow_networks=["127.0.0.0/8"]))
+        fetcher = Fetcher(FetchSettings(per_host_delay_seconds=0, max_connections_per_host=ConnectorSettings().poll_workers, allow_networks=["127.0.0.0/8"]))
         sources = [SourceConfig(name=f"feed-{number}", url=f"{base}/feed/{number}.xml") for number in range(feed_count)]
         runner = ConnectorRunner(lambda source: FeedConnector(source, fetcher, state), sources, log.producer(), topics, state=state)
         # Every feed's current items count as seen, as after a long run; the first round then
@@ -159,7 +159,7 @@ def count_parses() -> list[int]:
 def poll_round(runner: ConnectorRunner, parses: list[int]) -> dict[str, float]:
     parsed_before = parses[0]
     started, cpu_started = time.perf_counter(), time.process_time()
-    with ThreadPoolExecutor(POLL_WORKERS) as pool:  # the runner's own pool size
+    with ThreadPoolExecutor(ConnectorSettings().poll_workers) as pool:  # the runner's own pool size
         summaries = list(pool.map(lambda name: runner.poll(name)[0], runner.names))
     return {
         "wall": time.perf_counter() - started, "cpu": time.process_time() - cpu_started,

@@ -36,7 +36,6 @@ from pipeline.transport.base import Producer
 
 log = logging.getLogger(__name__)
 
-POLL_WORKERS = 4
 WATCH_JOB = "amur:watch-sources"
 FORGET_JOB = "amur:forget-old-seen"
 WATCH_EXECUTOR = "watch"
@@ -75,6 +74,7 @@ class ConnectorRunner:
     :param state: the state store, to notice a source gone silent or unhealthy, and to forget
         old seen URLs once a day (``None``: none of that).
     :param unhealthy_after: failed polls in a row after which a source is reported unhealthy.
+    :param poll_workers: sources polled at once.
     """
 
     def __init__(
@@ -90,6 +90,7 @@ class ConnectorRunner:
         on_cancel: Callable[[], None] | None = None,
         state: StateStore | None = None,
         unhealthy_after: int = 5,
+        poll_workers: int = 4,
     ):
         self.make_connector = make_connector
         self.producer = producer
@@ -101,6 +102,7 @@ class ConnectorRunner:
         self.on_cancel = on_cancel
         self.state = state
         self.unhealthy_after = unhealthy_after
+        self.poll_workers = poll_workers
         self._reported_silent: set[str] = set()
         self._lock = threading.Lock()
         self._sources: dict[str, SourceConfig] = {}
@@ -229,7 +231,7 @@ class ConnectorRunner:
         # The watch has a thread of its own: behind a pool busy with slow polls it would wait
         # for minutes, and an edit made and reverted meanwhile would never be seen.
         self._scheduler = BackgroundScheduler(
-            executors={"default": ThreadPoolExecutor(POLL_WORKERS), WATCH_EXECUTOR: ThreadPoolExecutor(1)},
+            executors={"default": ThreadPoolExecutor(self.poll_workers), WATCH_EXECUTOR: ThreadPoolExecutor(1)},
             timezone="UTC",
         )
         with self._lock:

@@ -138,6 +138,10 @@ class ConnectorSettings(_Frozen):
     unhealthy_after_failures: int = Field(
         5, ge=1, le=100, description="Failed polls in a row after which a source is unhealthy; it is still retried, backing off",
     )
+    poll_workers: int = Field(
+        4, ge=1, le=64,
+        description="Sources polled at once; a poll waits on the network more than on the CPU, so more than the cores",
+    )
 
 
 class AlertSettings(_Frozen):

@@ -85,7 +85,7 @@ class Runtime:
         return ConnectorRunner(
             make_connector_factory(context), load_sources(path).sources, self.transport.producer(), self.topics,
             sources_file=path, on_stop=context.close, on_cancel=context.cancel, state=state,
-            unhealthy_after=connectors.unhealthy_after_failures,
+            unhealthy_after=connectors.unhealthy_after_failures, poll_workers=connectors.poll_workers,
         )
 
     def stage(self, role: str) -> Stage:
