@@ -21,7 +21,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -132,6 +132,7 @@ class Drill:
 
     def __init__(
         self, root: Path, stream: Stream, bootstrap: str, database_url: str, hook_url: str, topic_prefix: str,
+        *, replication_factor: int = 1,
     ):
         self.root = root
         self.stream = stream
@@ -144,7 +145,7 @@ class Drill:
             "transport: kafka\n"
             f"database_url: '{database_url}'\n"
             f"kafka:\n  bootstrap_servers: '{bootstrap}'\n  topic_prefix: {topic_prefix}\n  group_prefix: {topic_prefix}g\n"
-            "  partitions: 2\n  timeout_seconds: 10\n"
+            f"  partitions: 2\n  replication_factor: {replication_factor}\n  timeout_seconds: 10\n"
             "  max_message_bytes: 16777216\n"
             "fetch:\n  per_host_delay_seconds: 0\n  timeout_seconds: 10\n  allow_networks: [127.0.0.0/8]\n"
             f"sinks:\n  - type: records\n  - type: atom\n    path: {root / 'alerts.atom'}\n"
@@ -276,8 +277,13 @@ class Drill:
             transport.close()
         return values
 
-    def assert_exactly_once(self, receiver: WebhookReceiver, *, dead_letters: int = 0) -> None:
-        """The fault suite's promise, checked after a drill (see the module docstring)."""
+    def assert_exactly_once(self, receiver: WebhookReceiver, *, dead_letters: int = 0, resent: Collection[str] = ()) -> None:
+        """The fault suite's promise, checked after a drill (see the module docstring).
+
+        ``resent``: webhook ids the sender could not have known were delivered (it was killed
+        while the endpoint had them); each came a second time, the same delivery under the same
+        id, which is what a receiver drops a repeat by.
+        """
         urls = [url for (url,) in self.query("SELECT url FROM articles")]
         assert sorted(urls) == sorted(self.stream.urls), "the records are not the stream's articles, each once"
         alerts = self.query("SELECT id, version, outlets FROM alerts")
@@ -289,12 +295,17 @@ class Drill:
         story_ids = sorted(story_id for story_id, _, _ in alerts)
         for feed, ids in self.feed_entries().items():
             assert len(ids) == len(set(ids)) == len(story_ids), f"{feed}: {len(ids)} entries for {len(story_ids)} stories"
-        delivered = []
+        bodies: dict[str, list[bytes]] = {}
         for request in receiver.accepted:
             headers = request.headers
             expected = sign(HOOK_SECRET, headers["webhook-id"], int(headers["webhook-timestamp"]), request.body)
             assert headers["webhook-signature"] == expected, "a delivery with a wrong signature"
-            body = json.loads(request.body)
+            bodies.setdefault(headers["webhook-id"], []).append(request.body)
+        for webhook_id, sent in bodies.items():
+            assert len(sent) == (2 if webhook_id in resent else 1), f"delivery {webhook_id} came {len(sent)} times"
+            assert len(set(sent)) == 1, f"delivery {webhook_id} came again with another body"
+        delivered = []
+        for body in (json.loads(sent[0]) for sent in bodies.values()):
             assert body["type"] == "story.created"
             delivered.append(body["data"]["id"])
         assert sorted(delivered) == story_ids, "the webhook did not get each story exactly once"
@@ -319,10 +330,10 @@ def running(drill: Drill) -> Iterator[Drill]:
 
 @pytest.fixture
 def make_drill(tmp_path, stream, topic_prefix) -> Callable[..., Drill]:
-    """Makes the drill's deployment: ``make_drill(bootstrap, database_url, hook_url)``."""
+    """Makes the drill's deployment: ``make_drill(bootstrap, database_url, hook_url, replication_factor=1)``."""
 
-    def make(bootstrap: str, database_url: str, hook_url: str) -> Drill:
-        return Drill(tmp_path, stream, bootstrap, database_url, hook_url, topic_prefix)
+    def make(bootstrap: str, database_url: str, hook_url: str, **options) -> Drill:
+        return Drill(tmp_path, stream, bootstrap, database_url, hook_url, topic_prefix, **options)
 
     return make
 
@@ -343,7 +354,7 @@ def _alive(pid: int) -> bool:
 
 
 class Service:
-    """A broker or PostgreSQL server of a drill's own, run by the repo's dev scripts.
+    """A broker, cluster or PostgreSQL server of a drill's own, run by the repo's dev scripts.
 
     Drills that stop or kill a server use their own, on free ports, so the rest of the
     suite's shared broker and database are never touched.
@@ -369,8 +380,20 @@ def _service_home(name: str) -> Path:
 @pytest.fixture
 def own_kafka() -> Iterator[tuple[Service, str]]:
     """A single broker of the drill's own; yields its controller and bootstrap address."""
-    home = _service_home("kafka")
-    kafka = Service(KAFKA_DEV, {"AMUR_KAFKA_HOME": str(home), "AMUR_KAFKA_PORT": str(free_port(2)), "AMUR_KAFKA_BROKERS": "1"})
+    yield from _kafka_of_own("kafka", brokers=1)
+
+
+@pytest.fixture
+def kafka_cluster() -> Iterator[tuple[Service, str]]:
+    """Three brokers (replication factor 3, min.insync.replicas 2); yields its controller and bootstrap servers."""
+    yield from _kafka_of_own("kafka-cluster", brokers=3)
+
+
+def _kafka_of_own(name: str, brokers: int) -> Iterator[tuple[Service, str]]:
+    home = _service_home(name)
+    # Each broker needs its own port and its controller's.
+    kafka = Service(KAFKA_DEV, {"AMUR_KAFKA_HOME": str(home), "AMUR_KAFKA_PORT": str(free_port(2 * brokers)),
+                                "AMUR_KAFKA_BROKERS": str(brokers)})
     kafka("start")
     try:
         yield kafka, kafka("url")

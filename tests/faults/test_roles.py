@@ -36,3 +36,30 @@ def test_a_role_killed_mid_stream_is_restarted_and_nothing_is_lost_or_doubled(ro
     log = drill.log.read_text(errors="replace")
     assert f"worker exited: worker={role}#1 code=-9" in log
     assert log.count(f"worker started: worker={role}#1") == 2
+
+
+def test_sinks_killed_while_the_endpoint_has_a_delivery_send_it_again_under_the_same_webhook_id(
+    make_drill, kafka_bootstrap, database,
+):
+    # The one window no outbox closes: the endpoint took the POST, the sender died before it
+    # could mark it delivered. The delivery comes again, the same body under the same
+    # webhook-id, so a receiver that drops repeats by id sees each story once.
+    killed: list[str] = []
+    drills: list[Drill] = []
+
+    def kill_the_sender_once(request) -> None:
+        if not killed and drills:
+            killed.append(request.headers["webhook-id"])
+            os.kill(drills[0].worker_pids("sinks")[0], signal.SIGKILL)
+
+    with WebhookReceiver(on_request=kill_the_sender_once) as receiver:
+        drill = make_drill(kafka_bootstrap, database, receiver.url)
+        drills.append(drill)
+        with running(drill):
+            drill.wait_for(
+                lambda: drill.settled(receiver)
+                and sum(request.headers["webhook-id"] in killed for request in receiver.accepted) == 2,
+                SETTLE_SECONDS, "the stream to be alerted and the killed delivery sent again",
+            )
+        drill.assert_exactly_once(receiver, resent=killed)
+    assert "worker exited: worker=sinks#1 code=-9" in drill.log.read_text(errors="replace")

@@ -5,12 +5,16 @@ Example::
     with WebhookReceiver(statuses=[500, 500]) as receiver:   # then 200 for every later request
         ... deliver to receiver.url ...
         receiver.wait_for(accepted=1)
+
+``on_request`` is called with each request before it is answered: a test can kill the sender
+there, in the window after the endpoint has the delivery and before the sender knows it.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import NamedTuple
 
@@ -24,7 +28,10 @@ class Received(NamedTuple):
 
 
 class WebhookReceiver:
-    def __init__(self, statuses: list[int] | None = None, *, default_status: int = 200, port: int = 0):
+    def __init__(
+        self, statuses: list[int] | None = None, *, default_status: int = 200, port: int = 0,
+        on_request: Callable[[Received], None] | None = None,
+    ):
         self._statuses = list(statuses or [])
         self._default = default_status
         self.requests: list[Received] = []
@@ -36,10 +43,16 @@ class WebhookReceiver:
                 body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
                 with receiver._lock:
                     status = receiver._statuses.pop(0) if receiver._statuses else receiver._default
-                    receiver.requests.append(Received({k.lower(): v for k, v in self.headers.items()}, body, status))
-                self.send_response(status)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
+                    received = Received({k.lower(): v for k, v in self.headers.items()}, body, status)
+                    receiver.requests.append(received)
+                if on_request is not None:
+                    on_request(received)
+                try:
+                    self.send_response(status)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                except OSError:
+                    pass  # the sender is gone (killed by on_request, say): the request is recorded all the same
 
             def log_message(self, *_args) -> None:
                 pass
