@@ -1,0 +1,530 @@
+"""Scale-out of the whole pipeline: 1 and 2 processor processes, a burst and a steady rate, small and large state.
+
+For each size of state (URLs in the seen store and open stories in the story index, filled
+in PostgreSQL with ``COPY``) and each number of processor processes, the benchmark runs every
+role as processes of its own (``amur run ROLE``, one consumer group per role) over the real
+Kafka broker and PostgreSQL, on a general stream served from 127.0.0.1 with 5% Russia–China
+stories among it, each story its own:
+
+* **burst** — every article of the stream is in the burst feeds when they are first polled;
+* **steady** — then new articles appear in the steady feeds at half the burst's end-to-end
+  rate; those feeds are polled every 30 s (the least interval a source may have), one after
+  another, the way a deployment's schedule spreads its sources out.
+
+First, the processing stage alone with 1 and 2 processor processes: a backlog is produced
+straight onto the articles topic and read with no other role running, so the stage has the
+machine to itself and its scaling shows. (In the whole pipeline the four roles share two
+cores, and the stage runs as fast as the connectors feed it.)
+
+Then, per size and processor count: articles/s end to end (first article fetched → last
+record written) and as classified inside the pipeline (first → last ``classified_at``);
+CPU-s per article and peak RSS of each role (from ``/proc``, over the burst); and latency
+percentiles to the moment a story's article shows up in the default subscription's JSON Feed
+file (``feeds/all.json``, watched every 50 ms): from the article being fetched and emitted,
+and, at the steady rate, from its appearing in its source's feed, which includes the wait
+for the next poll.
+
+Runs are side by side in one process, so ratios between them mean something on a shared
+machine; absolute figures do not. Asserts nothing (benchmarks are never tests)::
+
+    scripts/kafka-dev start && scripts/postgres-dev start
+    .venv/bin/python -m benchmarks.bench_scale --database-url "$(scripts/postgres-dev url)"
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from benchmarks.bench_pipeline import page, percentile
+from pipeline.app.roles import group_name
+from pipeline.db import make_engine
+from pipeline.messages import Article, article_id, encode, utc_now
+from pipeline.settings import StorySettings, load_settings
+from pipeline.state import StateStore, seen_articles, source_state
+from pipeline.topology import Topics, roles
+from pipeline.transport import make_transport
+from processors.gazetteer import load_gazetteer
+from processors.stories import NUM_PERM, StoryIndex, bands, signature, stories, story_bands
+from sinks.records import articles
+from tests.support.corpus import synthetic_articles
+from tests.support.local_site import LocalSite
+
+AMUR = [sys.executable, "-c", "from pipeline.app.cli import app; app()"]
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+POLL_SECONDS = 30  # the least poll interval a source may have
+WARMUP_SECONDS = 20  # processes start, load their models and join their groups before the first poll
+FEEDS = 20
+VOCABULARY = ("port", "rail", "grain", "bridge", "yuan", "forum", "plant", "road", "school", "museum", "clinic", "farm")
+
+
+# -- the stream -----------------------------------------------------------------------------
+@dataclass
+class Item:
+    number: int
+    title: str
+    text: str
+    candidate: bool
+    feed: str
+    url: str
+    appears_at: float = float("inf")  # wall-clock seconds; an item is listed once this has passed
+
+
+@dataclass
+class Stream:
+    """The burst's and the steady phase's articles, served from ``site`` under ``/<run>/``."""
+
+    run: str
+    site: LocalSite
+    items: list[Item] = field(default_factory=list)
+
+    def add(self, corpus, feed_prefix: str, offset: int) -> list[Item]:
+        added = []
+        for number, (title, text, candidate) in enumerate(own_stories(corpus, offset), start=offset):
+            item = Item(number, title, text, candidate, f"{feed_prefix}{number % FEEDS}", self.site.url(self.path(number)))
+            self.site.add(self.path(number), page(title, text), "text/html; charset=utf-8")
+            added.append(item)
+        self.items += added
+        return added
+
+    def serve_feeds(self, feeds: list[str]) -> None:
+        for feed in feeds:
+            self.site.add_handler(f"/{self.run}/{feed}.xml", self._feed_handler(feed))
+
+    def path(self, number: int) -> str:
+        return f"/{self.run}/a/{number}.html"
+
+    def _feed_handler(self, feed: str):
+        def handler(request) -> None:
+            now = time.time()
+            listed = [item for item in self.items if item.feed == feed and item.appears_at <= now]
+            entries = "".join(
+                f"<item><title>{item.title}</title><link>{item.url}</link>"
+                f"<pubDate>{_rfc822(item.appears_at)}</pubDate></item>" for item in listed[-100:]
+            )
+            body = f"<?xml version='1.0'?><rss version='2.0'><channel><title>{feed}</title>{entries}</channel></rss>".encode()
+            request.send_response(200)
+            request.send_header("Content-Type", "application/rss+xml")
+            request.send_header("Content-Length", str(len(body)))
+            request.end_headers()
+            request.wfile.write(body)
+        return handler
+
+
+def own_stories(corpus, seed: int):
+    """The corpus with a paragraph of its own added to each candidate: the templates repeat, and each story must be one."""
+    rng = random.Random(seed)
+    for title, text, candidate in corpus:
+        if candidate:
+            text += "\n" + " ".join(rng.choice(VOCABULARY) + str(rng.randrange(10_000)) for _ in range(120))
+        yield title, text, candidate
+
+
+def _rfc822(seconds: float) -> str:
+    return datetime.fromtimestamp(min(seconds, time.time()), timezone.utc).strftime("%a, %d %b %Y %H:%M:%S GMT")
+
+
+# -- state of a given size -------------------------------------------------------------------
+def copy_rows(engine: sa.Engine, table: sa.Table, rows) -> None:
+    """Bulk-load ``rows`` (tuples in the table's column order) with PostgreSQL's COPY."""
+    columns = ", ".join(column.name for column in table.columns)
+    raw = engine.raw_connection()
+    try:
+        with raw.cursor() as cursor, cursor.copy(f"COPY {table.name} ({columns}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+        raw.commit()
+    finally:
+        raw.close()
+
+
+def fill_state(engine: sa.Engine, count: int) -> None:
+    """``count`` seen URLs of older articles, and ``count`` open stories with unrelated (random) signatures."""
+    now = utc_now()
+    rng = random.Random(count)
+    copy_rows(engine, seen_articles, (
+        (f"archive-{number % 50}", f"{number:032x}", f"https://archive.invalid/{number}", "emitted", 1, None, now, now, now)
+        for number in range(count)
+    ))
+    template = json.dumps({"id": "", "title": "An older story"})
+    hashes = [[rng.getrandbits(32) for _ in range(NUM_PERM)] for _ in range(min(count, 1000))]
+    minhash = signature("")
+
+    def story_rows():
+        for number in range(count):
+            yield (f"{number:032x}", 1, json.dumps(hashes[number % len(hashes)]), template, now, now)
+
+    def band_rows():
+        for number in range(count):
+            minhash.hashvalues[:] = hashes[number % len(hashes)]
+            for band in bands(minhash):
+                yield (band ^ number, f"{number:032x}")  # distinct bands: no story is another's candidate
+
+    if count:
+        copy_rows(engine, stories, story_rows())
+        copy_rows(engine, story_bands, band_rows())
+    with engine.begin() as connection:
+        connection.execute(sa.text("ANALYZE"))
+
+
+# -- one run ---------------------------------------------------------------------------------
+@dataclass
+class Role:
+    name: str
+    process: subprocess.Popen
+    samples: list[tuple[float, float]] = field(default_factory=list)  # (wall clock, CPU seconds)
+    peak_rss_mb: float = 0.0
+
+    def sample(self) -> None:
+        try:
+            fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            status = Path(f"/proc/{self.process.pid}/status").read_text()
+        except OSError:
+            return
+        self.samples.append((time.time(), (int(fields[11]) + int(fields[12])) / CLOCK_TICKS))
+        for line in status.splitlines():
+            if line.startswith("VmHWM:"):
+                self.peak_rss_mb = int(line.split()[1]) / 1024
+
+    def cpu_between(self, start: float, end: float) -> float:
+        def at(moment: float) -> float:
+            before = [cpu for stamp, cpu in self.samples if stamp <= moment]
+            return before[-1] if before else self.samples[0][1]
+        return at(end) - at(start)
+
+
+class FeedWatch(threading.Thread):
+    """When each article URL first shows up among a story's outlets in a JSON Feed file."""
+
+    def __init__(self, path: Path):
+        super().__init__(daemon=True)
+        self.path = path
+        self.first_seen: dict[str, float] = {}
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        stamp = None
+        while not self.stopped.wait(0.05):
+            try:
+                current = self.path.stat().st_mtime_ns
+                if current == stamp:
+                    continue
+                stamp, now = current, time.time()
+                feed = json.loads(self.path.read_bytes())
+            except (OSError, ValueError):
+                continue
+            for entry in feed["items"]:
+                for outlet in entry["_amur"]["outlets"]:
+                    self.first_seen.setdefault(outlet["url"], now)
+
+
+def write_config(root: Path, bootstrap: str, database_url: str, run: str, site: LocalSite | None, feeds: list[str]) -> Path:
+    config = root / "amur.yaml"
+    config.write_text(
+        "transport: kafka\n"
+        f"database_url: '{database_url}'\n"
+        f"kafka:\n  bootstrap_servers: '{bootstrap}'\n  topic_prefix: {run}.\n  group_prefix: {run}g\n  partitions: 2\n"
+        # One local host stands in for the many outlets of a real deployment: as many requests
+        # in flight to it as the connectors' poll threads make to different hosts.
+        "fetch:\n  per_host_delay_seconds: 0\n  max_connections_per_host: 8\n  allow_networks: [127.0.0.0/8]\n"
+        "connectors:\n  poll_workers: 8\n"
+        f"sinks:\n  - type: records\n  - type: feeds\n    directory: {root / 'feeds'}\n"
+    )
+    sources = "".join(
+        f"  - name: {feed}\n    url: {site.url(f'/{run}/{feed}.xml')}\n    poll_interval_seconds: {POLL_SECONDS}\n"
+        "    max_articles_per_poll: 1000\n" for feed in feeds
+    )
+    (root / "sources.yaml").write_text(f"sources:\n{sources}" if sources else "sources: []\n")
+    (root / "subscriptions.yaml").write_text("subscriptions:\n  - name: all\n")
+    return config
+
+
+def schedule(engine: sa.Engine, first_polls: dict[str, float]) -> None:
+    """Store each source's first poll, as a running deployment's schedule would have it."""
+    with engine.begin() as connection:
+        for name, moment in first_polls.items():
+            connection.execute(sa.insert(source_state).values(
+                name=name, consecutive_failures=0, interval_seconds=POLL_SECONDS,
+                next_poll_at=datetime.fromtimestamp(moment, timezone.utc),
+            ))
+
+
+def recorded(engine: sa.Engine, run: str) -> dict[str, tuple[datetime, datetime, datetime]]:
+    """URL → (fetched, classified, written) of the run's recorded articles."""
+    with engine.connect() as connection:
+        rows = connection.execute(
+            sa.select(articles.c.url, articles.c.fetched_at, articles.c.classified_at, articles.c.updated_at)
+            .where(articles.c.source.like(f"{run}%"))
+        )
+        return {url: (fetched, classified, written) for url, fetched, classified, written in rows}
+
+
+def run_once(args, engine: sa.Engine, database_url: str, workers: int) -> dict:
+    run = f"s{uuid.uuid4().hex[:8]}"
+    corpus = synthetic_articles(args.articles, 0.05, seed=hash(run) % 10_000)
+    with LocalSite() as site, tempfile.TemporaryDirectory() as scratch:
+        root = Path(scratch)
+        stream = Stream(run, site)
+        burst = stream.add(corpus, f"{run}-b", 0)
+        feeds = [f"{run}-{phase}{number}" for phase in "bs" for number in range(FEEDS)]
+        stream.serve_feeds(feeds)
+        config = write_config(root, args.bootstrap, database_url, run, site, feeds)
+        launch = time.time()
+        first_burst_poll = launch + WARMUP_SECONDS
+        for item in burst:
+            item.appears_at = launch
+        schedule(engine, {
+            feed: first_burst_poll if "-b" in feed else first_burst_poll + POLL_SECONDS * int(feed.rsplit("s", 1)[1]) / FEEDS
+            for feed in feeds
+        })
+        env = {key: value for key, value in os.environ.items() if not key.startswith("AMUR_")}
+        plan = [role for role in roles() for _ in range(workers if role == "processors" else 1)]
+        started = [
+            Role(role, subprocess.Popen([*AMUR, "run", role, "--config", str(config)], env=env,
+                                        stdout=(root / f"{role}-{number}.log").open("wb"), stderr=subprocess.STDOUT))
+            for number, role in enumerate(plan)
+        ]
+        watch = FeedWatch(root / "feeds" / "all.json")
+        watch.start()
+        sampler_stop = threading.Event()
+
+        def sample_all() -> None:
+            while not sampler_stop.wait(0.25):
+                for role in started:
+                    role.sample()
+        sampler = threading.Thread(target=sample_all, daemon=True)
+        sampler.start()
+        try:
+            burst_done = wait_recorded(engine, run, len(burst), first_burst_poll + args.timeout)
+            burst_rate = rate(burst_times(burst, recorded(engine, run)))
+            steady_rate = burst_rate / 2  # half the capacity just measured
+            steady = stream.add(synthetic_articles(int(steady_rate * args.steady_seconds), 0.05, seed=hash(run) % 10_000 + 1),
+                                f"{run}-s", len(burst))
+            steady_from = time.time()
+            for index, item in enumerate(steady):
+                item.appears_at = steady_from + index / steady_rate
+            if steady:
+                wait_recorded(engine, run, len(burst) + len(steady), steady_from + args.steady_seconds + args.timeout)
+                candidate_urls = {item.url for item in steady if item.candidate}
+                deadline = time.time() + 30
+                while time.time() < deadline and not candidate_urls <= watch.first_seen.keys():
+                    time.sleep(0.2)
+        finally:
+            sampler_stop.set()
+            sampler.join()
+            watch.stopped.set()
+            for role in started:
+                role.process.send_signal(signal.SIGTERM)
+            for role in started:
+                try:
+                    role.process.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    role.process.kill()
+        every = recorded(engine, run)
+    return summarise(burst, steady, every, watch.first_seen, started, burst_done, workers)
+
+
+def stage_once(args, database_url: str, workers: int) -> dict:
+    """The processing stage alone: ``workers`` processor processes read a backlog of ``--backlog`` articles.
+
+    The backlog is produced straight onto the articles topic before the processors start, and
+    no other role runs, so the stage has the machine to itself; the rate is from the first to
+    the last ``classified_at`` on the classified topic.
+    """
+    run = f"p{uuid.uuid4().hex[:8]}"
+    with tempfile.TemporaryDirectory() as scratch:
+        root = Path(scratch)
+        config = write_config(root, args.bootstrap, database_url, run, None, [])
+        settings = load_settings(config, environ={})
+        topics = Topics(settings.kafka.topic_prefix)
+        transport = make_transport(settings)
+        try:
+            transport.ensure_topics(topics.all())
+            producer = transport.producer()
+            for number, (title, text, _) in enumerate(own_stories(synthetic_articles(args.backlog, 0.05, seed=7), 7)):
+                url = f"https://outlet.invalid/{run}/{number}.html"
+                producer.produce(topics.articles, *encode(Article(
+                    id=article_id(url), url=url, source=f"{run}-backlog", title=title, text=text, fetched_at=utc_now(),
+                )))
+            producer.flush()
+            producer.close()
+            env = {key: value for key, value in os.environ.items() if not key.startswith("AMUR_")}
+            started = [
+                Role("processors", subprocess.Popen([*AMUR, "run", "processors", "--config", str(config)], env=env,
+                                                    stdout=(root / f"processors-{number}.log").open("wb"), stderr=subprocess.STDOUT))
+                for number in range(workers)
+            ]
+            deadline = time.time() + args.timeout
+            try:
+                while time.time() < deadline:
+                    for role in started:
+                        role.sample()
+                    if transport.group_lag(group_name(settings, "processors"), [topics.articles]) == 0:
+                        break
+                    time.sleep(0.25)
+            finally:
+                for role in started:
+                    role.process.send_signal(signal.SIGTERM)
+                for role in started:
+                    role.process.wait(timeout=20)
+            classified = sorted(
+                datetime.fromisoformat(json.loads(value)["classified_at"]).timestamp()
+                for value in read_topic(transport, topics.classified, run)
+            )
+        finally:
+            transport.close()
+    first, last = classified[0], classified[-1]
+    return {
+        "workers": workers, "classified": len(classified), "rate": (len(classified) - 1) / (last - first),
+        "cpu_per_article": sum(role.cpu_between(first, last) for role in started) / max(1, len(classified)),
+        "peak_rss_mb": max(role.peak_rss_mb for role in started),
+    }
+
+
+def read_topic(transport, topic: str, run: str) -> list[bytes]:
+    """Every value on ``topic``, read by a group of its own."""
+    consumer = transport.consumer(f"{run}-reader", [topic])
+    values: list[bytes] = []
+    deadline = time.time() + 60
+    try:
+        while time.time() < deadline:
+            values.extend(record.value for record in consumer.poll(500, 1.0))
+            if values and consumer.lag() == 0:
+                break
+        return values
+    finally:
+        consumer.close()
+
+
+def wait_recorded(engine: sa.Engine, run: str, expected: int, deadline: float) -> bool:
+    while time.time() < deadline:
+        with engine.connect() as connection:
+            count = connection.execute(
+                sa.select(sa.func.count()).select_from(articles).where(articles.c.source.like(f"{run}%"))
+            ).scalar_one()
+        if count >= expected:
+            return True
+        time.sleep(0.25)
+    return False
+
+
+def burst_times(burst, every) -> list[tuple[datetime, datetime, datetime]]:
+    return [every[item.url] for item in burst if item.url in every]
+
+
+def rate(times) -> float:
+    """Articles per second from the first fetched to the last written."""
+    first_fetch = min(fetched for fetched, _, _ in times).timestamp()
+    last_write = max(written for _, _, written in times).timestamp()
+    return len(times) / (last_write - first_fetch)
+
+
+def summarise(burst, steady, every, first_seen, started, burst_done, workers) -> dict:
+    times = burst_times(burst, every)
+    first_fetch = min(fetched for fetched, _, _ in times).timestamp()
+    last_write = max(written for _, _, written in times).timestamp()
+    classified = sorted(classified.timestamp() for _, classified, _ in times)
+
+    def latencies(items, since_appearing: bool) -> list[float]:
+        return sorted(
+            first_seen[item.url] - (item.appears_at if since_appearing else every[item.url][0].timestamp())
+            for item in items if item.candidate and item.url in first_seen and item.url in every
+        )
+    cpu: dict[str, float] = {}
+    rss: dict[str, float] = {}
+    for role in started:
+        cpu[role.name] = cpu.get(role.name, 0.0) + role.cpu_between(first_fetch, last_write)
+        rss[role.name] = max(rss.get(role.name, 0.0), role.peak_rss_mb)
+    return {
+        "workers": workers, "burst_articles": len(burst), "burst_recorded": len(times), "burst_done": burst_done,
+        "rate": rate(times),
+        "processing_rate": (len(classified) - 1) / (classified[-1] - classified[0]),
+        "cpu_per_article": {name: seconds / max(1, len(times)) for name, seconds in cpu.items()},
+        "peak_rss_mb": rss,
+        "burst_emit": latencies(burst, False),
+        "steady_articles": len(steady), "steady_recorded": sum(item.url in every for item in steady),
+        "steady_emit": latencies(steady, False), "steady_feed": latencies(steady, True),
+    }
+
+
+# -- the report ------------------------------------------------------------------------------
+def report(size: int, result: dict) -> None:
+    def pct(values: list[float]) -> str:
+        if not values:
+            return "     -      -"
+        return f"{statistics.median(values):6.2f} {percentile(values, 0.99):6.2f}"
+    cpu = " ".join(f"{name}={seconds * 1000:.1f}" for name, seconds in result["cpu_per_article"].items())
+    rss = " ".join(f"{name}={mb:.0f}" for name, mb in result["peak_rss_mb"].items())
+    print(f"{size:>9,} {result['workers']:>4} {result['rate']:7.1f} {result['processing_rate']:7.1f} "
+          f"{pct(result['burst_emit'])} | {pct(result['steady_emit'])} {pct(result['steady_feed'])} "
+          f"{result['burst_recorded']}/{result['burst_articles']}+{result['steady_recorded']}/{result['steady_articles']}")
+    print(f"{'':15}CPU ms/article {cpu}")
+    print(f"{'':15}peak RSS MB    {rss}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--database-url", required=True, help="PostgreSQL; each size gets a schema of its own, dropped after")
+    parser.add_argument("--bootstrap", default="127.0.0.1:9092")
+    parser.add_argument("--articles", type=int, default=600, help="articles in each burst")
+    parser.add_argument("--backlog", type=int, default=3000, help="articles the processing stage alone reads")
+    parser.add_argument("--steady-seconds", type=float, default=60)
+    parser.add_argument("--sizes", default="0,10000,100000,1000000", help="seen URLs and open stories, comma-separated")
+    parser.add_argument("--workers", default="1,2", help="processor processes to try, comma-separated")
+    parser.add_argument("--timeout", type=float, default=180)
+    args = parser.parse_args()
+    admin = sa.create_engine(args.database_url)
+    gazetteer = load_gazetteer(Path("config/gazetteer"))
+    counts = [int(value) for value in args.workers.split(",")]
+    print(f"processing stage alone, a backlog of {args.backlog} articles on the articles topic")
+    print(f"{'proc':>4} {'stage/s':>8} {'×1 proc':>8} {'CPU ms/article':>15} {'peak RSS MB':>12}")
+    single = None
+    for workers in counts:
+        stage = stage_once(args, args.database_url, workers)
+        single = single or stage["rate"]
+        print(f"{workers:>4} {stage['rate']:8.1f} {stage['rate'] / single:8.2f} {stage['cpu_per_article'] * 1000:15.1f} "
+              f"{stage['peak_rss_mb']:12.0f}   ({stage['classified']} classified)", flush=True)
+    print()
+    print("size = seen URLs = open stories; rates in articles/s; latencies p50 p99 in s to the subscription's feed")
+    print(f"{'size':>9} {'proc':>4} {'e2e/s':>7} {'clsf/s':>7} {'burst emit→':>13} | {'steady emit→':>13} {'feed→':>13} recorded")
+    for size in (int(value) for value in args.sizes.split(",")):
+        schema = f"bench_{uuid.uuid4().hex[:10]}"
+        with admin.begin() as connection:
+            connection.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+        separator = "&" if "?" in args.database_url else "?"
+        url = f"{args.database_url}{separator}options=-csearch_path%3D{schema}"
+        engine = make_engine(url)
+        try:
+            StateStore(engine).setup()
+            StoryIndex(engine, StorySettings(), gazetteer).setup()
+            filling = time.perf_counter()
+            fill_state(engine, size)
+            print(f"# {size:,} seen URLs and stories filled in {time.perf_counter() - filling:.0f} s", flush=True)
+            for workers in counts:
+                result = run_once(args, engine, url, workers)
+                report(size, result)
+                sys.stdout.flush()
+        finally:
+            engine.dispose()
+            with admin.begin() as connection:
+                connection.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+    admin.dispose()
+
+
+if __name__ == "__main__":
+    main()
