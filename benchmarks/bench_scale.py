@@ -22,7 +22,9 @@ CPU-s per article and peak RSS of each role (from ``/proc``, over the burst); an
 percentiles to the moment a story's article shows up in the default subscription's JSON Feed
 file (``feeds/all.json``, watched every 50 ms): from the article being fetched and emitted,
 and, at the steady rate, from its appearing in its source's feed, which includes the wait
-for the next poll.
+for the next poll. For the steady stories it also prints where that time goes, p50/p99 of
+each step: fetched → classified (the page extracted and emitted, Kafka, the processors), → story made
+(the stories stage), → stored (the sinks' write), → seen in the feed file (the render).
 
 Runs are side by side in one process, so ratios between them mean something on a shared
 machine; absolute figures do not. Asserts nothing (benchmarks are never tests)::
@@ -61,6 +63,7 @@ from pipeline.topology import Topics, roles
 from pipeline.transport import make_transport
 from processors.gazetteer import load_gazetteer
 from processors.stories import NUM_PERM, StoryIndex, bands, signature, stories, story_bands
+from sinks.alert_feed import alerts
 from sinks.records import articles
 from tests.support.corpus import synthetic_articles
 from tests.support.local_site import LocalSite
@@ -274,6 +277,15 @@ def recorded(engine: sa.Engine, run: str) -> dict[str, tuple[datetime, datetime,
         return {url: (fetched, classified, written) for url, fetched, classified, written in rows}
 
 
+def alerted(engine: sa.Engine, run: str) -> dict[str, tuple[datetime, datetime]]:
+    """URL of each story's first article → (alert made by the stories stage, stored by the sinks)."""
+    with engine.connect() as connection:
+        rows = connection.execute(
+            sa.select(alerts.c.url, alerts.c.alerted_at, alerts.c.written_at).where(alerts.c.source.like(f"{run}%"))
+        )
+        return {url: (made, stored) for url, made, stored in rows}
+
+
 def run_once(args, engine: sa.Engine, database_url: str, workers: int) -> dict:
     run = f"s{uuid.uuid4().hex[:8]}"
     corpus = synthetic_articles(args.articles, 0.05, seed=hash(run) % 10_000)
@@ -336,7 +348,8 @@ def run_once(args, engine: sa.Engine, database_url: str, workers: int) -> dict:
                 except subprocess.TimeoutExpired:
                     role.process.kill()
         every = recorded(engine, run)
-    return summarise(burst, steady, every, watch.first_seen, started, burst_done, workers)
+        stories = alerted(engine, run)
+    return summarise(burst, steady, every, stories, watch.first_seen, started, burst_done, workers)
 
 
 def stage_once(args, database_url: str, workers: int) -> dict:
@@ -434,7 +447,7 @@ def rate(times) -> float:
     return len(times) / (last_write - first_fetch)
 
 
-def summarise(burst, steady, every, first_seen, started, burst_done, workers) -> dict:
+def summarise(burst, steady, every, stories, first_seen, started, burst_done, workers) -> dict:
     times = burst_times(burst, every)
     first_fetch = min(fetched for fetched, _, _ in times).timestamp()
     last_write = max(written for _, _, written in times).timestamp()
@@ -445,6 +458,17 @@ def summarise(burst, steady, every, first_seen, started, burst_done, workers) ->
             first_seen[item.url] - (item.appears_at if since_appearing else every[item.url][0].timestamp())
             for item in items if item.candidate and item.url in first_seen and item.url in every
         )
+    def hops(items) -> dict[str, list[float]]:
+        """Where a steady story's latency goes: the time each stage adds, up to the feed file."""
+        timed = [
+            (every[item.url][0].timestamp(), every[item.url][1].timestamp(), *(moment.timestamp() for moment in stories[item.url]),
+             first_seen[item.url])
+            for item in items if item.candidate and item.url in first_seen and item.url in every and item.url in stories
+        ]
+        return {
+            name: sorted(row[index + 1] - row[index] for row in timed)
+            for index, name in enumerate(("→classified", "→story", "→stored", "→in file"))
+        }
     cpu: dict[str, float] = {}
     rss: dict[str, float] = {}
     for role in started:
@@ -459,6 +483,7 @@ def summarise(burst, steady, every, first_seen, started, burst_done, workers) ->
         "burst_emit": latencies(burst, False),
         "steady_articles": len(steady), "steady_recorded": sum(item.url in every for item in steady),
         "steady_emit": latencies(steady, False), "steady_feed": latencies(steady, True),
+        "steady_hops": hops(steady),
     }
 
 
@@ -473,6 +498,11 @@ def report(size: int, result: dict) -> None:
     print(f"{size:>9,} {result['workers']:>4} {result['rate']:7.1f} {result['processing_rate']:7.1f} "
           f"{pct(result['burst_emit'])} | {pct(result['steady_emit'])} {pct(result['steady_feed'])} "
           f"{result['burst_recorded']}/{result['burst_articles']}+{result['steady_recorded']}/{result['steady_articles']}")
+    hops = " ".join(
+        f"{name} {statistics.median(values):.2f}/{percentile(values, 0.99):.2f}"
+        for name, values in result["steady_hops"].items() if values
+    )
+    print(f"{'':15}steady hops    {hops}")
     print(f"{'':15}CPU ms/article {cpu}")
     print(f"{'':15}peak RSS MB    {rss}")
 
