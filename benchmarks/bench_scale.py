@@ -52,6 +52,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import sqlalchemy as sa
+from kafka import KafkaAdminClient
 
 from benchmarks.bench_pipeline import page, percentile
 from pipeline.app.roles import group_name
@@ -73,6 +74,7 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 POLL_SECONDS = 30  # the least poll interval a source may have
 WARMUP_SECONDS = 20  # processes start, load their models and join their groups before the first poll
 FEEDS = 20
+HOPS = ("→classified", "→story", "→stored", "→in file")  # the steps of a steady story, from fetched to the feed file
 VOCABULARY = ("port", "rail", "grain", "bridge", "yuan", "forum", "plant", "road", "school", "museum", "clinic", "farm")
 
 
@@ -308,7 +310,7 @@ def run_once(args, engine: sa.Engine, database_url: str, workers: int) -> dict:
         plan = [role for role in roles() for _ in range(workers if role == "processors" else 1)]
         started = [
             Role(role, subprocess.Popen([*AMUR, "run", role, "--config", str(config)], env=env,
-                                        stdout=(root / f"{role}-{number}.log").open("wb"), stderr=subprocess.STDOUT))
+                                        stdout=(args.logs / f"{run}-{role}-{number}.log").open("wb"), stderr=subprocess.STDOUT))
             for number, role in enumerate(plan)
         ]
         watch = FeedWatch(root / "feeds" / "all.json")
@@ -355,9 +357,9 @@ def run_once(args, engine: sa.Engine, database_url: str, workers: int) -> dict:
 def stage_once(args, database_url: str, workers: int) -> dict:
     """The processing stage alone: ``workers`` processor processes read a backlog of ``--backlog`` articles.
 
-    The backlog is produced straight onto the articles topic before the processors start, and
-    no other role runs, so the stage has the machine to itself; the rate is from the first to
-    the last ``classified_at`` on the classified topic.
+    The backlog is produced straight onto the articles topic once every processor has joined
+    the group, and no other role runs, so the stage has the machine to itself; the rate is
+    from the first to the last ``classified_at`` on the classified topic.
     """
     run = f"p{uuid.uuid4().hex[:8]}"
     with tempfile.TemporaryDirectory() as scratch:
@@ -366,24 +368,29 @@ def stage_once(args, database_url: str, workers: int) -> dict:
         settings = load_settings(config, environ={})
         topics = Topics(settings.kafka.topic_prefix)
         transport = make_transport(settings)
+        env = {key: value for key, value in os.environ.items() if not key.startswith("AMUR_")}
+        backlog = [  # made before the processors start, so making it takes no CPU from them
+            encode(Article(id=article_id(url), url=url, source=f"{run}-backlog", title=title, text=text, fetched_at=utc_now()))
+            for number, (title, text, _) in enumerate(own_stories(synthetic_articles(args.backlog, 0.05, seed=7), 7))
+            for url in [f"https://outlet.invalid/{run}/{number}.html"]
+        ]
         try:
             transport.ensure_topics(topics.all())
-            producer = transport.producer()
-            for number, (title, text, _) in enumerate(own_stories(synthetic_articles(args.backlog, 0.05, seed=7), 7)):
-                url = f"https://outlet.invalid/{run}/{number}.html"
-                producer.produce(topics.articles, *encode(Article(
-                    id=article_id(url), url=url, source=f"{run}-backlog", title=title, text=text, fetched_at=utc_now(),
-                )))
-            producer.flush()
-            producer.close()
-            env = {key: value for key, value in os.environ.items() if not key.startswith("AMUR_")}
             started = [
                 Role("processors", subprocess.Popen([*AMUR, "run", "processors", "--config", str(config)], env=env,
-                                                    stdout=(root / f"processors-{number}.log").open("wb"), stderr=subprocess.STDOUT))
+                                                    stdout=(args.logs / f"{run}-processors-{number}.log").open("wb"), stderr=subprocess.STDOUT))
                 for number in range(workers)
             ]
             deadline = time.time() + args.timeout
             try:
+                # Every member holds its partitions before the first article is there, so the
+                # rate is the stage's, not that of a group still joining.
+                wait_group_stable(args.bootstrap, group_name(settings, "processors"), workers, deadline)
+                producer = transport.producer()
+                for key, value in backlog:
+                    producer.produce(topics.articles, key, value)
+                producer.flush()
+                producer.close()
                 while time.time() < deadline:
                     for role in started:
                         role.sample()
@@ -407,6 +414,21 @@ def stage_once(args, database_url: str, workers: int) -> dict:
         "cpu_per_article": sum(role.cpu_between(first, last) for role in started) / max(1, len(classified)),
         "peak_rss_mb": max(role.peak_rss_mb for role in started),
     }
+
+
+def wait_group_stable(bootstrap: str, group: str, members: int, deadline: float) -> None:
+    """Wait until ``group`` is stable with ``members`` members, each assigned a partition."""
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        while time.time() < deadline:
+            described = admin.describe_groups([group])[group]
+            assigned = [member for member in described["members"] if (member["member_assignment"] or {}).get("assigned_partitions")]
+            if described["group_state"] == "Stable" and len(assigned) == members:
+                return
+            time.sleep(0.25)
+        raise TimeoutError(f"{group}: not {members} members with partitions by the deadline")
+    finally:
+        admin.close()
 
 
 def read_topic(transport, topic: str, run: str) -> list[bytes]:
@@ -467,8 +489,19 @@ def summarise(burst, steady, every, stories, first_seen, started, burst_done, wo
         ]
         return {
             name: sorted(row[index + 1] - row[index] for row in timed)
-            for index, name in enumerate(("→classified", "→story", "→stored", "→in file"))
+            for index, name in enumerate(HOPS)
         }
+
+    def slowest(items, count: int = 3) -> list[tuple[str, list[float]]]:
+        """The steady stories slowest from fetched to the feed file, each with its hops."""
+        timed = sorted(
+            ((first_seen[item.url] - every[item.url][0].timestamp(), item.url,
+              [every[item.url][0].timestamp(), every[item.url][1].timestamp(),
+               *(moment.timestamp() for moment in stories[item.url]), first_seen[item.url]])
+             for item in items if item.candidate and item.url in first_seen and item.url in every and item.url in stories),
+            reverse=True,
+        )[:count]
+        return [(url.rsplit("/", 1)[1], [later - earlier for earlier, later in zip(moments, moments[1:])]) for _, url, moments in timed]
     cpu: dict[str, float] = {}
     rss: dict[str, float] = {}
     for role in started:
@@ -483,7 +516,7 @@ def summarise(burst, steady, every, stories, first_seen, started, burst_done, wo
         "burst_emit": latencies(burst, False),
         "steady_articles": len(steady), "steady_recorded": sum(item.url in every for item in steady),
         "steady_emit": latencies(steady, False), "steady_feed": latencies(steady, True),
-        "steady_hops": hops(steady),
+        "steady_hops": hops(steady), "steady_slowest": slowest(steady),
     }
 
 
@@ -503,6 +536,8 @@ def report(size: int, result: dict) -> None:
         for name, values in result["steady_hops"].items() if values
     )
     print(f"{'':15}steady hops    {hops}")
+    for page_name, steps in result["steady_slowest"]:
+        print(f"{'':15}slow {page_name:>9} " + " ".join(f"{name} {seconds:.2f}" for name, seconds in zip(HOPS, steps)))
     print(f"{'':15}CPU ms/article {cpu}")
     print(f"{'':15}peak RSS MB    {rss}")
 
@@ -512,12 +547,16 @@ def main() -> None:
     parser.add_argument("--database-url", required=True, help="PostgreSQL; each size gets a schema of its own, dropped after")
     parser.add_argument("--bootstrap", default="127.0.0.1:9092")
     parser.add_argument("--articles", type=int, default=600, help="articles in each burst")
-    parser.add_argument("--backlog", type=int, default=3000, help="articles the processing stage alone reads")
+    parser.add_argument("--backlog", type=int, default=5000, help="articles the processing stage alone reads")
     parser.add_argument("--steady-seconds", type=float, default=60)
-    parser.add_argument("--sizes", default="0,10000,100000,1000000", help="seen URLs and open stories, comma-separated")
+    parser.add_argument("--sizes", default="0,10000,100000,1000000", help="seen URLs and open stories, comma-separated; empty: the processing stage alone")
     parser.add_argument("--workers", default="1,2", help="processor processes to try, comma-separated")
     parser.add_argument("--timeout", type=float, default=180)
+    parser.add_argument("--logs", type=Path, help="where each role process writes its log (default: a new temporary directory)")
     args = parser.parse_args()
+    args.logs = args.logs or Path(tempfile.mkdtemp(prefix="amur-bench-"))
+    args.logs.mkdir(parents=True, exist_ok=True)
+    print(f"role logs in {args.logs}")
     admin = sa.create_engine(args.database_url)
     gazetteer = load_gazetteer(Path("config/gazetteer"))
     counts = [int(value) for value in args.workers.split(",")]
@@ -532,7 +571,7 @@ def main() -> None:
     print()
     print("size = seen URLs = open stories; rates in articles/s; latencies p50 p99 in s to the subscription's feed")
     print(f"{'size':>9} {'proc':>4} {'e2e/s':>7} {'clsf/s':>7} {'burst emit→':>13} | {'steady emit→':>13} {'feed→':>13} recorded")
-    for size in (int(value) for value in args.sizes.split(",")):
+    for size in (int(value) for value in args.sizes.split(",") if value):
         schema = f"bench_{uuid.uuid4().hex[:10]}"
         with admin.begin() as connection:
             connection.execute(sa.text(f'CREATE SCHEMA "{schema}"'))

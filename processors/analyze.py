@@ -42,6 +42,9 @@ def synthetic_article(text: str, title: str = "", url: str = "", source: str = "
     return Article(id=article_id(url), url=url, source=source, title=title, text=text, fetched_at=utc_now())
 
 
+WARM_UP_TEXT = "The regional government signed an agreement on a new bridge and a grain terminal."
+
+
 @dataclass(frozen=True)
 class Reader:
     """What the analyzer reads one language with: a spaCy pipeline and a classifier."""
@@ -99,6 +102,13 @@ class Analyzer:
 
     def reader(self, language: str) -> Reader:
         return self.readers.get(language) or self.readers[DEFAULT_LANGUAGE]
+
+    def warm_up(self) -> None:
+        """Do now what the first articles would otherwise wait for: load the language
+        identifier (loaded on first use, half a second) and run each pipeline once."""
+        detect_language(WARM_UP_TEXT)
+        for reader in self.readers.values():
+            reader.nlp(WARM_UP_TEXT)
 
     def analyze(self, articles: Sequence[Article]) -> list[Classified]:
         """Classify ``articles``, in order; only the cheap pass's candidates meet a pipeline."""

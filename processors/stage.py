@@ -39,6 +39,9 @@ class ClassifyStage(Stage):
             Analyzer.from_settings(settings.model), name=context.spec.role, inputs=context.spec.inputs,
         )
 
+    def setup(self) -> None:
+        self.analyzer.warm_up()
+
     def handle(self, records: Sequence[Record]) -> None:
         articles: list[tuple[Record, Article]] = []
         for record in records:

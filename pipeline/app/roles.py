@@ -8,6 +8,7 @@ then exits. Connectors, stages and sinks are found by name in :mod:`pipeline.reg
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 from collections.abc import Callable, Sequence
@@ -134,6 +135,9 @@ def run_forever(runtime: Runtime, roles: Sequence[str], stop: threading.Event) -
             stop.set()
 
     threads = [threading.Thread(target=guarded, args=(stage,), name=stage.name) for stage in stages]
+    # What is loaded by now (a spaCy model, the gazetteer) lives as long as the process; left
+    # out of the collector's scans, a full collection no longer pauses a batch for ~0.1 s.
+    gc.freeze()
     if runner is not None:
         runner.start()
     for thread in threads:
