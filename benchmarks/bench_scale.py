@@ -11,9 +11,10 @@ stories among it, each story its own:
   rate; those feeds are polled every 30 s (the least interval a source may have), one after
   another, the way a deployment's schedule spreads its sources out.
 
-First, the processing stage alone with 1 and 2 processor processes: a backlog is produced
-straight onto the articles topic and read with no other role running, so the stage has the
-machine to itself and its scaling shows. (In the whole pipeline the four roles share two
+First, the processing stage alone with 1 and 2 processor processes: once every processor
+holds its partitions, a backlog (encoded beforehand) is produced straight onto the articles
+topic and read with no other role running, so the stage has the machine to itself and its
+scaling shows. (In the whole pipeline the four roles share two
 cores, and the stage runs as fast as the connectors feed it.)
 
 Then, per size and processor count: articles/s end to end (first article fetched → last
@@ -24,7 +25,8 @@ file (``feeds/all.json``, watched every 50 ms): from the article being fetched a
 and, at the steady rate, from its appearing in its source's feed, which includes the wait
 for the next poll. For the steady stories it also prints where that time goes, p50/p99 of
 each step: fetched → classified (the page extracted and emitted, Kafka, the processors), → story made
-(the stories stage), → stored (the sinks' write), → seen in the feed file (the render).
+(the stories stage), → stored (the sinks' write), → seen in the feed file (the render); and
+those steps for the three slowest steady stories. ``--logs DIR`` keeps each role's log.
 
 Runs are side by side in one process, so ratios between them mean something on a shared
 machine; absolute figures do not. Asserts nothing (benchmarks are never tests)::
@@ -183,8 +185,10 @@ def fill_state(engine: sa.Engine, count: int) -> None:
     if count:
         copy_rows(engine, stories, story_rows())
         copy_rows(engine, story_bands, band_rows())
-    with engine.begin() as connection:
-        connection.execute(sa.text("ANALYZE"))
+    # As a deployment's tables would be: vacuumed and analysed. Left to autovacuum, freshly
+    # copied millions of rows are vacuumed in the middle of a run, and stall every role.
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+        connection.execute(sa.text("VACUUM (ANALYZE)"))
 
 
 # -- one run ---------------------------------------------------------------------------------
@@ -211,6 +215,33 @@ class Role:
             before = [cpu for stamp, cpu in self.samples if stamp <= moment]
             return before[-1] if before else self.samples[0][1]
         return at(end) - at(start)
+
+
+def start_role(role: str, config: Path, log: Path) -> Role:
+    """``amur run ROLE`` as a process of its own, its output to ``log``; no AMUR_ variable of ours leaks in."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("AMUR_")}
+    process = subprocess.Popen([*AMUR, "run", role, "--config", str(config)], env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
+    return Role(role, process)
+
+
+class Sampler(threading.Thread):
+    """Samples the CPU time and peak RSS of ``roles`` four times a second, from start to ``stop()``."""
+
+    def __init__(self, roles: list[Role]):
+        super().__init__(daemon=True)
+        self.roles = roles
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        while True:
+            for role in self.roles:
+                role.sample()
+            if self.stopped.wait(0.25):
+                return
+
+    def stop(self) -> None:
+        self.stopped.set()
+        self.join()
 
 
 class FeedWatch(threading.Thread):
@@ -306,22 +337,11 @@ def run_once(args, engine: sa.Engine, database_url: str, workers: int) -> dict:
             feed: first_burst_poll if "-b" in feed else first_burst_poll + POLL_SECONDS * int(feed.rsplit("s", 1)[1]) / FEEDS
             for feed in feeds
         })
-        env = {key: value for key, value in os.environ.items() if not key.startswith("AMUR_")}
         plan = [role for role in roles() for _ in range(workers if role == "processors" else 1)]
-        started = [
-            Role(role, subprocess.Popen([*AMUR, "run", role, "--config", str(config)], env=env,
-                                        stdout=(args.logs / f"{run}-{role}-{number}.log").open("wb"), stderr=subprocess.STDOUT))
-            for number, role in enumerate(plan)
-        ]
+        started = [start_role(role, config, args.logs / f"{run}-{role}-{number}.log") for number, role in enumerate(plan)]
         watch = FeedWatch(root / "feeds" / "all.json")
         watch.start()
-        sampler_stop = threading.Event()
-
-        def sample_all() -> None:
-            while not sampler_stop.wait(0.25):
-                for role in started:
-                    role.sample()
-        sampler = threading.Thread(target=sample_all, daemon=True)
+        sampler = Sampler(started)
         sampler.start()
         try:
             burst_done = wait_recorded(engine, run, len(burst), first_burst_poll + args.timeout)
@@ -339,8 +359,7 @@ def run_once(args, engine: sa.Engine, database_url: str, workers: int) -> dict:
                 while time.time() < deadline and not candidate_urls <= watch.first_seen.keys():
                     time.sleep(0.2)
         finally:
-            sampler_stop.set()
-            sampler.join()
+            sampler.stop()
             watch.stopped.set()
             for role in started:
                 role.process.send_signal(signal.SIGTERM)
@@ -368,7 +387,6 @@ def stage_once(args, database_url: str, workers: int) -> dict:
         settings = load_settings(config, environ={})
         topics = Topics(settings.kafka.topic_prefix)
         transport = make_transport(settings)
-        env = {key: value for key, value in os.environ.items() if not key.startswith("AMUR_")}
         backlog = [  # made before the processors start, so making it takes no CPU from them
             encode(Article(id=article_id(url), url=url, source=f"{run}-backlog", title=title, text=text, fetched_at=utc_now()))
             for number, (title, text, _) in enumerate(own_stories(synthetic_articles(args.backlog, 0.05, seed=7), 7))
@@ -376,11 +394,9 @@ def stage_once(args, database_url: str, workers: int) -> dict:
         ]
         try:
             transport.ensure_topics(topics.all())
-            started = [
-                Role("processors", subprocess.Popen([*AMUR, "run", "processors", "--config", str(config)], env=env,
-                                                    stdout=(args.logs / f"{run}-processors-{number}.log").open("wb"), stderr=subprocess.STDOUT))
-                for number in range(workers)
-            ]
+            started = [start_role("processors", config, args.logs / f"{run}-processors-{number}.log") for number in range(workers)]
+            sampler = Sampler(started)
+            sampler.start()
             deadline = time.time() + args.timeout
             try:
                 # Every member holds its partitions before the first article is there, so the
@@ -391,13 +407,14 @@ def stage_once(args, database_url: str, workers: int) -> dict:
                     producer.produce(topics.articles, key, value)
                 producer.flush()
                 producer.close()
+                # Asked once a second: each question costs this process and the broker CPU
+                # the stage would otherwise have, and the rate comes from the records anyway.
                 while time.time() < deadline:
-                    for role in started:
-                        role.sample()
                     if transport.group_lag(group_name(settings, "processors"), [topics.articles]) == 0:
                         break
-                    time.sleep(0.25)
+                    time.sleep(1.0)
             finally:
+                sampler.stop()
                 for role in started:
                     role.process.send_signal(signal.SIGTERM)
                 for role in started:
@@ -492,16 +509,24 @@ def summarise(burst, steady, every, stories, first_seen, started, burst_done, wo
             for index, name in enumerate(HOPS)
         }
 
-    def slowest(items, count: int = 3) -> list[tuple[str, list[float]]]:
-        """The steady stories slowest from fetched to the feed file, each with its hops."""
-        timed = sorted(
-            ((first_seen[item.url] - every[item.url][0].timestamp(), item.url,
-              [every[item.url][0].timestamp(), every[item.url][1].timestamp(),
-               *(moment.timestamp() for moment in stories[item.url]), first_seen[item.url]])
-             for item in items if item.candidate and item.url in first_seen and item.url in every and item.url in stories),
-            reverse=True,
-        )[:count]
-        return [(url.rsplit("/", 1)[1], [later - earlier for earlier, later in zip(moments, moments[1:])]) for _, url, moments in timed]
+    def slowest(items, count: int = 3) -> list[tuple[str, float, dict[str, float]]]:
+        """The steady stories slowest from fetched to the feed file, with their steps. An article
+        that joined a story already open shows only →classified and the rest to the feed file."""
+        timed = []
+        for item in items:
+            if not (item.candidate and item.url in first_seen and item.url in every):
+                continue
+            fetched, classified, _ = (moment.timestamp() for moment in every[item.url])
+            if item.url in stories:
+                made, stored = (moment.timestamp() for moment in stories[item.url])
+                moments = dict(zip(HOPS, (classified, made, stored, first_seen[item.url])))
+            else:
+                moments = {HOPS[0]: classified, "→joined, in file": first_seen[item.url]}
+            previous, steps = fetched, {}
+            for name, moment in moments.items():
+                steps[name], previous = moment - previous, moment
+            timed.append((item.url.rsplit("/", 1)[1], first_seen[item.url] - fetched, steps))
+        return sorted(timed, key=lambda entry: entry[1], reverse=True)[:count]
     cpu: dict[str, float] = {}
     rss: dict[str, float] = {}
     for role in started:
@@ -536,8 +561,8 @@ def report(size: int, result: dict) -> None:
         for name, values in result["steady_hops"].items() if values
     )
     print(f"{'':15}steady hops    {hops}")
-    for page_name, steps in result["steady_slowest"]:
-        print(f"{'':15}slow {page_name:>9} " + " ".join(f"{name} {seconds:.2f}" for name, seconds in zip(HOPS, steps)))
+    for page_name, total, steps in result["steady_slowest"]:
+        print(f"{'':15}slow {page_name:>9} {total:.2f}: " + " ".join(f"{name} {seconds:.2f}" for name, seconds in steps.items()))
     print(f"{'':15}CPU ms/article {cpu}")
     print(f"{'':15}peak RSS MB    {rss}")
 
