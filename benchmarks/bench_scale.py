@@ -77,6 +77,7 @@ POLL_SECONDS = 30  # the least poll interval a source may have
 WARMUP_SECONDS = 20  # processes start, load their models and join their groups before the first poll
 FEEDS = 20
 HOPS = ("→classified", "→story", "→stored", "→in file")  # the steps of a steady story, from fetched to the feed file
+JOINED = "→joined, in file"  # an article's steps after →classified when it joined a story already open
 VOCABULARY = ("port", "rail", "grain", "bridge", "yuan", "forum", "plant", "road", "school", "museum", "clinic", "farm")
 
 
@@ -497,36 +498,28 @@ def summarise(burst, steady, every, stories, first_seen, started, burst_done, wo
             first_seen[item.url] - (item.appears_at if since_appearing else every[item.url][0].timestamp())
             for item in items if item.candidate and item.url in first_seen and item.url in every
         )
-    def hops(items) -> dict[str, list[float]]:
-        """Where a steady story's latency goes: the time each stage adds, up to the feed file."""
-        timed = [
-            (every[item.url][0].timestamp(), every[item.url][1].timestamp(), *(moment.timestamp() for moment in stories[item.url]),
-             first_seen[item.url])
-            for item in items if item.candidate and item.url in first_seen and item.url in every and item.url in stories
-        ]
-        return {
-            name: sorted(row[index + 1] - row[index] for row in timed)
-            for index, name in enumerate(HOPS)
-        }
+    def story_steps(item) -> dict[str, float] | None:
+        """The time each stage added to a steady story, from fetched to the feed file; an article
+        that joined a story already open has only →classified and the rest to the feed file."""
+        if not (item.candidate and item.url in first_seen and item.url in every):
+            return None
+        fetched, classified, _ = (moment.timestamp() for moment in every[item.url])
+        if item.url in stories:
+            made, stored = (moment.timestamp() for moment in stories[item.url])
+            moments = dict(zip(HOPS, (classified, made, stored, first_seen[item.url])))
+        else:
+            moments = {HOPS[0]: classified, JOINED: first_seen[item.url]}
+        previous, steps = fetched, {}
+        for name, moment in moments.items():
+            steps[name], previous = moment - previous, moment
+        return steps
 
-    def slowest(items, count: int = 3) -> list[tuple[str, float, dict[str, float]]]:
-        """The steady stories slowest from fetched to the feed file, with their steps. An article
-        that joined a story already open shows only →classified and the rest to the feed file."""
-        timed = []
-        for item in items:
-            if not (item.candidate and item.url in first_seen and item.url in every):
-                continue
-            fetched, classified, _ = (moment.timestamp() for moment in every[item.url])
-            if item.url in stories:
-                made, stored = (moment.timestamp() for moment in stories[item.url])
-                moments = dict(zip(HOPS, (classified, made, stored, first_seen[item.url])))
-            else:
-                moments = {HOPS[0]: classified, "→joined, in file": first_seen[item.url]}
-            previous, steps = fetched, {}
-            for name, moment in moments.items():
-                steps[name], previous = moment - previous, moment
-            timed.append((item.url.rsplit("/", 1)[1], first_seen[item.url] - fetched, steps))
-        return sorted(timed, key=lambda entry: entry[1], reverse=True)[:count]
+    steady_steps = {item.url: steps for item in steady if (steps := story_steps(item)) is not None}
+    opened = [steps for steps in steady_steps.values() if JOINED not in steps]
+    slowest = sorted(
+        ((url.rsplit("/", 1)[1], sum(steps.values()), steps) for url, steps in steady_steps.items()),
+        key=lambda entry: entry[1], reverse=True,
+    )
     cpu: dict[str, float] = {}
     rss: dict[str, float] = {}
     for role in started:
@@ -541,7 +534,7 @@ def summarise(burst, steady, every, stories, first_seen, started, burst_done, wo
         "burst_emit": latencies(burst, False),
         "steady_articles": len(steady), "steady_recorded": sum(item.url in every for item in steady),
         "steady_emit": latencies(steady, False), "steady_feed": latencies(steady, True),
-        "steady_hops": hops(steady), "steady_slowest": slowest(steady),
+        "steady_hops": {name: sorted(steps[name] for steps in opened) for name in HOPS}, "steady_slowest": slowest[:3],
     }
 
 
