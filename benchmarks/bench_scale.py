@@ -13,9 +13,12 @@ stories among it, each story its own:
 
 First, the processing stage alone with 1 and 2 processor processes: once every processor
 holds its partitions, a backlog (encoded beforehand) is produced straight onto the articles
-topic and read with no other role running, so the stage has the machine to itself and its
-scaling shows. (In the whole pipeline the four roles share two
-cores, and the stage runs as fast as the connectors feed it.)
+topic and read with no other role running, and it is timed from the moment the backlog is
+all there, so the stage has the machine to itself and its scaling shows. (In the whole pipeline the four roles share two
+cores, and the stage runs as fast as the connectors feed it.) The counts take turns for
+``--stage-rounds`` rounds, and each round's ratio is against that round's own first count: on
+a shared machine one pair can land in a noisy minute, and the median of the rounds says what
+a single pair cannot.
 
 Then, per size and processor count: articles/s end to end (first article fetched → last
 record written) and as classified inside the pipeline (first → last ``classified_at``);
@@ -54,7 +57,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import sqlalchemy as sa
-from kafka import KafkaAdminClient
+import kafka.errors as kafka_errors
+from kafka import KafkaAdminClient, TopicPartition
+from kafka.admin import OffsetSpec
 
 from benchmarks.bench_pipeline import page, percentile
 from pipeline.app.roles import group_name
@@ -378,8 +383,9 @@ def stage_once(args, database_url: str, workers: int) -> dict:
     """The processing stage alone: ``workers`` processor processes read a backlog of ``--backlog`` articles.
 
     The backlog is produced straight onto the articles topic once every processor has joined
-    the group, and no other role runs, so the stage has the machine to itself; the rate is
-    from the first to the last ``classified_at`` on the classified topic.
+    the group, and no other role runs, so the stage has the machine to itself; the rate is that
+    of the articles classified from the moment the backlog is all there (their
+    ``classified_at`` on the classified topic) to the last one.
     """
     run = f"p{uuid.uuid4().hex[:8]}"
     with tempfile.TemporaryDirectory() as scratch:
@@ -399,22 +405,25 @@ def stage_once(args, database_url: str, workers: int) -> dict:
             sampler = Sampler(started)
             sampler.start()
             deadline = time.time() + args.timeout
+            watch = GroupWatch(args.bootstrap, group_name(settings, "processors"))
             try:
                 # Every member holds its partitions before the first article is there, so the
                 # rate is the stage's, not that of a group still joining.
-                wait_group_stable(args.bootstrap, group_name(settings, "processors"), workers, deadline)
+                watch.wait_stable(workers, deadline)
+                producing = time.perf_counter()
                 producer = transport.producer()
                 for key, value in backlog:
                     producer.produce(topics.articles, key, value)
                 producer.flush()
                 producer.close()
+                produced_in = time.perf_counter() - producing
+                produced_at = time.time()
                 # Asked once a second: each question costs this process and the broker CPU
                 # the stage would otherwise have, and the rate comes from the records anyway.
-                while time.time() < deadline:
-                    if transport.group_lag(group_name(settings, "processors"), [topics.articles]) == 0:
-                        break
+                while time.time() < deadline and watch.lag(topics.articles, settings.kafka.partitions):
                     time.sleep(1.0)
             finally:
+                watch.close()
                 sampler.stop()
                 for role in started:
                     role.process.send_signal(signal.SIGTERM)
@@ -426,27 +435,51 @@ def stage_once(args, database_url: str, workers: int) -> dict:
             )
         finally:
             transport.close()
-    first, last = classified[0], classified[-1]
+    # Timed from the moment the whole backlog is on the topic: while it is being produced, this
+    # process takes a core, which one processor leaves free and two have to share.
+    measured = [moment for moment in classified if moment >= produced_at]
+    last = measured[-1]
     return {
-        "workers": workers, "classified": len(classified), "rate": (len(classified) - 1) / (last - first),
-        "cpu_per_article": sum(role.cpu_between(first, last) for role in started) / max(1, len(classified)),
-        "peak_rss_mb": max(role.peak_rss_mb for role in started),
+        "workers": workers, "classified": len(classified), "measured": len(measured),
+        "rate": len(measured) / (last - produced_at),
+        "cpu_per_article": sum(role.cpu_between(produced_at, last) for role in started) / len(measured),
+        "peak_rss_mb": max(role.peak_rss_mb for role in started), "produced_in": produced_in,
     }
 
 
-def wait_group_stable(bootstrap: str, group: str, members: int, deadline: float) -> None:
-    """Wait until ``group`` is stable with ``members`` members, each assigned a partition."""
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
-    try:
+class GroupWatch:
+    """A consumer group seen from outside, through one admin client kept for the whole run:
+    asking again costs a request, not a new connection."""
+
+    def __init__(self, bootstrap: str, group: str):
+        self.group = group
+        self.admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+
+    def wait_stable(self, members: int, deadline: float) -> None:
+        """Wait until the group is stable with ``members`` members, each assigned a partition."""
         while time.time() < deadline:
-            described = admin.describe_groups([group])[group]
+            try:
+                described = self.admin.describe_groups([self.group])[self.group]
+            except kafka_errors.CoordinatorNotAvailableError:
+                described = {"group_state": "", "members": []}  # a new broker: its offsets topic is still being made
             assigned = [member for member in described["members"] if (member["member_assignment"] or {}).get("assigned_partitions")]
             if described["group_state"] == "Stable" and len(assigned) == members:
                 return
             time.sleep(0.25)
-        raise TimeoutError(f"{group}: not {members} members with partitions by the deadline")
-    finally:
-        admin.close()
+        raise TimeoutError(f"{self.group}: not {members} members with partitions by the deadline")
+
+    def lag(self, topic: str, partitions: int) -> int:
+        """Records of ``topic`` past the group's committed offsets (all of them before a commit)."""
+        every = [TopicPartition(topic, number) for number in range(partitions)]
+        committed = self.admin.list_group_offsets({self.group: every})[self.group]
+        ends = self.admin.list_partition_offsets({partition: OffsetSpec.LATEST for partition in every})
+        return sum(
+            ends[partition].offset - (committed[partition].offset if partition in committed else 0)
+            for partition in every
+        )
+
+    def close(self) -> None:
+        self.admin.close()
 
 
 def read_topic(transport, topic: str, run: str) -> list[bytes]:
@@ -566,6 +599,8 @@ def main() -> None:
     parser.add_argument("--bootstrap", default="127.0.0.1:9092")
     parser.add_argument("--articles", type=int, default=600, help="articles in each burst")
     parser.add_argument("--backlog", type=int, default=5000, help="articles the processing stage alone reads")
+    parser.add_argument("--stage-rounds", type=int, default=3,
+                        help="times the processing stage alone is measured with each processor count, in turn")
     parser.add_argument("--steady-seconds", type=float, default=60)
     parser.add_argument("--sizes", default="0,10000,100000,1000000", help="seen URLs and open stories, comma-separated; empty: the processing stage alone")
     parser.add_argument("--workers", default="1,2", help="processor processes to try, comma-separated")
@@ -578,14 +613,23 @@ def main() -> None:
     admin = sa.create_engine(args.database_url)
     gazetteer = load_gazetteer(Path("config/gazetteer"))
     counts = [int(value) for value in args.workers.split(",")]
-    print(f"processing stage alone, a backlog of {args.backlog} articles on the articles topic")
-    print(f"{'proc':>4} {'stage/s':>8} {'×1 proc':>8} {'CPU ms/article':>15} {'peak RSS MB':>12}")
-    single = None
-    for workers in counts:
-        stage = stage_once(args, args.database_url, workers)
-        single = single or stage["rate"]
-        print(f"{workers:>4} {stage['rate']:8.1f} {stage['rate'] / single:8.2f} {stage['cpu_per_article'] * 1000:15.1f} "
-              f"{stage['peak_rss_mb']:12.0f}   ({stage['classified']} classified)", flush=True)
+    print(f"processing stage alone, a backlog of {args.backlog} articles on the articles topic, "
+          f"{args.stage_rounds} rounds of {counts} processors in turn; ×1 proc: this rate over the same round's first")
+    print(f"{'round':>5} {'proc':>4} {'stage/s':>8} {'×1 proc':>8} {'CPU ms/article':>15} {'peak RSS MB':>12}")
+    ratios: dict[int, list[float]] = {workers: [] for workers in counts}
+    for round_number in range(1, args.stage_rounds + 1):
+        single = None
+        for workers in counts:
+            stage = stage_once(args, args.database_url, workers)
+            single = single or stage["rate"]
+            ratios[workers].append(stage["rate"] / single)
+            print(f"{round_number:>5} {workers:>4} {stage['rate']:8.1f} {stage['rate'] / single:8.2f} "
+                  f"{stage['cpu_per_article'] * 1000:15.1f} {stage['peak_rss_mb']:12.0f}   "
+                  f"({stage['classified']} classified, {stage['measured']} timed after the backlog was produced "
+                  f"in {stage['produced_in']:.1f} s)", flush=True)
+    for workers, values in list(ratios.items())[1:]:
+        print(f"{workers} proc over {counts[0]}: median ×{statistics.median(values):.2f} of {len(values)} rounds "
+              f"(from ×{min(values):.2f} to ×{max(values):.2f})")
     print()
     print("size = seen URLs = open stories; rates in articles/s; latencies p50 p99 in s to the subscription's feed")
     print(f"{'size':>9} {'proc':>4} {'e2e/s':>7} {'clsf/s':>7} {'burst emit→':>13} | {'steady emit→':>13} {'feed→':>13} recorded")
