@@ -125,9 +125,12 @@ def run(
             if once:
                 run_once(runtime, chosen, report=typer.echo)
             else:
+                from pipeline.app.supervisor import stop_when_orphaned
+
                 stop = threading.Event()
                 for signum in (signal.SIGINT, signal.SIGTERM):
                     signal.signal(signum, lambda *_: stop.set())
+                stop_when_orphaned(stop)
                 run_forever(runtime, chosen, stop)
         finally:
             if web is not None:

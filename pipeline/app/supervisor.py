@@ -4,7 +4,9 @@ The supervisor starts ``amur run ROLE`` once per worker — each role's workers 
 that role's consumer group, so Kafka spreads the topic partitions over them — and watches
 them: a worker that dies is started again after a pause that doubles while it keeps dying
 (at most a minute). On SIGINT or SIGTERM it passes SIGTERM on, so each worker flushes and
-commits, and kills what has not exited after :data:`STOP_GRACE_SECONDS`.
+commits, and kills what has not exited after :data:`STOP_GRACE_SECONDS`. A supervisor that
+dies without that chance (SIGKILL, the OOM killer) leaves no workers behind: each one notices
+it has been re-parented and stops the way SIGTERM would (:func:`stop_when_orphaned`).
 
 Workers of one role share its partitions, so a role cannot usefully have more workers than
 its topics have partitions (``kafka.partitions``); the supervisor refuses such a plan.
@@ -27,10 +29,12 @@ from pipeline.errors import ConfigError, ConfigProblem
 from pipeline.settings import AmurSettings
 from pipeline.topology import roles as all_roles
 
-__all__ = ["STOP_GRACE_SECONDS", "Worker", "parse_workers", "supervise"]
+__all__ = ["STOP_GRACE_SECONDS", "SUPERVISOR_PID_ENV", "Worker", "parse_workers", "stop_when_orphaned", "supervise"]
 
 STOP_GRACE_SECONDS = 10.0
 MAX_RESTART_DELAY = 60.0
+SUPERVISOR_PID_ENV = "AMUR_SUPERVISOR_PID"  # set in each worker's environment: the pid to outlive no longer than
+ORPHAN_CHECK_SECONDS = 1.0
 AMUR = [sys.executable, "-c", "from pipeline.app.cli import app; app()"]
 
 log = logging.getLogger(__name__)
@@ -100,7 +104,7 @@ def supervise(
             if metrics_port is not None:  # one port per worker, in plan order
                 command += ["--metrics-port", str(metrics_port + len(workers))]
             workers.append(Worker(role, number, command))
-    environment = dict(env if env is not None else os.environ)
+    environment = {**(env if env is not None else os.environ), SUPERVISOR_PID_ENV: str(os.getpid())}
     for worker in workers:
         worker.start(environment)
     try:
@@ -140,3 +144,28 @@ def _stop_all(workers: list[Worker]) -> None:
             log.error("worker did not stop within %.0f s, killed: worker=%s", STOP_GRACE_SECONDS, worker.name)
             worker.process.kill()
             worker.process.wait()
+
+
+def stop_when_orphaned(
+    stop: threading.Event, environment: Mapping[str, str] = os.environ, check_seconds: float = ORPHAN_CHECK_SECONDS,
+) -> threading.Thread | None:
+    """In a worker started by :func:`supervise`, set ``stop`` once the supervisor is gone.
+
+    A worker left running by a killed supervisor would go on unwatched, beside the workers of
+    the next supervisor, and nothing would ever stop it gracefully; so it stops itself, flushing
+    and committing as on SIGTERM. Returns the watching thread, or ``None`` outside a supervisor.
+    """
+    supervisor = environment.get(SUPERVISOR_PID_ENV)
+    if supervisor is None:
+        return None
+
+    def watch() -> None:
+        # Once the supervisor is gone the worker has been re-parented, to init or a subreaper.
+        while not stop.wait(check_seconds):
+            if str(os.getppid()) != supervisor:
+                log.error("supervisor pid=%s is gone; this worker stops, flushing and committing first", supervisor)
+                stop.set()
+
+    thread = threading.Thread(target=watch, name="supervisor-watch", daemon=True)
+    thread.start()
+    return thread

@@ -184,6 +184,12 @@ class Drill:
             self.process.kill()
             self.process.wait()
 
+    def kill_supervisor(self) -> None:
+        """SIGKILL ``amur run --workers`` itself, leaving its workers to notice."""
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait()
+        self.process = None
+
     def log_tail(self, lines: int = 60) -> str:
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:]) if self.log.exists() else ""
 
@@ -194,7 +200,7 @@ class Drill:
             if f"worker started: worker={role}#" in line:
                 worker = line.split("worker=", 1)[1].split()[0]
                 started[worker] = int(line.rsplit("pid=", 1)[1].split()[0])
-        return [pid for pid in started.values() if _alive(pid)]
+        return [pid for pid in started.values() if process_alive(pid)]
 
     def wait_for(self, condition: Callable[[], bool], seconds: float, what: str) -> None:
         deadline = time.monotonic() + seconds
@@ -345,12 +351,18 @@ def database() -> Iterator[str]:
         yield url
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether ``pid`` runs; a worker that exited after its supervisor died may linger as a zombie
+    until init reaps it, and counts as gone."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    return True
+    stat = Path(f"/proc/{pid}/stat")
+    try:
+        return stat.read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:  # no procfs, or it exited just now
+        return stat.parent.exists()
 
 
 class Service:

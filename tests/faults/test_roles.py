@@ -1,4 +1,5 @@
-"""Each role SIGKILLed while the stream flows: the supervisor starts it again and nothing is lost or doubled."""
+"""Each role SIGKILLed while the stream flows: the supervisor starts it again and nothing is lost or
+doubled; the supervisor SIGKILLed: its workers stop themselves and the next supervisor finishes."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ import signal
 
 import pytest
 
-from tests.faults.conftest import SETTLE_SECONDS, Drill, running
+from pipeline.topology import roles
+from tests.faults.conftest import SETTLE_SECONDS, Drill, process_alive, running
 from tests.support.webhook_receiver import WebhookReceiver
 
 pytestmark = [pytest.mark.faults, pytest.mark.kafka, pytest.mark.postgres, pytest.mark.slow]
@@ -63,3 +65,18 @@ def test_sinks_killed_while_the_endpoint_has_a_delivery_send_it_again_under_the_
             )
         drill.assert_exactly_once(receiver, resent=killed)
     assert "worker exited: worker=sinks#1 code=-9" in drill.log.read_text(errors="replace")
+
+
+def test_the_supervisor_killed_mid_stream_leaves_no_workers_and_the_next_one_finishes(make_drill, kafka_bootstrap, database):
+    with WebhookReceiver() as receiver:
+        drill = make_drill(kafka_bootstrap, database, receiver.url)
+        with running(drill):
+            drill.wait_for(lambda: _at_work(drill, "processors"), 120, "processors in the middle of the stream")
+            orphans = [pid for role in roles() for pid in drill.worker_pids(role)]
+            drill.kill_supervisor()
+            drill.wait_for(lambda: not any(map(process_alive, orphans)), 20, "the orphaned workers to stop themselves")
+            drill.start()
+            drill.wait_for(lambda: drill.settled(receiver), SETTLE_SECONDS, "the stream to be recorded and alerted")
+        drill.assert_exactly_once(receiver)
+    log = drill.log.read_text(errors="replace")
+    assert len(orphans) == 5 and log.count("is gone; this worker stops") == len(orphans)
