@@ -167,6 +167,7 @@ class Stage(ABC):
                     # The whole batch is handled again: outputs already produced are produced
                     # twice, which downstream upserts absorb; nothing past the failure is committed.
                     retry_after = exc.retry_after if isinstance(exc, SinkBackpressure) else delay
+                    self.written()  # what the failed attempt wrote is written again: report it once
                     log.error(
                         "stage=%s batch of %d not written, retrying in %.1f s: %s",
                         self.name, len(records), retry_after, exc,
@@ -239,7 +240,7 @@ class CountedProducer(Producer):
         self._batch[topic] += 1
 
     def take_batch_counts(self) -> Counter:
-        """What was produced per topic since the last call (a batch retried counts twice)."""
+        """What was produced per topic since the last call."""
         counts, self._batch = self._batch, Counter()
         return counts
 

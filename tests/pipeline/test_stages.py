@@ -97,7 +97,8 @@ def test_processor_sends_poison_and_crashing_articles_to_the_dlq_and_goes_on(cap
     assert report.stage == "processors"
 
 
-def test_sink_stage_retries_a_batch_under_backpressure_and_commits_after_the_write():
+def test_sink_stage_retries_a_batch_under_backpressure_and_commits_after_the_write(caplog):
+    caplog.set_level(logging.INFO, logger="pipeline.stages")
     log = transport()
     produce(log, TOPICS.alerts, [encode(alert_for(make_classified(make_article(f"https://news.example/{n}")))) for n in range(3)])
     sink = ListSink(fail_times=2)
@@ -106,6 +107,9 @@ def test_sink_stage_retries_a_batch_under_backpressure_and_commits_after_the_wri
     assert stage.run(threading.Event(), once=True) == 3
     assert len(sink.written) == 3
     assert SinkStage(log, TOPICS, "sinks", 100, [ListSink()]).run(threading.Event(), once=True) == 0
+    # The report counts what the batch wrote, not what each attempt tried to.
+    [report] = [record.getMessage() for record in caplog.records if "committed" in record.getMessage()]
+    assert report == "stage=sinks committed 3 record(s), wrote 3 to sink list"
 
 
 class EndOffsetsTimeOutOnce(EmbeddedTransport):
