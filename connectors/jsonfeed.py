@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from connectors.dates import iso_datetime
 from connectors.fetch import FetchResult, canonical_url
 from pipeline.connector import Item
-from pipeline.errors import FeedParseError
+from pipeline.errors import FeedParseError, error_key
 from pipeline.messages import primary_language
 
 __all__ = ["is_json_feed", "json_feed_items"]
@@ -85,8 +85,7 @@ def json_feed_items(feed: FetchResult, *, source: str = "") -> list[Item]:
         document = _Document.model_validate(data)
     except ValidationError as exc:
         first = exc.errors()[0]
-        where = ".".join(str(part) for part in first["loc"])
-        raise FeedParseError(feed.url, f"invalid JSON Feed: {where}: {first['msg']}") from None
+        raise FeedParseError(feed.url, f"invalid JSON Feed: {error_key(first, '(document)')}: {first['msg']}") from None
     # Relative item URLs are relative to the site (the spec's home_page_url), else to the feed.
     base = urljoin(feed.final_url, document.home_page_url.strip()) if document.home_page_url else feed.final_url
     items = []

@@ -36,7 +36,7 @@ from connectors.extract import extract_article
 from connectors.fetch import canonical_url, decode_body
 from connectors.pages import article_url, publication_date
 from pipeline.connector import ConnectorContext, Item, Listing, PollingConnector
-from pipeline.errors import ExtractionError, FeedParseError, SourceError
+from pipeline.errors import ExtractionError, FeedParseError, SourceError, error_key
 from pipeline.messages import Article, article_id, utc_now
 from pipeline.settings import SourceConfig
 from pipeline.state import StateStore
@@ -182,8 +182,7 @@ class ReplayConnector(PollingConnector):
             return ArchivedArticle.model_validate_json(raw)
         except ValidationError as exc:
             first = exc.errors()[0]
-            where = ".".join(str(part) for part in first["loc"]) or "(line)"
-            problem = "not JSON" if first["type"] == "json_invalid" else f"{where}: {first['msg']}"
+            problem = "not JSON" if first["type"] == "json_invalid" else f"{error_key(first, '(line)')}: {first['msg']}"
             raise FeedParseError(str(self.path), f"line {number}: {problem}") from None
 
     def _jsonl_article(self, url: str, entry: _Entry) -> Article:

@@ -20,7 +20,9 @@ is down, every message waits and is retried. Only ``ConfigError`` ends the progr
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 
 class AmurError(Exception):
@@ -39,6 +41,12 @@ class ConfigProblem:
     def __str__(self) -> str:
         text = f"{self.file}: {self.key}: {self.message}"
         return f"{text} (hint: {self.hint})" if self.hint else text
+
+
+def error_key(error: Mapping[str, Any], whole: str = "(top level)") -> str:
+    """The dotted key one pydantic validation error is about (``sinks.0.path``), or ``whole``
+    when it is about the value itself: how every error message names the key."""
+    return ".".join(str(part) for part in error["loc"]) or whole
 
 
 class ConfigError(AmurError):

@@ -25,7 +25,7 @@ from typing import Literal, TypeVar
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from pipeline.errors import MessageError
+from pipeline.errors import MessageError, error_key
 
 SCHEMA_VERSION = 1
 
@@ -236,5 +236,4 @@ def decode(model: type[M], value: bytes) -> M:
         return model.model_validate_json(value)
     except ValidationError as exc:
         first = exc.errors()[0]
-        where = ".".join(str(part) for part in first["loc"]) or "(message)"
-        raise MessageError(f"not a valid {model.__name__} message: {where}: {first['msg']} ({exc.error_count()} error(s))") from None
+        raise MessageError(f"not a valid {model.__name__} message: {error_key(first, '(message)')}: {first['msg']} ({exc.error_count()} error(s))") from None

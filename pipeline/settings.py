@@ -35,7 +35,7 @@ from pydantic import (
 )
 
 from pipeline import registry
-from pipeline.errors import ConfigError, ConfigProblem
+from pipeline.errors import ConfigError, ConfigProblem, error_key
 
 DEFAULT_CONFIG_PATH = Path("config/amur.yaml")
 
@@ -364,7 +364,7 @@ def problems_from(path: Path, exc: ValidationError, prefix: str = "") -> list[Co
     """One ConfigProblem per pydantic error, keyed by the dotted path of the offending key."""
     problems = []
     for error in exc.errors():
-        key = prefix + (".".join(str(part) for part in error["loc"]) or "(top level)")
+        key = prefix + error_key(error)
         hint = _MOVED.get(tuple(error["loc"])) or _HINTS.get(error["type"], "")
         problems.append(ConfigProblem(str(path), key, error["msg"], hint))
     return problems

@@ -24,7 +24,7 @@ from typing import Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from pipeline.errors import ConfigError, ConfigProblem
+from pipeline.errors import ConfigError, ConfigProblem, error_key
 from pipeline.messages import Article, Classified, Level
 from processors.analyze import synthetic_article
 from processors.classify import SECTORS
@@ -116,8 +116,7 @@ def read_labeled(path: Path) -> list[tuple[int, LabeledArticle]]:
             problems.append(ConfigProblem(str(path), f"line {number}", f"not JSON: {exc.msg} at column {exc.colno}", "write one JSON object per line"))
         except ValidationError as exc:
             first = exc.errors()[0]
-            where = ".".join(str(part) for part in first["loc"]) or "(line)"
-            problems.append(ConfigProblem(str(path), f"line {number}", f"{where}: {first['msg']}", 'each line needs "text" and "label" ("positive" or "negative"); level and sectors use the taxonomy ids'))
+            problems.append(ConfigProblem(str(path), f"line {number}", f"{error_key(first, '(line)')}: {first['msg']}", 'each line needs "text" and "label" ("positive" or "negative"); level and sectors use the taxonomy ids'))
     if problems:
         raise ConfigError(problems)
     return examples
