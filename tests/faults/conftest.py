@@ -30,12 +30,11 @@ import feedparser
 import pytest
 import sqlalchemy as sa
 
-from pipeline.settings import load_settings
 from pipeline.topology import Topics
-from pipeline.transport import make_transport
 from sinks.webhooks import sign
 from tests.support.corpus import synthetic_articles
 from tests.support.databases import postgres_schema_url
+from tests.support.deployment import query, read_topic
 from tests.support.local_site import LocalSite, delayed
 from tests.support.ports import free_port
 from tests.support.webhook_receiver import WebhookReceiver
@@ -227,12 +226,7 @@ class Drill:
 
     # -- reading the results ---------------------------------------------------------------
     def query(self, sql: str) -> list:
-        engine = sa.create_engine(self.database_url)
-        try:
-            with engine.connect() as connection:
-                return connection.execute(sa.text(sql)).all()
-        finally:
-            engine.dispose()
+        return query(self.database_url, sql)
 
     def recorded(self) -> int:
         return self.query("SELECT COUNT(*) FROM articles")[0][0]
@@ -269,19 +263,7 @@ class Drill:
         return [json.loads(value) for value in self.topic_values(self.topics.dlq)]
 
     def topic_values(self, topic: str) -> list[bytes]:
-        transport = make_transport(load_settings(self.config, environ={}))
-        consumer = transport.consumer(f"{self.topics.prefix}reader-{time.monotonic_ns()}", [topic])
-        values: list[bytes] = []
-        deadline = time.monotonic() + 60
-        try:
-            while time.monotonic() < deadline:
-                values.extend(record.value for record in consumer.poll(500, 1.0))
-                if consumer.lag() == 0:
-                    break
-        finally:
-            consumer.close()
-            transport.close()
-        return values
+        return read_topic(self.config, topic, f"{self.topics.prefix}reader-{time.monotonic_ns()}")
 
     def assert_exactly_once(self, receiver: WebhookReceiver, *, dead_letters: int = 0, resent: Collection[str] = ()) -> None:
         """The fault suite's promise, checked after a drill (see the module docstring).

@@ -20,13 +20,13 @@ from pathlib import Path
 import feedparser
 import httpx
 import pytest
-import sqlalchemy as sa
 
 from pipeline.topology import Topics, roles
 from pipeline.transport import make_transport
 from pipeline.settings import load_settings
 from tests.support.contracts import assert_matches_schema
 from tests.support.databases import postgres_schema_url
+from tests.support.deployment import query, read_topic
 from tests.support.local_site import LocalSite, delayed
 from tests.support.ports import free_port
 from tests.support.webhook_receiver import WebhookReceiver
@@ -114,11 +114,7 @@ class Deployment:
         return results
 
     def query(self, sql: str) -> list:
-        engine = sa.create_engine(self.database_url)
-        with engine.connect() as connection:
-            rows = connection.execute(sa.text(sql)).all()
-        engine.dispose()
-        return rows
+        return query(self.database_url, sql)
 
     def alert_links(self) -> list[str]:
         parsed = feedparser.parse(self.atom.read_bytes())
@@ -126,20 +122,7 @@ class Deployment:
         return sorted(entry.link.rsplit("/", 1)[-1] for entry in parsed.entries)
 
     def topic_values(self, kind: str) -> list[bytes]:
-        transport = make_transport(load_settings(self.config, environ={}))
-        consumer = transport.consumer(f"{self.topics.prefix}reader-{kind}", [getattr(self.topics, kind)])
-        values: list[bytes] = []
-        deadline = time.monotonic() + 60
-        try:
-            while time.monotonic() < deadline:
-                values.extend(record.value for record in consumer.poll(500, 1.0))
-                if consumer.lag() == 0:
-                    break
-        finally:
-            consumer.close()
-            transport.close()
-        return values
-
+        return read_topic(self.config, getattr(self.topics, kind), f"{self.topics.prefix}reader-{kind}")
 
 def test_stories_flow_to_records_and_alerts_once(deployment):
     first = deployment.run_roles()
