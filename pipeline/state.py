@@ -67,6 +67,8 @@ seen_articles = sa.Table(
     sa.CheckConstraint("status IN ('emitted', 'retrying', 'failed')", name="seen_articles_status"),
     # Whether any source emitted an article is one index lookup, however many URLs are stored.
     sa.Index("ix_seen_articles_article", "article_id", "status"),
+    # A source's usual gap (:meth:`StateStore.silence`) reads its newest emissions, not all its URLs.
+    sa.Index("ix_seen_articles_source_emissions", "source", "status", "first_seen_at"),
 )
 
 EMITTED, RETRYING, FAILED = "emitted", "retrying", "failed"
