@@ -44,7 +44,8 @@ log = logging.getLogger(__name__)
 
 NO_PARTITIONS_TIMEOUT = 60.0
 RETRY_DELAY = 1.0
-MAX_RETRY_DELAY = 60.0
+# Once a database or broker is back, a stage writes again within this; a retry is one attempt, cheap to repeat.
+MAX_RETRY_DELAY = 15.0
 PAUSED_POLL_SECONDS = 1.0  # how often a paused stage polls to stay in its group
 LAG_EVERY_SECONDS = 5.0  # how often the lag gauge is refreshed: on Kafka, asking costs a round trip
 
