@@ -122,15 +122,7 @@ class ClassifierConfig(_Strict):
 def load_classifier_config(path: Path | str) -> ClassifierConfig:
     """Read and validate ``config/classifier.yaml``; every problem names the key and the fix."""
     path = Path(path)
-    raw = read_yaml(path)
-    try:
-        config = ClassifierConfig.model_validate(raw)
-    except ValidationError as exc:
-        raise ConfigError(problems_from(path, exc)) from None
-    problems = [problem for group in ("cues", "context", "sectors") for problem in _repeated_phrases(path, group, getattr(config, group).model_dump())]
-    if problems:
-        raise ConfigError(problems)
-    return config
+    return _validated(path, read_yaml(path))
 
 
 def language_config(base: ClassifierConfig, path: Path | str, language: str, lexicons: dict[str, dict]) -> ClassifierConfig:
@@ -141,6 +133,11 @@ def language_config(base: ClassifierConfig, path: Path | str, language: str, lex
     """
     path = Path(path)
     data = {**base.model_dump(), **lexicons, "name": f"{base.name}.{language}"}
+    return _validated(path, data)
+
+
+def _validated(path: Path, data: object) -> ClassifierConfig:
+    """``data`` as a classifier configuration read from ``path``, no phrase twice within a group."""
     try:
         config = ClassifierConfig.model_validate(data)
     except ValidationError as exc:
