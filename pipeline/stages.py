@@ -48,6 +48,8 @@ RETRY_DELAY = 1.0
 MAX_RETRY_DELAY = 15.0
 PAUSED_POLL_SECONDS = 1.0  # how often a paused stage polls to stay in its group
 LAG_EVERY_SECONDS = 5.0  # how often the lag gauge is refreshed: on Kafka, asking costs a round trip
+# A running member without partitions this long, while its group's backlog does not shrink, joins again.
+STRANDED_SECONDS = 60.0
 
 
 @dataclass(frozen=True)
@@ -117,6 +119,7 @@ class Stage(ABC):
         handled = 0
         unassigned_since = time.monotonic()
         lag_measured = 0.0
+        stranding = _Stranding()
         try:
             while not stop.is_set():
                 try:
@@ -127,7 +130,9 @@ class Stage(ABC):
                     continue
                 if time.monotonic() - lag_measured > LAG_EVERY_SECONDS:
                     lag_measured = time.monotonic()
-                    self._measure_lag(consumer)
+                    has_partitions = self._measure_lag(consumer)
+                    if not once and has_partitions is not None:
+                        consumer = self._rejoin_if_stranded(consumer, has_partitions, stranding, stop)
                 if records:
                     self._checkpoint(consumer, records, stop)
                     handled += len(records)
@@ -143,16 +148,67 @@ class Stage(ABC):
             consumer.close()
         return handled
 
-    def _measure_lag(self, consumer: Consumer) -> None:
-        """Update the lag gauge. A failure leaves it as it was: the records just polled are
-        handled all the same (dropping them here would commit past them with the next batch)."""
+    def _measure_lag(self, consumer: Consumer) -> bool | None:
+        """Update the lag gauge; returns whether the member has partitions, ``None`` when the
+        lag could not be read. A failure leaves the gauge as it was: the records just polled
+        are handled all the same (dropping them here would commit past them with the next batch)."""
         try:
             lag = consumer.lag()
         except TransportError as exc:
             log.warning("stage=%s lag not measured: %s", self.name, exc)
-            return
-        if lag is not None:
-            metrics.STAGE_LAG.labels(self.name).set(lag)
+            return None
+        if lag is None:
+            return False
+        metrics.STAGE_LAG.labels(self.name).set(lag)
+        return True
+
+    def _rejoin_if_stranded(
+        self, consumer: Consumer, has_partitions: bool, stranding: _Stranding, stop: threading.Event,
+    ) -> Consumer:
+        """The consumer to go on with: a new member in place of one stranded without partitions.
+
+        A kafka-python member has been seen to end up with no partitions for good after one
+        broker of three was SIGKILLed (a fault drill): it never rejoined, and its input waited
+        for ever while the other roles went on. A member with no partitions for
+        :data:`STRANDED_SECONDS` while its group's backlog has not shrunk joins again. A spare
+        member of a group that keeps up (more members than partitions) is left alone.
+        """
+        if has_partitions:
+            stranding.since = None
+            return consumer
+        now = time.monotonic()
+        if stranding.since is None:
+            stranding.since, stranding.backlog = now, self._group_backlog()
+            return consumer
+        if now - stranding.since < STRANDED_SECONDS:
+            return consumer
+        backlog, before = self._group_backlog(), stranding.backlog
+        stranding.since, stranding.backlog = now, backlog
+        if not backlog or before is None or backlog < before:
+            return consumer  # nothing waits, or the other members are working through it
+        log.warning(
+            "stage=%s had no partitions for %.0f s while %d record(s) waited: joining its group again as a new member",
+            self.name, STRANDED_SECONDS, backlog,
+        )
+        try:
+            consumer.close()
+        except TransportError as exc:  # the lost member may not be able to leave cleanly
+            log.warning("stage=%s stranded member did not leave cleanly: %s", self.name, exc)
+        while True:
+            try:
+                return self.transport.consumer(self.group, self.input_topics)
+            except TransportError as exc:
+                log.error("stage=%s could not join its group again, retrying in %.0f s: %s", self.name, RETRY_DELAY, exc)
+                if stop.wait(RETRY_DELAY):
+                    return consumer  # closed; the stage is stopping and polls it no more
+
+    def _group_backlog(self) -> int | None:
+        """Records of the inputs that the group has not committed; ``None`` when not known."""
+        try:
+            return self.transport.group_lag(self.group, self.input_topics)
+        except TransportError as exc:
+            log.warning("stage=%s backlog not measured: %s", self.name, exc)
+            return None
 
     def _checkpoint(self, consumer: Consumer, records: list[Record], stop: threading.Event) -> None:
         delay = RETRY_DELAY
@@ -225,6 +281,14 @@ class Stage(ABC):
 
     def close(self) -> None:
         self.producer.close()
+
+
+@dataclass
+class _Stranding:
+    """Since when a member has had no partitions, and its group's backlog then."""
+
+    since: float | None = None
+    backlog: int | None = None
 
 
 class CountedProducer(Producer):

@@ -5,6 +5,7 @@ The analyzer here is a keyword rule so the tests pin the stage's behaviour, not 
 
 import logging
 import threading
+import time
 
 import feedparser
 import sqlalchemy as sa
@@ -13,6 +14,7 @@ from pipeline.errors import SinkBackpressure, TransportError
 from pipeline.db import make_engine
 from pipeline.messages import Classified, DeadLetter, decode, encode
 from pipeline.sink import BatchingSink
+from pipeline import stages
 from pipeline.stages import SinkStage
 from pipeline.topology import Topics
 from pipeline.transport.embedded import EmbeddedTransport
@@ -240,3 +242,58 @@ def test_a_sink_that_crashes_on_one_message_gets_it_dead_lettered():
     assert sorted(alert.url for alert in sink.written) == ["https://news.example/0", "https://news.example/2"]
     (letter,) = [decode(DeadLetter, r.value) for r in read_all(log, TOPICS.dlq)]
     assert (letter.offset, letter.error_type, letter.sink) == (1, "KeyError", "list")
+
+
+class FirstMemberStranded(EmbeddedTransport):
+    """As kafka-python once left a member after its group's coordinator broker died: the first
+    member of each group holds no partitions and never gets any; members made later work."""
+
+    def __init__(self, path):
+        super().__init__(path)
+        self.members: list[str] = []
+
+    def consumer(self, group, topics):
+        consumer = super().consumer(group, topics)
+        if group not in self.members:
+            consumer.poll = lambda max_records=500, timeout=1.0: time.sleep(min(timeout, 0.01)) or []
+            consumer.lag = lambda: None
+        self.members.append(group)
+        return consumer
+
+
+def run_until(stage, condition, seconds=10):
+    stop = threading.Event()
+    worker = threading.Thread(target=stage.run, args=(stop,), kwargs={"poll_timeout": 0.01})
+    worker.start()
+    deadline = time.monotonic() + seconds
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    stop.set()
+    worker.join(10)
+
+
+def test_a_member_stranded_without_partitions_while_records_wait_joins_again(monkeypatch, caplog):
+    monkeypatch.setattr(stages, "LAG_EVERY_SECONDS", 0.05)
+    monkeypatch.setattr(stages, "STRANDED_SECONDS", 0.2)
+    log = FirstMemberStranded(":memory:")
+    log.ensure_topics(TOPICS.all())
+    produce(log, TOPICS.alerts, [encode(alert_for(make_classified(make_article(f"https://news.example/{n}")))) for n in range(3)])
+    sink = ListSink()
+    stage = SinkStage(log, TOPICS, "sinks", 100, [sink])
+    stage.setup()
+    run_until(stage, lambda: len(sink.written) == 3)
+    assert len(sink.written) == 3
+    assert log.members == ["sinks", "sinks"]
+    assert "had no partitions for 0 s while 3 record(s) waited: joining its group again" in caplog.text
+    assert log.group_lag("sinks", [TOPICS.alerts]) == 0
+
+
+def test_a_member_without_partitions_stays_when_nothing_waits(monkeypatch):
+    monkeypatch.setattr(stages, "LAG_EVERY_SECONDS", 0.05)
+    monkeypatch.setattr(stages, "STRANDED_SECONDS", 0.2)
+    log = FirstMemberStranded(":memory:")
+    log.ensure_topics(TOPICS.all())
+    stage = SinkStage(log, TOPICS, "sinks", 100, [ListSink()])
+    stage.setup()
+    run_until(stage, lambda: False, seconds=1)  # five stranding windows
+    assert log.members == ["sinks"]
