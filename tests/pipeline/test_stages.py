@@ -245,7 +245,7 @@ def test_a_sink_that_crashes_on_one_message_gets_it_dead_lettered():
 
 
 class FirstMemberStranded(EmbeddedTransport):
-    """As kafka-python once left a member after its group's coordinator broker died: the first
+    """As kafka-python once left a member after one broker of three was SIGKILLed: the first
     member of each group holds no partitions and never gets any; members made later work."""
 
     def __init__(self, path):
