@@ -422,15 +422,15 @@ def classify(
 
 @app.command("eval")
 def evaluate_command(
-    file: Annotated[Path, typer.Argument(help="Labeled JSONL: 'text' and 'label' (positive/negative) per line.")],
+    file: Annotated[Path, typer.Argument(help="Labelled JSONL in the development set's format: 'text' and 'label' per line, and optionally level, regions, sectors, event.")],
     config: ConfigOption = DEFAULT_CONFIG_PATH,
 ) -> None:
-    """Print precision, recall and F1 of the classifier on a labeled file."""
-    from processors.analyze import Analyzer
-    from processors.evaluate import evaluate, format_report
+    """Run a labelled file through the whole pipeline on a scratch database and print every figure."""
+    from pipeline.app.evaluate import evaluate_pipeline
+    from processors.evaluate import format_report
 
     settings = _settings(config)
     with _errors_end_the_command():
-        report = evaluate(file, Analyzer.from_settings(settings.model))
+        report = evaluate_pipeline(file, settings)
     typer.echo(format_report(report))
 

@@ -1,4 +1,4 @@
-"""The rules classifier on short texts of our own, the cascade, and the evaluation report.
+"""The rules classifier on short texts of our own, and the cascade.
 
 Most tests split sentences with a regular expression (``classify_text``) so they run
 without the model; the ``slow`` ones go through the whole :class:`Analyzer`.
@@ -6,16 +6,14 @@ without the model; the ``slow`` ones go through the whole :class:`Analyzer`.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 import yaml
 
 from pipeline.errors import ConfigError
-from pipeline.messages import Classification, Classified, article_id
+from pipeline.messages import article_id
 from processors.classify import SECTORS, Passage, load_classifier_config
-from processors.evaluate import evaluate, format_report
 
 # --- stories that are cooperation -----------------------------------------------------
 
@@ -204,50 +202,3 @@ def _article(text: str, name: str):
     return synthetic_article(text, url=f"https://example.invalid/{name}")
 
 
-# --- the evaluation report ------------------------------------------------------------
-
-
-class _ByKeyword:
-    """Calls "Heilongjiang" stories interregional trade cooperation, everything else not."""
-
-    def analyze(self, articles):
-        results = []
-        for article in articles:
-            positive = "Heilongjiang" in article.text
-            classification = Classification(
-                is_cooperation=positive, score=0.9 if positive else 0.1, level="interregional" if positive else None,
-                sectors=["trade"] if positive else [], reason="keyword", classifier="test.keyword.v1",
-            )
-            results.append(Classified(id=article.id, article=article, classification=classification, classified_at=article.fetched_at))
-        return results
-
-
-def test_evaluate_scores_overall_per_level_and_per_sector(tmp_path):
-    lines = [
-        {"text": "Heilongjiang trade story", "label": "positive", "level": "interregional", "sectors": ["trade"]},
-        {"text": "Heilongjiang energy story", "label": "positive", "level": "national", "sectors": ["energy"]},
-        {"text": "A Primorye story", "label": "positive"},
-        {"text": "Heilongjiang weather", "label": "negative"},
-        {"text": "Football", "label": "negative", "language": "ru"},
-    ]
-    path = tmp_path / "labeled.jsonl"
-    path.write_text("\n".join(json.dumps(line) for line in lines) + "\n", encoding="utf-8")
-    report = evaluate(path, _ByKeyword())
-    assert (report.overall.tp, report.overall.fp, report.overall.fn, report.overall.tn) == (2, 1, 1, 1)
-    assert report.overall.precision == pytest.approx(2 / 3) and report.overall.recall == pytest.approx(2 / 3)
-    interregional = report.by_level["interregional"]
-    assert (interregional.tp, interregional.fp, interregional.fn) == (1, 2, 0)
-    assert (report.by_level["national"].fn, report.by_sector["energy"].fn, report.by_sector["trade"].tp) == (1, 1, 1)
-    assert [line for line, *_ in report.mistakes] == [3, 4]
-    assert (report.by_language["ru"].tn, report.by_language["unknown"].total) == (1, 4)  # as the analyzer read them
-    text = format_report(report)
-    assert "overall" in text and "level interregional" in text and "line 3: expected positive" in text
-    assert "language ru" in text
-
-
-def test_a_malformed_line_is_named_by_file_and_line_number(tmp_path):
-    path = tmp_path / "labeled.jsonl"
-    path.write_text('{"text": "ok", "label": "negative"}\n{"text": "no label"}\nnot json\n', encoding="utf-8")
-    with pytest.raises(ConfigError) as caught:
-        evaluate(path, _ByKeyword())
-    assert [(p.file, p.key) for p in caught.value.problems] == [(str(path), "line 2"), (str(path), "line 3")]
