@@ -153,10 +153,17 @@ class AlertSettings(_Frozen):
 class StorySettings(_Frozen):
     """How the stories stage groups copies and rewrites of one story (see processors/stories.py)."""
 
-    window_days: float = Field(3.0, gt=0, le=60, description="A story takes new articles this long after its last one")
+    window_days: float = Field(
+        7.0, gt=0, le=60,
+        description="A story takes an article published (or, without a date, arriving) this long before its first or after its last one",
+    )
     text_threshold: float = Field(0.5, gt=0, le=1, description="Text similarity (Jaccard of word 3-grams) that makes a copy")
     title_threshold: float = Field(
         0.5, gt=0, le=1, description="Title word overlap that, with half the text similarity, makes a rewrite",
+    )
+    event_threshold: float = Field(
+        0.7, gt=0, le=2,
+        description="Similarity of the entities, figures and sectors (processors/stories.py, event_similarity) that makes one event",
     )
 
 

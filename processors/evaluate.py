@@ -74,10 +74,13 @@ class LabeledArticle(BaseModel):
         return self.label == "positive"
 
     def published_at(self) -> datetime | None:
-        """The publication date when the line gives the day; a month alone is no date to keep."""
-        if self.date is None or len(self.date) < 10:
+        """The publication date, as a feed would give it. A line that names only the month is
+        read as its 15th, the day nearest to every day of it; a line with no date has none, and
+        the pipeline uses its arrival."""
+        if self.date is None:
             return None
-        return datetime.combine(date.fromisoformat(self.date), datetime.min.time(), tzinfo=timezone.utc)
+        day = date.fromisoformat(self.date if len(self.date) == 10 else f"{self.date}-15")
+        return datetime.combine(day, datetime.min.time(), tzinfo=timezone.utc)
 
 
 def read_labeled(path: Path) -> list[tuple[int, LabeledArticle]]:

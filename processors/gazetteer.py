@@ -198,7 +198,7 @@ class _City(_Strict):
     native_name: str | None = None
     aliases: list[str] = Field(default_factory=list)
     ambiguous_aliases: list[_AmbiguousAlias] = Field(default_factory=list)
-    tags: list[Literal["border", "port"]] = Field(default_factory=list)
+    tags: list[Literal["border", "port", "top_office"]] = Field(default_factory=list)
     match_name: bool = True
 
 

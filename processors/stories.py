@@ -1,31 +1,40 @@
 """Story clustering: copies and rewrites of one story from several outlets become one alert.
 
 The ``stories`` stage reads ``classified`` and writes ``alerts``. Each cooperation article
-(at or above ``alerts.min_score``) is matched against the stories still open — those that
-received an article in the last ``stories.window_days`` days:
+(at or above ``alerts.min_score``) is matched against the stories open at its time: those
+with an article within ``stories.window_days`` of it. An article's time is its publication
+time where the page gave one, and its arrival otherwise, so that a backfill or a replay
+archive groups articles as the live stream would have. A story is found in two ways:
 
-1. **Candidates by MinHash LSH.** The article's text is cut into word 3-grams (character
-   3-grams for Chinese and Japanese) and summarised as a 128-value MinHash (datasketch). The
-   signature is split into 32 bands of 4 values; a story whose stored bands share at least
-   one band with the article is a candidate (two texts with Jaccard similarity 0.5 share a
-   band with probability 0.87, texts at 0.2 with probability 0.05).
-2. **Confirmation.** A candidate matches when the estimated Jaccard similarity of the texts
-   is at least ``stories.text_threshold``, or at least half of it with titles that share at
-   least ``stories.title_threshold`` of their words (a rewrite under a new headline); the
-   best-scoring candidate wins.
+1. **By text, for copies and rewrites.** The article's text is cut into word 3-grams
+   (character 3-grams for Chinese and Japanese) and summarised as a 128-value MinHash
+   (datasketch). The signature is split into 32 bands of 4 values; a story whose stored bands
+   share at least one band with the article is a candidate (two texts with Jaccard similarity
+   0.5 share a band with probability 0.87, texts at 0.2 with probability 0.05). It matches
+   when the estimated Jaccard similarity of the texts is at least ``stories.text_threshold``,
+   or at least half of it with titles that share at least ``stories.title_threshold`` of
+   their words (a rewrite under a new headline).
+2. **By the event, across languages.** The gazetteer gives every place, body and company
+   one canonical id whatever the language, and figures are normalised to value and unit, so
+   "USD 500 million", "500 млн долларов" and "5亿美元" agree. A story naming at least one of
+   the article's entities in a time bucket near it is a candidate; it matches when
+   :func:`event_similarity` reaches ``stories.event_threshold`` (see there for the weights).
+
+The best-scoring candidate wins.
 
 A match adds the article to the story: its outlet, merged parties, regions, sectors and
 figures, the better evidence, and one more ``version``; no match opens a new story whose
 id is the article's id. The alert carries the whole story, so every sink upserts it by id.
 
 The clustering state lives in the database (tables ``stories``, ``story_bands``,
-``story_articles``), not in a process: copies of one story arrive on different partitions,
-and a restart must remember every open story. Band rows are indexed, so the cost per
-article does not grow with the number of stories. Each batch is one transaction; on
-PostgreSQL it first takes a transaction-scoped advisory lock for each of its bands, in
-order, so two members handling copies of one story one after the other see each other's
-story instead of both opening one; members with unrelated batches do not wait for each
-other. On SQLite the batch's transaction takes the database's write lock before it reads
+``story_entities``, ``story_articles``), not in a process: reports of one event arrive on
+different partitions, and a restart must remember every open story. Band and entity rows
+are indexed (entities by time bucket), so the cost per article does not grow with the
+number of stories. Each batch is one transaction; on PostgreSQL it first takes a
+transaction-scoped advisory lock for each of its bands and of its entities in each bucket it
+reads, in order, so two members handling reports of one event one after the other see each
+other's story instead of both opening one; members with unrelated batches do not wait for
+each other. On SQLite the batch's transaction takes the database's write lock before it reads
 (``BEGIN IMMEDIATE``), which serialises members the same way.
 
 An article already in a story (a replay after a crash) re-emits the story as it is, with no
@@ -37,8 +46,9 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
-from collections.abc import Sequence
-from datetime import timedelta
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 from datasketch import MinHash
@@ -54,7 +64,7 @@ from pipeline.topology import Topics
 from pipeline.transport.base import Record, Transport
 from processors.gazetteer import Gazetteer, load_gazetteer
 
-__all__ = ["StoryIndex", "StoryStage", "alert_for", "regions_of", "signature"]
+__all__ = ["EventFacts", "StoryIndex", "StoryStage", "alert_for", "event_facts", "event_similarity", "regions_of", "signature"]
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +76,19 @@ SHINGLE = 3
 MINHASH_SCHEME = "affine32"
 MAX_EVIDENCE = 3
 REGION_KINDS = ("federal_subject", "province")
+# Entity rows are kept per week of article time; a story window of W days reads the
+# buckets that [t - W, t + W] touches (3 for a week's window).
+BUCKET_DAYS = 7
+# How much an entity shared by an article and a story says that they report one event. The
+# offices at the top of each state and the capitals standing for them take part in events of
+# every kind; a region narrows it down; a city, a company or a named body narrows it most.
+WEIGHT_TOP_OFFICE = 0.3
+WEIGHT_REGION = 1.0
+WEIGHT_SPECIFIC = 1.5
+# A money figure stated by both (same value and unit) is nearly a fingerprint of the deal.
+SHARED_MONEY_BONUS = 0.3
+# Sectors in common add at most this much; none in common (both tagged) takes it away.
+SECTOR_WEIGHT = 0.2
 
 _WORD = re.compile(r"\w+")
 _CJK = re.compile(r"[\u3040-\u30ff\u3400-\u9fff\uf900-\ufaff]")
@@ -80,11 +103,21 @@ stories = sa.Table(
     sa.Column("alert", sa.JSON, nullable=False),
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("updated_at", UTCDateTime, nullable=False, index=True),
+    sa.Column("entities", sa.JSON, nullable=False),
+    sa.Column("first_at", UTCDateTime, nullable=False),
+    sa.Column("last_at", UTCDateTime, nullable=False),
 )
 
 story_bands = sa.Table(
     "story_bands", metadata,
     sa.Column("band", sa.BigInteger, primary_key=True),
+    sa.Column("story_id", sa.String(32), primary_key=True),
+)
+
+story_entities = sa.Table(
+    "story_entities", metadata,
+    sa.Column("entity_id", sa.String(96), primary_key=True),
+    sa.Column("bucket", sa.Integer, primary_key=True),
     sa.Column("story_id", sa.String(32), primary_key=True),
 )
 
@@ -163,6 +196,88 @@ def _region(entry_id: str, gazetteer: Gazetteer) -> str | None:
     return None
 
 
+@dataclass(frozen=True)
+class EventFacts:
+    """What an article or a story says about its event that reads the same in every language."""
+
+    entities: frozenset[str]  # canonical ids, the countries themselves left out
+    money: frozenset[tuple[float, str]]  # (value, unit)
+    sectors: frozenset[str]
+
+    @classmethod
+    def of_story(cls, entities: Iterable[str], alert: dict) -> EventFacts:
+        return cls(
+            frozenset(entities),
+            frozenset((figure["value"], figure["unit"]) for figure in alert.get("figures", []) if figure["kind"] == "money"),
+            frozenset(alert.get("sectors", [])),
+        )
+
+
+def event_facts(result: Classified) -> EventFacts:
+    return EventFacts(
+        frozenset(entity.canonical_id for entity in result.entities if entity.canonical_id and entity.canonical_id != entity.country),
+        frozenset((figure.value, figure.unit) for figure in result.figures if figure.kind == "money"),
+        frozenset(result.classification.sectors),
+    )
+
+
+def event_similarity(article: EventFacts, story: EventFacts, weight: Callable[[str], float]) -> float:
+    """How surely ``article`` reports the event of ``story``: 0 unless they share two entities,
+    or one that is specific (a city, a company or a named body).
+
+    The base is the weighted overlap of their entities: the weight of those in common over
+    the smaller side's total, so a short report naming two of a long report's ten places
+    still matches it, and a story of the two presidents alone matches another such story
+    only as well as the rest of the facts allow. A money figure both state adds
+    :data:`SHARED_MONEY_BONUS`; the sectors add up to :data:`SECTOR_WEIGHT` by their
+    Jaccard similarity, or take it away when both have sectors and share none.
+    """
+    shared = article.entities & story.entities
+    if len(shared) < 2 and not any(weight(entity_id) >= WEIGHT_SPECIFIC for entity_id in shared):
+        return 0.0  # one region or one head of state alone is named by too many events
+    smaller = min(sum(map(weight, article.entities)), sum(map(weight, story.entities)))
+    similarity = sum(map(weight, shared)) / smaller
+    if article.money & story.money:
+        similarity += SHARED_MONEY_BONUS
+    if article.sectors and story.sectors:
+        common = article.sectors & story.sectors
+        similarity += SECTOR_WEIGHT * len(common) / len(article.sectors | story.sectors) if common else -SECTOR_WEIGHT
+    return similarity
+
+
+def bucket(moment: datetime) -> int:
+    return int(moment.timestamp() // (BUCKET_DAYS * 86_400))
+
+
+def _buckets_around(moment: datetime, window: timedelta) -> range:
+    return range(bucket(moment - window), bucket(moment + window) + 1)
+
+
+def _lock_key(entity_id: str, number: int) -> int:
+    return int.from_bytes(hashlib.blake2b(f"{entity_id}|{number}".encode(), digest_size=8, person=b"entity").digest(), "big", signed=True)
+
+
+def article_time(result: Classified) -> datetime:
+    """When the article's event happened, as far as the stream knows: its publication time,
+    unless the page gave none or one after the article arrived; its arrival otherwise."""
+    article = result.article
+    published = article.published_at
+    return published if published is not None and published <= article.fetched_at else article.fetched_at
+
+
+def entity_weight(gazetteer: Gazetteer, entity_id: str) -> float:
+    """How much sharing ``entity_id`` says (see :data:`WEIGHT_TOP_OFFICE` and the others)."""
+    try:
+        entry = gazetteer[entity_id]
+    except KeyError:
+        return WEIGHT_SPECIFIC
+    if entry.metonym_of or "top_office" in entry.tags:
+        return WEIGHT_TOP_OFFICE
+    if entry.kind in REGION_KINDS:
+        return WEIGHT_REGION
+    return WEIGHT_SPECIFIC
+
+
 def _merged(first: Sequence, second: Sequence) -> list:
     return [*first, *(item for item in second if item not in first)]
 
@@ -174,23 +289,35 @@ class StoryIndex:
         self.engine = engine
         self.settings = settings
         self.gazetteer = gazetteer
+        self._weights: dict[str, float] = {}
 
     def setup(self) -> None:
         upgrade_database(self.engine)
 
     def add(self, results: Sequence[Classified]) -> list[Alert]:
         """Put each article in its story; returns the alert of each, in order."""
-        signed = [(result, signature(result.article.text)) for result in results]
+        window = timedelta(days=self.settings.window_days)
+        prepared = [(result, signature(result.article.text), event_facts(result), article_time(result)) for result in results]
         with self.engine.begin() as connection:
             if connection.dialect.name == "postgresql":
-                keys = sorted({band for _, minhash in signed for band in bands(minhash)})
-                for key in keys:
+                keys = {band for _, minhash, _, _ in prepared for band in bands(minhash)}
+                keys |= {
+                    _lock_key(entity_id, number)
+                    for _, _, facts, moment in prepared for entity_id in facts.entities for number in _buckets_around(moment, window)
+                }
+                for key in sorted(keys):
                     advisory_lock(connection, key)
             else:  # SQLite: take the write lock before reading, not at the first write
                 connection.exec_driver_sql("BEGIN IMMEDIATE")
-            return [self._add_one(connection, result, minhash) for result, minhash in signed]
+            return [self._add_one(connection, *item) for item in prepared]
 
-    def _add_one(self, connection: sa.Connection, result: Classified, minhash: MinHash) -> Alert:
+    def entity_weight(self, entity_id: str) -> float:
+        weight = self._weights.get(entity_id)
+        if weight is None:
+            weight = self._weights[entity_id] = entity_weight(self.gazetteer, entity_id)
+        return weight
+
+    def _add_one(self, connection: sa.Connection, result: Classified, minhash: MinHash, facts: EventFacts, moment: datetime) -> Alert:
         known = connection.execute(
             sa.select(stories.c.alert).join(story_articles, story_articles.c.story_id == stories.c.id)
             .where(story_articles.c.article_id == result.id)
@@ -198,30 +325,44 @@ class StoryIndex:
         if known is not None:
             return Alert.model_validate(known)  # a replay: the story as it stands
         keys = bands(minhash)
-        match = self._best_match(connection, result, minhash, keys)
+        match = self._best_match(connection, result, minhash, keys, facts, moment)
         now = utc_now()
         if match is None:
             alert = self._new_story(result, now)
             connection.execute(sa.insert(stories).values(
                 id=alert.id, version=1, signature=[int(value) for value in minhash.hashvalues],
                 alert=alert.model_dump(mode="json"), created_at=now, updated_at=now,
+                entities=sorted(facts.entities), first_at=moment, last_at=moment,
             ))
         else:
             alert = self._joined(Alert.model_validate(match["alert"]), result, now)
             connection.execute(sa.update(stories).where(stories.c.id == alert.id).values(
                 version=alert.version, alert=alert.model_dump(mode="json"), updated_at=now,
+                entities=sorted(facts.entities | set(match["entities"])),
+                first_at=min(match["first_at"], moment), last_at=max(match["last_at"], moment),
             ))
         band_rows = [{"band": key, "story_id": alert.id} for key in keys]
         connection.execute(insert_missing(self.engine, story_bands, band_rows, key=["band", "story_id"]))
+        if facts.entities:
+            entity_rows = [{"entity_id": entity_id, "bucket": bucket(moment), "story_id": alert.id} for entity_id in sorted(facts.entities)]
+            connection.execute(insert_missing(self.engine, story_entities, entity_rows, key=["entity_id", "bucket", "story_id"]))
         connection.execute(sa.insert(story_articles).values(article_id=result.id, story_id=alert.id))
         return alert
 
-    def _best_match(self, connection: sa.Connection, result: Classified, minhash: MinHash, keys: list[int]):
-        opened_after = utc_now() - timedelta(days=self.settings.window_days)
+    def _best_match(
+        self, connection: sa.Connection, result: Classified, minhash: MinHash, keys: list[int], facts: EventFacts, moment: datetime,
+    ):
+        settings = self.settings
+        window = timedelta(days=settings.window_days)
+        by_text = sa.select(story_bands.c.story_id).where(story_bands.c.band.in_(keys))
+        by_event = sa.select(story_entities.c.story_id).where(
+            story_entities.c.entity_id.in_(sorted(facts.entities)),
+            story_entities.c.bucket.in_(list(_buckets_around(moment, window))),
+        )
         candidates = connection.execute(
-            sa.select(stories.c.id, stories.c.signature, stories.c.alert)
-            .where(stories.c.id.in_(sa.select(story_bands.c.story_id).where(story_bands.c.band.in_(keys))))
-            .where(stories.c.updated_at >= opened_after)
+            sa.select(stories.c.id, stories.c.signature, stories.c.alert, stories.c.entities, stories.c.first_at, stories.c.last_at)
+            .where(stories.c.id.in_(sa.union(by_text, by_event) if facts.entities else by_text))
+            .where(stories.c.first_at <= moment + window, stories.c.last_at >= moment - window)
         ).mappings().all()
         best, best_score = None, 0.0
         for candidate in candidates:
@@ -230,11 +371,14 @@ class StoryIndex:
             title = max(
                 title_similarity(result.article.title, outlet["title"]) for outlet in candidate["alert"]["outlets"]
             )
-            matches = text >= self.settings.text_threshold or (
-                text >= self.settings.text_threshold / 2 and title >= self.settings.title_threshold
+            event = event_similarity(facts, EventFacts.of_story(candidate["entities"], candidate["alert"]), self.entity_weight)
+            matches = (
+                text >= settings.text_threshold
+                or (text >= settings.text_threshold / 2 and title >= settings.title_threshold)
+                or event >= settings.event_threshold
             )
-            if matches and text + title > best_score:
-                best, best_score = candidate, text + title
+            if matches and text + title + event > best_score:
+                best, best_score = candidate, text + title + event
         return best
 
     def _new_story(self, result: Classified, now) -> Alert:

@@ -75,10 +75,11 @@ def test_every_figure_comes_from_the_verdicts_and_the_stories(tmp_path):
         assert expected in text
 
 
-def test_a_day_is_a_publication_date_and_a_month_is_not(tmp_path):
+def test_a_month_alone_is_read_as_its_middle_and_no_date_as_none(tmp_path):
     examples = read_labeled(_labelled(tmp_path, LINES))
     assert examples[0][1].published_at().isoformat() == "2022-06-10T00:00:00+00:00"
-    assert examples[1][1].published_at() is None and examples[1][1].language == "ru"
+    assert examples[1][1].published_at().isoformat() == "2022-06-15T00:00:00+00:00" and examples[1][1].language == "ru"
+    assert examples[2][1].published_at() is None
 
 
 def test_a_malformed_line_is_named_by_file_and_line_number(tmp_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,7 @@ from pipeline.settings import StorySettings
 from pipeline.topology import Topics
 from pipeline.transport.embedded import EmbeddedTransport
 from processors.gazetteer import load_gazetteer
-from processors.stories import StoryIndex, StoryStage, shingles, signature
+from processors.stories import EventFacts, StoryIndex, StoryStage, entity_weight, event_similarity, shingles, signature
 from tests.support.messages import make_article, make_classified
 
 STORIES = Path(__file__).resolve().parents[1] / "resources" / "stories"
@@ -131,3 +132,69 @@ def test_the_stage_alerts_cooperation_stories_only_and_dead_letters_poison(tmp_p
     letters = [decode(DeadLetter, r.value) for r in records if r.topic == topics.dlq]
     assert [alert.version for alert in alerts] == [1, 2, 3] and len({alert.id for alert in alerts}) == 1
     assert [(letter.stage, letter.key) for letter in letters] == [("stories", "poison")]
+
+
+# --- one event across languages ------------------------------------------------------------
+
+CABLE_CAR = STORIES / "cable-car"
+SIGNED_ON = datetime(2026, 11, 19, 9, 0, tzinfo=UTC)
+
+
+def _report(analyzer, language: str, published_at: datetime, fetched_at: datetime | None = None, name: str = "") -> Classified:
+    title, _, text = (CABLE_CAR / f"{language}.txt").read_text(encoding="utf-8").partition("\n\n")
+    article = make_article(
+        f"https://{language}.news.example/cable-car{name}", source=f"{language}-outlet", title=title, text=text,
+        language=language, published_at=published_at, fetched_at=fetched_at or published_at + timedelta(hours=1),
+    )
+    return analyzer.analyze([article])[0]
+
+
+@pytest.mark.slow
+def test_reports_of_one_event_in_three_languages_are_one_story(index, analyzer):
+    reports = [
+        _report(analyzer, "ru", SIGNED_ON),
+        _report(analyzer, "zh", SIGNED_ON + timedelta(hours=5)),
+        _report(analyzer, "en", SIGNED_ON + timedelta(days=2)),
+    ]
+    alerts = index.add(reports)
+    assert len({alert.id for alert in alerts}) == 1 and alerts[-1].version == 3
+    assert [outlet.source for outlet in alerts[-1].outlets] == ["ru-outlet", "zh-outlet", "en-outlet"]
+
+
+@pytest.mark.slow
+def test_the_same_parties_and_act_a_year_apart_are_two_events(index, analyzer):
+    first = index.add([_report(analyzer, "ru", SIGNED_ON)])[0]
+    a_year_later = index.add([_report(analyzer, "zh", SIGNED_ON + timedelta(days=365))])[0]
+    assert a_year_later.id != first.id and a_year_later.version == 1
+
+
+@pytest.mark.slow
+def test_a_backfill_groups_articles_by_publication_time_not_arrival(index, analyzer):
+    """A replay archive read today: the reports of 2024 join each other, not today's report."""
+    today = datetime.now(UTC)
+    old = index.add([
+        _report(analyzer, "ru", SIGNED_ON - timedelta(days=700), fetched_at=today, name="-2024"),
+        _report(analyzer, "en", SIGNED_ON - timedelta(days=699), fetched_at=today, name="-2024"),
+    ])
+    new = index.add([_report(analyzer, "zh", today - timedelta(hours=2), fetched_at=today)])[0]
+    assert old[0].id == old[1].id and new.id != old[0].id
+
+
+def test_an_event_matches_on_specific_shared_entities_figures_and_sectors():
+    def facts(*entities, money=(), sectors=()):
+        return EventFacts(frozenset(entities), frozenset(money), frozenset(sectors))
+
+    def weight(entity_id):
+        return entity_weight(GAZETTEER, entity_id)
+
+    bridge = facts("RU-AMU", "CN-HL", "city:ru:blagoveshchensk", "city:cn:heihe", sectors={"transport_logistics"})
+    assert event_similarity(facts("city:cn:heihe", "CN-HL", sectors={"transport_logistics"}), bridge, weight) >= StorySettings().event_threshold
+    # One region, or the two presidents' offices alone with nothing else, do not make one event.
+    assert event_similarity(facts("CN-HL"), bridge, weight) == 0.0
+    assert event_similarity(facts("org:ru-president"), facts("org:ru-president", "CN-SH"), weight) == 0.0
+    # A shared money figure counts; sectors with nothing in common count against.
+    deal = facts("org:gazprom", "org:cnpc", "RU-AMU", money={(4e11, "USD")}, sectors={"energy"})
+    same_deal = facts("org:gazprom", "org:cnpc", money={(4e11, "USD")}, sectors={"energy"})
+    other_field = facts("org:gazprom", "org:cnpc", sectors={"education"})
+    assert event_similarity(same_deal, deal, weight) > event_similarity(other_field, deal, weight)
+    assert weight("org:ru-president") < weight("RU-AMU") < weight("city:cn:heihe")
