@@ -62,6 +62,7 @@ from pipeline.settings import StorySettings
 from pipeline.stages import Stage, StageContext
 from pipeline.topology import Topics
 from pipeline.transport.base import Record, Transport
+from processors.datelines import dateline_span
 from processors.gazetteer import Gazetteer, load_gazetteer
 
 __all__ = ["EventFacts", "StoryIndex", "StoryStage", "alert_for", "event_facts", "event_similarity", "regions_of", "signature"]
@@ -172,16 +173,30 @@ def title_similarity(first: str, second: str) -> float:
 
 
 def regions_of(result: Classified, gazetteer: Gazetteer) -> list[str]:
-    """Every federal subject and province the article involves: named, or through a city of theirs."""
+    """Every federal subject and province the article involves: its parties' regions, and
+    each region named in the text, or through a city of its, except where the naming says
+    nothing of who takes part: in the dateline ("MOSCOW, May 5 (TASS) –"), or a capital,
+    which news uses as shorthand for its state and as the venue of every state visit (a
+    capital's own government is a party, through the classifier)."""
+    dateline_start, dateline_end = dateline_span(result.article.text, result.article.title)
+    mentioned = [
+        entity.canonical_id for entity in result.entities
+        if entity.canonical_id and not dateline_start <= entity.start < dateline_end
+        and not _stands_for_state(entity.canonical_id, gazetteer)
+    ]
     found: list[str] = []
-    for candidate in [
-        *result.classification.russian_parties, *result.classification.chinese_parties,
-        *(entity.canonical_id for entity in result.entities if entity.canonical_id),
-    ]:
+    for candidate in [*result.classification.russian_parties, *result.classification.chinese_parties, *mentioned]:
         region = _region(candidate, gazetteer)
         if region and region not in found:
             found.append(region)
     return found
+
+
+def _stands_for_state(entry_id: str, gazetteer: Gazetteer) -> bool:
+    try:
+        return gazetteer[entry_id].metonym_of is not None
+    except KeyError:
+        return False
 
 
 def _region(entry_id: str, gazetteer: Gazetteer) -> str | None:

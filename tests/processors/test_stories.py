@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 
 from pipeline.db import make_engine
-from pipeline.messages import Alert, Classified, DeadLetter, decode, encode
+from pipeline.messages import Alert, Classified, DeadLetter, Entity, decode, encode
 from pipeline.settings import StorySettings
 from pipeline.topology import Topics
 from pipeline.transport.embedded import EmbeddedTransport
 from processors.gazetteer import load_gazetteer
-from processors.stories import EventFacts, StoryIndex, StoryStage, entity_weight, event_similarity, shingles, signature
+from processors.stories import EventFacts, StoryIndex, StoryStage, entity_weight, event_similarity, regions_of, shingles, signature
 from tests.support.messages import make_article, make_classified
 
 STORIES = Path(__file__).resolve().parents[1] / "resources" / "stories"
@@ -198,3 +198,31 @@ def test_an_event_matches_on_specific_shared_entities_figures_and_sectors():
     other_field = facts("org:gazprom", "org:cnpc", sectors={"education"})
     assert event_similarity(same_deal, deal, weight) > event_similarity(other_field, deal, weight)
     assert weight("org:ru-president") < weight("RU-AMU") < weight("city:cn:heihe")
+
+
+# --- regions: parties, not the places a report mentions in passing ------------------------------
+
+def _mentioning(text: str, *names: tuple[str, str, str], title: str = "") -> Classified:
+    """An article whose text names each (words, canonical id, country) where the words stand."""
+    entities = [
+        Entity(text=words, label="GPE", start=text.index(words), end=text.index(words) + len(words), canonical_id=canonical_id, country=country)
+        for words, canonical_id, country in names
+    ]
+    classified = make_classified(make_article("https://news.example/regions", title=title, text=text))
+    verdict = classified.classification.model_copy(update={"russian_parties": [], "chinese_parties": []})
+    return classified.model_copy(update={"entities": entities, "classification": verdict})
+
+
+def test_a_dateline_and_a_capital_standing_for_its_state_make_no_region():
+    text = ("MOSCOW, March 3 /TASS/ - Khabarovsk and Harbin signed a river port accord; "
+            "Moscow and Beijing welcomed it.")
+    result = _mentioning(text, ("MOSCOW", "RU-MOW", "RU"), ("Khabarovsk", "city:ru:khabarovsk", "RU"),
+                         ("Harbin", "city:cn:harbin", "CN"), ("Moscow and", "RU-MOW", "RU"), ("Beijing", "CN-BJ", "CN"))
+    assert regions_of(result, GAZETTEER) == ["RU-KHA", "CN-HL"]
+
+
+def test_a_capital_among_the_parties_is_its_region():
+    """The city of Moscow's own government is a party (the classifier decides so), and its region counts."""
+    result = _mentioning("The Moscow city government and Harbin agreed on a metro exchange.", ("Harbin", "city:cn:harbin", "CN"))
+    result = result.model_copy(update={"classification": result.classification.model_copy(update={"russian_parties": ["RU-MOW"]})})
+    assert regions_of(result, GAZETTEER) == ["RU-MOW", "CN-HL"]

@@ -1,0 +1,43 @@
+"""Where an article's dateline is: the place-and-date slug a wire story opens with.
+
+"MOSCOW, December 21 /TASS/ –", "KHABAROVSK/HARBIN, May 5 (Reuters) -", "МОСКВА, 21 декабря.
+/ТАСС/." and "新华社北京5月17日电（记者 王某）" name where the report was filed, not who takes
+part in what it reports: a place named there is no party (:func:`processors.stories.regions_of`).
+
+    >>> dateline_span("MOSCOW, December 21 /TASS/ - Amur Oblast and Heilongjiang signed ...", "")
+    (0, 26)
+"""
+
+from __future__ import annotations
+
+import re
+
+# Capitals (at least two letters, slashes between places) at the start of the body, then
+# a comma, an opening bracket or a dash; the slug ends at the first dash, "/TASS/." or
+# closing bracket within a line's reach.
+_CAPS = re.compile(
+    r"\s*[A-ZА-ЯЁ][A-ZА-ЯЁ'’.\-]+(?:[ /][A-ZА-ЯЁ][A-ZА-ЯЁ'’.\-]+)*\s*(?:,|\(|\u2014|\u2013|-\s)"
+    r"[^\n]{0,80}?(?:\s[\u2014\u2013-]\s?|/[A-ZА-ЯЁ]+/\.?|\)\s*[\u2014\u2013-]?)"
+)
+# An agency or outlet, a place, a date and 电/讯: "新华社北京5月17日电", "中新网哈尔滨3月2日电（记者 …）".
+_CHINESE = re.compile(r"\s*[^\s。，,]{1,8}?(?:社|网|报|台)[^\s。，,]{0,12}?\d{1,2}月\d{1,2}日(?:电|讯)(?:[（(][^）)]{0,30}[）)])?")
+
+
+def dateline_span(text: str, title: str = "") -> tuple[int, int]:
+    """The character span of the dateline that opens ``text``, or ``(0, 0)``; a leading copy of
+    ``title`` (pages often repeat the headline above the body) is looked past."""
+    start = 0
+    stripped_title = title.strip()
+    if stripped_title and text.lstrip().startswith(stripped_title):
+        start = text.index(stripped_title) + len(stripped_title)
+    for pattern in (_CAPS, _CHINESE):
+        found = pattern.match(text, start) or pattern.match(text, _next_paragraph(text, start))
+        if found:
+            return found.start(), found.end()
+    return 0, 0
+
+
+def _next_paragraph(text: str, start: int) -> int:
+    while start < len(text) and text[start].isspace():
+        start += 1
+    return start
