@@ -17,7 +17,8 @@ archive groups articles as the live stream would have. A story is found in two w
 2. **By the event, across languages.** The gazetteer gives every place, body and company
    one canonical id whatever the language, and figures are normalised to value and unit, so
    "USD 500 million", "500 млн долларов" and "5亿美元" agree. A story naming at least one of
-   the article's entities in a time bucket near it is a candidate; it matches when
+   the article's entities in a time bucket near it is a candidate (an entity that over
+   :data:`MAX_ENTITY_POSTINGS` stories near it name finds none); it matches when
    :func:`event_similarity` reaches ``stories.event_threshold`` (see there for the weights).
 
 The best-scoring candidate wins.
@@ -86,6 +87,11 @@ BUCKET_DAYS = 7
 WEIGHT_TOP_OFFICE = 0.3
 WEIGHT_REGION = 1.0
 WEIGHT_SPECIFIC = 1.5
+# An entity that this many stories near the article's time name already (the head of state in
+# a busy week) finds no candidates: it says little, and reading all of them would make the
+# cost per article grow with the stream. It still counts in the similarity of the candidates
+# the other entities and the text find.
+MAX_ENTITY_POSTINGS = 200
 # A money figure stated by both (same value and unit) is nearly a fingerprint of the deal.
 SHARED_MONEY_BONUS = 0.3
 # Sectors in common add at most this much; none in common (both tagged) takes it away.
@@ -369,16 +375,25 @@ class StoryIndex:
     ):
         settings = self.settings
         window = timedelta(days=settings.window_days)
-        by_text = sa.select(story_bands.c.story_id).where(story_bands.c.band.in_(keys))
-        by_event = sa.select(story_entities.c.story_id).where(
-            story_entities.c.entity_id.in_(sorted(facts.entities)),
-            story_entities.c.bucket.in_(list(_buckets_around(moment, window))),
-        )
+        in_window = (stories.c.first_at <= moment + window, stories.c.last_at >= moment - window)
+        by_text = connection.execute(sa.select(story_bands.c.story_id).where(story_bands.c.band.in_(keys))).scalars().all()
+        by_event = self._stories_naming(connection, facts.entities, list(_buckets_around(moment, window))) - set(by_text)
+        if by_event:
+            # Read a story whole only when its entities alone, with the most the figures and
+            # sectors could add, can reach the threshold: most that share one place cannot.
+            ceiling = settings.event_threshold - SECTOR_WEIGHT - (SHARED_MONEY_BONUS if facts.money else 0.0)
+            light = connection.execute(
+                sa.select(stories.c.id, stories.c.entities).where(stories.c.id.in_(sorted(by_event)), *in_window)
+            ).all()
+            by_event = {
+                story_id for story_id, entities in light
+                if event_similarity(EventFacts(facts.entities, frozenset(), frozenset()), EventFacts(frozenset(entities), frozenset(), frozenset()), self.entity_weight) >= ceiling
+            }
+        candidate_ids = {*by_text, *by_event}
         candidates = connection.execute(
             sa.select(stories.c.id, stories.c.signature, stories.c.alert, stories.c.entities, stories.c.first_at, stories.c.last_at)
-            .where(stories.c.id.in_(sa.union(by_text, by_event) if facts.entities else by_text))
-            .where(stories.c.first_at <= moment + window, stories.c.last_at >= moment - window)
-        ).mappings().all()
+            .where(stories.c.id.in_(sorted(candidate_ids)), *in_window)
+        ).mappings().all() if candidate_ids else []
         best, best_score = None, 0.0
         for candidate in candidates:
             stored = MinHash(num_perm=NUM_PERM, hashvalues=candidate["signature"], scheme=MINHASH_SCHEME)
@@ -395,6 +410,20 @@ class StoryIndex:
             if matches and text + title + event > best_score:
                 best, best_score = candidate, text + title + event
         return best
+
+    def _stories_naming(self, connection: sa.Connection, entities: Iterable[str], buckets: list[int]) -> set[str]:
+        """The stories that name one of ``entities`` in ``buckets``, each entity read up to
+        :data:`MAX_ENTITY_POSTINGS` stories and left out beyond (an index range each)."""
+        found: set[str] = set()
+        for entity_id in sorted(entities):
+            naming = connection.execute(
+                sa.select(story_entities.c.story_id)
+                .where(story_entities.c.entity_id == entity_id, story_entities.c.bucket.in_(buckets))
+                .limit(MAX_ENTITY_POSTINGS + 1)
+            ).scalars().all()
+            if len(naming) <= MAX_ENTITY_POSTINGS:
+                found.update(naming)
+        return found
 
     def _new_story(self, result: Classified, now) -> Alert:
         story = alert_for(result, regions=regions_of(result, self.gazetteer), now=now)
