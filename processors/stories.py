@@ -14,12 +14,14 @@ archive groups articles as the live stream would have. A story is found in two w
    when the estimated Jaccard similarity of the texts is at least ``stories.text_threshold``,
    or at least half of it with titles that share at least ``stories.title_threshold`` of
    their words (a rewrite under a new headline).
-2. **By the event, across languages.** The gazetteer gives every place, body and company
+2. **By the event, in any language.** The gazetteer gives every place, body and company
    one canonical id whatever the language, and figures are normalised to value and unit, so
    "USD 500 million", "500 млн долларов" and "5亿美元" agree. A story naming at least one of
    the article's entities in a time bucket near it is a candidate (an entity that over
    :data:`MAX_ENTITY_POSTINGS` stories near it name finds none); it matches when
-   :func:`event_similarity` reaches ``stories.event_threshold`` (see there for the weights).
+   :func:`event_similarity` reaches ``stories.event_threshold`` (see there for the weights)
+   and, in the story's own language, each one's main sector is among the other's: the same
+   two regions' freight deal and power deal in one week share every name but not a subject.
 
 The best-scoring candidate wins.
 
@@ -224,6 +226,7 @@ class EventFacts:
     entities: frozenset[str]  # canonical ids, the countries themselves left out
     money: frozenset[tuple[float, str]]  # (value, unit)
     sectors: frozenset[str]
+    lead_sector: str | None = None  # the one the evidence names most
 
     @classmethod
     def of_story(cls, entities: Iterable[str], alert: dict) -> EventFacts:
@@ -231,6 +234,7 @@ class EventFacts:
             frozenset(entities),
             frozenset((figure["value"], figure["unit"]) for figure in alert.get("figures", []) if figure["kind"] == "money"),
             frozenset(alert.get("sectors", [])),
+            next(iter(alert.get("sectors", [])), None),
         )
 
 
@@ -239,6 +243,7 @@ def event_facts(result: Classified) -> EventFacts:
         frozenset(entity.canonical_id for entity in result.entities if entity.canonical_id and entity.canonical_id != entity.country),
         frozenset((figure.value, figure.unit) for figure in result.figures if figure.kind == "money"),
         frozenset(result.classification.sectors),
+        next(iter(result.classification.sectors), None),
     )
 
 
@@ -261,8 +266,10 @@ def event_similarity(article: EventFacts, story: EventFacts, weight: Callable[[s
     if article.money & story.money:
         similarity += SHARED_MONEY_BONUS
     if article.sectors and story.sectors:
+        if article.lead_sector not in story.sectors and story.lead_sector not in article.sectors:
+            return 0.0  # what each is mainly about, the other is not: two deals of the same parties
         common = article.sectors & story.sectors
-        similarity += SECTOR_WEIGHT * len(common) / len(article.sectors | story.sectors) if common else -SECTOR_WEIGHT
+        similarity += SECTOR_WEIGHT * len(common) / len(article.sectors | story.sectors)
     return similarity
 
 
@@ -401,7 +408,14 @@ class StoryIndex:
             title = max(
                 title_similarity(result.article.title, outlet["title"]) for outlet in candidate["alert"]["outlets"]
             )
-            event = event_similarity(facts, EventFacts.of_story(candidate["entities"], candidate["alert"]), self.entity_weight)
+            # The same parties' other deals share as many names as a second report does. In one
+            # language, where the sector lexicon is the same, two reports of one event each name
+            # what the other is mainly about; across languages the weaker test in
+            # event_similarity holds (each language's lexicon tags sectors its own way).
+            across = result.article.language != candidate["alert"].get("language")
+            story_facts = EventFacts.of_story(candidate["entities"], candidate["alert"])
+            same_subject = across or (facts.lead_sector in story_facts.sectors and story_facts.lead_sector in facts.sectors)
+            event = event_similarity(facts, story_facts, self.entity_weight) if same_subject else 0.0
             matches = (
                 text >= settings.text_threshold
                 or (text >= settings.text_threshold / 2 and title >= settings.title_threshold)
