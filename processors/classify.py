@@ -30,6 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pipeline.errors import ConfigError, ConfigProblem
 from pipeline.messages import Classification, Country, Level
 from pipeline.settings import problems_from, read_yaml
+from processors.datelines import dateline_span
 from processors.gazetteer import Gazetteer, Mention, PhraseHit, PhraseIndex, Tokens, phrase_key, tokenize
 
 # --- config/classifier.yaml ------------------------------------------------------------
@@ -196,6 +197,7 @@ class _Sentence:
     sector_hits: Counter
     factor: float = 1.0  # below 1 for a pair made of two neighbouring sentences
     score: float = 0.0
+    in_title: bool = False  # scored like the body's sentences, never shown as evidence
 
     @property
     def is_pair(self) -> bool:
@@ -223,6 +225,8 @@ _SIDE_TIERS = ("company", "region", "city", "national")
 # "northeast China" (before it).
 _GAP_AFTER = re.compile(r"(?:['’]s)?\s+(?:and\s+\w+\s+)?", re.IGNORECASE)
 _GAP_BEFORE = re.compile(r"\s+of\s+(?:the\s+)?|[\s-]+", re.IGNORECASE)
+# A wire's slug left at a sentence's start once the splitter cut the dateline off: "/TASS/.", "/ТАСС/."
+_WIRE_SLUG = re.compile(r"\A\s*/[A-ZА-ЯЁ]{2,}/\s*\.?\s*")
 
 
 class RulesClassifier:
@@ -274,7 +278,10 @@ class RulesClassifier:
 
     def classify(self, title: Passage, body: Passage, sentences: Sequence[tuple[int, int]]) -> Classification:
         """Classify an article whose body is split into ``sentences`` (character spans)."""
-        units = self._sentences(title, [(0, len(title.text))]) + self._sentences(body, sentences)
+        headline = self._sentences(title, [(0, len(title.text))])
+        for unit in headline:
+            unit.in_title = True
+        units = headline + self._sentences(body, sentences)
         pairs = [unit for unit in units if unit.is_pair] + self._neighbour_pairs(units)
         for unit in pairs:
             unit.score = self._score(unit)
@@ -335,7 +342,7 @@ class RulesClassifier:
             if len(sides[0]) == 1 and len(sides[1]) == 1 and sides[0] != sides[1]:
                 joined = _Sentence(f"{first.text} {second.text}", first.parties + second.parties, first.cues + second.cues,
                                    first.context + second.context, first.sector_hits + second.sector_hits,
-                                   factor=self.config.scoring.neighbour_factor)
+                                   factor=self.config.scoring.neighbour_factor, in_title=first.in_title)
                 if joined.is_pair:
                     pairs.append(joined)
         return pairs
@@ -360,7 +367,7 @@ class RulesClassifier:
             sectors=self._sectors_of(deciding, units) if deciding else [],
             russian_parties=_parties(deciding, "RU"),
             chinese_parties=_parties(deciding, "CN"),
-            evidence=[unit.text for unit in evidence[: weights.max_evidence]],
+            evidence=_shown(evidence, title_text=units[0].text if units and units[0].in_title else "", limit=weights.max_evidence),
             reason=_reason(positive, best, evidence, disputed, len(pairs)),
             classifier=self.name,
         )
@@ -372,6 +379,33 @@ class RulesClassifier:
         minimum = self.config.sector_rules.min_hits_elsewhere
         chosen = {s for s in in_evidence} | {s for s, hits in elsewhere.items() if hits >= minimum}
         return sorted(chosen, key=lambda s: (-(in_evidence[s] + elsewhere[s]), SECTORS.index(s)))
+
+
+def _shown(evidence: list[_Sentence], title_text: str, limit: int) -> list[str]:
+    """The evidence a reader sees: distinct sentences of the body, best first, without the
+    headline (alone or repeated atop the body) and without a dateline or wire slug."""
+    title_key = _sentence_key(title_text)
+    shown: list[str] = []
+    seen = {title_key}
+    for unit in evidence:
+        if unit.in_title:
+            continue
+        text = unit.text
+        if title_key and _sentence_key(text).startswith(title_key):
+            text = text.strip()[len(title_text.strip()):]
+        start, end = dateline_span(text)
+        text = _WIRE_SLUG.sub("", text[:start] + text[end:]).lstrip(" .:-–—").strip()
+        key = _sentence_key(text)
+        if key and key not in seen:
+            seen.add(key)
+            shown.append(text)
+        if len(shown) == limit:
+            break
+    return shown
+
+
+def _sentence_key(text: str) -> str:
+    return " ".join(text.lower().split()).rstrip(".。!！?？")
 
 
 def _within(hits: list, start: int, end: int) -> list:

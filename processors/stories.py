@@ -67,6 +67,7 @@ from pipeline.topology import Topics
 from pipeline.transport.base import Record, Transport
 from processors.datelines import dateline_span
 from processors.gazetteer import Gazetteer, load_gazetteer
+from processors.lead import lead
 
 __all__ = ["EventFacts", "StoryIndex", "StoryStage", "alert_for", "event_facts", "event_similarity", "regions_of", "signature"]
 
@@ -479,7 +480,8 @@ def alert_for(result: Classified, *, regions: Sequence[str] = (), now=None) -> A
     now = now or utc_now()
     return Alert(
         id=result.id, version=1, article_id=article.id, url=article.url, source=article.source,
-        title=article.title, summary=article.summary or article.text[:400], language=article.language,
+        title=article.title, summary=lead(article.text, article.title) or lead(article.summary, article.title),
+        language=article.language,
         score=verdict.score,
         level=verdict.level, sectors=verdict.sectors, russian_parties=verdict.russian_parties,
         chinese_parties=verdict.chinese_parties, regions=list(regions), figures=result.figures,

@@ -202,3 +202,19 @@ def _article(text: str, name: str):
     return synthetic_article(text, url=f"https://example.invalid/{name}")
 
 
+
+
+# --- what the evidence shows a reader -----------------------------------------------------
+
+
+def test_evidence_is_distinct_body_sentences_without_the_title_or_a_dateline(classify_text):
+    title = "Amur Oblast and Heilongjiang sign a ferry agreement"
+    text = (f"{title}. HARBIN, May 5 /TASS/ - Amur Oblast and Heilongjiang signed an agreement on a year-round ferry. "
+            "Amur Oblast and Heilongjiang signed an agreement on a year-round ferry. "
+            "/TASS/. The Amur Oblast government and Heilongjiang province agreed to share the ferry's costs.")
+    result = classify_text(text, title=title)
+    assert result.is_cooperation
+    assert sorted(result.evidence) == [
+        "Amur Oblast and Heilongjiang signed an agreement on a year-round ferry.",
+        "The Amur Oblast government and Heilongjiang province agreed to share the ferry's costs.",
+    ]

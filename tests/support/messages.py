@@ -56,7 +56,7 @@ def make_story(
         "sectors": sectors, "level": level, "score": score, "outlets": outlets, "source": sources[0],
         "russian_parties": [region for region in regions if region.startswith("RU")],
         "chinese_parties": [region for region in regions if region.startswith("CN")],
-        "names": names or {},
+        "names": names or {}, "summary": summary or base.summary,
     })
 
 
