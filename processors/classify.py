@@ -317,6 +317,10 @@ class RulesClassifier:
         tier = {"city": "city", "company": "company", "institution": "national"}.get(entry.kind, "region")
         if tier == "region" and local and entry.subtype in ("federal_city", "municipality"):
             tier = "city"
+        elif tier == "city" and not local:
+            # A city named without its own government (a mayor, a city hall) is where a
+            # bridge ends or a plant stands: it speaks for its region, not for a municipality.
+            tier = "region"
         # Subscribers filter by region: a city stands for its region among the parties (the
         # city itself stays in the entities, and its tier still makes the level municipal).
         party_id = entry.parent if entry.kind == "city" and entry.parent else entry.id

@@ -218,3 +218,10 @@ def test_evidence_is_distinct_body_sentences_without_the_title_or_a_dateline(cla
         "Amur Oblast and Heilongjiang signed an agreement on a year-round ferry.",
         "The Amur Oblast government and Heilongjiang province agreed to share the ferry's costs.",
     ]
+
+
+def test_a_city_without_its_own_government_speaks_for_its_region(classify_text):
+    """A bridge between two border towns is the regions' cooperation; their mayors' pact is the towns'."""
+    regional = classify_text("The bridge between Blagoveshchensk and Heihe will open to trucks, the two sides agreed.")
+    municipal = classify_text("The mayors of Blagoveshchensk and Heihe agreed to open the bridge to trucks.")
+    assert (regional.level, municipal.level) == ("interregional", "municipal")
