@@ -157,26 +157,28 @@ class Outlet(BaseModel):
     published_at: AwareDatetime | None = None
 
 
-ALERT_SCHEMA_VERSION = 2
+ALERT_SCHEMA_VERSION = 3
 
 
 class Alert(Message):
     """A cooperation story worth telling subscribers about (topic ``alerts``), in its latest version.
 
-    ``id`` is the story id: every article of the story — copies and rewrites from several
-    outlets — yields an alert with the same id and a higher ``version``, so every sink
-    upserts it and subscribers see one entry per story, updated. The lead fields (``url``,
+    ``id`` is the story id: every article of the story — copies, rewrites and translations
+    from several outlets — yields an alert with the same id and a higher ``version``, so every
+    sink upserts it and subscribers see one entry per story, updated (past 50 outlets, an
+    article that adds no fact only raises ``outlets_omitted``, under the same version). The lead fields (``url``,
     ``source``, ``title``, ``summary``, ``article_id``) are the story's first article;
     parties, regions, sectors and figures are merged over all of them; ``level`` and
     ``evidence`` come from the best-scoring one.
 
     Version 2 added ``version``, ``outlets``, ``regions``, ``figures``, ``language``, ``names`` and ``updated_at``;
-    ``id`` became the story id rather than the article id.
+    ``id`` became the story id rather than the article id. Version 3: ``outlets`` lists at
+    most 50 articles, ``outlets_omitted`` counts the rest.
     """
 
     schema_version: int = ALERT_SCHEMA_VERSION
     id: str = Field(min_length=32, max_length=32, description="Story id")
-    version: int = Field(1, ge=1, description="1 when the story is new; one more with each article added")
+    version: int = Field(1, ge=1, description="1 when the story is new; one more with each article that adds to it")
     article_id: str = Field(description="The story's first article")
     url: str
     source: str
@@ -199,7 +201,10 @@ class Alert(Message):
     )
     figures: list[Figure] = Field(default_factory=list)
     evidence: list[str] = Field(default_factory=list)
-    outlets: list[Outlet] = Field(default_factory=list, description="Every article of the story, first first")
+    outlets: list[Outlet] = Field(
+        default_factory=list, description="The story's articles, first first, up to 50; outlets_omitted counts the rest",
+    )
+    outlets_omitted: int = Field(0, ge=0, description="Articles of the story beyond those listed in outlets")
     published_at: AwareDatetime | None = None
     fetched_at: AwareDatetime
     alerted_at: AwareDatetime = Field(description="When the story's first alert was made")

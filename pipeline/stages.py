@@ -110,6 +110,20 @@ class Stage(ABC):
         """Make the batch's outputs durable; stages with sinks flush them here first."""
         self.producer.flush()
 
+    def produce_output(self, source: Record, topic: str, key: bytes, value: bytes, what: str) -> bool:
+        """Produce one output of ``source``; an output larger than ``topic`` accepts is a
+        permanent failure, not a transient one: retrying the batch would refuse it again
+        forever, so ``source`` goes to the dead-letter topic naming ``what``, and the batch
+        goes on. Returns whether the output was produced."""
+        limit = self.transport.record_limit(topic)
+        if len(key) + len(value) > limit:
+            self.dead_letters.record(source, MessageError(
+                f"{what} would be a record of {len(key) + len(value):,} bytes, over the {limit:,} {topic} accepts"
+            ))
+            return False
+        self.producer.produce(topic, key, value)
+        return True
+
     def run(self, stop: threading.Event, *, once: bool = False, poll_timeout: float = 1.0) -> int:
         """Consume until ``stop`` is set — or, with ``once``, until the input is drained.
 

@@ -80,6 +80,12 @@ SHINGLE = 3
 # Named, so that signatures stored in the database stay comparable across datasketch releases.
 MINHASH_SCHEME = "affine32"
 MAX_EVIDENCE = 3
+# A story's size is bounded whatever its sources send: the outlets it lists (the rest are
+# counted), the figures it keeps, and each title and evidence sentence it carries. An alert
+# then stays far below a topic's 1 MB, and so does each of its stored versions.
+MAX_OUTLETS = 50
+MAX_FIGURES = 20
+MAX_TEXT_CHARS = 500
 REGION_KINDS = ("federal_subject", "province")
 # Entity rows are kept per week of article time; a story window of W days reads the
 # buckets that [t - W, t + W] touches (3 for a week's window).
@@ -454,20 +460,30 @@ class StoryIndex:
         return names
 
     def _joined(self, story: Alert, result: Classified, now) -> Alert:
+        """``story`` with ``result`` added: a new version, unless the story lists
+        :data:`MAX_OUTLETS` outlets already and the article adds no fact to it, when only
+        its count of further outlets grows (the same version, emitted again)."""
         verdict = result.classification
         better = verdict.score > story.score
-        published = [moment for moment in (story.published_at, result.article.published_at) if moment]
-        joined = story.model_copy(update={
-            "version": story.version + 1,
-            "score": max(story.score, verdict.score),
-            "level": verdict.level if better and verdict.level else story.level,
-            "evidence": verdict.evidence[:MAX_EVIDENCE] if better and verdict.evidence else story.evidence,
+        facts = {
             "sectors": _merged(story.sectors, verdict.sectors),
             "russian_parties": _merged(story.russian_parties, verdict.russian_parties),
             "chinese_parties": _merged(story.chinese_parties, verdict.chinese_parties),
             "regions": _merged(story.regions, regions_of(result, self.gazetteer)),
             "figures": _merged_figures(story.figures, result.figures),
-            "outlets": [*story.outlets, _outlet(result)],
+        }
+        listed = len(story.outlets) < MAX_OUTLETS
+        if not listed and not better and all(facts[name] == getattr(story, name) for name in facts):
+            return story.model_copy(update={"outlets_omitted": story.outlets_omitted + 1})
+        published = [moment for moment in (story.published_at, result.article.published_at) if moment]
+        joined = story.model_copy(update={
+            **facts,
+            "version": story.version + 1,
+            "score": max(story.score, verdict.score),
+            "level": verdict.level if better and verdict.level else story.level,
+            "evidence": _evidence(verdict.evidence) if better and verdict.evidence else story.evidence,
+            "outlets": [*story.outlets, _outlet(result)] if listed else story.outlets,
+            "outlets_omitted": story.outlets_omitted + (0 if listed else 1),
             "published_at": min(published) if published else None,
             "updated_at": now,
         })
@@ -480,12 +496,12 @@ def alert_for(result: Classified, *, regions: Sequence[str] = (), now=None) -> A
     now = now or utc_now()
     return Alert(
         id=result.id, version=1, article_id=article.id, url=article.url, source=article.source,
-        title=article.title, summary=lead(article.text, article.title) or lead(article.summary, article.title),
+        title=_clip(article.title), summary=lead(article.text, article.title) or lead(article.summary, article.title),
         language=article.language,
         score=verdict.score,
         level=verdict.level, sectors=verdict.sectors, russian_parties=verdict.russian_parties,
-        chinese_parties=verdict.chinese_parties, regions=list(regions), figures=result.figures,
-        evidence=verdict.evidence[:MAX_EVIDENCE], outlets=[_outlet(result)],
+        chinese_parties=verdict.chinese_parties, regions=list(regions), figures=result.figures[:MAX_FIGURES],
+        evidence=_evidence(verdict.evidence), outlets=[_outlet(result)],
         published_at=article.published_at, fetched_at=article.fetched_at, alerted_at=now, updated_at=now,
     )
 
@@ -493,13 +509,21 @@ def alert_for(result: Classified, *, regions: Sequence[str] = (), now=None) -> A
 def _merged_figures(first: Sequence[Figure], second: Sequence[Figure]) -> list[Figure]:
     """Figures of both, a figure stated by several outlets (same kind, value and unit) once."""
     seen = {(figure.kind, figure.value, figure.unit) for figure in first}
-    return [*first, *(figure for figure in second if (figure.kind, figure.value, figure.unit) not in seen)]
+    return [*first, *(figure for figure in second if (figure.kind, figure.value, figure.unit) not in seen)][:MAX_FIGURES]
+
+
+def _clip(text: str) -> str:
+    return text if len(text) <= MAX_TEXT_CHARS else text[: MAX_TEXT_CHARS - 1].rstrip() + "…"
+
+
+def _evidence(sentences: Sequence[str]) -> list[str]:
+    return [_clip(sentence) for sentence in sentences[:MAX_EVIDENCE]]
 
 
 def _outlet(result: Classified) -> Outlet:
     article = result.article
     return Outlet(
-        article_id=article.id, source=article.source, url=article.url, title=article.title,
+        article_id=article.id, source=article.source, url=article.url, title=_clip(article.title),
         published_at=article.published_at,
     )
 
@@ -530,7 +554,7 @@ class StoryStage(Stage):
         self.index.setup()
 
     def handle(self, records: Sequence[Record]) -> None:
-        stories_of: list[Classified] = []
+        stories_of: list[tuple[Record, Classified]] = []
         for record in records:
             try:
                 result = decode(Classified, record.value)
@@ -539,16 +563,17 @@ class StoryStage(Stage):
                 continue
             verdict = result.classification
             if verdict.is_cooperation and verdict.score >= self.min_score:
-                stories_of.append(result)
+                stories_of.append((record, result))
         if not stories_of:
             return
         try:
-            alerts = self.index.add(stories_of)
+            alerts = self.index.add([result for _, result in stories_of])
         except sa.exc.SQLAlchemyError as exc:
             # Like a sink's database: the stage pauses and handles the batch again.
             raise SinkError(f"stories: the story index is unavailable: {exc.__class__.__name__}: {exc}") from exc
-        for alert in alerts:
-            self.producer.produce(self.topics.alerts, *encode(alert))
+        for (record, _), alert in zip(stories_of, alerts, strict=True):
+            if not self.produce_output(record, self.topics.alerts, *encode(alert), what=f"story {alert.id} version {alert.version}"):
+                continue
             log.info(
                 "story %s: story=%s version=%d article=%s source=%s", "opened" if alert.version == 1 else "updated",
                 alert.id, alert.version, alert.article_id, alert.source,

@@ -62,6 +62,7 @@ alerts = Table(
     Column("figures", JSON, nullable=False, server_default=text("'[]'")),
     Column("names", JSON, nullable=False, server_default=text("'{}'")),
     Column("outlets", JSON, nullable=False, server_default=text("'[]'")),
+    Column("outlets_omitted", Integer, nullable=False, server_default=text("0")),
     Column("updated_at", UTCDateTime),
     Column("story_at", UTCDateTime),
     Index("ix_alerts_story_at", "story_at", "id"),

@@ -13,7 +13,8 @@ Semantics, as Kafka has them:
   produced is durably written, and raises :class:`~pipeline.errors.TransportError` otherwise.
   Threads may share a producer: one thread's flush never vouches for another's records.
 * A record larger than its topic's ``max_message_bytes`` is refused (at ``produce`` or at
-  ``flush``), with a TransportError.
+  ``flush``), with a TransportError; ``record_limit`` tells that size beforehand, so that a
+  stage can send a record that will never fit to the dead-letter topic instead.
 * A consumer belongs to a group; the group's committed offset per partition is where a new
   member of the group starts. Records polled but not committed are delivered again to the
   next member after a crash or ``close`` — delivery is at-least-once.
@@ -147,6 +148,10 @@ class Transport(ABC):
     @abstractmethod
     def producer(self) -> Producer:
         """A new producer."""
+
+    @abstractmethod
+    def record_limit(self, topic: str) -> int:
+        """The largest record (key and value) ``topic`` accepts, as far as Amur configured it."""
 
     @abstractmethod
     def group_lag(self, group: str, topics: Sequence[str]) -> int | None:

@@ -86,6 +86,9 @@ class EmbeddedTransport(Transport):
     def partitions_of(self, topic: str) -> int:
         return self._topic(topic)[0]
 
+    def record_limit(self, topic: str) -> int:
+        return self._topic(topic)[1]
+
     def _topic(self, topic: str) -> tuple[int, int]:
         """``(partitions, max_message_bytes)`` of ``topic``."""
         with self._lock:

@@ -69,6 +69,10 @@ def _topic_problem(error_code: int) -> str:
     return kafka_errors.for_code(error_code).__name__
 
 
+# The broker's message.max.bytes when the topics were created without a limit of their own.
+BROKER_DEFAULT_MAX_MESSAGE_BYTES = 1_048_588
+
+
 class KafkaTransport(Transport):
     """Producers, consumers and topic administration for one Kafka cluster.
 
@@ -176,6 +180,9 @@ class KafkaTransport(Transport):
         # consumers fail until every partition has a leader in the brokers' metadata.
         with self._errors("waiting for new topics to get partition leaders"):
             self._admin_client().wait_for_topics(list(topics), timeout_ms=self.timeout_ms)
+
+    def record_limit(self, topic: str) -> int:
+        return self.settings.max_message_bytes or BROKER_DEFAULT_MAX_MESSAGE_BYTES
 
     def producer(self) -> Producer:
         producer = KafkaProducerClient(self)

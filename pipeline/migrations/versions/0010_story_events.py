@@ -6,7 +6,8 @@ articles, so the stories naming an entity near an article's time are an index ra
 ``story_bands`` is for text. ``stories.entities`` is the union of its articles' entities;
 ``stories.first_at`` and ``last_at`` bound its articles' times: a story takes an article
 whose time is within the window of that span. A story stored before them spans its
-creation and its last update.
+creation and its last update. ``alerts.outlets_omitted`` counts a story's articles beyond
+the 50 outlets an alert lists (alerts version 3).
 
 Revision ID: 0010
 Revises: 0009
@@ -35,6 +36,8 @@ def upgrade() -> None:
         stories.add_column(sa.Column("first_at", UTC_DATETIME))
         stories.add_column(sa.Column("last_at", UTC_DATETIME))
     op.execute("UPDATE stories SET entities = '[]', first_at = created_at, last_at = updated_at")
+    with op.batch_alter_table("alerts") as alerts:
+        alerts.add_column(sa.Column("outlets_omitted", sa.Integer, nullable=False, server_default=sa.text("0")))
     with op.batch_alter_table("stories") as stories:
         stories.alter_column("entities", existing_type=sa.JSON, nullable=False)
         stories.alter_column("first_at", existing_type=UTC_DATETIME, nullable=False)
@@ -42,6 +45,8 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("alerts") as alerts:
+        alerts.drop_column("outlets_omitted")
     with op.batch_alter_table("stories") as stories:
         stories.drop_column("last_at")
         stories.drop_column("first_at")
