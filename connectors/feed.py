@@ -213,17 +213,29 @@ def _plain(html: str) -> str:
 SYNDICATION_PERIODS = {"hourly": 3_600, "daily": 86_400, "weekly": 604_800, "monthly": 2_592_000, "yearly": 31_536_000}
 
 
+# A hint of more than a year (in minutes, or updates per period) is no hint but a feed's absurdity.
+MAX_HINT_COUNT = 525_600
+
+
+def _count(value: object) -> int | None:
+    """A positive whole number a feed states, or None when it states none or an absurd one."""
+    text = str(value).strip()
+    if not text.isdigit() or len(text) > len(str(MAX_HINT_COUNT)):
+        return None
+    number = int(text)
+    return number if 0 < number <= MAX_HINT_COUNT else None
+
+
 def _update_hint(channel: feedparser.FeedParserDict) -> float | None:
     """Seconds between updates the feed announces: RSS ``<ttl>`` minutes, or the syndication
     module's period divided by its frequency; ``None`` when it says nothing usable."""
     hints = []
-    ttl = str(channel.get("ttl", "")).strip()
-    if ttl.isdigit() and int(ttl) > 0:
-        hints.append(int(ttl) * 60.0)
+    ttl = _count(channel.get("ttl", ""))
+    if ttl:
+        hints.append(ttl * 60.0)
     period = SYNDICATION_PERIODS.get(str(channel.get("sy_updateperiod", "")).strip().lower())
     if period:
-        frequency = str(channel.get("sy_updatefrequency", "1")).strip()
-        hints.append(period / (int(frequency) if frequency.isdigit() and int(frequency) > 0 else 1))
+        hints.append(period / (_count(channel.get("sy_updatefrequency", "1")) or 1))
     return max(hints) if hints else None
 
 

@@ -89,7 +89,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, ClassVar, TypeVar
 
-from pipeline.errors import FetchError, SourceError
+from sqlalchemy.exc import SQLAlchemyError
+
+from pipeline.errors import FetchError, SourceError, TransportError
 from pipeline.failpoints import failpoint
 from pipeline.messages import Article, article_id, utc_now
 from pipeline.settings import AmurSettings, SourceConfig
@@ -331,15 +333,29 @@ class PollingConnector(Connector):
 
     def poll(self, emit: Emit | None = None) -> PollResult:
         previous = self.state.get(self.name)
+        try:
+            return self._poll(previous, emit)
+        except (TransportError, SQLAlchemyError):
+            raise  # the broker or the database is out: no fault of the source
+        except Exception as exc:
+            # Whatever else one source's bytes make go wrong is that source's failure: recorded
+            # with its back-off, and the other sources are polled as usual.
+            error = exc if isinstance(exc, SourceError) else SourceError(
+                self.url, f"unexpected {type(exc).__name__} while reading the source: {exc}"[:1_000],
+            )
+            if not isinstance(exc, SourceError):
+                log.error("source failed unexpectedly: source=%s", self.name, exc_info=exc)
+            if not self._cancelled.is_set():  # a fetch cut short by shutdown is no failure of the source
+                self._record_failure(error, previous.consecutive_failures + 1)
+            if error is exc:
+                raise
+            raise error from exc
+
+    def _poll(self, previous, emit: Emit | None) -> PollResult:
         self._delivery = None
         self._streamed = set()
         sent = (None, None) if self.source.ignore_validators else (previous.etag, previous.last_modified)
-        try:
-            listing = self.list_items(*sent)
-        except SourceError as exc:
-            if not self._cancelled.is_set():  # a fetch cut short by shutdown is no failure of the source
-                self._record_failure(exc, previous.consecutive_failures + 1)
-            raise
+        listing = self.list_items(*sent)
         todo = [] if listing.not_modified else self._unseen_items(listing.items)
         interval = adapted_interval(self.source, previous.interval_seconds, len(todo), listing.update_hint)
         self.next_poll_in = _interval(interval, listing.retry_after, jitter=self.source.adaptive)

@@ -131,8 +131,12 @@ class ConnectorRunner:
 
         try:
             result = connector.poll(emit)
-        except SourceError as exc:
-            summary.error = str(exc)  # the connector logged it, with its back-off
+        except (TransportError, SQLAlchemyError):
+            raise  # an outage of the broker or the database, not of this source
+        except Exception as exc:  # noqa: BLE001 - one source's failure, whatever it is, is that source's
+            if not isinstance(exc, SourceError):
+                log.error("source failed unexpectedly: source=%s", name, exc_info=exc)
+            summary.error = str(exc)  # a SourceError was logged by the connector, with its back-off
             metrics.SOURCE_POLLS.labels(name, "failed").inc()
             metrics.SOURCE_INTERVAL.labels(name).set(connector.next_poll_in)
             self._watch_health(name, connector.next_poll_in)
