@@ -24,7 +24,7 @@ destinations               loopback, private, link-local, multicast and reserved
                            ``allow_networks`` (:mod:`connectors.guard`); proxies from the
                            environment are not used, since through one the guard could not
                            see where a request goes
-robots.txt                 :meth:`Fetcher.allowed_by_robots` (article pages only) reads each
+robots.txt                 :meth:`Fetcher.check_robots` (article pages only) reads each
                            host's robots.txt once a day; ``respect_robots: false`` skips it
 concurrency                at most ``max_connections_per_host`` requests in flight to a host
 politeness                 at least ``per_host_delay_seconds`` between the starts of two
@@ -220,7 +220,7 @@ class Fetcher:
         self._lock = threading.Lock()
         self._next_start: dict[str, float] = {}  # host → earliest monotonic start of its next request
         self._host_slots: dict[str, threading.BoundedSemaphore] = {}
-        self._robots: dict[str, tuple[float, RobotFileParser | None]] = {}  # scheme://host → (fetched at, rules)
+        self._robots: dict[str, tuple[float, RobotFileParser | str]] = {}  # scheme://host → (fetched at, rules or why unreadable)
 
     def __enter__(self) -> Fetcher:
         return self
@@ -283,12 +283,16 @@ class Fetcher:
                 self._host_slots[host] = threading.BoundedSemaphore(self.settings.max_connections_per_host)
             return self._host_slots[host]
 
-    def allowed_by_robots(self, url: str) -> bool:
-        """Whether the robots.txt of ``url``'s host lets ``user_agent`` fetch it (cached per host
-        for :data:`ROBOTS_TTL_SECONDS`). No robots.txt (4xx) allows everything; one that cannot
-        be fetched now (a 5xx, a network error) allows for now and is asked again sooner."""
+    def check_robots(self, url: str) -> None:
+        """Refuse ``url`` unless the robots.txt of its host lets ``user_agent`` fetch it (cached
+        per host for :data:`ROBOTS_TTL_SECONDS`). No robots.txt (4xx) allows everything. One
+        that cannot be fetched now (a 5xx, a network error) disallows everything until it
+        answers, as RFC 9309 asks, and is asked again sooner: the page waits, retryable.
+
+        :raises FetchError: disallowed (not retryable), or robots.txt unreachable (retryable).
+        """
         if not self.settings.respect_robots:
-            return True
+            return
         parts = urlsplit(url)
         site = f"{parts.scheme}://{parts.netloc}"
         now = time.monotonic()
@@ -296,7 +300,7 @@ class Fetcher:
             cached = self._robots.get(site)
         if cached is None or now - cached[0] > ROBOTS_TTL_SECONDS:
             rules, ttl_start = self._read_robots(site), now
-            if rules is None:
+            if isinstance(rules, str):
                 ttl_start = now - ROBOTS_TTL_SECONDS + ROBOTS_RETRY_SECONDS
             with self._lock:
                 self._robots[site] = (ttl_start, rules)
@@ -304,16 +308,20 @@ class Fetcher:
                     self._robots = {key: value for key, value in self._robots.items() if now - value[0] <= ROBOTS_TTL_SECONDS}
             cached = (ttl_start, rules)
         rules = cached[1]
-        return rules is None or rules.can_fetch(self.settings.user_agent, url)
+        if isinstance(rules, str):
+            raise FetchError(url, f"waiting: the site's robots.txt cannot be read now ({rules}), so nothing of it is fetched", retryable=True)
+        if not rules.can_fetch(self.settings.user_agent, url):
+            raise FetchError(url, "refused: the site's robots.txt disallows this page for our user agent")
 
-    def _read_robots(self, site: str) -> RobotFileParser | None:
+    def _read_robots(self, site: str) -> RobotFileParser | str:
+        """The rules of ``site``'s robots.txt, or why it cannot be read now."""
         rules = RobotFileParser()
         try:
             result = self.fetch(f"{site}/robots.txt", accept="text/plain,*/*;q=0.5")
         except FetchError as exc:
             if exc.retryable:
-                log.info("robots.txt of %s unreadable for now (%s); its pages are fetched meanwhile", site, exc.reason)
-                return None
+                log.info("robots.txt of %s unreadable for now (%s); none of its pages is fetched meanwhile", site, exc.reason)
+                return exc.reason
             rules.parse([])  # 404 and the like: no rules, everything allowed
             return rules
         rules.parse(result.text.splitlines())

@@ -16,7 +16,6 @@ from urllib.parse import urljoin
 from connectors.extract import extract_article
 from connectors.fetch import ACCEPT_HTML, Fetcher, canonical_url, same_site
 from pipeline.connector import Item
-from pipeline.errors import FetchError
 from pipeline.messages import Article, article_id, utc_now
 
 __all__ = ["CLOCK_SKEW", "MAX_DATE_LAG", "article_from_page", "article_url", "publication_date"]
@@ -42,8 +41,7 @@ def article_from_page(fetcher: Fetcher, item: Item, source: str) -> Article:
 
     :raises SourceError: the page cannot be fetched (its robots.txt disallows it, say), or has no article text.
     """
-    if not fetcher.allowed_by_robots(item.url):
-        raise FetchError(item.url, "refused: the site's robots.txt disallows this page for our user agent")
+    fetcher.check_robots(item.url)
     page = fetcher.fetch(item.url, accept=ACCEPT_HTML)
     extracted = extract_article(page.text, page.final_url)
     url = article_url(page.final_url, extracted.canonical_url)

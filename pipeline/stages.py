@@ -26,8 +26,9 @@ import threading
 import time
 from abc import ABC, abstractmethod
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 from pathlib import Path
 
 from pipeline import metrics, registry
@@ -62,6 +63,23 @@ class StageContext:
     spec: StageSpec
     group: str
     config_path: Path = DEFAULT_CONFIG_PATH
+
+
+T = TypeVar("T")
+
+
+def until_reachable(what: str, action: Callable[[], T], stop: threading.Event) -> T | None:
+    """``action()``, tried again with back-off while the transport is unreachable (a broker
+    restarting while a role starts or joins its group); ``None`` once ``stop`` is set."""
+    delay = RETRY_DELAY
+    while True:
+        try:
+            return action()
+        except TransportError as exc:
+            log.error("%s: the transport is unreachable, retrying in %.0f s: %s", what, delay, exc)
+        if stop.wait(delay):
+            return None
+        delay = min(delay * 2, MAX_RETRY_DELAY)
 
 
 class Stage(ABC):
@@ -129,7 +147,9 @@ class Stage(ABC):
 
         Returns the number of records handled.
         """
-        consumer = self.transport.consumer(self.group, self.input_topics)
+        consumer = until_reachable(f"stage={self.name} joining group {self.group}", lambda: self.transport.consumer(self.group, self.input_topics), stop)
+        if consumer is None:
+            return 0  # stopped before the broker came back
         handled = 0
         unassigned_since = time.monotonic()
         lag_measured = 0.0

@@ -97,6 +97,7 @@ def run(
 ) -> None:
     """Run the pipeline: all roles in one process, or one role of a scaled-out deployment."""
     from pipeline.app.roles import Runtime, run_forever, run_once
+    from pipeline.stages import until_reachable
 
     if role is not None and role not in roles():
         raise typer.BadParameter(f"unknown role {role!r}; choose one of: {', '.join(roles())}", param_hint="ROLE")
@@ -119,18 +120,23 @@ def run(
         except OSError as exc:
             raise typer.BadParameter(f"cannot listen on 127.0.0.1:{metrics_port}: {exc.strerror}", param_hint="--metrics-port") from None
     with _errors_end_the_command():
-        runtime = Runtime.from_settings(settings, config)
+        if once:
+            runtime = Runtime.from_settings(settings, config)
+        else:
+            from pipeline.app.supervisor import stop_when_orphaned
+
+            stop = threading.Event()
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(signum, lambda *_: stop.set())
+            stop_when_orphaned(stop)
+            runtime = until_reachable("amur run", lambda: Runtime.from_settings(settings, config), stop)
+            if runtime is None:
+                return  # stopped before the broker came back
         web = _background_server(settings, config) if serve else None
         try:
             if once:
                 run_once(runtime, chosen, report=typer.echo)
             else:
-                from pipeline.app.supervisor import stop_when_orphaned
-
-                stop = threading.Event()
-                for signum in (signal.SIGINT, signal.SIGTERM):
-                    signal.signal(signum, lambda *_: stop.set())
-                stop_when_orphaned(stop)
                 run_forever(runtime, chosen, stop)
         finally:
             if web is not None:

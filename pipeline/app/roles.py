@@ -11,6 +11,7 @@ from __future__ import annotations
 import gc
 import logging
 import threading
+from functools import partial
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
@@ -21,7 +22,7 @@ from pipeline.connector import ConnectorContext
 from pipeline.db import make_engine
 from pipeline.polling import ConnectorRunner
 from pipeline.settings import AmurSettings, SourceConfig, load_sources, sources_path
-from pipeline.stages import Stage, StageContext
+from pipeline.stages import Stage, StageContext, until_reachable
 from pipeline.state import StateStore
 from pipeline.topology import CONNECTORS_ROLE, Topics, flow_order, stage_for
 from pipeline.transport import make_transport
@@ -71,7 +72,11 @@ class Runtime:
     def from_settings(cls, settings: AmurSettings, config_path: Path) -> Runtime:
         transport = make_transport(settings)
         topics = topics_for(settings)
-        transport.ensure_topics(topics.all())
+        try:
+            transport.ensure_topics(topics.all())
+        except BaseException:
+            transport.close()
+            raise
         return cls(settings, config_path, transport, topics)
 
     def group(self, role: str) -> str:
@@ -122,8 +127,16 @@ def run_once(runtime: Runtime, roles: Sequence[str], report: Callable[[str], Non
 
 def run_forever(runtime: Runtime, roles: Sequence[str], stop: threading.Event) -> None:
     """Run the roles until ``stop`` is set (SIGINT/SIGTERM); a crashed stage stops the process."""
-    runner = runtime.connector_runner() if CONNECTORS_ROLE in roles else None
-    stages = [runtime.stage(spec.role) for spec in flow_order() if spec.role in roles]
+    # A broker restarting while the roles start is ridden out like one restarting later.
+    runner = until_reachable("connectors", runtime.connector_runner, stop) if CONNECTORS_ROLE in roles else None
+    stages = [until_reachable(spec.role, partial(runtime.stage, spec.role), stop) for spec in flow_order() if spec.role in roles]
+    if stop.is_set():  # stopped before the broker came back
+        if runner is not None:
+            runner.stop()
+        for stage in stages:
+            if stage is not None:
+                stage.close()
+        return
     failures: list[BaseException] = []
 
     def guarded(stage: Stage) -> None:

@@ -245,6 +245,12 @@ class KafkaTransport(Transport):
         # Never committed: the group starts at the earliest record still kept.
         return sum(max(0, ends[tp] - max(committed[tp] or 0, starts[tp])) for tp in partitions)
 
+    def group_members(self, group: str) -> int:
+        """How many members ``group`` has once it is stable (0 while it is empty or rebalancing)."""
+        with self._errors(f"describing consumer group {group!r}"):
+            described = self._admin_client().describe_groups([group])[group]
+        return len(described["members"]) if described["group_state"] == "Stable" else 0
+
     def _forget(self, member: KafkaProducerClient | KafkaConsumerMember) -> None:
         with self._lock:
             self._members.discard(member)

@@ -105,3 +105,18 @@ NOW = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
 ])
 def test_publication_date_is_sanity_checked(listed, stated, expected, why):
     assert publication_date(listed, stated, NOW) == expected, why
+
+
+def test_a_robots_txt_that_fails_with_5xx_disallows_every_page_until_it_answers(local_site, resource, fetch_settings):
+    """RFC 9309: a server error on robots.txt is a full disallow; the page waits (retryable) and
+    is fetched once robots.txt answers again."""
+    local_site.add("/robots.txt", b"temporarily down", "text/plain", status=503)
+    local_site.add("/news/ferry", resource("pages/ferry-line.html"))
+    with Fetcher(fetch_settings) as fetcher:
+        with pytest.raises(FetchError) as waiting:
+            article_from_page(fetcher, Item(url=local_site.url("/news/ferry")), "courier")
+        assert waiting.value.retryable and "robots.txt cannot be read now" in str(waiting.value)
+        assert local_site.requests_to("/news/ferry") == []
+    local_site.add("/robots.txt", b"User-agent: *\nDisallow: /members/\n", "text/plain")
+    with Fetcher(fetch_settings) as fetcher:  # a later poll, once robots.txt is back
+        assert article_from_page(fetcher, Item(url=local_site.url("/news/ferry")), "courier").text

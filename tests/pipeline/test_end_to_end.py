@@ -15,12 +15,15 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import feedparser
 import httpx
 import pytest
 
+from pipeline.errors import TransportError
+from pipeline.app.roles import group_name
 from pipeline.topology import Topics, roles
 from pipeline.transport import make_transport
 from pipeline.settings import load_settings
@@ -446,19 +449,41 @@ def _restart_broker() -> None:
         assert done.returncode == 0, done.stdout + done.stderr
 
 
+def _wait_for_members(config: Path, roles: Sequence[str], processes: Sequence[subprocess.Popen], seconds: float = 180) -> None:
+    """Until every role's consumer group is stable with a member (each role has joined)."""
+    settings = load_settings(config, environ={})
+    transport = make_transport(settings)
+    deadline = time.monotonic() + seconds
+    try:
+        while time.monotonic() < deadline:
+            assert all(process.poll() is None for process in processes), "a role died while it started"
+            try:
+                if all(transport.group_members(group_name(settings, role)) for role in roles):
+                    return
+            except TransportError:
+                pass  # the broker is still coming back
+            time.sleep(0.5)
+        raise AssertionError(f"the roles did not all join their groups within {seconds:.0f} s")
+    finally:
+        transport.close()
+
+
 @pytest.mark.kafka
 def test_running_roles_ride_out_a_broker_restart(tmp_path, site, topic_prefix, kafka_bootstrap):
-    """Processors and sinks keep running through a broker restart; nothing is lost or doubled."""
+    """Processors and sinks keep running through a broker restart while they start and join
+    their groups, and through one after; nothing is lost or doubled."""
     deployment = Deployment(tmp_path, "kafka", kafka_bootstrap, topic_prefix, {"news": site.url("/feed.xml")})
     env = {k: v for k, v in os.environ.items() if not k.startswith("AMUR_")}
+    names = ("processors", "stories", "sinks")
     roles = [
         subprocess.Popen([*AMUR, "run", role, "--config", str(deployment.config)], env=env,
                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        for role in ("processors", "stories", "sinks")
+        for role in names
     ]
     try:
-        time.sleep(5)  # let every role join its group before the broker goes away
-        _restart_broker()
+        _restart_broker()  # while the roles load their models, create topics and join
+        _wait_for_members(deployment.config, names, roles)
+        _restart_broker()  # once they are members
         assert deployment.run("connectors").returncode == 0
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
