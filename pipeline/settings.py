@@ -351,6 +351,10 @@ def read_yaml(path: Path) -> Any:
         raise ConfigError([ConfigProblem(str(path), "(file)", f"cannot read: {exc}", "check permissions and encoding (UTF-8)")]) from None
     try:
         return yaml.safe_load(text) or {}
+    except RecursionError:
+        raise ConfigError([ConfigProblem(
+            str(path), "(file)", "invalid YAML: nested too deeply to read", "no configuration nests more than a few levels; flatten it",
+        )]) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "(file)"
