@@ -6,6 +6,7 @@ durable with the stage's outputs, before its input offsets are committed.
 
 from __future__ import annotations
 
+import base64
 import logging
 
 from pipeline.messages import DeadLetter, encode, utc_now
@@ -16,6 +17,8 @@ from pipeline.transport.base import Producer, Record
 log = logging.getLogger(__name__)
 
 PAYLOAD_LIMIT = 64 * 1024
+# Bytes of a value that is not text which a letter keeps: base64 makes them PAYLOAD_LIMIT.
+RAW_PAYLOAD_LIMIT = PAYLOAD_LIMIT // 4 * 3
 
 
 class DeadLetters:
@@ -43,7 +46,7 @@ class DeadLetters:
             partition=record.partition,
             offset=record.offset,
             key=record.key.decode("utf-8", "replace") if record.key else None,
-            payload=record.value[:PAYLOAD_LIMIT].decode("utf-8", "replace"),
+            **_payload(record.value),
             failed_at=utc_now(),
         ))
 
@@ -58,3 +61,14 @@ class DeadLetters:
     def _send(self, letter: DeadLetter) -> None:
         DEAD_LETTERS.labels(self._stage).inc()
         self._producer.produce(self._topics.name(DEAD_LETTER_TOPIC), *encode(letter))
+
+
+def _payload(value: bytes) -> dict[str, str]:
+    """A value as a letter keeps it: as text when it is UTF-8, else its bytes in base64, so
+    that a replay sends back the very bytes (a poison record's are often not text)."""
+    try:
+        return {"payload": value[:PAYLOAD_LIMIT].decode("utf-8"), "payload_encoding": "utf-8"}
+    except UnicodeDecodeError as exc:
+        if len(value) > PAYLOAD_LIMIT and exc.start >= PAYLOAD_LIMIT - 3:  # text cut inside a character
+            return {"payload": value[:exc.start].decode("utf-8"), "payload_encoding": "utf-8"}
+        return {"payload": base64.b64encode(value[:RAW_PAYLOAD_LIMIT]).decode("ascii"), "payload_encoding": "base64"}

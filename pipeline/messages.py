@@ -18,6 +18,8 @@ topic (default prefix)    model                   written by → read by
 
 from __future__ import annotations
 
+import base64
+
 import hashlib
 import re
 from datetime import UTC, datetime
@@ -223,8 +225,15 @@ class DeadLetter(Message):
     partition: int | None = None
     offset: int | None = None
     key: str | None = None
-    payload: str = Field("", description="The original value, decoded as UTF-8 with replacement, cut to 64 KiB")
+    payload: str = Field("", description="The original value as text (see payload_encoding), cut to 64 KiB")
+    payload_encoding: Literal["utf-8", "base64"] = Field(
+        "utf-8", description="utf-8: the value was text; base64: it was not, and its bytes are kept base64-encoded",
+    )
     failed_at: AwareDatetime
+
+    def value(self) -> bytes:
+        """The original value's bytes (as far as the payload kept them), as they were on the topic."""
+        return base64.b64decode(self.payload) if self.payload_encoding == "base64" else self.payload.encode("utf-8")
 
 
 M = TypeVar("M", bound=Message)

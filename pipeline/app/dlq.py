@@ -22,7 +22,7 @@ from sqlalchemy import Engine
 
 from pipeline.app.roles import group_name
 from pipeline.db import UTCDateTime, chunked, upsert
-from pipeline.dead_letters import PAYLOAD_LIMIT
+from pipeline.dead_letters import PAYLOAD_LIMIT, RAW_PAYLOAD_LIMIT
 from pipeline.errors import MessageError
 from pipeline.messages import DeadLetter, decode, utc_now
 from pipeline.settings import AmurSettings
@@ -135,7 +135,7 @@ def replay(
             elif letter.id in done and not again:
                 report.already.append(letter)
             else:
-                producer.produce(letter.topic, (letter.key or "").encode("utf-8"), letter.payload.encode("utf-8"))
+                producer.produce(letter.topic, (letter.key or "").encode("utf-8"), letter.value())
                 report.sent.append(letter)
         producer.flush()
     finally:
@@ -153,8 +153,9 @@ def _not_replayable(letter: DeadLetter, topics: Topics) -> str | None:
         return "it is not a topic record (a source's item or a webhook delivery): fix the source, it is fetched again"
     if letter.topic not in topics.all():
         return f"its topic {letter.topic} is not one of this deployment's ({', '.join(topics.all())})"
-    if len(letter.payload.encode("utf-8")) >= PAYLOAD_LIMIT:
-        return f"its value was longer than the {PAYLOAD_LIMIT // 1024} KiB a letter keeps, so only part of it is there"
+    limit = RAW_PAYLOAD_LIMIT if letter.payload_encoding == "base64" else PAYLOAD_LIMIT
+    if len(letter.value()) >= limit:
+        return f"its value was longer than the {limit // 1024} KiB a letter keeps, so only part of it is there"
     return None
 
 
