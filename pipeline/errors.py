@@ -9,13 +9,15 @@
     ├── MessageError           a topic message is not valid JSON of its schema (poison)
     │   └── MessageRejected    valid, but a sink can never write it (bad data)
     ├── TransportError         the broker or the embedded log failed
+    │   └── EmbeddedLogBusy    another process uses the embedded log; stops the program
     └── SinkError              a sink could not write; nothing is committed
         └── SinkBackpressure   a sink asks to retry later (``retry_after`` seconds)
 
 A per-item error (``SourceError``, ``MessageError``) is data: it is logged with the
 source or topic position, counted, and the item is skipped or sent to the dead-letter
 topic. ``SinkError`` is the opposite of ``MessageRejected``: the sink's database or endpoint
-is down, every message waits and is retried. Only ``ConfigError`` ends the program.
+is down, every message waits and is retried. Only ``ConfigError`` and ``EmbeddedLogBusy``
+end the program.
 """
 
 from __future__ import annotations
@@ -113,6 +115,11 @@ class MessageRejected(MessageError):
 
 class TransportError(AmurError):
     """The transport (Kafka or the embedded log) failed to produce, poll or commit."""
+
+
+class EmbeddedLogBusy(TransportError):
+    """Another process uses the embedded log: no outage to wait out, but a second deployment
+    on the same files, which would handle every record twice."""
 
 
 class SinkError(AmurError):

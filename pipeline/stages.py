@@ -33,7 +33,7 @@ from pathlib import Path
 
 from pipeline import metrics, registry
 from pipeline.dead_letters import DeadLetters
-from pipeline.errors import MessageError, SinkBackpressure, SinkError, TransportError
+from pipeline.errors import EmbeddedLogBusy, MessageError, SinkBackpressure, SinkError, TransportError
 from pipeline.failpoints import failpoint
 from pipeline.messages import Message, decode
 from pipeline.settings import DEFAULT_CONFIG_PATH, AmurSettings
@@ -75,6 +75,8 @@ def until_reachable(what: str, action: Callable[[], T], stop: threading.Event) -
     while True:
         try:
             return action()
+        except EmbeddedLogBusy:
+            raise  # not an outage: waiting would not end it
         except TransportError as exc:
             log.error("%s: the transport is unreachable, retrying in %.0f s: %s", what, delay, exc)
         if stop.wait(delay):

@@ -3,8 +3,9 @@
 :func:`upgrade_database` brings a database to the newest revision and is called before any
 table is used: by every SQL sink's ``setup``, the state store's ``setup``, the roles at
 start-up and ``amur db upgrade``. It is idempotent and safe when several processes start at
-once: on PostgreSQL a transaction-scoped advisory lock lets one process migrate while the
-others wait, then find nothing left to do.
+once: on PostgreSQL a transaction-scoped advisory lock, on SQLite the database's write lock
+taken before anything is read, lets one process migrate while the others wait, then find
+nothing left to do.
 
 A database made before migrations existed (its tables created directly by an earlier Amur)
 is brought forward without losing rows: the first revision creates only the tables that
@@ -70,6 +71,8 @@ def upgrade_database(engine: Engine) -> None:
         with engine.begin() as connection:
             if connection.dialect.name == "postgresql":
                 advisory_lock(connection, _ADVISORY_LOCK_KEY)
+            else:  # SQLite: the write lock first, or two processes both create the first tables
+                connection.exec_driver_sql("BEGIN IMMEDIATE")
             before = MigrationContext.configure(connection).get_current_revision()
             config.attributes["connection"] = connection
             command.upgrade(config, "head")

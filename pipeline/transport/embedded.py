@@ -2,8 +2,10 @@
 
 Records survive a restart (unless the path is ``:memory:``), consumer groups keep committed
 offsets, and uncommitted records are delivered again — so ``amur run`` on one machine is
-at-least-once like the Kafka deployment. Only one member of a group may be open at a time:
-scaling out is what the Kafka transport is for.
+at-least-once like the Kafka deployment. Only one member of a group may be open at a time,
+and only one process may use a log file (an exclusive lock on ``<path>.lock``, which the
+system drops when the process ends): a second ``amur run`` on the same files would handle
+every record twice. Scaling out is what the Kafka transport is for.
 
 As on Kafka, records are kept for a retention time and then deleted, so a quick start left
 running does not grow its file forever; offsets keep counting up across deletions.
@@ -11,7 +13,9 @@ running does not grow its file forever; offsets keep counting up across deletion
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 import sqlite3
 import threading
 import time
@@ -19,7 +23,7 @@ import zlib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from pipeline.errors import TransportError
+from pipeline.errors import EmbeddedLogBusy, TransportError
 from pipeline.transport.base import Consumer, Headers, PerThread, Producer, Record, TopicPartition, Transport
 
 _SCHEMA = """
@@ -47,6 +51,46 @@ DEFAULT_MAX_MESSAGE_BYTES = 1_048_588  # Kafka's message.max.bytes default
 EXPIRY_INTERVAL_SECONDS = 60.0
 
 
+# The log files this process holds the lock of: resolved path → (lock file descriptor, transports using it).
+_held: dict[str, tuple[int, int]] = {}
+_held_lock = threading.Lock()
+
+
+def _claim(path: str) -> str:
+    """Take the log at ``path`` for this process (transports within it share it)."""
+    key = str(Path(path).resolve())
+    with _held_lock:
+        if key in _held:
+            descriptor, users = _held[key]
+            _held[key] = (descriptor, users + 1)
+            return key
+        descriptor = os.open(f"{key}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(descriptor, 32).decode("ascii", "replace").strip()
+            os.close(descriptor)
+            raise EmbeddedLogBusy(
+                f"the embedded log {path} is in use by another process{f' (pid {holder})' if holder else ''}: the "
+                "embedded transport serves one process, which runs every role; stop the other one, or set "
+                "'transport: kafka' to run several processes"
+            ) from None
+        os.ftruncate(descriptor, 0)
+        os.write(descriptor, str(os.getpid()).encode("ascii"))
+        _held[key] = (descriptor, 1)
+        return key
+
+
+def _release(key: str) -> None:
+    with _held_lock:
+        descriptor, users = _held[key]
+        if users > 1:
+            _held[key] = (descriptor, users - 1)
+            return
+        del _held[key]
+        os.close(descriptor)  # drops the lock
+
+
 def partition_for(key: bytes, partitions: int) -> int:
     return zlib.crc32(key) % partitions
 
@@ -60,8 +104,10 @@ class EmbeddedTransport(Transport):
         self, path: str = ":memory:", default_partitions: int = 1, retention_seconds: float = DEFAULT_RETENTION_SECONDS,
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
     ):
+        self._claimed: str | None = None
         if path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
+            self._claimed = _claim(path)
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
@@ -220,6 +266,9 @@ class EmbeddedTransport(Transport):
     def close(self) -> None:
         with self._lock:
             self._db.close()
+            if self._claimed is not None:
+                _release(self._claimed)
+                self._claimed = None
 
 
 class EmbeddedProducer(Producer):
