@@ -11,8 +11,9 @@ A channel in subscriptions.yaml::
 **Outbox.** ``flush`` only records the deliveries a batch calls for, in the
 ``webhook_deliveries`` table, keyed by (subscription, story, event, version): a replayed
 alert — after a crash between delivery and commit, say — finds its row there and is not
-delivered again. A subscription gets ``story.created`` once per story, and
-``story.updated`` for each later version only if its channel asks for updates.
+delivered again. A subscription gets ``story.created`` once per story, at the first version
+it matches, and ``story.updated`` for each later version only if its channel asks for
+updates; a version not newer than the created one (a replay) is never an update.
 
 **Delivery.** A background thread sends due deliveries from the outbox through a small
 thread pool, at most one at a time per subscription, so a slow or dead endpoint never holds
@@ -174,29 +175,36 @@ class WebhooksSink(BatchingSink):
             return
         try:
             with self.engine.begin() as connection:
-                created = {tuple(row) for row in connection.execute(
-                    sa.select(webhook_deliveries.c.subscription, webhook_deliveries.c.story_id).where(
-                        webhook_deliveries.c.event == CREATED,
-                        webhook_deliveries.c.story_id.in_({alert.id for _, alert in wanted}),
-                    )
+                # The version each subscription first got each story at: what is not newer than
+                # it (a replay after a crash, the same version emitted again) is delivered already.
+                created = {(row.subscription, row.story_id): row.version for row in connection.execute(
+                    sa.select(webhook_deliveries.c.subscription, webhook_deliveries.c.story_id, webhook_deliveries.c.version)
+                    .where(webhook_deliveries.c.event == CREATED, webhook_deliveries.c.story_id.in_({alert.id for _, alert in wanted}))
                 )}
-                rows = [self._delivery(subscription, alert, (subscription.name, alert.id) in created) for subscription, alert in wanted]
-                rows = [row for row in rows if row is not None]
+                rows: dict[str, dict] = {}
+                for subscription, alert in wanted:
+                    first = created.setdefault((subscription.name, alert.id), alert.version)
+                    if alert.version == first:
+                        row = self._delivery(subscription, alert, CREATED)
+                    elif alert.version > first and subscription.webhook.updates:
+                        row = self._delivery(subscription, alert, UPDATED)
+                    else:
+                        continue
+                    rows.setdefault(row["id"], row)
                 if rows:
-                    connection.execute(insert_missing(self.engine, webhook_deliveries, rows, key=["id"]))
+                    connection.execute(insert_missing(self.engine, webhook_deliveries, list(rows.values()), key=["id"]))
         except sa.exc.SQLAlchemyError as exc:
             raise SinkError(f"{self.name}: cannot record deliveries: {exc.__class__.__name__}: {exc}") from exc
 
-    def _delivery(self, subscription: Subscription, alert: Alert, was_created: bool) -> dict | None:
-        """The outbox row for ``alert``: its creation, an update if asked for, or nothing."""
-        if was_created and not subscription.webhook.updates:
-            return None
-        event, version = (UPDATED, alert.version) if was_created else (CREATED, 1)
+    def _delivery(self, subscription: Subscription, alert: Alert, event: str) -> dict:
+        """The outbox row of ``event`` for ``alert``. One story version is one delivery: its id
+        is the same however often the alert comes (a creation's whatever version it came at)."""
         now = utc_now()
         body = json.dumps({"type": event, "timestamp": now.isoformat(), "data": alert.model_dump(mode="json")})
         return {
-            "id": _delivery_id(subscription.name, alert.id, event, version), "subscription": subscription.name,
-            "story_id": alert.id, "event": event, "version": version, "url": str(subscription.webhook.url), "body": body,
+            "id": _delivery_id(subscription.name, alert.id, event, 1 if event == CREATED else alert.version),
+            "subscription": subscription.name, "story_id": alert.id, "event": event, "version": alert.version,
+            "url": str(subscription.webhook.url), "body": body,
             "status": PENDING, "attempts": 0, "next_attempt_at": now, "last_error": None, "created_at": now,
             "delivered_at": None,
         }
