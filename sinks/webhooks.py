@@ -17,7 +17,14 @@ updates; a version not newer than the created one (a replay) is never an update.
 
 **Delivery.** A background thread sends due deliveries from the outbox through a small
 thread pool, at most one at a time per subscription, so a slow or dead endpoint never holds
-up another subscription or the other sinks. A delivery that fails (a connection error, a
+up another subscription or the other sinks. A worker first claims a delivery (a lease in
+``claimed_until``, taken by one ``UPDATE … WHERE`` no other worker can also win), so two
+sinks workers never POST the same one; a worker that dies mid-delivery leaves it to another
+once the lease runs out. Each POST goes through the destination guard
+(:mod:`pipeline.guard`, ``fetch.allow_networks``) with no proxy from the environment, must
+be answered within ``timeout_seconds`` in all (a deadline, not a per-read timeout: an
+endpoint dripping a byte at a time is cut off), follows no redirect, and its answer's body
+is never read; closing the sink ends the POSTs in flight. A delivery that fails (a connection error, a
 timeout, any status but 2xx) is tried again after an exponential back-off with jitter
 (tenacity's ``wait_exponential_jitter``); after ``max_attempts`` it is parked: marked so,
 and sent to the dead-letter topic with the subscription and the reason.
@@ -53,6 +60,7 @@ from tenacity import RetryCallState, wait_exponential_jitter
 from pipeline.db import UTCDateTime, insert_missing
 from pipeline.dead_letters import DeadLetters
 from pipeline.errors import ConfigError, ConfigProblem, SinkError
+from pipeline.guard import AddressPolicy, GuardedTransport, Network
 from pipeline.metrics import CHANNEL_DELIVERIES
 from pipeline.messages import Alert, utc_now
 from pipeline.migrations import upgrade_database
@@ -68,6 +76,11 @@ log = logging.getLogger(__name__)
 PENDING, DELIVERED, PARKED = "pending", "delivered", "parked"
 CREATED, UPDATED = "story.created", "story.updated"
 OUTBOX_MAX_WAIT_SECONDS = 5.0
+# A claim outlasts the POST's deadline by this much: time to record what the endpoint said.
+CLAIM_MARGIN_SECONDS = 30.0
+# How long a stopping sink lets the deliveries in flight finish: within the 10 s a stopping
+# role has to flush and commit.
+SHUTDOWN_GRACE_SECONDS = 5.0
 
 metadata = sa.MetaData()
 
@@ -86,6 +99,7 @@ webhook_deliveries = sa.Table(
     sa.Column("last_error", sa.Text),
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("delivered_at", UTCDateTime),
+    sa.Column("claimed_until", UTCDateTime),  # a worker's lease while it sends the delivery
     sa.Index("ix_webhook_deliveries_due", "status", "next_attempt_at"),
     sa.Index("ix_webhook_deliveries_story", "subscription", "story_id", "event"),
 )
@@ -124,7 +138,7 @@ class WebhooksSink(BatchingSink):
 
     def __init__(
         self, engine: Engine, options: WebhooksOptions, subscriptions: SubscriptionsWatcher, producer: Producer,
-        topics: Topics,
+        topics: Topics, allow_networks: Sequence[Network] = (),
     ):
         super().__init__()
         self.engine = engine
@@ -132,7 +146,8 @@ class WebhooksSink(BatchingSink):
         self.subscriptions = subscriptions
         self.producer = producer
         self.dead_letters = DeadLetters(producer, topics, "sinks")
-        self.client = httpx.Client(timeout=options.timeout_seconds, follow_redirects=False)
+        self.policy = AddressPolicy(allow_networks)
+        self._posting: set[GuardedTransport] = set()  # the transports of the POSTs in flight
         self._stop = threading.Event()
         self._worker: threading.Thread | None = None
         self._pool = ThreadPoolExecutor(options.workers, thread_name_prefix="webhook")
@@ -144,7 +159,10 @@ class WebhooksSink(BatchingSink):
         if context.transport is None:
             raise SinkError("webhooks: needs a transport for its dead letters")
         subscriptions = SubscriptionsWatcher(subscriptions_path(context.config_path, context.settings), context.settings)
-        return cls(context.engine(), options, subscriptions, context.transport.producer(), context.topics)
+        return cls(
+            context.engine(), options, subscriptions, context.transport.producer(), context.topics,
+            context.settings.fetch.allow_networks,
+        )
 
     def setup(self) -> None:
         problems = [
@@ -232,10 +250,12 @@ class WebhooksSink(BatchingSink):
                     wait = self.options.poll_seconds
 
     def _deliver_due(self) -> None:
+        now = utc_now()
+        unclaimed = sa.or_(webhook_deliveries.c.claimed_until.is_(None), webhook_deliveries.c.claimed_until < now)
         with self.engine.connect() as connection:
             due = connection.execute(
                 sa.select(webhook_deliveries).where(
-                    webhook_deliveries.c.status == PENDING, webhook_deliveries.c.next_attempt_at <= utc_now(),
+                    webhook_deliveries.c.status == PENDING, webhook_deliveries.c.next_attempt_at <= now, unclaimed,
                 ).order_by(webhook_deliveries.c.next_attempt_at).limit(200)
             ).mappings().all()
         for row in due:
@@ -243,13 +263,29 @@ class WebhooksSink(BatchingSink):
                 if row["subscription"] in self._in_flight:
                     continue  # one delivery at a time per subscription
                 self._in_flight.add(row["subscription"])
-            self._pool.submit(self._attempt, dict(row))
+            if self._claim(row["id"]):
+                self._pool.submit(self._attempt, dict(row))
+            else:  # another sinks worker has it
+                with self._lock:
+                    self._in_flight.discard(row["subscription"])
+
+    def _claim(self, delivery_id: str) -> bool:
+        """Take the delivery for this worker for a lease longer than one POST can last."""
+        now = utc_now()
+        with self.engine.begin() as connection:
+            claimed = connection.execute(
+                sa.update(webhook_deliveries).where(
+                    webhook_deliveries.c.id == delivery_id, webhook_deliveries.c.status == PENDING,
+                    sa.or_(webhook_deliveries.c.claimed_until.is_(None), webhook_deliveries.c.claimed_until < now),
+                ).values(claimed_until=now + timedelta(seconds=self.options.timeout_seconds + CLAIM_MARGIN_SECONDS))
+            )
+        return claimed.rowcount == 1
 
     def _attempt(self, row: dict) -> None:
         try:
             error = self._post(row)
             attempts = row["attempts"] + 1
-            values: dict = {"attempts": attempts}
+            values: dict = {"attempts": attempts, "claimed_until": None}
             if error is None:
                 values.update(status=DELIVERED, delivered_at=utc_now(), last_error=None)
             elif attempts >= self.options.max_attempts:
@@ -283,11 +319,37 @@ class WebhooksSink(BatchingSink):
             "webhook-timestamp": str(timestamp),
             "webhook-signature": sign(secret, row["id"], timestamp, body),
         }
+        return self._send(row["url"], body, headers)
+
+    def _send(self, url: str, body: bytes, headers: dict[str, str]) -> str | None:
+        """POST through the guard within the deadline; ``None`` when answered 2xx, else why not.
+        Each POST has a connection of its own, so cutting one off ends no other."""
+        transport = GuardedTransport(self.policy)
+        deadline_passed = threading.Event()
+
+        def cut_off() -> None:
+            deadline_passed.set()
+            transport.backend.abort()
+
+        timer = threading.Timer(self.options.timeout_seconds, cut_off)
+        with self._lock:
+            self._posting.add(transport)
+        timer.start()
         try:
-            response = self.client.post(row["url"], content=body, headers=headers)
+            with httpx.Client(transport=transport, timeout=self.options.timeout_seconds, follow_redirects=False, trust_env=False) as client:
+                with client.stream("POST", url, content=body, headers=headers) as response:
+                    status = response.status_code  # the answer's body is never read: it may be anything
         except httpx.HTTPError as exc:
+            if deadline_passed.is_set():
+                return f"no answer within {self.options.timeout_seconds:g} s"
+            if self._stop.is_set():
+                return "cut short: the sinks role is stopping"
             return f"{type(exc).__name__}: {exc}"
-        return None if response.is_success else f"HTTP {response.status_code}"
+        finally:
+            timer.cancel()
+            with self._lock:
+                self._posting.discard(transport)
+        return None if 200 <= status < 300 else f"HTTP {status}"
 
     def _backoff(self, attempts: int) -> float:
         """Seconds before the next attempt: ``first × 2^(attempts-1)`` plus up to ``first`` of jitter, capped."""
@@ -305,7 +367,9 @@ class WebhooksSink(BatchingSink):
         self.producer.flush()  # this thread's dead letter only: flush vouches for its caller's records
 
     def close(self) -> None:
-        """Stop, after one last round of the deliveries due now (``amur run --once`` delivers too)."""
+        """Stop, after one last round of the deliveries due now (``amur run --once`` delivers
+        too). What is still in flight after :data:`SHUTDOWN_GRACE_SECONDS` is cut short and
+        stays pending for the next run, so a slow endpoint cannot hold a shutdown."""
         self._stop.set()
         if self._worker is not None:
             self._worker.join(timeout=10)
@@ -313,8 +377,14 @@ class WebhooksSink(BatchingSink):
                 self._deliver_due()
             except Exception:  # noqa: BLE001 - the outbox keeps them for the next run
                 log.exception("sink=%s could not read the outbox while stopping", self.name)
-        self._pool.shutdown(wait=True)
-        self.client.close()
+        grace_ends = time.monotonic() + SHUTDOWN_GRACE_SECONDS
+        while self._in_flight and time.monotonic() < grace_ends:
+            time.sleep(0.05)
+        with self._lock:
+            posting = list(self._posting)
+        for transport in posting:
+            transport.backend.abort()
+        self._pool.shutdown(wait=True, cancel_futures=True)
         self.producer.close()
 
 

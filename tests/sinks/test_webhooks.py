@@ -8,6 +8,7 @@ import hmac
 import json
 import threading
 import time
+from ipaddress import ip_network
 
 import feedparser
 import pytest
@@ -51,8 +52,11 @@ def subscriptions_file(tmp_path, url: str, *, updates: bool = False):
     return SubscriptionsWatcher(path, AmurSettings())
 
 
-def webhooks(database_url, watcher, log, options=FAST) -> WebhooksSink:
-    sink = WebhooksSink(make_engine(database_url), options, watcher, log.producer(), TOPICS)
+LOOPBACK = [ip_network("127.0.0.1/32")]  # the receivers' address, outside what the guard allows by default
+
+
+def webhooks(database_url, watcher, log, options=FAST, allow_networks=LOOPBACK) -> WebhooksSink:
+    sink = WebhooksSink(make_engine(database_url), options, watcher, log.producer(), TOPICS, allow_networks)
     sink.setup()
     return sink
 
@@ -129,7 +133,7 @@ def test_a_dead_endpoint_parks_the_delivery_on_the_dlq_while_the_feeds_update(da
     with WebhookReceiver(default_status=500) as receiver:
         watcher = subscriptions_file(tmp_path, receiver.url)
         feeds = SubscriptionFeedsSink(make_engine(database_url), FeedsOptions(directory=str(tmp_path / "feeds")), watcher)
-        hooks = WebhooksSink(make_engine(database_url), FAST, watcher, log.producer(), TOPICS)
+        hooks = WebhooksSink(make_engine(database_url), FAST, watcher, log.producer(), TOPICS, LOOPBACK)
         stage = SinkStage(log, TOPICS, "sinks", 100, [feeds, hooks])
         stage.setup()
         assert stage.run(threading.Event(), once=True) == 1

@@ -8,6 +8,9 @@ Example::
 
 ``on_request`` is called with each request before it is answered: a test can kill the sender
 there, in the window after the endpoint has the delivery and before the sender knows it.
+``answer`` replaces the plain answer: it gets the request handler and the status, and writes
+whatever a misbehaving endpoint would (a byte at a time, a body of hundreds of megabytes).
+``host`` is the loopback address to listen on (127.0.0.2 for one outside an allowed range).
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ class WebhookReceiver:
     def __init__(
         self, statuses: list[int] | None = None, *, default_status: int = 200, port: int = 0,
         on_request: Callable[[Received], None] | None = None,
+        answer: Callable[[BaseHTTPRequestHandler, int], None] | None = None, host: str = "127.0.0.1",
     ):
         self._statuses = list(statuses or [])
         self._default = default_status
@@ -48,6 +52,9 @@ class WebhookReceiver:
                 if on_request is not None:
                     on_request(received)
                 try:
+                    if answer is not None:
+                        answer(self, status)
+                        return
                     self.send_response(status)
                     self.send_header("Content-Length", "0")
                     self.end_headers()
@@ -57,8 +64,8 @@ class WebhookReceiver:
             def log_message(self, *_args) -> None:
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", port), Handler)  # a given port: an endpoint that comes back
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/hook"
+        self._server = ThreadingHTTPServer((host, port), Handler)  # a given port: an endpoint that comes back
+        self.url = f"http://{host}:{self._server.server_address[1]}/hook"
 
     def __enter__(self) -> WebhookReceiver:
         threading.Thread(target=self._server.serve_forever, daemon=True).start()

@@ -19,7 +19,7 @@ import pytest
 
 from connectors.feed import FeedConnector
 from connectors.fetch import Fetcher
-from connectors.guard import AddressPolicy, GuardedTransport
+from pipeline.guard import AddressPolicy, GuardedTransport
 from pipeline.errors import FetchError
 from pipeline.settings import FetchSettings, SourceConfig
 from tests.support.local_site import redirect_to

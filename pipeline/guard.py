@@ -3,7 +3,9 @@ reserved destination, unless ``fetch.allow_networks`` opens it.
 
 A feed is written by someone else, and so is every link in it; without this guard an item
 linking to ``http://169.254.169.254/…`` (a cloud's metadata service) or to an intranet host
-would be fetched from inside our network. The check is made where the connection is opened,
+would be fetched from inside our network. A subscription's webhook URL is no safer, so
+every client Amur sends or fetches with is built on it: the fetcher of the connectors and
+the webhooks sink's deliveries. The check is made where the connection is opened,
 in the network backend of the HTTP client (:class:`GuardedBackend`), so it covers the first
 request, every redirect hop and every new connection of a pool alike; and it connects to
 the address it checked rather than resolving the name again, so a DNS answer that changes
