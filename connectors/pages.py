@@ -15,12 +15,11 @@ from urllib.parse import urljoin
 
 from connectors.extract import extract_article
 from connectors.fetch import ACCEPT_HTML, Fetcher, canonical_url, same_site
-from pipeline.connector import Item
+from pipeline.connector import Item, plausible_publication
 from pipeline.messages import Article, article_id, utc_now
 
-__all__ = ["CLOCK_SKEW", "MAX_DATE_LAG", "article_from_page", "article_url", "publication_date"]
+__all__ = ["MAX_DATE_LAG", "article_from_page", "article_url", "publication_date"]
 
-CLOCK_SKEW = timedelta(hours=1)  # a date this far ahead is a clock or time zone a little off
 MAX_DATE_LAG = timedelta(days=365)
 
 log = logging.getLogger(__name__)
@@ -64,16 +63,15 @@ def publication_date(listed: datetime | None, stated: datetime | None, now: date
     """When an article was published: the date its page states, else the date its listing gives.
 
     The page's own date comes first, since a feed's date is often when the item was updated or
-    syndicated. Neither is believed when it lies ahead of ``now`` (beyond
-    :data:`CLOCK_SKEW`), and the page's is not when it falls more than
+    syndicated. Neither is believed when it cannot be a publication date
+    (:func:`~pipeline.connector.plausible_publication`: before 1990, or ahead of ``now``
+    beyond a clock's skew), and the page's is not when it falls more than
     :data:`MAX_DATE_LAG` before the listing's: an extractor that picked up a copyright year
     or an older story's date.
     """
-    def plausible(moment: datetime | None) -> bool:
-        return moment is not None and moment <= now + CLOCK_SKEW
-
-    if plausible(stated) and (listed is None or stated >= listed - MAX_DATE_LAG):
+    stated, listed = plausible_publication(stated, now), plausible_publication(listed, now)
+    if stated is not None and (listed is None or stated >= listed - MAX_DATE_LAG):
         return stated
     if stated is not None:
         log.debug("page date %s not believed (listed %s, now %s)", stated.isoformat(), listed, now.isoformat())
-    return listed if plausible(listed) else None
+    return listed

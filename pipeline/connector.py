@@ -86,7 +86,7 @@ import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any, ClassVar, TypeVar
 
 from sqlalchemy.exc import SQLAlchemyError
@@ -109,6 +109,17 @@ ADAPT_SLOWER, ADAPT_FASTER = 1.5, 0.5  # interval × this after a poll with no n
 JITTER = 0.1  # ± this share of the interval
 
 log = logging.getLogger(__name__)
+
+# A publication date is believed between the first news sites and now, give or take a clock
+# or a time zone a little off: "Mon, 01 Jan 0001" and a date next year are a feed's mistakes.
+EARLIEST_PUBLICATION = datetime(1990, 1, 1, tzinfo=timezone.utc)
+CLOCK_SKEW = timedelta(hours=1)
+
+
+def plausible_publication(moment: datetime | None, now: datetime) -> datetime | None:
+    """``moment`` when it can be a publication date, else None."""
+    return moment if moment is not None and EARLIEST_PUBLICATION <= moment <= now + CLOCK_SKEW else None
+
 
 R = TypeVar("R")
 T = TypeVar("T")
@@ -456,8 +467,8 @@ class PollingConnector(Connector):
             return None
         return Article(
             id=article_id(item.url), url=item.url, source=self.name, title=item.title, text=item.summary,
-            summary=item.summary, language=item.language, authors=list(item.authors), published_at=item.published_at,
-            fetched_at=utc_now(), page_error=error.reason,
+            summary=item.summary, language=item.language, authors=list(item.authors),
+            published_at=plausible_publication(item.published_at, utc_now()), fetched_at=utc_now(), page_error=error.reason,
         )
 
     def _record_failure(self, exc: SourceError, failures: int) -> None:

@@ -3,13 +3,16 @@ sources of a ``--once`` run are polled and the failure is recorded (feeds in our
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from connectors.feed import FeedConnector
 from connectors.fetch import Fetcher
+from connectors.pages import publication_date
 from pipeline.db import make_engine
+from pipeline.connector import plausible_publication
 from pipeline.messages import Article, decode
 from pipeline.polling import ConnectorRunner
 from pipeline.settings import FetchSettings, load_sources
@@ -79,3 +82,11 @@ def test_an_absurd_ttl_is_ignored_and_a_bug_fails_its_source_only(run):
     articles = [decode(Article, record.value) for record in consumer.poll(100, 0.1)]
     consumer.close()
     assert [article.source for article in articles] == ["absurd"]  # one article per canonical URL, first lister wins
+
+
+@pytest.mark.parametrize("absurd", [datetime(1, 1, 1, tzinfo=UTC), datetime(1989, 12, 31, tzinfo=UTC), datetime(2999, 1, 1, tzinfo=UTC)])
+def test_a_publication_date_before_1990_or_in_the_future_is_not_kept(absurd):
+    now = datetime(2026, 12, 6, 12, tzinfo=UTC)
+    assert plausible_publication(absurd, now) is None
+    assert publication_date(absurd, None, now) is None
+    assert publication_date(absurd, now - timedelta(days=1), now) == now - timedelta(days=1)  # the page's own date wins

@@ -37,6 +37,12 @@ __all__ = [
 Pair = Annotated[str, Field(pattern=r"^RU-[A-Z]{2,3}:CN-[A-Z]{2}$", examples=["RU-PRI:CN-HL"])]
 Sector = Annotated[str, Field(pattern=r"^[a-z_]{2,40}$", examples=["energy"])]
 Language = Annotated[str, Field(pattern=r"^[a-z]{2,3}$", examples=["ru"])]
+# Bounds on what one request may ask, so that none can burn minutes of the server's time: a
+# list filter's values, the days a range may name, the weeks a timeline draws.
+MAX_FILTER_VALUES = 100
+FIRST_DAY, LAST_DAY = date(1990, 1, 1), date(2100, 12, 31)
+Day = Annotated[date, Field(ge=FIRST_DAY, le=LAST_DAY)]
+MAX_TIMELINE_WEEKS = 520
 
 
 class CursorError(ValueError):
@@ -48,15 +54,15 @@ class StoryFilter(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    region: list[Region] = Field(default_factory=list, description="A federal subject or province taking part")
-    pair: list[Pair] = Field(default_factory=list, description="Both regions of a RU-…:CN-… pair take part")
-    sector: list[Sector] = Field(default_factory=list)
-    level: list[Level] = Field(default_factory=list)
+    region: list[Region] = Field(default_factory=list, max_length=MAX_FILTER_VALUES, description="A federal subject or province taking part")
+    pair: list[Pair] = Field(default_factory=list, max_length=MAX_FILTER_VALUES, description="Both regions of a RU-…:CN-… pair take part")
+    sector: list[Sector] = Field(default_factory=list, max_length=MAX_FILTER_VALUES)
+    level: list[Level] = Field(default_factory=list, max_length=MAX_FILTER_VALUES)
     min_score: float | None = Field(None, ge=0, le=1)
-    language: list[Language] = Field(default_factory=list)
-    source: list[SourceName] = Field(default_factory=list, description="One of the story's outlets is this source")
-    since: date | None = Field(None, description="Stories dated on or after this day (UTC)")
-    until: date | None = Field(None, description="Stories dated on or before this day (UTC)")
+    language: list[Language] = Field(default_factory=list, max_length=MAX_FILTER_VALUES)
+    source: list[SourceName] = Field(default_factory=list, max_length=MAX_FILTER_VALUES, description="One of the story's outlets is this source")
+    since: Day | None = Field(None, description="Stories dated on or after this day (UTC)")
+    until: Day | None = Field(None, description="Stories dated on or before this day (UTC)")
     q: str | None = Field(None, min_length=1, max_length=200, description="Words in the title or the lead")
 
     @model_validator(mode="after")
@@ -155,7 +161,7 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
         story_at = datetime.fromisoformat(moment)
     except (binascii.Error, UnicodeDecodeError, ValueError):
         raise CursorError("not a cursor this API handed out; use next_cursor of the previous page") from None
-    if story_at.tzinfo is None or len(story_id) != 32:
+    if story_at.tzinfo is None or len(story_id) != 32 or not FIRST_DAY <= story_at.date() <= LAST_DAY:
         raise CursorError("not a cursor this API handed out; use next_cursor of the previous page")
     return story_at, story_id
 
@@ -243,7 +249,8 @@ def pair_counts(connection: sa.Connection, story_filter: StoryFilter) -> list[Pa
 
 
 def weekly_counts(connection: sa.Connection, story_filter: StoryFilter) -> list[tuple[date, int]]:
-    """Filtered stories per ISO week (by its Monday), every week from the first to the last."""
+    """Filtered stories per ISO week (by its Monday), every week from the first to the last,
+    at most the last :data:`MAX_TIMELINE_WEEKS`."""
     if connection.dialect.name == "postgresql":
         week = sa.cast(sa.func.date_trunc("week", sa.func.timezone("UTC", alerts.c.story_at)), sa.Date)
     else:  # SQLite stores UTC: the Monday on or before the day
@@ -254,6 +261,7 @@ def weekly_counts(connection: sa.Connection, story_filter: StoryFilter) -> list[
     counts = {value if isinstance(value, date) else date.fromisoformat(value): count for value, count in rows}
     if not counts:
         return []
-    first, last = min(counts), max(counts)
+    last = max(counts)
+    first = max(min(counts), last - timedelta(weeks=MAX_TIMELINE_WEEKS - 1))
     weeks = [first + timedelta(weeks=index) for index in range((last - first).days // 7 + 1)]
     return [(monday, counts.get(monday, 0)) for monday in weeks]
