@@ -132,6 +132,10 @@ class Classification(BaseModel):
     russian_parties: list[str] = Field(default_factory=list)
     chinese_parties: list[str] = Field(default_factory=list)
     evidence: list[str] = Field(default_factory=list, description="Sentences that decided it")
+    acts: list[str] = Field(
+        default_factory=list, description="What happened, as the evidence names it, most named first",
+        examples=[["signed", "construction"]],
+    )
     reason: str = Field(description="Why the classifier decided so, in one line")
     classifier: str = Field(description="Name and version of the classifier", examples=["amur.rules.v1"])
 
@@ -175,7 +179,7 @@ class Alert(Message):
 
     Version 2 added ``version``, ``outlets``, ``regions``, ``figures``, ``language``, ``names`` and ``updated_at``;
     ``id`` became the story id rather than the article id. Version 3: ``outlets`` lists at
-    most 50 articles, ``outlets_omitted`` counts the rest.
+    most 50 articles, ``outlets_omitted`` counts the rest; ``gist_en`` and ``acts`` are new.
     """
 
     schema_version: int = ALERT_SCHEMA_VERSION
@@ -203,6 +207,11 @@ class Alert(Message):
     )
     figures: list[Figure] = Field(default_factory=list)
     evidence: list[str] = Field(default_factory=list)
+    acts: list[str] = Field(default_factory=list, description="What happened, as the evidence names it, most named first")
+    gist_en: str = Field(
+        "", description="One English line of the story's extracted facts: parties, what happened, sectors, the main figure",
+        examples=["Amur Oblast and Heilongjiang: agreement signed (transport, trade; CNY 3 billion)"],
+    )
     outlets: list[Outlet] = Field(
         default_factory=list, description="The story's articles, first first, up to 50; outlets_omitted counts the rest",
     )

@@ -81,6 +81,21 @@ class ContextConfig(_Strict):
     company_words: list[str]
 
 
+class ActsConfig(_Strict):
+    """Words per act (what happened), for the English gist. The fields are the fixed ids."""
+
+    signed: list[str]
+    opened: list[str]
+    construction: list[str]
+    shipment: list[str]
+    visit: list[str]
+    talks: list[str]
+    event: list[str]
+
+
+ACTS: tuple[str, ...] = tuple(ActsConfig.model_fields)
+
+
 class SectorRulesConfig(_Strict):
     min_hits_elsewhere: int = Field(ge=1)
 
@@ -116,6 +131,7 @@ class ClassifierConfig(_Strict):
     scoring: ScoringConfig
     cues: CuesConfig
     context: ContextConfig
+    acts: ActsConfig
     sector_rules: SectorRulesConfig
     sectors: SectorsConfig
 
@@ -127,7 +143,7 @@ def load_classifier_config(path: Path | str) -> ClassifierConfig:
 
 
 def language_config(base: ClassifierConfig, path: Path | str, language: str, lexicons: dict[str, dict]) -> ClassifierConfig:
-    """``base`` with the ``cues``, ``context`` and ``sectors`` of a language profile read from
+    """``base`` with the ``cues``, ``context``, ``acts`` and ``sectors`` of a language profile read from
     ``path``; the weights stay the base's, so every language is scored alike.
 
     :raises ConfigError: a lexicon is missing, misspelt, or repeats a phrase within its group.
@@ -143,7 +159,7 @@ def _validated(path: Path, data: object) -> ClassifierConfig:
         config = ClassifierConfig.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(problems_from(path, exc)) from None
-    problems = [problem for group in ("cues", "context", "sectors") for problem in _repeated_phrases(path, group, getattr(config, group).model_dump())]
+    problems = [problem for group in ("cues", "context", "acts", "sectors") for problem in _repeated_phrases(path, group, getattr(config, group).model_dump())]
     if problems:
         raise ConfigError(problems)
     return config
@@ -195,6 +211,7 @@ class _Sentence:
     cues: list[tuple[str, str]]  # (strong / weak / negative, the words as written)
     context: Counter
     sector_hits: Counter
+    act_hits: Counter
     factor: float = 1.0  # below 1 for a pair made of two neighbouring sentences
     score: float = 0.0
     in_title: bool = False  # scored like the body's sentences, never shown as evidence
@@ -239,6 +256,7 @@ class RulesClassifier:
         self._cues = PhraseIndex({p: kind for kind, phrases in config.cues.model_dump().items() for p in phrases})
         self._context = PhraseIndex({p: kind for kind, phrases in config.context.model_dump().items() for p in phrases})
         self._sectors = PhraseIndex({p: sector for sector, phrases in config.sectors.model_dump().items() for p in phrases})
+        self._acts = PhraseIndex({p: act for act, phrases in config.acts.model_dump().items() for p in phrases})
 
     # --- the cheap pass ---
 
@@ -288,7 +306,7 @@ class RulesClassifier:
         return self._decide(units, pairs)
 
     def _sentences(self, passage: Passage, spans: Sequence[tuple[int, int]]) -> list[_Sentence]:
-        cues, context, sectors = (index.find(passage.tokens) for index in (self._cues, self._context, self._sectors))
+        cues, context, sectors, acts = (index.find(passage.tokens) for index in (self._cues, self._context, self._sectors, self._acts))
         mentions = list(passage.mentions)
         units = []
         for start, end in spans:
@@ -303,6 +321,7 @@ class RulesClassifier:
                 cues=[(hit.value, passage.text[hit.start : hit.end]) for hit in _within(cues, start, end)],
                 context=Counter(hit.value for hit in context_hits),
                 sector_hits=Counter(hit.value for hit in _within(sectors, start, end)),
+                act_hits=Counter(hit.value for hit in _within(acts, start, end)),
             ))
         return units
 
@@ -346,6 +365,7 @@ class RulesClassifier:
             if len(sides[0]) == 1 and len(sides[1]) == 1 and sides[0] != sides[1]:
                 joined = _Sentence(f"{first.text} {second.text}", first.parties + second.parties, first.cues + second.cues,
                                    first.context + second.context, first.sector_hits + second.sector_hits,
+                                   first.act_hits + second.act_hits,
                                    factor=self.config.scoring.neighbour_factor, in_title=first.in_title)
                 if joined.is_pair:
                     pairs.append(joined)
@@ -369,6 +389,7 @@ class RulesClassifier:
             score=round(score, 4),
             level=_level(deciding[0]) if deciding else None,
             sectors=self._sectors_of(deciding, units) if deciding else [],
+            acts=_acts_of(deciding),
             russian_parties=_parties(deciding, "RU"),
             chinese_parties=_parties(deciding, "CN"),
             evidence=_shown(evidence, title_text=units[0].text if units and units[0].in_title else "", limit=weights.max_evidence),
@@ -410,6 +431,12 @@ def _shown(evidence: list[_Sentence], title_text: str, limit: int) -> list[str]:
 
 def _sentence_key(text: str) -> str:
     return " ".join(text.lower().split()).rstrip(".。!！?？")
+
+
+def _acts_of(evidence: list[_Sentence]) -> list[str]:
+    """What happened, as the evidence says it: the acts it names, most named first."""
+    counts = sum((unit.act_hits for unit in evidence), Counter())
+    return sorted(counts, key=lambda act: (-counts[act], ACTS.index(act)))
 
 
 def _within(hits: list, start: int, end: int) -> list:

@@ -66,10 +66,11 @@ class LanguageProfile(_Strict):
     # The classifier's lexicons, validated by processors.classify (same shape as classifier.yaml's).
     cues: dict
     context: dict
+    acts: dict
     sectors: dict
 
     def lexicons(self) -> dict[str, dict]:
-        return {"cues": self.cues, "context": self.context, "sectors": self.sectors}
+        return {"cues": self.cues, "context": self.context, "acts": self.acts, "sectors": self.sectors}
 
 
 def load_language_profiles(directory: Path | str) -> dict[str, LanguageProfile]:

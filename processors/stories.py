@@ -67,6 +67,7 @@ from pipeline.topology import Topics
 from pipeline.transport.base import Record, Transport
 from processors.datelines import dateline_span
 from processors.gazetteer import Gazetteer, load_gazetteer
+from processors.gist import gist
 from processors.lead import lead
 
 __all__ = ["EventFacts", "StoryIndex", "StoryStage", "alert_for", "event_facts", "event_similarity", "regions_of", "signature"]
@@ -447,17 +448,20 @@ class StoryIndex:
         return found
 
     def _new_story(self, result: Classified, now) -> Alert:
-        story = alert_for(result, regions=regions_of(result, self.gazetteer), now=now)
-        return story.model_copy(update={"names": self._names(story)})
+        return self._finished(alert_for(result, regions=regions_of(result, self.gazetteer), now=now))
 
-    def _names(self, story: Alert) -> dict[str, str]:
+    def _finished(self, story: Alert) -> Alert:
+        """``story`` with the display names of its parties and regions, and its English gist."""
         names = {}
         for entry_id in [*story.russian_parties, *story.chinese_parties, *story.regions]:
             try:
                 names[entry_id] = self.gazetteer[entry_id].name
             except KeyError:
                 names[entry_id] = entry_id
-        return names
+        return story.model_copy(update={
+            "names": names,
+            "gist_en": gist(story.russian_parties, story.chinese_parties, names, story.acts, story.sectors, story.figures),
+        })
 
     def _joined(self, story: Alert, result: Classified, now) -> Alert:
         """``story`` with ``result`` added: a new version, unless the story lists
@@ -482,12 +486,13 @@ class StoryIndex:
             "score": max(story.score, verdict.score),
             "level": verdict.level if better and verdict.level else story.level,
             "evidence": _evidence(verdict.evidence) if better and verdict.evidence else story.evidence,
+            "acts": _merged(verdict.acts, story.acts) if better else _merged(story.acts, verdict.acts),
             "outlets": [*story.outlets, _outlet(result)] if listed else story.outlets,
             "outlets_omitted": story.outlets_omitted + (0 if listed else 1),
             "published_at": min(published) if published else None,
             "updated_at": now,
         })
-        return joined.model_copy(update={"names": self._names(joined)})
+        return self._finished(joined)
 
 
 def alert_for(result: Classified, *, regions: Sequence[str] = (), now=None) -> Alert:
@@ -499,7 +504,7 @@ def alert_for(result: Classified, *, regions: Sequence[str] = (), now=None) -> A
         title=_clip(article.title), summary=lead(article.text, article.title) or lead(article.summary, article.title),
         language=article.language,
         score=verdict.score,
-        level=verdict.level, sectors=verdict.sectors, russian_parties=verdict.russian_parties,
+        level=verdict.level, sectors=verdict.sectors, acts=verdict.acts, russian_parties=verdict.russian_parties,
         chinese_parties=verdict.chinese_parties, regions=list(regions), figures=result.figures[:MAX_FIGURES],
         evidence=_evidence(verdict.evidence), outlets=[_outlet(result)],
         published_at=article.published_at, fetched_at=article.fetched_at, alerted_at=now, updated_at=now,

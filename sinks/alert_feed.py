@@ -63,6 +63,8 @@ alerts = Table(
     Column("names", JSON, nullable=False, server_default=text("'{}'")),
     Column("outlets", JSON, nullable=False, server_default=text("'[]'")),
     Column("outlets_omitted", Integer, nullable=False, server_default=text("0")),
+    Column("acts", JSON, nullable=False, server_default=text("'[]'")),
+    Column("gist_en", Text, nullable=False, server_default=text("''")),
     Column("updated_at", UTCDateTime),
     Column("story_at", UTCDateTime),
     Index("ix_alerts_story_at", "story_at", "id"),
@@ -255,6 +257,8 @@ def _fill_entry(entry, row) -> None:
     entry.updated(row["updated_at"] or row["written_at"])
     parties = ", ".join([*row["russian_parties"], *row["chinese_parties"]])
     summary = f"{row['summary']}\n\nscore {row['score']:.2f}; level {row['level'] or 'unknown'}; parties {parties}"
+    if row.get("gist_en"):
+        summary = f"In English: {row['gist_en']}\n\n{summary}"
     others = [f"{outlet['source']} ({outlet['url']})" for outlet in row["outlets"][1:]]
     if others:
         summary += "\nalso reported by: " + ", ".join(others)

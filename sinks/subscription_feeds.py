@@ -85,9 +85,11 @@ def _named(story: Alert, ids: Sequence[str]) -> str:
 
 
 def story_text(story: Alert) -> str:
-    """What a reader shows of a story: its lead, then who, what, how much, the evidence, the outlets."""
+    """What a reader shows of a story: its English gist, its lead, then who, what, how much, the
+    evidence, the outlets."""
     figures = "; ".join(figure.text for figure in story.figures) or "-"
     lines = [
+        *([f"In English: {story.gist_en}", ""] if story.gist_en else []),
         story.summary,
         "",
         f"Russian side: {_named(story, story.russian_parties)}",
@@ -173,6 +175,7 @@ def _json_item(story: Alert) -> dict:
         # Extension keys start with an underscore (JSON Feed 1.1, "Extensions").
         "_amur": {
             "version": story.version, "score": story.score, "level": story.level, "regions": story.regions,
+            "gist_en": story.gist_en,
             "outlets": [outlet.model_dump(mode="json") for outlet in story.outlets],
         },
     }

@@ -39,6 +39,7 @@ def test_a_replayed_first_version_is_not_an_update_under_a_new_id(database_url, 
     events = _events(receiver)
     assert [(kind, version) for kind, version, _ in events] == [("story.created", 1), ("story.updated", 2)]
     assert len({webhook_id for _, _, webhook_id in events}) == 2
+    assert "gist_en" in json.loads(receiver.requests[0].body)["data"]  # the English line travels with the story
 
 
 def test_two_versions_in_one_batch_are_a_creation_and_an_update(database_url, tmp_path):

@@ -7,7 +7,8 @@ articles, so the stories naming an entity near an article's time are an index ra
 ``stories.first_at`` and ``last_at`` bound its articles' times: a story takes an article
 whose time is within the window of that span. A story stored before them spans its
 creation and its last update. ``alerts.outlets_omitted`` counts a story's articles beyond
-the 50 outlets an alert lists (alerts version 3).
+the 50 outlets an alert lists, ``alerts.acts`` says what happened and ``alerts.gist_en`` is
+the story's English line (alerts version 3).
 
 Revision ID: 0010
 Revises: 0009
@@ -38,6 +39,8 @@ def upgrade() -> None:
     op.execute("UPDATE stories SET entities = '[]', first_at = created_at, last_at = updated_at")
     with op.batch_alter_table("alerts") as alerts:
         alerts.add_column(sa.Column("outlets_omitted", sa.Integer, nullable=False, server_default=sa.text("0")))
+        alerts.add_column(sa.Column("acts", sa.JSON, nullable=False, server_default=sa.text("'[]'")))
+        alerts.add_column(sa.Column("gist_en", sa.Text, nullable=False, server_default=sa.text("''")))
     with op.batch_alter_table("stories") as stories:
         stories.alter_column("entities", existing_type=sa.JSON, nullable=False)
         stories.alter_column("first_at", existing_type=UTC_DATETIME, nullable=False)
@@ -46,6 +49,8 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     with op.batch_alter_table("alerts") as alerts:
+        alerts.drop_column("gist_en")
+        alerts.drop_column("acts")
         alerts.drop_column("outlets_omitted")
     with op.batch_alter_table("stories") as stories:
         stories.drop_column("last_at")

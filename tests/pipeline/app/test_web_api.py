@@ -23,6 +23,7 @@ from sinks.records import RecordsSink
 from tests.support.messages import make_article, make_classified, make_story
 
 NAMES = {"RU-PRI": "Primorsky Krai", "CN-HL": "Heilongjiang"}
+GIST = "Primorsky Krai and Heilongjiang: agreement signed (energy)"
 
 
 def dated(story, day: int, month: int = 11):
@@ -34,7 +35,7 @@ STORIES = {
     "power": dated(make_story(
         "https://a.example/power", regions=["RU-PRI", "CN-HL"], sectors=["energy"], level="interregional", score=0.9,
         language="en", sources=["tass", "xinhua"], title="Primorye and Heilongjiang agree a power line",
-        summary="The two regions signed a grid link.", names=NAMES), 2),
+        summary="The two regions signed a grid link.", names=NAMES).model_copy(update={"gist_en": GIST}), 2),
     "buses": dated(make_story(
         "https://a.example/buses", regions=["RU-PRI", "CN-JL"], sectors=["tourism"], level="municipal", score=0.6,
         language="ru", sources=["vl-news"], title="Туристические автобусы пойдут в Хуньчунь"), 10),
@@ -292,3 +293,12 @@ def test_binding_beyond_loopback_needs_a_token_and_an_old_schema_is_refused(tmp_
     with engine.connect() as connection:
         assert sa.inspect(connection).get_table_names() == []  # the server created nothing
     engine.dispose()
+
+
+def test_the_english_gist_is_beside_the_title_in_the_api_the_pages_and_the_feeds(served):
+    story_id = STORIES["power"].id
+    assert served.get(f"/api/stories/{story_id}").json()["story"]["gist_en"] == GIST
+    assert GIST in served.get(f"/stories/{story_id}").text
+    assert GIST in served.get("/").text
+    feed = feedparser.parse(served.get("/feeds/filter.atom?region=RU-PRI").content)
+    assert any(GIST in entry.content[0].value for entry in feed.entries)
