@@ -40,6 +40,7 @@ or the secret's UTF-8 bytes). The body is ``{"type": "story.created"|"story.upda
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import hmac
 import json
@@ -118,9 +119,25 @@ class WebhooksOptions(BaseModel):
     poll_seconds: float = Field(0.5, gt=0, le=60, description="How often the outbox is looked at for due deliveries")
 
 
+def signing_key(secret: str) -> bytes:
+    """The HMAC key of a secret: the bytes after ``whsec_`` base64-decoded, or the secret's UTF-8.
+
+    :raises ValueError: a ``whsec_`` secret whose rest is no base64, or is empty.
+    """
+    if not secret.startswith("whsec_"):
+        return secret.encode("utf-8")
+    try:
+        key = base64.b64decode(secret.removeprefix("whsec_"), validate=True)
+    except binascii.Error:
+        raise ValueError("a whsec_ secret must go on in base64 (Standard Webhooks)") from None
+    if not key:
+        raise ValueError("a whsec_ secret must go on in base64 of at least one byte")
+    return key
+
+
 def sign(secret: str, delivery_id: str, timestamp: int, body: bytes) -> str:
     """The ``webhook-signature`` header of a delivery (Standard Webhooks, ``v1``)."""
-    key = base64.b64decode(secret.removeprefix("whsec_")) if secret.startswith("whsec_") else secret.encode("utf-8")
+    key = signing_key(secret)
     signed = f"{delivery_id}.{timestamp}.".encode() + body
     return "v1," + base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
 
@@ -168,11 +185,10 @@ class WebhooksSink(BatchingSink):
         problems = [
             ConfigProblem(
                 str(self.subscriptions.path), f"subscriptions.{index}.channels (webhook).secret_env",
-                f"environment variable {subscription.webhook.secret_env} is not set",
-                "export the webhook's signing secret in that variable",
+                f"environment variable {subscription.webhook.secret_env} {why}", "export the webhook's signing secret in that variable",
             )
             for index, subscription in enumerate(self.subscriptions.current())
-            if subscription.webhook is not None and not os.environ.get(subscription.webhook.secret_env)
+            if subscription.webhook is not None and (why := _secret_problem(os.environ.get(subscription.webhook.secret_env)))
         ]
         if problems:
             raise ConfigError(problems)
@@ -313,11 +329,15 @@ class WebhooksSink(BatchingSink):
         secret = _secret(row["subscription"], self.subscriptions.current())
         if secret is None:
             return "no signing secret: the subscription or its webhook's secret_env variable is gone"
+        try:
+            signature = sign(secret, row["id"], timestamp, body)
+        except ValueError as exc:
+            return f"cannot sign: {exc}"
         headers = {
             "content-type": "application/json",
             "webhook-id": row["id"],
             "webhook-timestamp": str(timestamp),
-            "webhook-signature": sign(secret, row["id"], timestamp, body),
+            "webhook-signature": signature,
         }
         return self._send(row["url"], body, headers)
 
@@ -386,6 +406,17 @@ class WebhooksSink(BatchingSink):
             transport.backend.abort()
         self._pool.shutdown(wait=True, cancel_futures=True)
         self.producer.close()
+
+
+def _secret_problem(secret: str | None) -> str | None:
+    """What is wrong with a signing secret, or None."""
+    if not secret:
+        return "is not set"
+    try:
+        signing_key(secret)
+    except ValueError as exc:
+        return f"holds no usable secret: {exc}"
+    return None
 
 
 def _secret(subscription_name: str, subscriptions: Sequence[Subscription]) -> str | None:

@@ -39,3 +39,15 @@ def test_a_story_dated_at_year_one_draws_no_two_thousand_years_of_timeline(serve
     response = served.get("/timeline")
     assert response.status_code == 200
     assert len(response.content) < 2_000_000
+
+
+def test_a_short_access_token_is_refused_at_start(tmp_path):
+    from pipeline.app.web.server import make_server
+    from pipeline.errors import ConfigError
+    from pipeline.settings import AmurSettings
+
+    settings = AmurSettings(database_url=f"sqlite:///{tmp_path / 'amur.sqlite'}")
+    with pytest.raises(ConfigError) as refused:
+        make_server(settings, tmp_path / "amur.yaml", environ={"AMUR_SERVE_TOKEN": "x"})
+    (problem,) = refused.value.problems
+    assert problem.key == "serve.access_token_env" and "1 characters" in problem.message and "at least 32" in problem.hint

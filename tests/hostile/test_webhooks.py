@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 import time
 
+import pytest
 import sqlalchemy as sa
 
 from pipeline.db import make_engine
+from pipeline.errors import ConfigError
 from pipeline.settings import AmurSettings
 from pipeline.subscriptions import SubscriptionsWatcher
 from sinks.webhooks import webhook_deliveries
@@ -166,3 +168,12 @@ def test_two_sinks_workers_never_post_the_same_delivery(database_url, tmp_path):
         second.close()
     ids = [request.headers["webhook-id"] for request in receiver.requests]
     assert len(ids) == len(stories) * 4 == len(set(ids))
+
+
+def test_a_malformed_whsec_secret_stops_the_sink_at_start_with_the_key_and_the_fix(database_url, tmp_path, monkeypatch):
+    monkeypatch.setenv("AMUR_TEST_HOOK_SECRET", "whsec_not base64!")
+    with pytest.raises(ConfigError) as caught:
+        webhooks(database_url, subscriptions_file(tmp_path, "http://127.0.0.1:9/hook"), embedded_log(tmp_path))
+    (problem,) = caught.value.problems
+    assert problem.key == "subscriptions.0.channels (webhook).secret_env"
+    assert "holds no usable secret: a whsec_ secret must go on in base64" in problem.message

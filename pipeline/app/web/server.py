@@ -55,9 +55,17 @@ def make_server(
             f"set {variable} to a long random token (clients send it as a bearer token or basic-auth password), "
             "or serve on 127.0.0.1",
         )])
+    if token is not None and len(token) < MIN_TOKEN_CHARS:
+        raise ConfigError([ConfigProblem(
+            str(config_path), "serve.access_token_env", f"{variable} holds a token of {len(token)} characters, which can be guessed",
+            f"set {variable} to at least {MIN_TOKEN_CHARS} random characters, e.g. the output of: openssl rand -hex 32",
+        )])
     application = create_app(settings, config_path, access_token=token)
     # The application logs through Amur's logging; uvicorn's access log would repeat every request.
     return uvicorn.Server(uvicorn.Config(application, host=host, port=port, log_config=None, access_log=False))
+
+
+MIN_TOKEN_CHARS = 32
 
 
 class BackgroundServer:
