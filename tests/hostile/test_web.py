@@ -8,6 +8,9 @@ from datetime import UTC, datetime
 
 import pytest
 
+from pipeline.app.web.server import make_server
+from pipeline.errors import ConfigError
+from pipeline.settings import AmurSettings
 from tests.pipeline.app.test_web_api import STORIES, dated, served  # noqa: F401 - served: the application over a filled database
 
 
@@ -42,10 +45,6 @@ def test_a_story_dated_at_year_one_draws_no_two_thousand_years_of_timeline(serve
 
 
 def test_a_short_access_token_is_refused_at_start(tmp_path):
-    from pipeline.app.web.server import make_server
-    from pipeline.errors import ConfigError
-    from pipeline.settings import AmurSettings
-
     settings = AmurSettings(database_url=f"sqlite:///{tmp_path / 'amur.sqlite'}")
     with pytest.raises(ConfigError) as refused:
         make_server(settings, tmp_path / "amur.yaml", environ={"AMUR_SERVE_TOKEN": "x"})
