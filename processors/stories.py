@@ -20,8 +20,9 @@ archive groups articles as the live stream would have. A story is found in two w
    the article's entities in a time bucket near it is a candidate (an entity that over
    :data:`MAX_ENTITY_POSTINGS` stories near it name finds none); it matches when
    :func:`event_similarity` reaches ``stories.event_threshold`` (see there for the weights)
-   and, in the story's own language, each one's main sector is among the other's: the same
-   two regions' freight deal and power deal in one week share every name but not a subject.
+   and, in the story's own language, their headlines share ``stories.title_threshold`` of
+   their words or each one's main sector is among the other's: the same two regions'
+   freight deal and power deal in one week share every name but not a subject.
 
 The best-scoring candidate wins.
 
@@ -417,12 +418,14 @@ class StoryIndex:
                 title_similarity(result.article.title, outlet["title"]) for outlet in candidate["alert"]["outlets"]
             )
             # The same parties' other deals share as many names as a second report does. In one
-            # language, where the sector lexicon is the same, two reports of one event each name
-            # what the other is mainly about; across languages the weaker test in
-            # event_similarity holds (each language's lexicon tags sectors its own way).
+            # language two reports of one event share their headline's words, or each names what
+            # the other is mainly about (the sector lexicon is the same); across languages the
+            # weaker test in event_similarity holds (each language's lexicon tags its own way).
             across = result.article.language != candidate["alert"].get("language")
             story_facts = EventFacts.of_story(candidate["entities"], candidate["alert"])
-            same_subject = across or (facts.lead_sector in story_facts.sectors and story_facts.lead_sector in facts.sectors)
+            same_subject = across or title >= settings.title_threshold or (
+                facts.lead_sector in story_facts.sectors and story_facts.lead_sector in facts.sectors
+            )
             event = event_similarity(facts, story_facts, self.entity_weight) if same_subject else 0.0
             matches = (
                 text >= settings.text_threshold
