@@ -21,8 +21,8 @@ archive groups articles as the live stream would have. A story is found in two w
    :data:`MAX_ENTITY_POSTINGS` stories near it name finds none); it matches when
    :func:`event_similarity` reaches ``stories.event_threshold`` (see there for the weights)
    and, in the story's own language, their headlines share ``stories.title_threshold`` of
-   their words or each one's main sector is among the other's: the same two regions'
-   freight deal and power deal in one week share every name but not a subject.
+   their words or they state the same sum: the same two regions' grain corridor and bridge
+   freight deal on one day share every name, a sector and many words, but not a headline.
 
 The best-scoring candidate wins.
 
@@ -417,15 +417,14 @@ class StoryIndex:
             title = max(
                 title_similarity(result.article.title, outlet["title"]) for outlet in candidate["alert"]["outlets"]
             )
-            # The same parties' other deals share as many names as a second report does. In one
-            # language two reports of one event share their headline's words, or each names what
-            # the other is mainly about (the sector lexicon is the same); across languages the
-            # weaker test in event_similarity holds (each language's lexicon tags its own way).
+            # The same parties' other deals share as many names as a second report does, and in
+            # one language as many words (two Amur–Heilongjiang transport deals on one day). So in
+            # the story's own language, where the text already finds copies and rewrites, the
+            # facts join a report only with a headline sharing title_threshold of its words or
+            # the same sum of money; across languages, where no text can be compared, they do.
             across = result.article.language != candidate["alert"].get("language")
             story_facts = EventFacts.of_story(candidate["entities"], candidate["alert"])
-            same_subject = across or title >= settings.title_threshold or (
-                facts.lead_sector in story_facts.sectors and story_facts.lead_sector in facts.sectors
-            )
+            same_subject = across or title >= settings.title_threshold or bool(facts.money & story_facts.money)
             event = event_similarity(facts, story_facts, self.entity_weight) if same_subject else 0.0
             matches = (
                 text >= settings.text_threshold

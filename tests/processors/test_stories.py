@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from connectors.extract import extract_article
 from pipeline.db import make_engine
 from pipeline.messages import Alert, Classified, DeadLetter, Entity, decode, encode
 from pipeline.settings import StorySettings
@@ -18,6 +19,7 @@ from processors.stories import EventFacts, StoryIndex, StoryStage, entity_weight
 from tests.support.messages import make_article, make_classified
 
 STORIES = Path(__file__).resolve().parents[1] / "resources" / "stories"
+RESOURCES_E2E = Path(__file__).resolve().parents[1] / "resources" / "e2e"
 GAZETTEER = load_gazetteer(Path(__file__).resolve().parents[2] / "config" / "gazetteer")
 CORRIDOR = (STORIES / "grain-corridor.txt").read_text(encoding="utf-8")
 TOURISM = (STORIES / "tourism-season.txt").read_text(encoding="utf-8")
@@ -227,3 +229,17 @@ def test_a_capital_among_the_parties_is_its_region():
     result = _mentioning("The Moscow city government and Harbin agreed on a metro exchange.", ("Harbin", "city:cn:harbin", "CN"))
     result = result.model_copy(update={"classification": result.classification.model_copy(update={"russian_parties": ["RU-MOW"]})})
     assert regions_of(result, GAZETTEER) == ["RU-MOW", "CN-HL"]
+
+
+@pytest.mark.slow
+def test_two_deals_of_the_same_regions_on_one_day_in_one_language_stay_apart(index, analyzer):
+    """The grain corridor and the bridge freight deal: Amur Oblast and Heilongjiang, Blagoveshchensk
+    and Heihe, transport, the same morning; one story each. Their copies still join."""
+    freight_page = extract_article((RESOURCES_E2E / "amur-heilongjiang-freight.html").read_text(encoding="utf-8"), "https://x.example/")
+    corridor = make_article("https://amurpravda.example/corridor", title=TITLE, text=CORRIDOR, language="en",
+                            published_at=SIGNED_ON, fetched_at=SIGNED_ON)
+    freight = make_article("https://wire.example/freight", title=freight_page.title, text=freight_page.text, language="en",
+                           published_at=SIGNED_ON, fetched_at=SIGNED_ON)
+    mirror = freight.model_copy(update={"id": "a" * 32, "url": "https://mirror.example/freight", "source": "mirror"})
+    first, second, copy = index.add(analyzer.analyze([corridor, freight, mirror]))
+    assert first.id != second.id and copy.id == second.id and copy.version == 2
