@@ -105,7 +105,7 @@ WEIGHT_SPECIFIC = 1.5
 MAX_ENTITY_POSTINGS = 200
 # A money figure stated by both (same value and unit) is nearly a fingerprint of the deal.
 SHARED_MONEY_BONUS = 0.3
-# Sectors in common add at most this much; none in common (both tagged) takes it away.
+# Sectors in common add at most this much (by their Jaccard similarity).
 SECTOR_WEIGHT = 0.2
 
 _WORD = re.compile(r"\w+")
@@ -265,7 +265,8 @@ def event_similarity(article: EventFacts, story: EventFacts, weight: Callable[[s
     still matches it, and a story of the two presidents alone matches another such story
     only as well as the rest of the facts allow. A money figure both state adds
     :data:`SHARED_MONEY_BONUS`; the sectors add up to :data:`SECTOR_WEIGHT` by their
-    Jaccard similarity, or take it away when both have sectors and share none.
+    Jaccard similarity, and when neither one's main sector is among the other's, they are
+    two deals of the same parties: 0.
     """
     shared = article.entities & story.entities
     if len(shared) < 2 and not any(weight(entity_id) >= WEIGHT_SPECIFIC for entity_id in shared):
