@@ -18,9 +18,11 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from functools import lru_cache
+from itertools import islice, product
 from pathlib import Path
 from typing import Literal
 
+import iuliia
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from pipeline.errors import ConfigError, ConfigProblem
@@ -139,7 +141,7 @@ def name_forms(profiles: dict[str, LanguageProfile]) -> Callable[[str], set[str]
     """The forms of a gazetteer name, by the script it is written in and the ``name_forms`` of
     the profile of that script's language: Cyrillic names in Russian cases, Chinese names with
     their short names. A name of a script no loaded profile inflects is kept as written."""
-    makers = {"russian_cases": russian_forms, "chinese_short_names": chinese_short_names}
+    makers = {"russian_cases": russian_names, "chinese_short_names": chinese_short_names}
     by_script = {
         _SCRIPTS.get(profile.language, "latin"): makers[profile.name_forms]
         for profile in profiles.values() if profile.name_forms in makers
@@ -178,6 +180,38 @@ def _morph():
     import pymorphy3  # with pymorphy3-dicts-ru; loads the dictionary once
 
     return pymorphy3.MorphAnalyzer(lang="ru")
+
+
+# The transliteration schemes newsrooms and registries write Russian names in, ASCII ones:
+# "Хабаровский край" → Khabarovskiy kray (BGN/PCGN), Khabarovsky krai (Wikipedia), ...
+TRANSLITERATIONS = (
+    iuliia.BGN_PCGN, iuliia.WIKIPEDIA, iuliia.ICAO_DOC_9303, iuliia.MOSMETRO, iuliia.YANDEX_MAPS,
+    iuliia.TELEGRAM, iuliia.GOST_52535, iuliia.UNGEGN_1987,
+)
+MAX_SPELLINGS = 64
+
+
+def russian_names(name: str) -> set[str]:
+    """A Russian name in its case forms and in the Latin spellings of its nominative."""
+    return russian_forms(name) | latin_spellings(name)
+
+
+@lru_cache(maxsize=None)
+def latin_spellings(name: str) -> set[str]:
+    """The ASCII spellings of a Cyrillic name by :data:`TRANSLITERATIONS`, word by word in
+    every combination (a newsroom may follow one scheme for the name and another for "krai"),
+    at most :data:`MAX_SPELLINGS`: "Хабаровский край" → khabarovskiy kray, khabarovsky krai, ..."""
+    if name.isupper():
+        return set()  # an acronym (ЕАО) is not written out in Latin letters
+    words = name.lower().split()
+    spellings_of_word = [
+        sorted({spelling for schema in TRANSLITERATIONS if (spelling := schema.translate(word)).isascii() and spelling.strip()})
+        for word in words
+    ]
+    if not all(spellings_of_word):
+        return set()
+    spellings = {" ".join(choice) for choice in islice(product(*spellings_of_word), MAX_SPELLINGS)}
+    return {spelling for spelling in spellings if spelling != name.lower()}
 
 
 @lru_cache(maxsize=None)

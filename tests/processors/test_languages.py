@@ -181,3 +181,14 @@ def test_the_seeds_restated_in_russian_classify_like_the_english_originals(analy
         assert set(russian.chinese_parties) == set(english.chinese_parties)
     if number in ("000", "002"):
         assert russian.level == english.level
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("Khabarovskiy Kray signed a ferry protocol with Heilongjiang.", ["RU-KHA", "CN-HL"]),
+    ("The Khabarovsky Krai government and Harbin met.", ["RU-KHA", "city:cn:harbin"]),
+    ("Officials of Primorskiy Kray and Jilin agreed.", ["RU-PRI", "CN-JL"]),
+    ("Yevreyskaya Avtonomnaya Oblast and Heilongjiang", ["RU-YEV", "CN-HL"]),
+    ("A train crossed at Nizhneleninskoe.", ["city:ru:nizhneleninskoye"]),
+])
+def test_a_russian_name_matches_in_the_spellings_of_every_transliteration_scheme(gazetteer, text, expected):
+    assert found(gazetteer, text) == expected
