@@ -20,6 +20,7 @@ import sqlalchemy as sa
 from connectors.fetch import canonical_url
 from pipeline.app.roles import Runtime, run_once
 from pipeline.db import make_engine
+from pipeline.errors import ConfigError, ConfigProblem
 from pipeline.messages import article_id
 from pipeline.settings import AmurSettings, EmbeddedSettings, SinkConfig
 from pipeline.topology import roles
@@ -30,6 +31,7 @@ from sinks.records import articles
 log = logging.getLogger(__name__)
 
 SOURCE_NAME = "eval"
+MAX_LINES = 1000  # what one poll of the replay source emits: --once polls each source once
 
 
 def evaluate_pipeline(path: Path, settings: AmurSettings) -> EvalReport:
@@ -38,12 +40,17 @@ def evaluate_pipeline(path: Path, settings: AmurSettings) -> EvalReport:
     :raises ConfigError: the file cannot be read or has malformed lines (each named by number).
     """
     examples = read_labeled(path)
+    if len(examples) > MAX_LINES:
+        raise ConfigError([ConfigProblem(
+            str(path), "(file)", f"{len(examples)} lines; one evaluation reads at most {MAX_LINES}",
+            "split the file and evaluate each part",
+        )])
     with tempfile.TemporaryDirectory(prefix="amur-eval-") as scratch:
         workdir = Path(scratch)
         urls = _write_archive(workdir / "archive.jsonl", path, examples)
         (workdir / "sources.yaml").write_text(json.dumps({"sources": [{
             "name": SOURCE_NAME, "kind": "replay", "path": str(workdir / "archive.jsonl"),
-            "max_articles_per_poll": 1000,
+            "max_articles_per_poll": MAX_LINES,
         }]}), encoding="utf-8")
         database_url = f"sqlite:///{workdir / 'amur.sqlite'}"
         scratch_settings = settings.model_copy(update={
