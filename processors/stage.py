@@ -49,8 +49,9 @@ class ClassifyStage(Stage):
                 articles.append((record, decode(Article, record.value)))
             except MessageError as exc:
                 self.dead_letters.record(record, exc)
+        source_of = {article.id: record for record, article in articles}
         for result in self._analyze(articles):
-            self.producer.produce(self.topics.classified, *encode(result))
+            self.produce_output(source_of[result.id], self.topics.classified, *encode(result), what=f"article {result.id}")
 
     def _analyze(self, articles: list[tuple[Record, Article]]) -> list[Classified]:
         try:
