@@ -122,7 +122,7 @@ def main() -> None:
             filled = size
             work = batches(options.articles, seed=100 + round_, entity_pool=entity_pool)
             started = time.perf_counter()
-            made = {alert.id for batch in work for alert in index.add(batch)}
+            made = {placement.story.id for batch in work for placement in index.add(batch)}
             per_article = (time.perf_counter() - started) * 1000 / sum(map(len, work))
             baseline = baseline or per_article
             print(f"{size:>17,}  {per_article:>14.2f}  {per_article / baseline:>13.2f}×  {len(made):>12}")

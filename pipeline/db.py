@@ -7,6 +7,8 @@ Tables are SQLAlchemy Core tables owned by the module that uses them
 
 from __future__ import annotations
 
+import errno
+import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -14,7 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy import Engine, Table, create_engine, event
 from sqlalchemy.dialects import postgresql, sqlite
 
-from pipeline.errors import ConfigError, ConfigProblem
+from pipeline.errors import ConfigError, ConfigProblem, StorageUnusable
 
 
 IN_CLAUSE_SIZE = 500  # values per IN (...) clause, well below every driver's parameter limit
@@ -26,10 +28,56 @@ def chunked(items: list, size: int = IN_CLAUSE_SIZE):
         yield items[start:start + size]
 
 
-def make_engine(database_url: str) -> Engine:
-    """An engine for ``database_url``; creates the directory of a SQLite file."""
+# What a storage failure's message says, and what the operator does about it. SQLite reports
+# a directory it may not write as "unable to open database file", without the path.
+_FULL = "the disk is full: free space on it (or move the file to a larger one); what was not written is written again then"
+_NOT_WRITABLE = "the user running amur cannot write there: make the directory writable by it, or configure another path"
+_STORAGE_HINTS = (
+    ("database or disk is full", _FULL),
+    ("disk i/o error", "the disk failed a write: check that it has space and is healthy"),
+    ("unable to open database file", _NOT_WRITABLE),
+    ("attempt to write a readonly database", _NOT_WRITABLE),
+    ("readonly database", _NOT_WRITABLE),
+)
+
+
+def storage_hint(exc: BaseException) -> str | None:
+    """How to fix a failure to open or write a local file (a full disk, a read-only place);
+    ``None`` when ``exc`` is anything else, such as a database server that is down."""
+    while exc is not None:
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            return _FULL
+        if isinstance(exc, OSError) and exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR):
+            return _NOT_WRITABLE
+        if isinstance(exc, sqlite3.Error):
+            message = str(exc).lower()
+            for words, hint in _STORAGE_HINTS:
+                if words in message:
+                    return hint
+        exc = exc.__cause__ or getattr(exc, "orig", None)
+    return None
+
+
+def sqlite_path(database_url: str) -> Path | None:
+    """The file of a SQLite URL; ``None`` for an in-memory database or another dialect."""
     if database_url.startswith("sqlite:///") and not database_url.startswith("sqlite:///:memory:"):
-        Path(database_url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        return Path(database_url.removeprefix("sqlite:///"))
+    return None
+
+
+def make_engine(database_url: str) -> Engine:
+    """An engine for ``database_url``; creates the directory of a SQLite file.
+
+    :raises StorageUnusable: that directory cannot be created.
+    """
+    path = sqlite_path(database_url)
+    if path is not None:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StorageUnusable(
+                f"cannot create {path.parent} for the database {path}: {exc.strerror}; {storage_hint(exc) or _NOT_WRITABLE}"
+            ) from None
     try:
         engine = create_engine(database_url, pool_pre_ping=True)
     except ModuleNotFoundError as exc:

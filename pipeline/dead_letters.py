@@ -11,6 +11,7 @@ import logging
 
 from pipeline.messages import DeadLetter, encode, utc_now
 from pipeline.metrics import DEAD_LETTERS
+from pipeline.redaction import redact
 from pipeline.topology import DEAD_LETTER_TOPIC, Topics
 from pipeline.transport.base import Producer, Record
 
@@ -41,7 +42,7 @@ class DeadLetters:
             stage=self._stage,
             sink=sink,
             error_type=type(error).__name__,
-            reason=str(error),
+            reason=redact(str(error)),
             topic=record.topic,
             partition=record.partition,
             offset=record.offset,
@@ -51,10 +52,14 @@ class DeadLetters:
         ))
 
     def item(self, item_id: str, url: str, error: Exception, *, sink: str | None = None, payload: str | None = None) -> None:
-        """Something not from a topic that was given up on: a source's item, a webhook delivery."""
+        """Something not from a topic that was given up on: a source's item, a webhook delivery.
+
+        Nothing replays such a letter, so its URLs are kept with their credentials masked.
+        """
+        url = redact(url)
         log.warning("dead letter stage=%s url=%s error=%s", self._stage, url, error)
         self._send(DeadLetter(
-            id=item_id, stage=self._stage, sink=sink, error_type=type(error).__name__, reason=str(error),
+            id=redact(item_id), stage=self._stage, sink=sink, error_type=type(error).__name__, reason=redact(str(error)),
             payload=(payload if payload is not None else url)[:PAYLOAD_LIMIT], failed_at=utc_now(),
         ))
 

@@ -122,6 +122,12 @@ class EmbeddedLogBusy(TransportError):
     on the same files, which would handle every record twice."""
 
 
+class StorageUnusable(AmurError):
+    """A file Amur must write (the SQLite database, the embedded log) cannot be opened or
+    created where it is configured: a read-only or missing place, or a full disk. Nothing
+    to wait out at start-up; the message names the file and the fix."""
+
+
 class SinkError(AmurError):
     """A sink failed to write or flush a batch; the batch's offsets are not committed."""
 

@@ -159,11 +159,12 @@ class Outlet(BaseModel):
     article_id: str
     source: str = Field(description="Name of the source in sources.yaml")
     url: str
-    title: str
+    title: str = Field(description="The article's own title, in its language")
+    language: str | None = Field(None, description="The article's language (ISO 639-1)", examples=["zh"])
     published_at: AwareDatetime | None = None
 
 
-ALERT_SCHEMA_VERSION = 3
+ALERT_SCHEMA_VERSION = 4
 
 
 class Alert(Message):
@@ -177,9 +178,15 @@ class Alert(Message):
     parties, regions, sectors and figures are merged over all of them; ``level`` and
     ``evidence`` come from the best-scoring one.
 
+    When an article shows that two open stories report one event, they merge: the older story
+    absorbs the other (its outlets and facts, its id in ``merged_from``) in a new version,
+    and the other is retired by a last version of its own whose ``merged_into`` names the
+    survivor. A consumer drops a story whose ``merged_into`` is set and follows the survivor.
+
     Version 2 added ``version``, ``outlets``, ``regions``, ``figures``, ``language``, ``names`` and ``updated_at``;
     ``id`` became the story id rather than the article id. Version 3: ``outlets`` lists at
     most 50 articles, ``outlets_omitted`` counts the rest; ``gist_en`` and ``acts`` are new.
+    Version 4: ``headline``, ``merged_into``, ``merged_from``, and each outlet's ``language``.
     """
 
     schema_version: int = ALERT_SCHEMA_VERSION
@@ -188,7 +195,11 @@ class Alert(Message):
     article_id: str = Field(description="The story's first article")
     url: str
     source: str
-    title: str
+    title: str = Field(description="The first article's own title, in its language")
+    headline: str = Field(
+        "", description="The title to show a subscriber: an English outlet's title when the story has one, "
+                        "else gist_en, else title",
+    )
     summary: str
     language: str | None = Field(None, description="The first article's language (ISO 639-1)", examples=["ru"])
     score: float = Field(ge=0, le=1, description="The best score of the story's articles")
@@ -216,10 +227,20 @@ class Alert(Message):
         default_factory=list, description="The story's articles, first first, up to 50; outlets_omitted counts the rest",
     )
     outlets_omitted: int = Field(0, ge=0, description="Articles of the story beyond those listed in outlets")
+    merged_into: str | None = Field(
+        None, min_length=32, max_length=32,
+        description="Set on a retired story's last version: the story it is now part of",
+    )
+    merged_from: list[str] = Field(default_factory=list, description="Ids of the stories this one absorbed")
     published_at: AwareDatetime | None = None
     fetched_at: AwareDatetime
     alerted_at: AwareDatetime = Field(description="When the story's first alert was made")
     updated_at: AwareDatetime | None = Field(None, description="When this version was made")
+
+    @property
+    def heading(self) -> str:
+        """What a feed entry or a page is titled: the headline (empty in alerts made before version 4), else the title."""
+        return self.headline or self.title
 
 
 class DeadLetter(Message):

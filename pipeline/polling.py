@@ -29,6 +29,7 @@ from pipeline.connector import Connector
 from pipeline.dead_letters import DeadLetters
 from pipeline.errors import ConfigError, SourceError, SourceSilent, TransportError
 from pipeline.messages import Article, encode, utc_now
+from pipeline.redaction import redact
 from pipeline.settings import SourceConfig, file_stamp, load_sources
 from pipeline.state import StateStore
 from pipeline.topology import Topics
@@ -136,7 +137,7 @@ class ConnectorRunner:
         except Exception as exc:  # noqa: BLE001 - one source's failure, whatever it is, is that source's
             if not isinstance(exc, SourceError):
                 log.error("source failed unexpectedly: source=%s", name, exc_info=exc)
-            summary.error = str(exc)  # a SourceError was logged by the connector, with its back-off
+            summary.error = redact(str(exc))  # a SourceError was logged by the connector, with its back-off
             metrics.SOURCE_POLLS.labels(name, "failed").inc()
             metrics.SOURCE_INTERVAL.labels(name).set(connector.next_poll_in)
             self._watch_health(name, connector.next_poll_in)

@@ -32,6 +32,7 @@ from sqlalchemy import Engine
 from pipeline.db import UTCDateTime, chunked, upsert
 from pipeline.messages import utc_now
 from pipeline.migrations import upgrade_database
+from pipeline.redaction import redact
 
 __all__ = ["MAX_ERROR_CHARS", "SourceState", "StateStore", "metadata", "seen_articles", "source_state"]
 
@@ -350,4 +351,6 @@ class StateStore:
 
 
 def _cut(text: str) -> str:
+    """An error as stored: credentials masked, at most MAX_ERROR_CHARS."""
+    text = redact(text)
     return text if len(text) <= MAX_ERROR_CHARS else text[: MAX_ERROR_CHARS - 1] + "…"

@@ -24,11 +24,20 @@ archive groups articles as the live stream would have. A story is found in two w
    their words or they state the same sum: the same two regions' grain corridor and bridge
    freight deal on one day share every name, a sector and many words, but not a headline.
 
-The best-scoring candidate wins.
-
 A match adds the article to the story: its outlet, merged parties, regions, sectors and
 figures, the better evidence, and one more ``version``; no match opens a new story whose
 id is the article's id. The alert carries the whole story, so every sink upserts it by id.
+
+An article that matches several open stories shows that they report one event (a Russian
+report opened one story, a Chinese one another, and an English one names what both share):
+they merge. The oldest keeps its id and absorbs the others' outlets and facts (their ids in
+``merged_from``); each other story is retired with a last version naming the survivor in
+``merged_into``, and its articles, bands and entities become the survivor's, so later
+reports find the survivor. The sinks drop a retired story from every list and feed, the API
+redirects its id, and webhook subscribers get ``story.merged``.
+
+Each story's ``headline`` is what a subscriber reads first: the title of its first English
+article, else its English gist (see :func:`headline`).
 
 The clustering state lives in the database (tables ``stories``, ``story_bands``,
 ``story_entities``, ``story_articles``), not in a process: reports of one event arrive on
@@ -42,7 +51,8 @@ each other. On SQLite the batch's transaction takes the database's write lock be
 (``BEGIN IMMEDIATE``), which serialises members the same way.
 
 An article already in a story (a replay after a crash) re-emits the story as it is, with no
-new version: the alert is the same, and so is every sink's row.
+new version, after the last versions of the stories its arrival retired: the alerts are the
+same, and so is every sink's row.
 """
 
 from __future__ import annotations
@@ -71,7 +81,7 @@ from processors.gazetteer import Gazetteer, load_gazetteer
 from processors.gist import gist
 from processors.lead import lead
 
-__all__ = ["EventFacts", "StoryIndex", "StoryStage", "alert_for", "event_facts", "event_similarity", "regions_of", "signature"]
+__all__ = ["EventFacts", "Placement", "StoryIndex", "StoryStage", "alert_for", "event_facts", "event_similarity", "regions_of", "signature"]
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +134,8 @@ stories = sa.Table(
     sa.Column("entities", sa.JSON, nullable=False),
     sa.Column("first_at", UTCDateTime, nullable=False),
     sa.Column("last_at", UTCDateTime, nullable=False),
+    sa.Column("merged_into", sa.String(32)),  # set when the story was retired into another
+    sa.Column("merged_by", sa.String(32), index=True),  # the article whose match merged it
 )
 
 story_bands = sa.Table(
@@ -320,6 +332,20 @@ def _merged(first: Sequence, second: Sequence) -> list:
     return [*first, *(item for item in second if item not in first)]
 
 
+@dataclass(frozen=True)
+class Placement:
+    """Where an article went: its story's new (or, on a replay, current) version, and the
+    last versions of the stories that story absorbed because of it."""
+
+    story: Alert
+    retired: tuple[Alert, ...] = ()
+
+    @property
+    def alerts(self) -> list[Alert]:
+        """What goes on the alerts topic, the retired stories first."""
+        return [*self.retired, self.story]
+
+
 class StoryIndex:
     """The open stories in the database, and how an article joins one (see the module docstring)."""
 
@@ -332,8 +358,8 @@ class StoryIndex:
     def setup(self) -> None:
         upgrade_database(self.engine)
 
-    def add(self, results: Sequence[Classified]) -> list[Alert]:
-        """Put each article in its story; returns the alert of each, in order."""
+    def add(self, results: Sequence[Classified]) -> list[Placement]:
+        """Put each article in its story; returns where each went, in order."""
         window = timedelta(days=self.settings.window_days)
         prepared = [(result, signature(result.article.text), event_facts(result), article_time(result)) for result in results]
         with self.engine.begin() as connection:
@@ -355,17 +381,23 @@ class StoryIndex:
             weight = self._weights[entity_id] = entity_weight(self.gazetteer, entity_id)
         return weight
 
-    def _add_one(self, connection: sa.Connection, result: Classified, minhash: MinHash, facts: EventFacts, moment: datetime) -> Alert:
+    def _add_one(
+        self, connection: sa.Connection, result: Classified, minhash: MinHash, facts: EventFacts, moment: datetime,
+    ) -> Placement:
         known = connection.execute(
             sa.select(stories.c.alert).join(story_articles, story_articles.c.story_id == stories.c.id)
             .where(story_articles.c.article_id == result.id)
         ).scalar_one_or_none()
-        if known is not None:
-            return Alert.model_validate(known)  # a replay: the story as it stands
+        if known is not None:  # a replay: the story as it stands, after what this article merged into it
+            retired = connection.execute(
+                sa.select(stories.c.alert).where(stories.c.merged_by == result.id).order_by(stories.c.id)
+            ).scalars().all()
+            return Placement(Alert.model_validate(known), tuple(Alert.model_validate(alert) for alert in retired))
         keys = bands(minhash)
-        match = self._best_match(connection, result, minhash, keys, facts, moment)
+        matches = self._matches(connection, result, minhash, keys, facts, moment)
         now = utc_now()
-        if match is None:
+        retired: list[Alert] = []
+        if not matches:
             alert = self._new_story(result, now)
             connection.execute(sa.insert(stories).values(
                 id=alert.id, version=1, signature=[int(value) for value in minhash.hashvalues],
@@ -373,11 +405,25 @@ class StoryIndex:
                 entities=sorted(facts.entities), first_at=moment, last_at=moment,
             ))
         else:
-            alert = self._joined(Alert.model_validate(match["alert"]), result, now)
+            # The article reports the event of every story it matches: they are one. The oldest
+            # keeps its id (its subscribers have seen it longest) and absorbs the others.
+            survivor, *others = sorted(matches, key=lambda match: (match["created_at"], match["id"]))
+            story = Alert.model_validate(survivor["alert"])
+            entities, first_at, last_at = set(survivor["entities"]) | facts.entities, survivor["first_at"], survivor["last_at"]
+            for other in others:
+                absorbed = Alert.model_validate(other["alert"])
+                story = _absorbed(story, absorbed).model_copy(
+                    update={"merged_from": _merged(story.merged_from, [absorbed.id, *absorbed.merged_from])},
+                )
+                retired.append(self._retire(connection, absorbed, story.id, result.id, now))
+                entities |= set(other["entities"])
+                first_at, last_at = min(first_at, other["first_at"]), max(last_at, other["last_at"])
+            alert = self._joined(story, result, now)
+            if retired and alert.version == story.version:  # a merge is news even past the outlet cap
+                alert = alert.model_copy(update={"version": story.version + 1, "updated_at": now})
             connection.execute(sa.update(stories).where(stories.c.id == alert.id).values(
                 version=alert.version, alert=alert.model_dump(mode="json"), updated_at=now,
-                entities=sorted(facts.entities | set(match["entities"])),
-                first_at=min(match["first_at"], moment), last_at=max(match["last_at"], moment),
+                entities=sorted(entities), first_at=min(first_at, moment), last_at=max(last_at, moment),
             ))
         band_rows = [{"band": key, "story_id": alert.id} for key in keys]
         connection.execute(insert_missing(self.engine, story_bands, band_rows, key=["band", "story_id"]))
@@ -385,11 +431,28 @@ class StoryIndex:
             entity_rows = [{"entity_id": entity_id, "bucket": bucket(moment), "story_id": alert.id} for entity_id in sorted(facts.entities)]
             connection.execute(insert_missing(self.engine, story_entities, entity_rows, key=["entity_id", "bucket", "story_id"]))
         connection.execute(sa.insert(story_articles).values(article_id=result.id, story_id=alert.id))
-        return alert
+        return Placement(alert, tuple(retired))
 
-    def _best_match(
+    def _retire(self, connection: sa.Connection, story: Alert, survivor_id: str, article_id: str, now) -> Alert:
+        """Retire ``story`` into ``survivor_id``: its articles, bands and entities become the
+        survivor's; returns its last version, which names the survivor."""
+        last = story.model_copy(update={"version": story.version + 1, "merged_into": survivor_id, "updated_at": now})
+        connection.execute(sa.update(stories).where(stories.c.id == story.id).values(
+            version=last.version, alert=last.model_dump(mode="json"), updated_at=now,
+            merged_into=survivor_id, merged_by=article_id,
+        ))
+        connection.execute(sa.update(story_articles).where(story_articles.c.story_id == story.id).values(story_id=survivor_id))
+        for table, key in ((story_bands, ["band", "story_id"]), (story_entities, ["entity_id", "bucket", "story_id"])):
+            rows = connection.execute(sa.select(table).where(table.c.story_id == story.id)).mappings().all()
+            if rows:
+                moved = [{**row, "story_id": survivor_id} for row in rows]
+                connection.execute(insert_missing(self.engine, table, moved, key=key))
+                connection.execute(table.delete().where(table.c.story_id == story.id))
+        return last
+
+    def _matches(
         self, connection: sa.Connection, result: Classified, minhash: MinHash, keys: list[int], facts: EventFacts, moment: datetime,
-    ):
+    ) -> list:
         settings = self.settings
         window = timedelta(days=settings.window_days)
         in_window = (stories.c.first_at <= moment + window, stories.c.last_at >= moment - window)
@@ -408,10 +471,12 @@ class StoryIndex:
             }
         candidate_ids = {*by_text, *by_event}
         candidates = connection.execute(
-            sa.select(stories.c.id, stories.c.signature, stories.c.alert, stories.c.entities, stories.c.first_at, stories.c.last_at)
-            .where(stories.c.id.in_(sorted(candidate_ids)), *in_window)
+            sa.select(
+                stories.c.id, stories.c.signature, stories.c.alert, stories.c.entities, stories.c.first_at, stories.c.last_at,
+                stories.c.created_at,
+            ).where(stories.c.id.in_(sorted(candidate_ids)), stories.c.merged_into.is_(None), *in_window)
         ).mappings().all() if candidate_ids else []
-        best, best_score = None, 0.0
+        matched = []
         for candidate in candidates:
             stored = MinHash(num_perm=NUM_PERM, hashvalues=candidate["signature"], scheme=MINHASH_SCHEME)
             text = minhash.jaccard(stored)
@@ -432,9 +497,9 @@ class StoryIndex:
                 or (text >= settings.text_threshold / 2 and title >= settings.title_threshold)
                 or event >= settings.event_threshold
             )
-            if matches and text + title + event > best_score:
-                best, best_score = candidate, text + title + event
-        return best
+            if matches:
+                matched.append(candidate)
+        return matched
 
     def _stories_naming(self, connection: sa.Connection, entities: Iterable[str], buckets: list[int]) -> set[str]:
         """The stories that name one of ``entities`` in ``buckets``, each entity read up to
@@ -461,41 +526,48 @@ class StoryIndex:
                 names[entry_id] = self.gazetteer[entry_id].name
             except KeyError:
                 names[entry_id] = entry_id
-        return story.model_copy(update={
-            "names": names,
-            "gist_en": gist(story.russian_parties, story.chinese_parties, names, story.acts, story.sectors, story.figures),
-        })
+        gist_en = gist(story.russian_parties, story.chinese_parties, names, story.acts, story.sectors, story.figures)
+        return story.model_copy(update={"names": names, "gist_en": gist_en, "headline": headline(story, gist_en)})
 
     def _joined(self, story: Alert, result: Classified, now) -> Alert:
         """``story`` with ``result`` added: a new version, unless the story lists
         :data:`MAX_OUTLETS` outlets already and the article adds no fact to it, when only
         its count of further outlets grows (the same version, emitted again)."""
-        verdict = result.classification
-        better = verdict.score > story.score
-        facts = {
-            "sectors": _merged(story.sectors, verdict.sectors),
-            "russian_parties": _merged(story.russian_parties, verdict.russian_parties),
-            "chinese_parties": _merged(story.chinese_parties, verdict.chinese_parties),
-            "regions": _merged(story.regions, regions_of(result, self.gazetteer)),
-            "figures": _merged_figures(story.figures, result.figures),
-        }
-        listed = len(story.outlets) < MAX_OUTLETS
-        if not listed and not better and all(facts[name] == getattr(story, name) for name in facts):
+        incoming = alert_for(result, regions=regions_of(result, self.gazetteer), now=now)
+        joined = _absorbed(story, incoming)
+        adds_nothing = incoming.score <= story.score and all(
+            getattr(joined, name) == getattr(story, name) for name in _FACTS
+        )
+        if len(story.outlets) >= MAX_OUTLETS and adds_nothing:
             return story.model_copy(update={"outlets_omitted": story.outlets_omitted + 1})
-        published = [moment for moment in (story.published_at, result.article.published_at) if moment]
-        joined = story.model_copy(update={
-            **facts,
-            "version": story.version + 1,
-            "score": max(story.score, verdict.score),
-            "level": verdict.level if better and verdict.level else story.level,
-            "evidence": _evidence(verdict.evidence) if better and verdict.evidence else story.evidence,
-            "acts": _merged(verdict.acts, story.acts) if better else _merged(story.acts, verdict.acts),
-            "outlets": [*story.outlets, _outlet(result)] if listed else story.outlets,
-            "outlets_omitted": story.outlets_omitted + (0 if listed else 1),
-            "published_at": min(published) if published else None,
-            "updated_at": now,
-        })
-        return self._finished(joined)
+        return self._finished(joined.model_copy(update={"version": story.version + 1, "updated_at": now}))
+
+
+# What an article or an absorbed story can add to a story, beside its outlets.
+_FACTS = ("sectors", "russian_parties", "chinese_parties", "regions", "figures")
+
+
+def _absorbed(story: Alert, other: Alert) -> Alert:
+    """``story`` with the outlets and facts of ``other`` (a new article's alert, or a story it
+    absorbs): facts merged, level and evidence from the better-scoring, at most
+    :data:`MAX_OUTLETS` outlets listed and the rest counted. The version is the caller's."""
+    better = other.score > story.score
+    outlets = [*story.outlets, *other.outlets]
+    published = [moment for moment in (story.published_at, other.published_at) if moment]
+    return story.model_copy(update={
+        "sectors": _merged(story.sectors, other.sectors),
+        "russian_parties": _merged(story.russian_parties, other.russian_parties),
+        "chinese_parties": _merged(story.chinese_parties, other.chinese_parties),
+        "regions": _merged(story.regions, other.regions),
+        "figures": _merged_figures(story.figures, other.figures),
+        "score": max(story.score, other.score),
+        "level": other.level if better and other.level else story.level,
+        "evidence": other.evidence if better and other.evidence else story.evidence,
+        "acts": _merged(other.acts, story.acts) if better else _merged(story.acts, other.acts),
+        "outlets": outlets[:MAX_OUTLETS],
+        "outlets_omitted": story.outlets_omitted + other.outlets_omitted + max(0, len(outlets) - MAX_OUTLETS),
+        "published_at": min(published) if published else None,
+    })
 
 
 def alert_for(result: Classified, *, regions: Sequence[str] = (), now=None) -> Alert:
@@ -512,6 +584,14 @@ def alert_for(result: Classified, *, regions: Sequence[str] = (), now=None) -> A
         evidence=_evidence(verdict.evidence), outlets=[_outlet(result)],
         published_at=article.published_at, fetched_at=article.fetched_at, alerted_at=now, updated_at=now,
     )
+
+
+def headline(story: Alert, gist_en: str) -> str:
+    """What a subscriber reads first: the title of the story's first English article, since
+    most subscribers read English; for a story reported only in Russian or Chinese, its
+    English gist; the first article's own title when even the gist is empty."""
+    english = next((outlet.title for outlet in story.outlets if outlet.language == "en" and outlet.title.strip()), None)
+    return english or gist_en or story.title
 
 
 def _merged_figures(first: Sequence[Figure], second: Sequence[Figure]) -> list[Figure]:
@@ -532,7 +612,7 @@ def _outlet(result: Classified) -> Outlet:
     article = result.article
     return Outlet(
         article_id=article.id, source=article.source, url=article.url, title=_clip(article.title),
-        published_at=article.published_at,
+        language=article.language, published_at=article.published_at,
     )
 
 
@@ -575,18 +655,20 @@ class StoryStage(Stage):
         if not stories_of:
             return
         try:
-            alerts = self.index.add([result for _, result in stories_of])
+            placements = self.index.add([result for _, result in stories_of])
         except sa.exc.SQLAlchemyError as exc:
             # Like a sink's database: the stage pauses and handles the batch again.
             raise SinkError(f"stories: the story index is unavailable: {exc.__class__.__name__}: {exc}") from exc
-        for (record, _), alert in zip(stories_of, alerts, strict=True):
-            if not self.produce_output(record, self.topics.alerts, *encode(alert), what=f"story {alert.id} version {alert.version}"):
-                continue
-            log.info(
-                "story %s: story=%s version=%d article=%s source=%s", "opened" if alert.version == 1 else "updated",
-                alert.id, alert.version, alert.article_id, alert.source,
-                extra={"story_id": alert.id, "article_id": alert.article_id, "source": alert.source},
-            )
+        for (record, _), placement in zip(stories_of, placements, strict=True):
+            for alert in placement.alerts:
+                if not self.produce_output(record, self.topics.alerts, *encode(alert), what=f"story {alert.id} version {alert.version}"):
+                    continue
+                happened = "merged" if alert.merged_into else "opened" if alert.version == 1 else "updated"
+                log.info(
+                    "story %s: story=%s version=%d article=%s source=%s%s", happened, alert.id, alert.version,
+                    alert.article_id, alert.source, f" into={alert.merged_into}" if alert.merged_into else "",
+                    extra={"story_id": alert.id, "article_id": alert.article_id, "source": alert.source},
+                )
 
     def close(self) -> None:
         super().close()

@@ -65,6 +65,7 @@ alerts = Table(
     Column("outlets_omitted", Integer, nullable=False, server_default=text("0")),
     Column("acts", JSON, nullable=False, server_default=text("'[]'")),
     Column("gist_en", Text, nullable=False, server_default=text("''")),
+    Column("headline", Text, nullable=False, server_default=text("''")),
     Column("updated_at", UTCDateTime),
     Column("story_at", UTCDateTime),
     Index("ix_alerts_story_at", "story_at", "id"),
@@ -78,6 +79,16 @@ alert_versions = Table(
     Column("version", Integer, primary_key=True),
     Column("alert", JSON, nullable=False),
     Column("written_at", UTCDateTime, nullable=False),
+)
+
+# A story merged into another: its id answers with the survivor's (the newest survivor, when
+# that one was merged in turn).
+story_redirects = Table(
+    "story_redirects",
+    metadata,
+    Column("story_id", String(32), primary_key=True),
+    Column("merged_into", String(32), nullable=False),
+    Column("merged_at", UTCDateTime, nullable=False),
 )
 
 # One row per region, Russian–Chinese pair of regions, sector, pair and sector, and outlet
@@ -160,7 +171,7 @@ class StoredAlertsSink(SqlSink):
             raise MessageRejected(f"alert {alert.id} links to {alert.url[:80]!r}, not an http(s) URL")
 
     def row(self, alert: Alert) -> dict:
-        row = alert.model_dump(mode="json", exclude={"schema_version"})
+        row = alert.model_dump(mode="json", exclude={"schema_version", "merged_into", "merged_from"})
         row.update(published_at=alert.published_at, fetched_at=alert.fetched_at, alerted_at=alert.alerted_at,
                    updated_at=alert.updated_at, written_at=utc_now(), story_at=story_date(alert))
         return row
@@ -186,8 +197,40 @@ class StoredAlertsSink(SqlSink):
             connection.execute(alert_tags.insert(), tags)
 
     def write(self, batch: Sequence[Alert]) -> None:
-        super().write(batch)
+        """Store the batch's stories; a retired one leaves the lists and feeds for a redirect."""
+        retired = {alert.id: alert for alert in batch if alert.merged_into is not None}
+        live = [alert for alert in batch if alert.id not in retired]
+        try:
+            if retired:
+                self._retire(list(retired.values()))
+            if live:
+                with self.engine.connect() as connection:
+                    gone = set(connection.execute(
+                        select(story_redirects.c.story_id).where(story_redirects.c.story_id.in_({alert.id for alert in live}))
+                    ).scalars())
+                live = [alert for alert in live if alert.id not in gone]  # a late version of a retired story
+        except SQLAlchemyError as exc:
+            raise SinkError(f"{self.name}: cannot retire merged stories: {exc.__class__.__name__}: {exc}") from exc
+        if live:
+            super().write(live)
         self.render()
+
+    def _retire(self, notices: list[Alert]) -> None:
+        now = utc_now()
+        ids = sorted(alert.id for alert in notices)
+        with self.engine.begin() as connection:
+            connection.execute(insert_missing(self.engine, alert_versions, [
+                {"story_id": alert.id, "version": alert.version, "alert": alert.model_dump(mode="json"), "written_at": now}
+                for alert in notices
+            ], key=["story_id", "version"]))
+            connection.execute(insert_missing(self.engine, story_redirects, [
+                {"story_id": alert.id, "merged_into": alert.merged_into, "merged_at": now} for alert in notices
+            ], key=["story_id"]))
+            for alert in notices:  # whoever pointed at the retired story now points at its survivor
+                connection.execute(story_redirects.update().where(story_redirects.c.merged_into == alert.id)
+                                   .values(merged_into=alert.merged_into))
+            connection.execute(alert_tags.delete().where(alert_tags.c.story_id.in_(ids)))
+            connection.execute(alerts.delete().where(alerts.c.id.in_(ids)))
 
     @abstractmethod
     def render(self) -> None:
@@ -251,7 +294,7 @@ def render_atom(rows: Sequence, options: AtomFeedOptions) -> bytes:
 
 def _fill_entry(entry, row) -> None:
     entry.id(f"urn:amur:alert:{row['id']}")
-    entry.title(xml_text(row["title"]))
+    entry.title(xml_text(row.get("headline") or row["title"]))
     entry.link(href=xml_text(row["url"]))
     entry.published(row["published_at"] or row["alerted_at"])
     entry.updated(row["updated_at"] or row["written_at"])
@@ -259,7 +302,12 @@ def _fill_entry(entry, row) -> None:
     summary = f"{row['summary']}\n\nscore {row['score']:.2f}; level {row['level'] or 'unknown'}; parties {parties}"
     if row.get("gist_en"):
         summary = f"In English: {row['gist_en']}\n\n{summary}"
-    others = [f"{outlet['source']} ({outlet['url']})" for outlet in row["outlets"][1:]]
+    if row.get("headline") and row["headline"] != row["title"]:
+        summary = f"Original title: {row['title']}\n\n{summary}"
+    others = [
+        f"{outlet['source']}{f' [{language}]' if (language := outlet.get('language')) else ''} ({outlet['url']})"
+        for outlet in row["outlets"][1:]
+    ]
     if others:
         summary += "\nalso reported by: " + ", ".join(others)
     entry.summary(xml_text(summary))

@@ -89,7 +89,8 @@ def story_text(story: Alert) -> str:
     evidence, the outlets."""
     figures = "; ".join(figure.text for figure in story.figures) or "-"
     lines = [
-        *([f"In English: {story.gist_en}", ""] if story.gist_en else []),
+        *([f"Original title: {story.title}", ""] if story.heading != story.title else []),
+        *([f"In English: {story.gist_en}", ""] if story.gist_en and story.gist_en != story.heading else []),
         story.summary,
         "",
         f"Russian side: {_named(story, story.russian_parties)}",
@@ -100,7 +101,10 @@ def story_text(story: Alert) -> str:
     ]
     if story.evidence:
         lines += ["", "Evidence:", *(f"• {sentence}" for sentence in story.evidence)]
-    lines += ["", "Reported by:", *(f"• {outlet.source}: {outlet.title} — {outlet.url}" for outlet in story.outlets)]
+    lines += ["", "Reported by:", *(
+        f"• {outlet.source}{f' ({outlet.language})' if outlet.language else ''}: {outlet.title} — {outlet.url}"
+        for outlet in story.outlets
+    )]
     return "\n".join(lines)
 
 
@@ -125,7 +129,7 @@ def atom_feed(
     for story in reversed(stories):  # feedgen prepends entries
         entry = feed.add_entry()
         entry.id(f"urn:amur:story:{story.id}")
-        entry.title(xml_text(story.title))
+        entry.title(xml_text(story.heading))
         entry.link(href=xml_text(story.url))
         entry.published(story.published_at or story.alerted_at)
         entry.updated(story.updated_at or story.alerted_at)
@@ -166,7 +170,7 @@ def _json_item(story: Alert) -> dict:
     item = {
         "id": f"urn:amur:story:{story.id}",
         "url": story.url,
-        "title": story.title,
+        "title": story.heading,
         "summary": story.summary,
         "content_text": story_text(story),
         "date_published": (story.published_at or story.alerted_at).isoformat(),

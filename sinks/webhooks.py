@@ -13,7 +13,9 @@ A channel in subscriptions.yaml::
 alert — after a crash between delivery and commit, say — finds its row there and is not
 delivered again. A subscription gets ``story.created`` once per story, at the first version
 it matches, and ``story.updated`` for each later version only if its channel asks for
-updates; a version not newer than the created one (a replay) is never an update.
+updates; a version not newer than the created one (a replay) is never an update. When a
+story it got is merged into another, it gets ``story.merged`` (the retired story's last
+version, whose ``merged_into`` names the survivor), whether or not it asks for updates.
 
 **Delivery.** A background thread sends due deliveries from the outbox through a small
 thread pool, at most one at a time per subscription, so a slow or dead endpoint never holds
@@ -33,7 +35,7 @@ and sent to the dead-letter topic with the subscription and the reason.
 the same on every attempt, so a receiver can drop a repeat), ``webhook-timestamp`` (Unix
 seconds) and ``webhook-signature`` = ``v1,`` + base64 of HMAC-SHA256 over
 ``<id>.<timestamp>.<body>``, keyed by the secret (the bytes after ``whsec_`` base64-decoded,
-or the secret's UTF-8 bytes). The body is ``{"type": "story.created"|"story.updated",
+or the secret's UTF-8 bytes). The body is ``{"type": "story.created"|"story.updated"|"story.merged",
 "timestamp": …, "data": <the alert message>}``.
 """
 
@@ -65,6 +67,7 @@ from pipeline.guard import AddressPolicy, GuardedTransport, Network
 from pipeline.metrics import CHANNEL_DELIVERIES
 from pipeline.messages import Alert, utc_now
 from pipeline.migrations import upgrade_database
+from pipeline.redaction import redact
 from pipeline.sink import BatchingSink, SinkContext
 from pipeline.subscriptions import Subscription, SubscriptionsWatcher, subscriptions_path
 from pipeline.topology import Topics
@@ -75,7 +78,7 @@ __all__ = ["WebhooksOptions", "WebhooksSink", "sign"]
 log = logging.getLogger(__name__)
 
 PENDING, DELIVERED, PARKED = "pending", "delivered", "parked"
-CREATED, UPDATED = "story.created", "story.updated"
+CREATED, UPDATED, MERGED = "story.created", "story.updated", "story.merged"
 OUTBOX_MAX_WAIT_SECONDS = 5.0
 # A claim outlasts the POST's deadline by this much: time to record what the endpoint said.
 CLAIM_MARGIN_SECONDS = 30.0
@@ -200,12 +203,13 @@ class WebhooksSink(BatchingSink):
         self._worker.start()
 
     def write(self, batch: Sequence[Alert]) -> None:
+        hooked = [subscription for subscription in self.subscriptions.current() if subscription.webhook is not None]
         wanted = [
-            (subscription, alert)
-            for subscription in self.subscriptions.current() if subscription.webhook is not None
-            for alert in batch if subscription.match(alert)
+            (subscription, alert) for subscription in hooked for alert in batch
+            if alert.merged_into is None and subscription.match(alert)
         ]
-        if not wanted:
+        retired = [alert for alert in batch if alert.merged_into is not None]
+        if not wanted and not (hooked and retired):
             return
         try:
             with self.engine.begin() as connection:
@@ -213,7 +217,9 @@ class WebhooksSink(BatchingSink):
                 # it (a replay after a crash, the same version emitted again) is delivered already.
                 created = {(row.subscription, row.story_id): row.version for row in connection.execute(
                     sa.select(webhook_deliveries.c.subscription, webhook_deliveries.c.story_id, webhook_deliveries.c.version)
-                    .where(webhook_deliveries.c.event == CREATED, webhook_deliveries.c.story_id.in_({alert.id for _, alert in wanted}))
+                    .where(webhook_deliveries.c.event == CREATED, webhook_deliveries.c.story_id.in_(
+                        {alert.id for _, alert in wanted} | {alert.id for alert in retired},
+                    ))
                 )}
                 rows: dict[str, dict] = {}
                 for subscription, alert in wanted:
@@ -225,6 +231,12 @@ class WebhooksSink(BatchingSink):
                     else:
                         continue
                     rows.setdefault(row["id"], row)
+                # A retired story is news to whoever was told of it: it now continues as another.
+                for alert in retired:
+                    for subscription in hooked:
+                        if (subscription.name, alert.id) in created:
+                            row = self._delivery(subscription, alert, MERGED)
+                            rows.setdefault(row["id"], row)
                 if rows:
                     connection.execute(insert_missing(self.engine, webhook_deliveries, list(rows.values()), key=["id"]))
         except sa.exc.SQLAlchemyError as exc:
@@ -300,6 +312,7 @@ class WebhooksSink(BatchingSink):
     def _attempt(self, row: dict) -> None:
         try:
             error = self._post(row)
+            error = redact(error) if error else None  # stored and dead-lettered: no endpoint's token
             attempts = row["attempts"] + 1
             values: dict = {"attempts": attempts, "claimed_until": None}
             if error is None:

@@ -7,6 +7,7 @@ machine without Kafka they are skipped so the rest of the suite stays usable.
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 from collections.abc import Callable, Iterator
@@ -14,6 +15,7 @@ from uuid import uuid4
 
 import pytest
 
+from pipeline.app.logs import QUIET_LIBRARIES
 from pipeline.errors import TransportError
 from pipeline.settings import KafkaSettings
 from pipeline.transport.base import Transport
@@ -121,3 +123,14 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if _skipped_integration:
         print(f"\nerror: {len(_skipped_integration)} required integration test(s) skipped:", *_skipped_integration, sep="\n  ")
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+@pytest.fixture
+def isolated_logging():
+    """Logging as it was before the test, whatever ``configure_logging`` the test (or a command it runs) did."""
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level, {name: logging.getLogger(name).level for name in QUIET_LIBRARIES}
+    yield
+    root.handlers[:], root.level = saved[0], saved[1]
+    for name, level in saved[2].items():
+        logging.getLogger(name).setLevel(level)

@@ -44,14 +44,25 @@ def _fail_config(problems: list[ConfigProblem]) -> None:
 
 
 @contextmanager
-def _errors_end_the_command(prefix: str = "") -> Iterator[None]:
-    """A broken configuration exits 2 with every problem; any other Amur error exits 1 with its message."""
+def _errors_end_the_command(prefix: str = "", settings: AmurSettings | None = None) -> Iterator[None]:
+    """A broken configuration exits 2 with every problem; any other Amur error exits 1 with its
+    message, and so does a local file that cannot be written (a full disk, a read-only place),
+    with the fix and, given the ``settings``, the files it may be."""
+    from pipeline.db import storage_hint
+
     try:
         yield
     except ConfigError as exc:
         _fail_config(exc.problems)
     except AmurError as exc:
         typer.echo(f"error: {prefix}{exc}", err=True)
+        raise typer.Exit(1) from None
+    except Exception as exc:
+        hint = storage_hint(exc)
+        if hint is None:
+            raise
+        files = f" (database_url {settings.database_url}, embedded.path {settings.embedded.path})" if settings else ""
+        typer.echo(f"error: {prefix}{getattr(exc, 'orig', None) or exc}{files}: {hint}", err=True)
         raise typer.Exit(1) from None
 
 
@@ -119,7 +130,7 @@ def run(
             serve_metrics(metrics_port)
         except OSError as exc:
             raise typer.BadParameter(f"cannot listen on 127.0.0.1:{metrics_port}: {exc.strerror}", param_hint="--metrics-port") from None
-    with _errors_end_the_command():
+    with _errors_end_the_command(settings=settings):
         if once:
             runtime = Runtime.from_settings(settings, config)
         else:

@@ -19,6 +19,8 @@ import threading
 import time
 from datetime import UTC, datetime
 
+from pipeline.redaction import redact
+
 __all__ = ["LEVELS", "QUIET_LIBRARIES", "configure_logging"]
 
 LEVELS = ("debug", "info", "warning", "error")
@@ -56,6 +58,13 @@ class LibraryRepeats(logging.Filter):
         return True
 
 
+class RedactingFormatter(logging.Formatter):
+    """A line, traceback included, with the credentials of every URL in it masked."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return redact(super().format(record))
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         line = {
@@ -70,14 +79,14 @@ class JsonFormatter(logging.Formatter):
                 line[field] = value
         if record.exc_info:
             line["error"] = self.formatException(record.exc_info)
-        return json.dumps(line, ensure_ascii=False)
+        return redact(json.dumps(line, ensure_ascii=False))
 
 
 def configure_logging(level: str = "info", log_format: str = "text") -> None:
     """Log to standard error at ``level`` (one of :data:`LEVELS`) as ``text`` or ``json``."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(
-        JsonFormatter() if log_format == "json" else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+        JsonFormatter() if log_format == "json" else RedactingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
     )
     handler.addFilter(LibraryRepeats())
     root = logging.getLogger()

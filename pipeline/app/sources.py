@@ -18,6 +18,7 @@ from pipeline.connector import ConnectorContext
 from pipeline.db import make_engine
 from pipeline.errors import ConfigError, ConfigProblem
 from pipeline.messages import Article, Classification, utc_now
+from pipeline.redaction import redact
 from pipeline.settings import AmurSettings, SourceConfig, load_sources, sources_path
 from pipeline.state import EMITTED, EMITTED_WITHOUT_PAGE, FAILED, RETRYING, ItemTally, Silence, SourceState, StateStore
 
@@ -135,7 +136,7 @@ def format_sources(sources: list[SourceConfig]) -> str:
     lines = [f"{'source':24} {'kind':9} {'every':>7} {'enabled':8} url or path"]
     lines += [
         f"{source.name:24} {source.kind:9} {source.poll_interval_seconds:>6}s {'yes' if source.enabled else 'no':8} "
-        f"{source.location}"
+        f"{redact(source.location)}"
         for source in sources
     ]
     return "\n".join(lines)
@@ -190,5 +191,5 @@ def format_dry_run(result: DryRun) -> str:
             parties = ", ".join([*verdict.russian_parties, *verdict.chinese_parties]) or "-"
             lines.append(f"    cooperation={verdict.is_cooperation} score={verdict.score:.2f} parties={parties}")
     for url, error in result.failures:
-        lines += [f"  ! {url}", f"    {error}"]
+        lines += [f"  ! {redact(url)}", f"    {redact(error)}"]
     return "\n".join(lines)

@@ -27,9 +27,11 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+import sqlalchemy as sa
 from sqlalchemy import Engine
 
-from pipeline.db import advisory_lock
+from pipeline.db import advisory_lock, storage_hint
+from pipeline.errors import StorageUnusable
 
 __all__ = ["current_revision", "head_revision", "upgrade_database"]
 
@@ -68,15 +70,21 @@ def upgrade_database(engine: Engine) -> None:
         if engine in _upgraded:
             return
         config = _config()
-        with engine.begin() as connection:
-            if connection.dialect.name == "postgresql":
-                advisory_lock(connection, _ADVISORY_LOCK_KEY)
-            else:  # SQLite: the write lock first, or two processes both create the first tables
-                connection.exec_driver_sql("BEGIN IMMEDIATE")
-            before = MigrationContext.configure(connection).get_current_revision()
-            config.attributes["connection"] = connection
-            command.upgrade(config, "head")
-            after = MigrationContext.configure(connection).get_current_revision()
+        try:
+            with engine.begin() as connection:
+                if connection.dialect.name == "postgresql":
+                    advisory_lock(connection, _ADVISORY_LOCK_KEY)
+                else:  # SQLite: the write lock first, or two processes both create the first tables
+                    connection.exec_driver_sql("BEGIN IMMEDIATE")
+                before = MigrationContext.configure(connection).get_current_revision()
+                config.attributes["connection"] = connection
+                command.upgrade(config, "head")
+                after = MigrationContext.configure(connection).get_current_revision()
+        except sa.exc.OperationalError as exc:
+            hint = storage_hint(exc)
+            if hint is None:
+                raise  # a server away, for one: the caller waits it out
+            raise StorageUnusable(f"cannot open or write the database {engine.url.database}: {exc.orig}; {hint}") from None
         if after != before:
             log.info("database %s migrated from revision %s to %s", engine.url.render_as_string(), before or "(empty)", after)
         _upgraded.add(engine)

@@ -23,7 +23,8 @@ import zlib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from pipeline.errors import EmbeddedLogBusy, TransportError
+from pipeline.db import storage_hint
+from pipeline.errors import EmbeddedLogBusy, StorageUnusable, TransportError
 from pipeline.transport.base import Consumer, Headers, PerThread, Producer, Record, TopicPartition, Transport
 
 _SCHEMA = """
@@ -104,17 +105,20 @@ class EmbeddedTransport(Transport):
         self, path: str = ":memory:", default_partitions: int = 1, retention_seconds: float = DEFAULT_RETENTION_SECONDS,
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
     ):
+        self._path = path
         self._claimed: str | None = None
-        if path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-            self._claimed = _claim(path)
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(_SCHEMA)
-        topic_columns = {row[1] for row in self._db.execute("PRAGMA table_info(topics)")}
-        if "max_message_bytes" not in topic_columns:  # a log file written before the size limit existed
-            self._db.execute(f"ALTER TABLE topics ADD COLUMN max_message_bytes INTEGER NOT NULL DEFAULT {DEFAULT_MAX_MESSAGE_BYTES}")
+        try:
+            if path != ":memory:":
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+                self._claimed = _claim(path)
+            self._db = self._open(path)
+        except (OSError, sqlite3.Error) as exc:
+            if self._claimed is not None:
+                _release(self._claimed)
+            hint = storage_hint(exc)
+            if hint is None:
+                raise TransportError(f"cannot open the embedded log {path}: {exc}") from exc
+            raise StorageUnusable(f"cannot open the embedded log {path}: {exc}; {hint} (embedded.path)") from None
         self._default_partitions = default_partitions
         self._default_max_message_bytes = max_message_bytes
         self._retention_ms = int(retention_seconds * 1000)
@@ -122,6 +126,17 @@ class EmbeddedTransport(Transport):
         self._lock = threading.RLock()
         self._new_records = threading.Condition(self._lock)
         self._open_groups: set[str] = set()
+
+    @staticmethod
+    def _open(path: str) -> sqlite3.Connection:
+        db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.executescript(_SCHEMA)
+        topic_columns = {row[1] for row in db.execute("PRAGMA table_info(topics)")}
+        if "max_message_bytes" not in topic_columns:  # a log file written before the size limit existed
+            db.execute(f"ALTER TABLE topics ADD COLUMN max_message_bytes INTEGER NOT NULL DEFAULT {DEFAULT_MAX_MESSAGE_BYTES}")
+        return db
 
     # -- used by producers and consumers -------------------------------------------------
     def _scalar(self, sql: str, parameters: tuple, default: int | None = None) -> int | None:
@@ -178,8 +193,13 @@ class EmbeddedTransport(Transport):
                     )
                 self._db.execute("COMMIT")
             except Exception as exc:
-                self._db.execute("ROLLBACK")
-                raise TransportError(f"embedded log write failed, {len(batch)} record(s) not written: {exc}") from exc
+                # SQLite rolls back by itself on some failures (a full disk): a second ROLLBACK would hide the cause.
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                hint = storage_hint(exc)
+                raise TransportError(
+                    f"embedded log {self._path}: write failed, {len(batch)} record(s) not written: {exc}{f'; {hint}' if hint else ''}"
+                ) from exc
             self._new_records.notify_all()
             if time.monotonic() - self._last_expiry >= EXPIRY_INTERVAL_SECONDS:
                 self.expire()

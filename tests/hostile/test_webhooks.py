@@ -13,7 +13,7 @@ from pipeline.errors import ConfigError
 from pipeline.settings import AmurSettings
 from pipeline.subscriptions import SubscriptionsWatcher
 from sinks.webhooks import webhook_deliveries
-from tests.sinks.test_webhooks import FAST, STORY, embedded_log, secret, subscriptions_file, webhooks  # noqa: F401 - secret: the autouse signing key
+from tests.support.webhooks import FAST, STORY, embedded_log, secret, subscriptions_file, webhooks  # noqa: F401 - secret: the autouse signing key
 from tests.support.webhook_receiver import WebhookReceiver
 
 
@@ -93,9 +93,10 @@ def test_a_delivery_goes_through_the_destination_guard_and_no_proxy(database_url
         sink.flush()
         inside.wait_for(accepted=1)
         _until(lambda: _last_errors(database_url)["outside"] is not None)
+        refusal = _last_errors(database_url)["outside"]  # read before closing, which cuts a retry short
         sink.close()
     assert outside.requests == [] and proxy.requests == []
-    assert "refused: 127.0.0.2 is a loopback address (fetch.allow_networks to allow)" in _last_errors(database_url)["outside"]
+    assert "refused: 127.0.0.2 is a loopback address (fetch.allow_networks to allow)" in refusal
 
 
 def _drip(request, status: int) -> None:

@@ -24,7 +24,7 @@ def test_every_message_type_validates_against_its_schema(kind, message):
     key, value = encode(message)
     document = assert_matches_schema(kind, value)
     assert key == message.id.encode()
-    assert document["schema_version"] == (3 if kind == "alerts" else 1)  # alerts: v2 carries whole stories, v3 bounds them
+    assert document["schema_version"] == (4 if kind == "alerts" else 1)  # alerts: v2 whole stories, v3 bounded, v4 merges
 
 
 def test_timestamps_are_utc_iso8601():

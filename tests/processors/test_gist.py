@@ -6,7 +6,7 @@ import pytest
 
 from pipeline.messages import Figure
 from processors.gist import amount, gist
-from tests.processors.test_stories import SIGNED_ON, _report, index  # noqa: F401 - index: the story index fixture
+from tests.processors.test_stories import SIGNED_ON, _report, index, stories_of  # noqa: F401 - index: the story index fixture
 
 NAMES = {"RU-AMU": "Amur Oblast", "CN-HL": "Heilongjiang"}
 
@@ -32,6 +32,6 @@ def test_amounts_read_as_a_reader_writes_them(value, written):
 @pytest.mark.slow
 @pytest.mark.parametrize("language", ["ru", "zh", "en"])
 def test_a_report_in_any_language_gets_one_english_line_of_its_facts(index, analyzer, language):
-    alert = index.add([_report(analyzer, language, SIGNED_ON)])[0]
+    alert = stories_of(index, [_report(analyzer, language, SIGNED_ON)])[0]
     assert alert.gist_en.startswith("Amur Oblast and Heilongjiang Province: agreement signed ("), alert.gist_en
     assert "transport" in alert.gist_en and alert.gist_en.endswith("RUB 7.2 billion)")

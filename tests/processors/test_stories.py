@@ -57,8 +57,13 @@ def index(database_url):
     engine.dispose()
 
 
+def stories_of(index: StoryIndex, results) -> list[Alert]:
+    """The story each article went to, in order."""
+    return [placement.story for placement in index.add(results)]
+
+
 def test_copies_rewrites_and_a_cut_copy_from_three_outlets_are_one_story(index):
-    alerts = index.add(THREE_OUTLETS)
+    alerts = stories_of(index, THREE_OUTLETS)
 
     assert len({alert.id for alert in alerts}) == 1
     story = alerts[-1]
@@ -70,15 +75,15 @@ def test_copies_rewrites_and_a_cut_copy_from_three_outlets_are_one_story(index):
 
 
 def test_a_different_story_about_the_same_two_regions_stays_apart(index):
-    corridor = index.add(THREE_OUTLETS[:1])[0]
-    tourism = index.add([reported("amur-pravda", "https://amurpravda.example/news/tourism", TOURISM,
+    corridor = stories_of(index, THREE_OUTLETS[:1])[0]
+    tourism = stories_of(index, [reported("amur-pravda", "https://amurpravda.example/news/tourism", TOURISM,
                                   title="Amur Oblast and Heilongjiang open a joint tourism season")])[0]
     assert tourism.id != corridor.id and tourism.version == 1
 
 
 def test_a_replayed_article_changes_nothing(index):
-    first = index.add(THREE_OUTLETS[:2])[-1]
-    replayed = index.add(THREE_OUTLETS[1:2])[0]
+    first = stories_of(index, THREE_OUTLETS[:2])[-1]
+    replayed = stories_of(index, THREE_OUTLETS[1:2])[0]
     assert replayed == first and replayed.version == 2
 
 
@@ -91,7 +96,7 @@ def test_concurrent_members_do_not_open_one_story_twice(database_url):
 
     def add(number: int) -> None:
         start.wait()
-        results[number] = members[number].add([THREE_OUTLETS[number]])[0]
+        results[number] = stories_of(members[number], [THREE_OUTLETS[number]])[0]
 
     threads = [threading.Thread(target=add, args=(n,)) for n in range(2)]
     for thread in threads:
@@ -158,15 +163,15 @@ def test_reports_of_one_event_in_three_languages_are_one_story(index, analyzer):
         _report(analyzer, "zh", SIGNED_ON + timedelta(hours=5)),
         _report(analyzer, "en", SIGNED_ON + timedelta(days=2)),
     ]
-    alerts = index.add(reports)
+    alerts = stories_of(index, reports)
     assert len({alert.id for alert in alerts}) == 1 and alerts[-1].version == 3
     assert [outlet.source for outlet in alerts[-1].outlets] == ["ru-outlet", "zh-outlet", "en-outlet"]
 
 
 @pytest.mark.slow
 def test_the_same_parties_and_act_a_year_apart_are_two_events(index, analyzer):
-    first = index.add([_report(analyzer, "ru", SIGNED_ON)])[0]
-    a_year_later = index.add([_report(analyzer, "zh", SIGNED_ON + timedelta(days=365))])[0]
+    first = stories_of(index, [_report(analyzer, "ru", SIGNED_ON)])[0]
+    a_year_later = stories_of(index, [_report(analyzer, "zh", SIGNED_ON + timedelta(days=365))])[0]
     assert a_year_later.id != first.id and a_year_later.version == 1
 
 
@@ -174,11 +179,11 @@ def test_the_same_parties_and_act_a_year_apart_are_two_events(index, analyzer):
 def test_a_backfill_groups_articles_by_publication_time_not_arrival(index, analyzer):
     """A replay archive read today: the reports of 2024 join each other, not today's report."""
     today = datetime.now(UTC)
-    old = index.add([
+    old = stories_of(index, [
         _report(analyzer, "ru", SIGNED_ON - timedelta(days=700), fetched_at=today, name="-2024"),
         _report(analyzer, "en", SIGNED_ON - timedelta(days=699), fetched_at=today, name="-2024"),
     ])
-    new = index.add([_report(analyzer, "zh", today - timedelta(hours=2), fetched_at=today)])[0]
+    new = stories_of(index, [_report(analyzer, "zh", today - timedelta(hours=2), fetched_at=today)])[0]
     assert old[0].id == old[1].id and new.id != old[0].id
 
 
@@ -241,5 +246,73 @@ def test_two_deals_of_the_same_regions_on_one_day_in_one_language_stay_apart(ind
     freight = make_article("https://wire.example/freight", title=freight_page.title, text=freight_page.text, language="en",
                            published_at=SIGNED_ON, fetched_at=SIGNED_ON)
     mirror = freight.model_copy(update={"id": "a" * 32, "url": "https://mirror.example/freight", "source": "mirror"})
-    first, second, copy = index.add(analyzer.analyze([corridor, freight, mirror]))
+    first, second, copy = stories_of(index, analyzer.analyze([corridor, freight, mirror]))
     assert first.id != second.id and copy.id == second.id and copy.version == 2
+
+
+# --- merging: a report that shows two open stories are one event ------------------------------
+
+def _reporting(language: str, url: str, text: str, *names: tuple[str, str, str], title: str) -> Classified:
+    """A cooperation report in ``language`` naming each (words, canonical id, country), on the
+    bridge day, about transport."""
+    article = make_article(url, title=title, text=text, language=language, source=f"{language}-desk",
+                           published_at=SIGNED_ON, fetched_at=SIGNED_ON + timedelta(hours=1))
+    classified = make_classified(article)
+    entities = [
+        Entity(text=words, label="ORG", start=text.index(words), end=text.index(words) + len(words),
+               canonical_id=canonical_id, country=country)
+        for words, canonical_id, country in names
+    ]
+    verdict = classified.classification.model_copy(update={
+        "sectors": ["transport_logistics"], "russian_parties": [], "chinese_parties": [],
+    })
+    return classified.model_copy(update={"entities": entities, "classification": verdict})
+
+
+# The Russian desk names the Russian side, the Chinese desk the Chinese side: nothing in common.
+RUSSIAN_SIDE = _reporting(
+    "ru", "https://ru.desk.example/bridge", "Газпром и Амурская область открыли грузовой терминал у моста.",
+    ("Газпром", "org:gazprom", "RU"), ("Амурская область", "RU-AMU", "RU"),
+    title="Газпром и Амурская область открыли терминал",
+)
+CHINESE_SIDE = _reporting(
+    "zh", "https://zh.desk.example/bridge", "黑河市与黑龙江省口岸部门启用大桥货运终端。",
+    ("黑河市", "city:cn:heihe", "CN"), ("黑龙江省", "CN-HL", "CN"),
+    title="黑河大桥货运终端启用",
+)
+# An English wire names both sides.
+BOTH_SIDES = _reporting(
+    "en", "https://en.wire.example/bridge",
+    "Gazprom and Amur Oblast opened a freight terminal at the bridge with Heihe and Heilongjiang officials.",
+    ("Gazprom", "org:gazprom", "RU"), ("Amur Oblast", "RU-AMU", "RU"), ("Heihe", "city:cn:heihe", "CN"),
+    ("Heilongjiang", "CN-HL", "CN"),
+    title="Bridge freight terminal opens between Amur Oblast and Heilongjiang",
+)
+
+
+def test_a_report_naming_what_two_stories_share_merges_them_into_the_older(index):
+    russian, chinese = stories_of(index, [RUSSIAN_SIDE, CHINESE_SIDE])
+    assert russian.id != chinese.id  # each desk's report alone shares no name with the other's
+
+    (placement,) = index.add([BOTH_SIDES])
+    survivor, (retired,) = placement.story, placement.retired
+    assert survivor.id == russian.id and survivor.version == 2 and survivor.merged_from == [chinese.id]
+    assert retired.id == chinese.id and retired.version == 2 and retired.merged_into == russian.id
+    assert [(outlet.source, outlet.language) for outlet in survivor.outlets] == [
+        ("ru-desk", "ru"), ("zh-desk", "zh"), ("en-desk", "en"),
+    ]
+    assert survivor.headline == BOTH_SIDES.article.title  # an English title, for the English reader
+    assert survivor.title == RUSSIAN_SIDE.article.title  # the first article's own title stays
+
+    # A replay of the merging report changes nothing and says the same again.
+    assert index.add([BOTH_SIDES])[0] == placement
+    # A later report of the retired story's side finds the survivor.
+    later = CHINESE_SIDE.model_copy(update={
+        "id": "c" * 32, "article": CHINESE_SIDE.article.model_copy(update={"id": "c" * 32, "url": "https://zh2.desk.example/bridge"}),
+    })
+    assert stories_of(index, [later])[0].id == russian.id
+
+
+def test_a_story_reported_only_in_russian_is_headed_by_its_english_gist(index):
+    (story,) = stories_of(index, [RUSSIAN_SIDE])
+    assert story.headline == story.gist_en != "" and story.title == RUSSIAN_SIDE.article.title

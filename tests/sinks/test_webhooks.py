@@ -8,7 +8,6 @@ import hmac
 import json
 import threading
 import time
-from ipaddress import ip_network
 
 import feedparser
 import pytest
@@ -17,55 +16,13 @@ import sqlalchemy as sa
 from pipeline.db import make_engine
 from pipeline.errors import ConfigError
 from pipeline.messages import DeadLetter, decode, encode
-from pipeline.settings import AmurSettings
 from pipeline.stages import SinkStage
-from pipeline.subscriptions import SubscriptionsWatcher
-from pipeline.topology import Topics
-from pipeline.transport.embedded import EmbeddedTransport
 from sinks.subscription_feeds import FeedsOptions, SubscriptionFeedsSink
-from sinks.webhooks import WebhooksOptions, WebhooksSink, sign, webhook_deliveries
-from tests.support.messages import make_story
+from sinks.webhooks import WebhooksSink, sign, webhook_deliveries
 from tests.support.webhook_receiver import WebhookReceiver
-
-TOPICS = Topics("t.")
-SECRET = "whsec_" + base64.b64encode(b"a test signing key of 24b").decode()
-FAST = WebhooksOptions(max_attempts=3, first_retry_seconds=0.05, max_retry_seconds=0.2, poll_seconds=0.05, timeout_seconds=2)
-STORY = make_story(
-    "https://a.example/power", regions=["RU-PRI", "CN-HL"], sectors=["energy"], level="interregional", score=0.9,
-    language="en", sources=["tass"], title="Primorye and Heilongjiang agree a power line",
+from tests.support.webhooks import (  # noqa: F401 - secret: the autouse signing key
+    FAST, LOOPBACK, SECRET, STORY, TOPICS, embedded_log, secret, subscriptions_file, webhooks,
 )
-
-
-@pytest.fixture(autouse=True)
-def secret(monkeypatch):
-    monkeypatch.setenv("AMUR_TEST_HOOK_SECRET", SECRET)
-
-
-def subscriptions_file(tmp_path, url: str, *, updates: bool = False):
-    path = tmp_path / "subscriptions.yaml"
-    path.write_text(
-        "subscriptions:\n  - name: partners\n    filters: {regions: [CN-HL]}\n    channels:\n"
-        f"      - type: webhook\n        url: {url}\n        secret_env: AMUR_TEST_HOOK_SECRET\n"
-        f"        updates: {'true' if updates else 'false'}\n"
-        "      - type: atom\n"
-    )
-    return SubscriptionsWatcher(path, AmurSettings())
-
-
-LOOPBACK = [ip_network("127.0.0.1/32")]  # the receivers' address, outside what the guard allows by default
-
-
-def webhooks(database_url, watcher, log, options=FAST, allow_networks=LOOPBACK) -> WebhooksSink:
-    sink = WebhooksSink(make_engine(database_url), options, watcher, log.producer(), TOPICS, allow_networks)
-    sink.setup()
-    return sink
-
-
-def embedded_log(tmp_path) -> EmbeddedTransport:
-    log = EmbeddedTransport(str(tmp_path / "log.sqlite"))
-    log.ensure_topics(TOPICS.all())
-    return log
-
 
 def valid_signature(request) -> bool:
     headers = request.headers

@@ -12,12 +12,13 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query
+from fastapi.responses import RedirectResponse
 from fastapi.exceptions import RequestValidationError
 from pydantic import AwareDatetime, BaseModel, Field
 
 from pipeline.app.web.context import WebContext, context_of
 from pipeline.app.web.queries import (
-    CursorError, StoryFilter, find_stories, get_article, get_story, pair_counts, story_versions,
+    CursorError, StoryFilter, find_stories, get_article, get_story, pair_counts, story_versions, survivor_of,
 )
 from pipeline.messages import Alert, Classification, Entity, Figure
 
@@ -115,11 +116,17 @@ def list_stories(context: Context, query: Annotated[StoriesQuery, Query()]) -> S
     return StoryList(stories=[story_of(*dated) for dated in page.stories], next_cursor=page.next_cursor)
 
 
-@router.get("/stories/{story_id}", summary="One story, with every version the sinks wrote", responses={404: {}})
-def read_story(context: Context, story_id: Id) -> StoryDetail:
+@router.get(
+    "/stories/{story_id}", summary="One story, with every version the sinks wrote", response_model=StoryDetail,
+    responses={404: {}, 308: {"description": "The story was merged into another: Location is the survivor"}},
+)
+def read_story(context: Context, story_id: Id) -> StoryDetail | RedirectResponse:
     with context.connect() as connection:
         found = get_story(connection, story_id)
         if found is None:
+            survivor = survivor_of(connection, story_id)
+            if survivor is not None:
+                return RedirectResponse(f"/api/stories/{survivor}", status_code=308)
             raise HTTPException(404, f"no story {story_id}")
         versions = story_versions(connection, story_id)
     return StoryDetail(story=story_of(*found), versions=[

@@ -5,6 +5,12 @@ carries a Content-Security-Policy without inline scripts and the usual hardening
 with an access token configured, every path but ``/healthz`` needs it, as a bearer token
 or as the password of HTTP basic auth (so a browser can ask for it). Only GET and HEAD are
 routed: the server changes no data.
+
+A request naming a host the server does not serve is refused (400) before anything else:
+a DNS-rebinding page must not read a token-less loopback dashboard, and the feeds' self
+links must not follow a stranger's Host header. The loopback names, the bound address and
+``serve.allowed_hosts`` are served. A query stops when its client leaves or after
+:data:`~pipeline.app.web.cancellation.QUERY_SECONDS` (503).
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from prometheus_client.core import GaugeMetricFamily
 
 from pipeline.app.sources import source_health
 from pipeline.app.web import api, feeds, pages
+from pipeline.app.web.cancellation import QUERY_SECONDS, CancelOnDisconnect, QueryCancelled
 from pipeline.app.web.context import HERE, WebContext
 from pipeline.db import make_engine
 from pipeline.errors import ConfigError, ConfigProblem
@@ -51,14 +58,18 @@ SECURITY_HEADERS = {
 OPEN_PATHS = ("/healthz",)
 
 
-def create_app(settings: AmurSettings, config_path: Path, *, access_token: str | None = None) -> FastAPI:
-    """The application over ``settings.database_url``.
+def create_app(
+    settings: AmurSettings, config_path: Path, *, access_token: str | None = None, bind_host: str | None = None,
+) -> FastAPI:
+    """The application over ``settings.database_url``, answering for the hosts of :func:`served_hosts`.
 
-    :raises ConfigError: the database is not at the schema this code reads.
+    :raises ConfigError: the database is not at the schema this code reads, or the
+        subscriptions file is invalid (there is no earlier valid one to serve).
     """
     engine = make_engine(settings.database_url)
     _require_current_schema(engine, config_path)
     context = WebContext(settings, Path(config_path), engine)
+    context.subscriptions.current()  # read now: an invalid file stops the start, as it stops the pipeline's
     @asynccontextmanager
     async def lifespan(_application: FastAPI):
         yield
@@ -73,11 +84,13 @@ def create_app(settings: AmurSettings, config_path: Path, *, access_token: str |
     )
     application.state.amur = context
     registry = CollectorRegistry()
-    _observe(application, registry, access_token)
+    _observe(application, registry, access_token, served_hosts(settings, bind_host or settings.serve.host))
+    application.add_middleware(CancelOnDisconnect)  # outermost: it owns the connection's messages
     registry.register(_StoreCollector(context))
     _operations(application, context, registry)
     application.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     application.add_exception_handler(RequestValidationError, _invalid_parameter)
+    application.add_exception_handler(QueryCancelled, _query_cancelled)
 
     application.include_router(api.router)
     application.include_router(feeds.router)
@@ -101,7 +114,28 @@ def _require_current_schema(engine: sa.Engine, config_path: Path) -> None:
         )])
 
 
-def _observe(application: FastAPI, registry: CollectorRegistry, access_token: str | None) -> None:
+LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
+WILDCARD_ADDRESSES = frozenset({"0.0.0.0", "::", ""})
+
+
+def served_hosts(settings: AmurSettings, bind_host: str) -> frozenset[str]:
+    """The host names a request may name: loopback, the bound address unless it is a wildcard, and
+    ``serve.allowed_hosts``."""
+    bound = set() if bind_host in WILDCARD_ADDRESSES else {bind_host.lower()}
+    return LOOPBACK_NAMES | bound | {host.lower() for host in settings.serve.allowed_hosts}
+
+
+def _host_of(request: Request) -> str:
+    """The Host header's name, without the port or an IPv6 literal's brackets."""
+    host = request.headers.get("host", "").strip().lower()
+    if host.startswith("["):
+        return host[1:].partition("]")[0]
+    return host.rpartition(":")[0] if host.count(":") == 1 else host
+
+
+def _observe(
+    application: FastAPI, registry: CollectorRegistry, access_token: str | None, hosts: frozenset[str],
+) -> None:
     requests = Counter("amur_http_requests", "HTTP requests answered", ["route", "status"], registry=registry)
     latency = Histogram(
         "amur_http_request_duration_seconds", "Time to answer an HTTP request", ["route"], registry=registry,
@@ -111,8 +145,13 @@ def _observe(application: FastAPI, registry: CollectorRegistry, access_token: st
     @application.middleware("http")
     async def guard(request: Request, call_next) -> Response:
         started = time.perf_counter()
-        if access_token and request.url.path not in OPEN_PATHS and not _authorized(request, access_token):
+        if _host_of(request) not in hosts:
             response: Response = JSONResponse(
+                {"detail": f"this server does not answer for host {_host_of(request)!r}: add it to serve.allowed_hosts"},
+                status_code=400,
+            )
+        elif access_token and request.url.path not in OPEN_PATHS and not _authorized(request, access_token):
+            response = JSONResponse(
                 {"detail": "an access token is required: Authorization: Bearer <token>, or basic auth"},
                 status_code=401, headers={"WWW-Authenticate": 'Basic realm="Amur"'},
             )
@@ -195,6 +234,15 @@ def _operations(application: FastAPI, context: WebContext, registry: CollectorRe
     @application.get("/metrics", tags=["operations"], summary="Prometheus text format")
     def metrics() -> Response:
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+
+def _query_cancelled(request: Request, exc: QueryCancelled) -> Response:
+    """503 for a query past its deadline (a client that left reads nothing)."""
+    message = f"the query took longer than {QUERY_SECONDS:.0f} s; narrow the filter and try again"
+    if request.url.path.startswith(("/api/", "/feeds/")):
+        return JSONResponse({"detail": message}, status_code=503)
+    context: WebContext = request.app.state.amur
+    return context.templates.TemplateResponse(request, "error.html", {"title": "Too slow", "message": message}, status_code=503)
 
 
 def _invalid_parameter(request: Request, exc: RequestValidationError) -> Response:

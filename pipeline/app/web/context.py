@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
@@ -14,6 +17,7 @@ from fastapi import Request
 from fastapi.templating import Jinja2Templates
 
 from pipeline.app.roles import pipeline_lag
+from pipeline.app.web.cancellation import cancellable
 from pipeline.errors import TransportError
 from pipeline.settings import AmurSettings
 from pipeline.subscriptions import SubscriptionsWatcher, subscriptions_path
@@ -24,6 +28,7 @@ from processors.gazetteer import load_gazetteer
 
 __all__ = ["HERE", "WebContext", "context_of"]
 
+log = logging.getLogger(__name__)
 HERE = Path(__file__).parent
 LAG_CACHE_SECONDS = 10
 
@@ -74,8 +79,11 @@ class WebContext:
         environment.filters["href"] = _href
         return Jinja2Templates(env=environment)
 
-    def connect(self) -> sa.Connection:
-        return self.engine.connect()
+    @contextmanager
+    def connect(self) -> Iterator[sa.Connection]:
+        """A connection whose queries stop when the request's client leaves, or at the deadline."""
+        with self.engine.connect() as connection, cancellable(connection) as watched:
+            yield watched
 
     def pipeline_lag(self) -> dict[str, int | None] | str:
         """Per role, the records its consumer group has yet to commit; or why that is unknown.
@@ -95,7 +103,9 @@ class WebContext:
                     self._transport = make_transport(settings)
                 lag = pipeline_lag(settings, self._transport)
             except TransportError as exc:
-                lag = f"unknown: {exc}"
+                # /healthz is open to anyone: the broker's address and the groups' names stay in the log.
+                log.warning("pipeline lag unknown: %s", exc)
+                lag = "unknown: the transport did not answer (the server's log says why)"
         self._lag = (now, lag)
         return lag
 

@@ -15,13 +15,13 @@ from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, RedirectResponse
 from pydantic import ValidationError
 
 from pipeline.app.sources import source_health
 from pipeline.app.web.context import WebContext, context_of
 from pipeline.app.web.queries import (
-    CursorError, PairCount, StoryFilter, find_stories, get_article, get_story, pair_counts, story_versions,
+    CursorError, PairCount, StoryFilter, find_stories, get_article, get_story, pair_counts, story_versions, survivor_of,
     weekly_counts,
 )
 
@@ -97,13 +97,16 @@ def passages(text: str, evidence: Sequence[str]) -> list[Passage]:
     return runs
 
 
-@router.get("/stories/{story_id}", response_class=HTMLResponse)
+@router.get("/stories/{story_id}", response_class=HTMLResponse, response_model=None)
 def story_page(
     request: Request, context: Context, story_id: Annotated[str, Path(pattern=r"^[0-9a-f]{32}$")],
-) -> HTMLResponse:
+) -> HTMLResponse | RedirectResponse:
     with context.connect() as connection:
         found = get_story(connection, story_id)
         if found is None:
+            survivor = survivor_of(connection, story_id)
+            if survivor is not None:  # merged into another story: the reader goes on to it
+                return RedirectResponse(f"/stories/{survivor}", status_code=301)
             raise HTTPException(404, f"no story {story_id}")
         story, story_at = found
         versions = story_versions(connection, story_id)

@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pipeline.messages import Alert, Level
 from pipeline.settings import SourceName
 from pipeline.subscriptions import Region, Subscription
-from sinks.alert_feed import alert_tags, alert_versions, alerts
+from sinks.alert_feed import alert_tags, alert_versions, alerts, story_redirects
 from sinks.records import articles
 
 __all__ = [
@@ -104,6 +104,7 @@ class StoryFilter(BaseModel):
             words = self.q.strip().lower()
             where.append(sa.or_(
                 sa.func.lower(alerts.c.title).contains(words, autoescape=True),
+                sa.func.lower(alerts.c.headline).contains(words, autoescape=True),
                 sa.func.lower(alerts.c.summary).contains(words, autoescape=True),
             ))
         return where
@@ -199,6 +200,22 @@ def get_story(connection: sa.Connection, story_id: str) -> tuple[Alert, datetime
     """A story's newest version and its date, or ``None``."""
     row = connection.execute(sa.select(alerts).where(alerts.c.id == story_id)).mappings().first()
     return (Alert.model_validate(dict(row)), row["story_at"]) if row else None
+
+
+MAX_REDIRECTS = 20
+
+
+def survivor_of(connection: sa.Connection, story_id: str) -> str | None:
+    """The story a merged story now continues as (following merges of merges), or ``None``."""
+    survivor = None
+    for _ in range(MAX_REDIRECTS):
+        following = connection.execute(
+            sa.select(story_redirects.c.merged_into).where(story_redirects.c.story_id == (survivor or story_id))
+        ).scalar_one_or_none()
+        if following is None:
+            break
+        survivor = following
+    return survivor
 
 
 def story_versions(connection: sa.Connection, story_id: str) -> list[tuple[Alert, datetime]]:

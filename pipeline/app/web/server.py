@@ -60,7 +60,7 @@ def make_server(
             str(config_path), "serve.access_token_env", f"{variable} holds a token of {len(token)} characters, which can be guessed",
             f"set {variable} to at least {MIN_TOKEN_CHARS} random characters, e.g. the output of: openssl rand -hex 32",
         )])
-    application = create_app(settings, config_path, access_token=token)
+    application = create_app(settings, config_path, access_token=token, bind_host=host)
     # The application logs through Amur's logging; uvicorn's access log would repeat every request.
     return uvicorn.Server(uvicorn.Config(application, host=host, port=port, log_config=None, access_log=False))
 

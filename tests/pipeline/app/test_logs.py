@@ -7,17 +7,7 @@ import logging
 
 import pytest
 
-from pipeline.app.logs import QUIET_LIBRARIES, LibraryRepeats, configure_logging
-
-
-@pytest.fixture
-def isolated_logging():
-    root = logging.getLogger()
-    saved = root.handlers[:], root.level, {name: logging.getLogger(name).level for name in QUIET_LIBRARIES}
-    yield
-    root.handlers[:], root.level = saved[0], saved[1]
-    for name, level in saved[2].items():
-        logging.getLogger(name).setLevel(level)
+from pipeline.app.logs import LibraryRepeats, configure_logging
 
 
 def test_json_lines_carry_time_level_logger_message_and_the_traceback(isolated_logging, capsys):

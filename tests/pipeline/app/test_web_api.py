@@ -79,7 +79,7 @@ def served(database_url, tmp_path):
     (tmp_path / "sources.yaml").write_text("sources:\n  - name: tass\n    url: https://tass.example/rss\n")
     (tmp_path / "subscriptions.yaml").write_text(SUBSCRIPTIONS)
     settings = AmurSettings(database_url=database_url, embedded={"path": str(tmp_path / "log.sqlite")})
-    client = TestClient(create_app(settings, tmp_path / "amur.yaml"))
+    client = TestClient(create_app(settings, tmp_path / "amur.yaml"), base_url="http://127.0.0.1")
     client.stories_sink = stories
     yield client
     engine.dispose()
@@ -271,7 +271,9 @@ def test_a_configured_token_guards_everything_but_healthz(database_url, tmp_path
     engine = make_engine(database_url)
     AlertFeedSink(engine, AtomFeedOptions(path=str(tmp_path / "alerts.atom"))).setup()
     (tmp_path / "sources.yaml").write_text("sources: []\n")
-    client = TestClient(create_app(AmurSettings(database_url=database_url), tmp_path / "amur.yaml", access_token="s3cret"))
+    client = TestClient(
+        create_app(AmurSettings(database_url=database_url), tmp_path / "amur.yaml", access_token="s3cret"), base_url="http://127.0.0.1",
+    )
     assert client.get("/api/stories").status_code == 401
     assert client.get("/", headers={"Authorization": "Bearer wrong"}).status_code == 401
     assert client.get("/api/stories", headers={"Authorization": "Bearer s3cret"}).status_code == 200
