@@ -33,7 +33,7 @@ from processors.classify import Passage, RulesClassifier, language_config, load_
 from processors.entities import gazetteer_entities, load_pipeline, merge_entities, sentence_spans
 from processors.figures import extract_figures
 from processors.gazetteer import Gazetteer, load_gazetteer
-from processors.languages import DEFAULT_LANGUAGE, detect_language, load_language_profiles, name_forms
+from processors.languages import DEFAULT_LANGUAGE, detect_language, load_language_profiles, name_forms, simplified_chinese
 
 
 def synthetic_article(text: str, title: str = "", url: str = "", source: str = "cli") -> Article:
@@ -145,6 +145,11 @@ class Analyzer:
 
 
 def _with_language(article: Article) -> Article:
-    """The article with ``language`` settled: the declared one when the text agrees, else detected."""
+    """The article with ``language`` settled (the declared one when the text agrees, else
+    detected), and Chinese in Simplified characters, as every later step reads it."""
     language = detect_language(f"{article.title}\n{article.text}", article.language)
-    return article if language == article.language else article.model_copy(update={"language": language})
+    update: dict = {} if language == article.language else {"language": language}
+    if language == "zh":
+        texts = {"title": article.title, "text": article.text, "summary": article.summary}
+        update |= {field: simplified for field, text in texts.items() if (simplified := simplified_chinese(text)) != text}
+    return article.model_copy(update=update) if update else article

@@ -160,6 +160,23 @@ def name_forms(profiles: dict[str, LanguageProfile]) -> Callable[[str], set[str]
 CHINESE_SUFFIXES = ("壮族自治区", "回族自治区", "维吾尔自治区", "特别行政区", "自治区", "自治州", "省", "市")
 
 
+@lru_cache(maxsize=1)
+def _to_simplified():
+    import opencc  # OpenCC's tables: loaded once, on the first Chinese article
+
+    return opencc.OpenCC("t2s.json")
+
+
+def simplified_chinese(text: str) -> str:
+    """``text`` with Traditional Chinese characters and phrases in their Simplified forms
+    (OpenCC ``t2s``), so that one set of names, cues and numerals reads both scripts. Text
+    already Simplified, or in another script, comes back as it was. A conversion that would
+    change the length (none of OpenCC's t2s phrases does today) is not made, so that offsets
+    into the text stay true."""
+    converted = _to_simplified().convert(text)
+    return converted if len(converted) == len(text) else text
+
+
 def chinese_short_names(name: str) -> set[str]:
     """``name`` and, for a province's or city's full name, its short name (at least two characters)."""
     for suffix in CHINESE_SUFFIXES:

@@ -81,7 +81,7 @@ from processors.gazetteer import Gazetteer, load_gazetteer
 from processors.gist import gist
 from processors.lead import lead
 
-__all__ = ["EventFacts", "Placement", "StoryIndex", "StoryStage", "alert_for", "event_facts", "event_similarity", "regions_of", "signature"]
+__all__ = ["EventFacts", "Placement", "StoryIndex", "StoryStage", "alert_for", "entity_overlap", "event_facts", "event_similarity", "regions_of", "signature"]
 
 log = logging.getLogger(__name__)
 
@@ -259,32 +259,47 @@ class EventFacts:
         )
 
 
-def event_facts(result: Classified) -> EventFacts:
+def event_facts(result: Classified, gazetteer: Gazetteer) -> EventFacts:
+    """The facts of ``result``; a city brings its region too, since one report names the
+    place ("Harbin") where another names its province ("Heilongjiang")."""
+    named = {entity.canonical_id for entity in result.entities if entity.canonical_id and entity.canonical_id != entity.country}
+    regions = {region for entity_id in named if (region := _region(entity_id, gazetteer)) is not None}
     return EventFacts(
-        frozenset(entity.canonical_id for entity in result.entities if entity.canonical_id and entity.canonical_id != entity.country),
+        frozenset(named | regions),
         frozenset((figure.value, figure.unit) for figure in result.figures if figure.kind == "money"),
         frozenset(result.classification.sectors),
         next(iter(result.classification.sectors), None),
     )
 
 
-def event_similarity(article: EventFacts, story: EventFacts, weight: Callable[[str], float]) -> float:
-    """How surely ``article`` reports the event of ``story``: 0 unless they share two entities,
-    or one that is specific (a city, a company or a named body).
+def entity_overlap(article: frozenset[str], story: frozenset[str], weight: Callable[[str], float]) -> float:
+    """The weighted overlap of two sets of entities: the weight of those in common over the
+    smaller side's total, so a short report naming two of a long report's ten places still
+    matches it; 0 unless they share two entities, or one that is specific (a city, a company
+    or a named body), since one region or one head of state alone is named by too many events."""
+    shared = article & story
+    if len(shared) < 2 and not any(weight(entity_id) >= WEIGHT_SPECIFIC for entity_id in shared):
+        return 0.0
+    return sum(map(weight, shared)) / min(sum(map(weight, article)), sum(map(weight, story)))
 
-    The base is the weighted overlap of their entities: the weight of those in common over
-    the smaller side's total, so a short report naming two of a long report's ten places
-    still matches it, and a story of the two presidents alone matches another such story
-    only as well as the rest of the facts allow. A money figure both state adds
+
+def event_similarity(article: EventFacts, story: EventFacts, weight: Callable[[str], float]) -> float:
+    """How surely ``article`` reports the event of ``story``.
+
+    The base is their :func:`entity_overlap`. A money figure both state adds
     :data:`SHARED_MONEY_BONUS`; the sectors add up to :data:`SECTOR_WEIGHT` by their
     Jaccard similarity, and when neither one's main sector is among the other's, they are
-    two deals of the same parties: 0.
+    two deals of the same parties: 0. When all they share is heads of state and capitals
+    (the two leaders in a capital, which every event of a summit names), only what each
+    report is about can tell one of the summit's events from another: 0 unless both have
+    sectors to compare.
     """
-    shared = article.entities & story.entities
-    if len(shared) < 2 and not any(weight(entity_id) >= WEIGHT_SPECIFIC for entity_id in shared):
-        return 0.0  # one region or one head of state alone is named by too many events
-    smaller = min(sum(map(weight, article.entities)), sum(map(weight, story.entities)))
-    similarity = sum(map(weight, shared)) / smaller
+    similarity = entity_overlap(article.entities, story.entities, weight)
+    if not similarity:
+        return 0.0
+    state_level_only = all(weight(entity_id) < WEIGHT_REGION for entity_id in article.entities & story.entities)
+    if state_level_only and not (article.sectors and story.sectors):
+        return 0.0
     if article.money & story.money:
         similarity += SHARED_MONEY_BONUS
     if article.sectors and story.sectors:
@@ -361,7 +376,7 @@ class StoryIndex:
     def add(self, results: Sequence[Classified]) -> list[Placement]:
         """Put each article in its story; returns where each went, in order."""
         window = timedelta(days=self.settings.window_days)
-        prepared = [(result, signature(result.article.text), event_facts(result), article_time(result)) for result in results]
+        prepared = [(result, signature(result.article.text), event_facts(result, self.gazetteer), article_time(result)) for result in results]
         with self.engine.begin() as connection:
             if connection.dialect.name == "postgresql":
                 keys = {band for _, minhash, _, _ in prepared for band in bands(minhash)}
@@ -467,7 +482,7 @@ class StoryIndex:
             ).all()
             by_event = {
                 story_id for story_id, entities in light
-                if event_similarity(EventFacts(facts.entities, frozenset(), frozenset()), EventFacts(frozenset(entities), frozenset(), frozenset()), self.entity_weight) >= ceiling
+                if entity_overlap(facts.entities, frozenset(entities), self.entity_weight) >= ceiling
             }
         candidate_ids = {*by_text, *by_event}
         candidates = connection.execute(
