@@ -553,3 +553,85 @@ def test_one_story_from_three_outlets_is_one_alert_and_one_feed_entry(deployment
     everything = feedparser.parse((deployment.root / "feeds" / "all.atom").read_bytes())
     assert len(everything.entries) == 2
     assert sorted(entry.title for entry in everything.entries) == sorted(row[0] for row in deployment.query("SELECT title FROM alerts"))
+
+
+def _language_page(title: str, text: str, language: str) -> bytes:
+    body = "".join(f"<p>{paragraph}</p>" for paragraph in text.split("\n\n") if paragraph.strip())
+    return (
+        f"<!DOCTYPE html><html lang='{language}'><head><meta charset='utf-8'><title>{title}</title></head>"
+        f"<body><article><h1>{title}</h1>{body}</article></body></html>"
+    ).encode()
+
+
+@pytest.mark.parametrize("setup", ["embedded", pytest.param("kafka+postgres", marks=[pytest.mark.kafka, pytest.mark.postgres])])
+def test_one_event_reported_in_three_languages_is_one_story_whoever_handles_each_report(
+    setup, request, tmp_path, site, topic_prefix,
+):
+    """A cable-car contract reported by a Russian, a Chinese and an English outlet: one story
+    listing the three with their languages, one feed entry, one story.created. On Kafka with
+    PostgreSQL two stories members share the reports (`--workers stories=2`)."""
+    sources = {}
+    for language in ("ru", "zh", "en"):
+        title, _, text = (RESOURCES.parent / "stories" / "cable-car" / f"{language}.txt").read_text(encoding="utf-8").partition("\n\n")
+        site.add(f"/{language}/cable-car", _language_page(title, text, language), "text/html; charset=utf-8")
+        feed = (
+            f"<?xml version='1.0' encoding='utf-8'?><rss version='2.0'><channel><title>{language} desk</title>"
+            f"<item><title>{title}</title><link>{site.url(f'/{language}/cable-car')}</link>"
+            # The Chinese report is too short for the page extractor: its text is the feed's summary.
+            f"<description>{text}</description><pubDate>Thu, 19 Nov 2026 09:00:00 GMT</pubDate></item></channel></rss>"
+        )
+        site.add(f"/{language}.xml", feed.encode("utf-8"), "application/rss+xml; charset=utf-8")
+        sources[f"{language}-desk"] = site.url(f"/{language}.xml")
+
+    def check(deployment: Deployment, receiver: WebhookReceiver) -> None:
+        rows = deployment.query("SELECT id, outlets, headline FROM alerts")
+        assert len(rows) == 1, rows
+        outlets = rows[0][1] if isinstance(rows[0][1], list) else json.loads(rows[0][1])
+        assert sorted((outlet["source"], outlet["language"]) for outlet in outlets) == [
+            ("en-desk", "en"), ("ru-desk", "ru"), ("zh-desk", "zh"),
+        ]
+        assert rows[0][2] == next(outlet["title"] for outlet in outlets if outlet["language"] == "en")
+        assert len(feedparser.parse(deployment.atom.read_bytes()).entries) == 1
+        assert [json.loads(r.body)["type"] for r in receiver.accepted].count("story.created") == 1
+
+    def settled(deployment: Deployment) -> bool:
+        return (deployment.atom.exists() and deployment.query("SELECT COUNT(*) FROM articles") == [(3,)]
+                and [len(json.loads(o) if isinstance(o, str) else o) for (o,) in deployment.query("SELECT outlets FROM alerts")] == [3])
+
+    with WebhookReceiver() as receiver:
+        subscriptions = (
+            "subscriptions:\n  - name: all\n    channels:\n"
+            f"      - type: webhook\n        url: {receiver.url}\n        secret_env: AMUR_E2E_HOOK_SECRET\n"
+        )
+        if setup == "embedded":
+            deployment = Deployment(tmp_path, "embedded", "127.0.0.1:9", topic_prefix, sources)
+            (deployment.root / "subscriptions.yaml").write_text(subscriptions)
+            deployment.environment["AMUR_E2E_HOOK_SECRET"] = "e2e-secret"
+            result = deployment.run()
+            assert result.returncode == 0, result.stderr[-3000:]
+            receiver.wait_for(accepted=1)
+            check(deployment, receiver)
+            return
+        with postgres_schema_url() as database_url:
+            deployment = Deployment(tmp_path, "kafka", request.getfixturevalue("kafka_bootstrap"), topic_prefix, sources, database_url)
+            (deployment.root / "subscriptions.yaml").write_text(subscriptions)
+            env = {k: v for k, v in os.environ.items() if not k.startswith("AMUR_")} | {"AMUR_E2E_HOOK_SECRET": "e2e-secret"}
+            process = subprocess.Popen([*AMUR, "run", "--workers", "stories=2", "--config", str(deployment.config)], env=env,
+                                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            lines: list[str] = []
+            reader = threading.Thread(target=lambda: lines.extend(process.stderr), daemon=True)
+            reader.start()
+            try:
+                deadline = time.monotonic() + 180
+                while not settled(deployment):
+                    assert process.poll() is None and time.monotonic() < deadline, "".join(lines)[-3000:]
+                    time.sleep(0.5)
+                assert sum("worker started: worker=stories#" in line for line in lines) == 2, "".join(lines)[-3000:]
+                receiver.wait_for(accepted=1)
+                check(deployment, receiver)
+            finally:
+                process.send_signal(signal.SIGTERM)
+                try:
+                    process.wait(timeout=60)
+                except subprocess.TimeoutExpired:
+                    process.kill()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import opencc
 import pytest
 
 from processors.analyze import synthetic_article
@@ -152,6 +153,25 @@ def test_russian_and_chinese_articles_are_read_in_their_language(analyzer):
         assert not results[negative].classification.is_cooperation, (negative, results[negative].classification.reason)
     assert "no Russian party" in results["zh-belarus.txt"].classification.reason
     assert "dispute cues" in results["ru-smuggling.txt"].classification.reason
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("variant", ["s2t.json", "s2hk.json", "s2tw.json"])
+def test_chinese_in_traditional_characters_reads_as_in_simplified(analyzer, variant):
+    """Our Heilongjiang–Amur report written in Traditional characters (as a Hong Kong or Taiwan
+    outlet, or many provincial sites, would): the same parties, sectors and figures (億 is 亿)."""
+    simplified = article("zh-heilongjiang-amur.txt")
+    converter = opencc.OpenCC(variant)
+    traditional = simplified.model_copy(update={
+        "id": "7" * 32, "title": converter.convert(simplified.title), "text": converter.convert(simplified.text),
+    })
+    assert traditional.text != simplified.text and "億" in traditional.text
+    expected, found = analyzer.analyze([simplified, traditional])
+    assert found.article.text == simplified.text  # read, and quoted, in Simplified
+    assert (found.classification.russian_parties, found.classification.chinese_parties) == (["RU-AMU"], ["CN-HL"])
+    assert found.classification.sectors == expected.classification.sectors
+    assert found.classification.level == expected.classification.level
+    assert [(figure.value, figure.unit) for figure in found.figures] == [(38.0, "% change"), (2.79e9, "CNY")]
 
 
 @pytest.mark.slow

@@ -15,7 +15,9 @@ from pipeline.settings import StorySettings
 from pipeline.topology import Topics
 from pipeline.transport.embedded import EmbeddedTransport
 from processors.gazetteer import load_gazetteer
-from processors.stories import EventFacts, StoryIndex, StoryStage, entity_weight, event_similarity, regions_of, shingles, signature
+from processors.stories import (
+    EventFacts, StoryIndex, StoryStage, entity_weight, event_facts, event_similarity, regions_of, shingles, signature,
+)
 from tests.support.messages import make_article, make_classified
 
 STORIES = Path(__file__).resolve().parents[1] / "resources" / "stories"
@@ -206,6 +208,18 @@ def test_an_event_matches_on_specific_shared_entities_figures_and_sectors():
     assert event_similarity(same_deal, deal, weight) > event_similarity(deal, deal, weight) - 0.01 > 0.7
     assert event_similarity(other_field, deal, weight) == 0.0
     assert weight("org:ru-president") < weight("RU-AMU") < weight("city:cn:heihe")
+    assert weight("org:cn-mfa") == weight("org:ru-president")  # the ministries speak on every event
+    # The two leaders in a capital: a summit's events all name them; only sectors tell them apart.
+    leaders = ("org:ru-president", "org:cn-president", "CN-BJ")
+    assert event_similarity(facts(*leaders), facts(*leaders, sectors={"culture_humanitarian"}), weight) == 0.0
+    assert event_similarity(facts(*leaders, sectors={"energy"}), facts(*leaders, sectors={"energy"}), weight) > 1.0
+
+
+def test_a_city_brings_its_region_to_the_facts_of_an_event():
+    """One report says Harbin, another Heilongjiang: they name the same place."""
+    text = "Harbin and Khabarovsk signed a river port accord."
+    result = _mentioning(text, ("Harbin", "city:cn:harbin", "CN"), ("Khabarovsk", "city:ru:khabarovsk", "RU"))
+    assert event_facts(result, GAZETTEER).entities == {"city:cn:harbin", "CN-HL", "city:ru:khabarovsk", "RU-KHA"}
 
 
 # --- regions: parties, not the places a report mentions in passing ------------------------------
