@@ -202,6 +202,7 @@ class _Party:
     canonical_id: str
     tier: str  # city, region, company or national — how local the party is
     specificity: float  # 1 below the national level or for a named institution, 0 for the country itself
+    top_office: bool = False  # a head of state or government, or the office speaking for them
 
 
 @dataclass
@@ -343,7 +344,7 @@ class RulesClassifier:
         # Subscribers filter by region: a city stands for its region among the parties (the
         # city itself stays in the entities, and its tier still makes the level municipal).
         party_id = entry.parent if entry.kind == "city" and entry.parent else entry.id
-        return _Party(entry.country, party_id, tier, 1.0)
+        return _Party(entry.country, party_id, tier, 1.0, top_office="top_office" in entry.tags)
 
     def _score(self, unit: _Sentence) -> float:
         weights = self.config.scoring
@@ -467,6 +468,11 @@ def _level(unit: _Sentence) -> Level:
         return "interregional"
     if "company" in tiers:  # a company on one side: a business deal, even with a region
         return "corporate"
+    if tiers & {"region", "city"} and any(p.top_office for p in unit.parties if p.tier == "national"):
+        # The heads of state launching a project at a site ("Putin and Xi launched the units
+        # at Tianwan"): they act, the site is where. A region with the other side's ministry
+        # or consulate stays interregional.
+        return "national"
     if "region" in tiers:  # a region with the other country at large ("Chinese partners")
         return "interregional"
     if "city" in tiers:

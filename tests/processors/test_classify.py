@@ -41,6 +41,9 @@ from processors.classify import SECTORS, Passage, load_classifier_config
          "national", ["org:ru-president"], ["org:cn-president"], "energy"),
         ("Russian and Chinese companies signed deals worth 2 billion dollars at a forum in Vladivostok.",
          "corporate", ["RU-PRI"], ["CN"], None),
+        # The heads of state launch the work themselves; the plant's site is where, not who.
+        ("By video link Putin and Xi launched the pouring of concrete for two new reactors at the Xudapu "
+         "nuclear power plant.", "national", ["org:ru-president"], ["org:cn-president", "CN-LN"], "energy"),
     ],
 )
 def test_cooperation_stories_are_positive_with_their_parties_and_level(classify_text, text, level, russian, chinese, sector):
