@@ -635,3 +635,30 @@ def test_one_event_reported_in_three_languages_is_one_story_whoever_handles_each
                     process.wait(timeout=60)
                 except subprocess.TimeoutExpired:
                     process.kill()
+
+
+@pytest.mark.parametrize("failpoint", ["connectors.before_commit", "processors.before_commit", "stories.before_commit", "sinks.before_commit"])
+def test_killed_at_any_failpoint_and_run_again_each_story_version_is_one_delivery(deployment, failpoint):
+    """SIGKILL between a role's outputs and its commit, then a rerun: every story version
+    reaches the webhook under exactly one webhook-id (a repeat may come, never a new id)."""
+    with WebhookReceiver() as receiver:
+        (deployment.root / "subscriptions.yaml").write_text(
+            "subscriptions:\n  - name: all\n    channels:\n"
+            f"      - type: webhook\n        url: {receiver.url}\n        secret_env: AMUR_E2E_HOOK_SECRET\n        updates: true\n"
+        )
+        deployment.environment["AMUR_E2E_HOOK_SECRET"] = "e2e-secret"
+        crashed = deployment.run(failpoints=failpoint)
+        assert crashed.returncode == -9, crashed.stderr[-3000:]
+        rerun = deployment.run()
+        assert rerun.returncode == 0, rerun.stderr[-3000:]
+        versions = {(story_id, version) for story_id, version in deployment.query("SELECT story_id, version FROM alert_versions")}
+        receiver.wait_for(accepted=len(versions))
+    ids_of: dict[tuple[str, str, int], set[str]] = {}
+    for request in receiver.accepted:
+        body = json.loads(request.body)
+        ids_of.setdefault((body["type"], body["data"]["id"], body["data"]["version"]), set()).add(request.headers["webhook-id"])
+    assert {(story_id, version) for _, story_id, version in ids_of} == versions
+    assert all(len(ids) == 1 for ids in ids_of.values()), ids_of
+    assert sorted(kind for kind, _, _ in ids_of) == ["story.created"] * len({story_id for story_id, _ in versions}) + [
+        "story.updated"] * (len(versions) - len({story_id for story_id, _ in versions}))
+    assert deployment.alert_links() == sorted(STORIES)
