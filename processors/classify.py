@@ -30,7 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pipeline.errors import ConfigError, ConfigProblem
 from pipeline.messages import Classification, Country, Level
 from pipeline.settings import problems_from, read_yaml
-from processors.datelines import dateline_span
+from processors.datelines import report_opening
 from processors.gazetteer import Gazetteer, Mention, PhraseHit, PhraseIndex, Tokens, phrase_key, tokenize
 
 # --- config/classifier.yaml ------------------------------------------------------------
@@ -244,7 +244,6 @@ _SIDE_TIERS = ("company", "region", "city", "national")
 _GAP_AFTER = re.compile(r"(?:['’]s)?\s+(?:and\s+\w+\s+)?", re.IGNORECASE)
 _GAP_BEFORE = re.compile(r"\s+of\s+(?:the\s+)?|[\s-]+", re.IGNORECASE)
 # A wire's slug left at a sentence's start once the splitter cut the dateline off: "/TASS/.", "/ТАСС/."
-_WIRE_SLUG = re.compile(r"\A\s*/[A-ZА-ЯЁ]{2,}/\s*\.?\s*")
 
 
 class RulesClassifier:
@@ -416,11 +415,7 @@ def _shown(evidence: list[_Sentence], title_text: str, limit: int) -> list[str]:
     for unit in evidence:
         if unit.in_title:
             continue
-        text = unit.text
-        if title_key and _sentence_key(text).startswith(title_key):
-            text = text.strip()[len(title_text.strip()):]
-        start, end = dateline_span(text)
-        text = _WIRE_SLUG.sub("", text[:start] + text[end:]).lstrip(" .:-–—").strip()
+        text = report_opening(unit.text, title_text)
         key = _sentence_key(text)
         if key and key not in seen:
             seen.add(key)

@@ -1,4 +1,5 @@
-"""Where an article's dateline is: the place-and-date slug a wire story opens with.
+"""Where an article's dateline is: the place-and-date slug a wire story opens with, and where
+its report begins past it (:func:`report_opening`).
 
 "MOSCOW, December 21 /TASS/ –", "KHABAROVSK/HARBIN, May 5 (Reuters) -", "МОСКВА, 21 декабря.
 /ТАСС/." and "新华社北京5月17日电（记者 王某）" name where the report was filed, not who takes
@@ -41,3 +42,29 @@ def _next_paragraph(text: str, start: int) -> int:
     while start < len(text) and text[start].isspace():
         start += 1
     return start
+
+
+# A wire's slug left at the start once its dateline is gone: "/TASS/. ", "/ТАСС/".
+_WIRE_SLUG = re.compile(r"\A\s*/[A-ZА-ЯЁ]{2,}/\s*\.?\s*")
+_OPENING_PUNCTUATION = " .:-–—"
+_SENTENCE_PUNCTUATION = ".。!！?？"
+
+
+def report_opening(text: str, title: str = "") -> str:
+    """``text`` from where its report begins: past a copy of ``title`` run into its start (the
+    headline atop the body), past its dateline and a wire slug. The evidence a reader sees
+    and a story's lead both begin here."""
+    headline = " ".join(title.split()).rstrip(_SENTENCE_PUNCTUATION).lower()
+    if headline and " ".join(text.split()).lower().startswith(headline):
+        text = _past_characters(text, sum(not char.isspace() for char in headline))
+    start, end = dateline_span(text)
+    return _WIRE_SLUG.sub("", text[:start] + text[end:]).lstrip(_OPENING_PUNCTUATION).strip()
+
+
+def _past_characters(text: str, count: int) -> str:
+    """``text`` after its first ``count`` characters that are not whitespace."""
+    for index, char in enumerate(text):
+        if count == 0:
+            return text[index:]
+        count -= not char.isspace()
+    return ""

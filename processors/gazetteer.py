@@ -30,13 +30,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pipeline.errors import ConfigError, ConfigProblem
 from pipeline.messages import Country
 from pipeline.settings import problems_from, read_yaml
+from processors.languages import HAN_RANGES
 
 Kind = Literal["country", "federal_subject", "province", "city", "institution", "company"]
 
 # A CJK character is a word of its own (Chinese has no spaces); any other run of word
 # characters is one word.
-_CJK = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
-TOKEN_RE = re.compile(rf"[{_CJK}]|[^\W{_CJK}]+")
+TOKEN_RE = re.compile(rf"[{HAN_RANGES}]|[^\W{HAN_RANGES}]+")
 # What may stand between two words of one phrase: a short run of spaces, hyphens, dots,
 # apostrophes, brackets or signs ("St. Petersburg", "People's", "Sakha (Yakutia)", "En+
 # Group") — never a line break or clause punctuation, so a phrase does not run across

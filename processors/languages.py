@@ -43,7 +43,9 @@ DETECTABLE = (
     "en", "ru", "zh", "uk", "be", "kk", "ky", "mn", "bg", "sr", "ja", "ko", "vi", "de", "fr", "es", "it", "pt",
     "nl", "pl", "cs", "sk", "tr", "ar", "fa", "hi", "id", "ms", "th", "fi", "sv", "no", "da", "hu", "ro", "el",
 )
-_CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+# Han characters (CJK Unified Ideographs, Extension A, Compatibility Ideographs): Chinese.
+HAN_RANGES = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
+HAN = re.compile(f"[{HAN_RANGES}]")
 _KANA = re.compile(r"[\u3040-\u30ff]")
 _HANGUL = re.compile(r"[\uac00-\ud7af]")
 _CYRILLIC = re.compile(r"[\u0400-\u04ff]")
@@ -119,7 +121,7 @@ def detect_language(text: str, declared: str | None = None) -> str:
 
 
 def _script_of(sample: str, letters: int) -> str:
-    for pattern, script in ((_CJK, "han"), (_HANGUL, "hangul"), (_CYRILLIC, "cyrillic")):
+    for pattern, script in ((HAN, "han"), (_HANGUL, "hangul"), (_CYRILLIC, "cyrillic")):
         if len(pattern.findall(sample)) > letters * 0.3:
             return script
     return "latin"

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import re
 
-from processors.datelines import dateline_span
+from processors.datelines import report_opening
+from processors.languages import HAN
 
 LEAD_CHARS = 300
 ELLIPSIS = "…"
@@ -58,11 +59,7 @@ def _past_clutter(text: str, title: str) -> str:
     start = 0
     while start < len(lines) and _is_clutter(lines[start], title_key):
         start += 1
-    body = " ".join(line for line in lines[start:] if line)
-    if title_key and _key(body).startswith(title_key):  # a headline run into the first paragraph
-        body = body[len(title_key):].lstrip(" .:-–—")
-    _, end = dateline_span(body)
-    return body[end:].lstrip(" .:-–—")
+    return report_opening(" ".join(line for line in lines[start:] if line), title)
 
 
 def _is_clutter(line: str, title_key: str) -> bool:
@@ -88,7 +85,7 @@ def _cut(text: str, limit: int) -> str:
 
 
 def _is_cjk(char: str) -> bool:
-    return bool(char) and "\u3040" <= char <= "\u9fff"
+    return bool(char) and HAN.fullmatch(char) is not None
 
 
 def _key(text: str) -> str:

@@ -79,6 +79,7 @@ from pipeline.transport.base import Record, Transport
 from processors.datelines import dateline_span
 from processors.gazetteer import Gazetteer, load_gazetteer
 from processors.gist import gist
+from processors.languages import HAN_RANGES
 from processors.lead import lead
 
 __all__ = ["EventFacts", "Placement", "StoryIndex", "StoryStage", "alert_for", "entity_overlap", "event_facts", "event_similarity", "regions_of", "signature"]
@@ -119,7 +120,8 @@ SHARED_MONEY_BONUS = 0.3
 SECTOR_WEIGHT = 0.2
 
 _WORD = re.compile(r"\w+")
-_CJK = re.compile(r"[\u3040-\u30ff\u3400-\u9fff\uf900-\ufaff]")
+# Kana and Han: Japanese and Chinese, written without spaces between words.
+_CJK = re.compile(f"[\u3040-\u30ff{HAN_RANGES}]")
 
 metadata = sa.MetaData()
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from processors.datelines import dateline_span
+from processors.datelines import dateline_span, report_opening
 
 
 @pytest.mark.parametrize(("text", "title", "dateline"), [
@@ -26,3 +26,13 @@ def test_a_dateline_is_found_after_a_repeated_title_too(text, title, dateline):
 ])
 def test_a_body_without_a_dateline_has_none(text):
     assert dateline_span(text) == (0, 0)
+
+
+@pytest.mark.parametrize(("text", "title", "opening"), [
+    ("Bridge opens  MOSCOW, May 5 /TASS/ - The bridge opened.", "Bridge opens.", "The bridge opened."),
+    ("BRIDGE\nOPENS: the bridge opened.", "Bridge opens", "the bridge opened."),
+    ("/TASS/. The bridge opened.", "", "The bridge opened."),
+    ("The bridge opened.", "Another headline", "The bridge opened."),
+])
+def test_a_report_opens_past_its_headline_dateline_and_wire_slug(text, title, opening):
+    assert report_opening(text, title) == opening
