@@ -118,6 +118,9 @@ MAX_ENTITY_POSTINGS = 200
 SHARED_MONEY_BONUS = 0.3
 # Sectors in common add at most this much (by their Jaccard similarity).
 SECTOR_WEIGHT = 0.2
+# Matching again after a concurrent member merged the matched story away: each attempt finds
+# the story it joined, so a second attempt settles it; more mean something else is wrong.
+MATCH_ATTEMPTS = 3
 
 _WORD = re.compile(r"\w+")
 # Kana and Han: Japanese and Chinese, written without spaces between words.
@@ -411,37 +414,23 @@ class StoryIndex:
             ).scalars().all()
             return Placement(Alert.model_validate(known), tuple(Alert.model_validate(alert) for alert in retired))
         keys = bands(minhash)
-        matches = self._matches(connection, result, minhash, keys, facts, moment)
         now = utc_now()
-        retired: list[Alert] = []
-        if not matches:
-            alert = self._new_story(result, now)
-            connection.execute(sa.insert(stories).values(
-                id=alert.id, version=1, signature=[int(value) for value in minhash.hashvalues],
-                alert=alert.model_dump(mode="json"), created_at=now, updated_at=now,
-                entities=sorted(facts.entities), first_at=moment, last_at=moment,
-            ))
+        for _ in range(MATCH_ATTEMPTS):
+            matches = self._matches(connection, result, minhash, keys, facts, moment)
+            if not matches:
+                alert, retired = self._new_story(result, now), []
+                connection.execute(sa.insert(stories).values(
+                    id=alert.id, version=1, signature=[int(value) for value in minhash.hashvalues],
+                    alert=alert.model_dump(mode="json"), created_at=now, updated_at=now,
+                    entities=sorted(facts.entities), first_at=moment, last_at=moment,
+                ))
+                break
+            placed = self._join(connection, result, facts, moment, matches, now)
+            if placed is not None:
+                alert, retired = placed
+                break
         else:
-            # The article reports the event of every story it matches: they are one. The oldest
-            # keeps its id (its subscribers have seen it longest) and absorbs the others.
-            survivor, *others = sorted(matches, key=lambda match: (match["created_at"], match["id"]))
-            story = Alert.model_validate(survivor["alert"])
-            entities, first_at, last_at = set(survivor["entities"]) | facts.entities, survivor["first_at"], survivor["last_at"]
-            for other in others:
-                absorbed = Alert.model_validate(other["alert"])
-                story = _absorbed(story, absorbed).model_copy(
-                    update={"merged_from": _merged(story.merged_from, [absorbed.id, *absorbed.merged_from])},
-                )
-                retired.append(self._retire(connection, absorbed, story.id, result.id, now))
-                entities |= set(other["entities"])
-                first_at, last_at = min(first_at, other["first_at"]), max(last_at, other["last_at"])
-            alert = self._joined(story, result, now)
-            if retired and alert.version == story.version:  # a merge is news even past the outlet cap
-                alert = alert.model_copy(update={"version": story.version + 1, "updated_at": now})
-            connection.execute(sa.update(stories).where(stories.c.id == alert.id).values(
-                version=alert.version, alert=alert.model_dump(mode="json"), updated_at=now,
-                entities=sorted(entities), first_at=min(first_at, moment), last_at=max(last_at, moment),
-            ))
+            raise SinkError(f"stories: article {result.id} kept matching stories other members merged away; the batch is handled again")
         band_rows = [{"band": key, "story_id": alert.id} for key in keys]
         connection.execute(insert_missing(self.engine, story_bands, band_rows, key=["band", "story_id"]))
         if facts.entities:
@@ -450,14 +439,46 @@ class StoryIndex:
         connection.execute(sa.insert(story_articles).values(article_id=result.id, story_id=alert.id))
         return Placement(alert, tuple(retired))
 
-    def _retire(self, connection: sa.Connection, story: Alert, survivor_id: str, article_id: str, now) -> Alert:
+    def _join(
+        self, connection: sa.Connection, result: Classified, facts: EventFacts, moment: datetime, matches: list, now,
+    ) -> tuple[Alert, list[Alert]] | None:
+        """Add ``result`` to the stories it matches: they report one event, so the oldest (whose
+        subscribers have seen it longest) keeps its id and absorbs the others. Returns its new
+        version and the others' last ones; ``None`` when another stories member retired the
+        survivor since it was read (its story is then found again under the one it joined)."""
+        survivor, *others = sorted(matches, key=lambda match: (match["created_at"], match["id"]))
+        story = Alert.model_validate(survivor["alert"])
+        entities, first_at, last_at = set(survivor["entities"]) | facts.entities, survivor["first_at"], survivor["last_at"]
+        for other in others:
+            absorbed = Alert.model_validate(other["alert"])
+            story = _absorbed(story, absorbed).model_copy(
+                update={"merged_from": _merged(story.merged_from, [absorbed.id, *absorbed.merged_from])},
+            )
+            entities |= set(other["entities"])
+            first_at, last_at = min(first_at, other["first_at"]), max(last_at, other["last_at"])
+        alert = self._joined(story, result, now)
+        if others and alert.version == story.version:  # a merge is news even past the outlet cap
+            alert = alert.model_copy(update={"version": story.version + 1, "updated_at": now})
+        updated = connection.execute(sa.update(stories).where(stories.c.id == alert.id, stories.c.merged_into.is_(None)).values(
+            version=alert.version, alert=alert.model_dump(mode="json"), updated_at=now,
+            entities=sorted(entities), first_at=min(first_at, moment), last_at=max(last_at, moment),
+        ))
+        if updated.rowcount != 1:
+            return None
+        retired = [self._retire(connection, Alert.model_validate(other["alert"]), alert.id, result.id, now) for other in others]
+        return alert, [notice for notice in retired if notice is not None]
+
+    def _retire(self, connection: sa.Connection, story: Alert, survivor_id: str, article_id: str, now) -> Alert | None:
         """Retire ``story`` into ``survivor_id``: its articles, bands and entities become the
-        survivor's; returns its last version, which names the survivor."""
+        survivor's; returns its last version, which names the survivor (``None`` when another
+        member retired it first)."""
         last = story.model_copy(update={"version": story.version + 1, "merged_into": survivor_id, "updated_at": now})
-        connection.execute(sa.update(stories).where(stories.c.id == story.id).values(
+        updated = connection.execute(sa.update(stories).where(stories.c.id == story.id, stories.c.merged_into.is_(None)).values(
             version=last.version, alert=last.model_dump(mode="json"), updated_at=now,
             merged_into=survivor_id, merged_by=article_id,
         ))
+        if updated.rowcount != 1:
+            return None
         connection.execute(sa.update(story_articles).where(story_articles.c.story_id == story.id).values(story_id=survivor_id))
         for table, key in ((story_bands, ["band", "story_id"]), (story_entities, ["entity_id", "bucket", "story_id"])):
             rows = connection.execute(sa.select(table).where(table.c.story_id == story.id)).mappings().all()

@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import httpx
 import pytest
-from selenium.common.exceptions import NoAlertPresentException
+from selenium.common.exceptions import NoAlertPresentException, WebDriverException
 from selenium.webdriver.common.by import By
-from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
 from tests.support.dashboard import ServedDeployment, chrome
@@ -46,7 +45,17 @@ def follow(browser, element) -> None:
     """Click ``element`` and wait until the page it leads to has replaced this one."""
     page = browser.find_element(By.TAG_NAME, "html")
     element.click()
-    WebDriverWait(browser, 10).until(expected_conditions.staleness_of(page))
+
+    def replaced(_driver) -> bool:
+        try:
+            page.is_enabled()
+        except WebDriverException:
+            # Stale, or, while the new document loads, "Node with given id does not belong to the
+            # document": Chromium reports the old page's node gone either way.
+            return True
+        return False
+
+    WebDriverWait(browser, 10).until(replaced)
 
 
 def submit_filters(browser) -> None:
