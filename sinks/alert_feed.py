@@ -8,6 +8,11 @@ storing half, shared with the feeds per subscription (:mod:`sinks.subscription_f
 
 An alert the feed could not show — no title, a link that is not http(s) — is rejected
 before it is stored (it goes to the dead-letter topic), so it can never break a later render.
+
+A story merged into another (its last version names the survivor in ``merged_into``) leaves
+``alerts`` and its tags, so every feed and list drops it; ``story_redirects`` keeps where it
+went, for the API's and the dashboard's redirects, and a late older version of it is not
+stored again.
 """
 
 from __future__ import annotations
