@@ -47,7 +47,10 @@ AMUR = [sys.executable, "-c", "from pipeline.app.cli import app; app()"]
 RESOURCES = REPO / "tests" / "resources"
 GENERAL_NEWS = 26
 OUTLETS = 4
-PAGE_DELAY_SECONDS = 0.5  # two connections to the one host: the stream lasts about ten seconds
+# Two connections to the one host: the stream lasts about twenty seconds, longer than the
+# processors take to load their model, so a drill finds each role mid-stream (at half that,
+# a fast start-up once met a backlog it classified in one batch, and never was mid-stream).
+PAGE_DELAY_SECONDS = 1.0
 HOOK_SECRET = "fault-drill-secret"
 SETTLE_SECONDS = 240
 # The feed files of the drill's sinks: the atom sink's, and the default subscription's two.
