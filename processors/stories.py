@@ -28,10 +28,9 @@ A match adds the article to the story: its outlet, merged parties, regions, sect
 figures, the better evidence, and one more ``version``; no match opens a new story whose
 id is the article's id. The alert carries the whole story, so every sink upserts it by id.
 
-The best-scoring candidate wins. An article that also matches open stories in languages the
-winner has none of shows that they report one event (a Russian report opened one story, a
-Chinese one another, and an English one names what both share): they merge (stories in one
-language, kept apart by their text and headlines, never do). The oldest keeps its id and absorbs the others' outlets and facts (their ids in
+An article that matches several open stories shows that they report one event (a Russian
+report opened one story, a Chinese one another, and an English one names what both share):
+they merge. The oldest keeps its id and absorbs the others' outlets and facts (their ids in
 ``merged_from``); each other story is retired with a last version naming the survivor in
 ``merged_into``, and its articles, bands and entities become the survivor's, so later
 reports find the survivor. The sinks drop a retired story from every list and feed, the API
@@ -83,7 +82,7 @@ from processors.gist import gist
 from processors.languages import HAN_RANGES
 from processors.lead import lead
 
-__all__ = ["EventFacts", "Placement", "StoryIndex", "StoryStage", "alert_for", "entity_overlap", "event_facts", "event_similarity", "one_event", "regions_of", "signature"]
+__all__ = ["EventFacts", "Placement", "StoryIndex", "StoryStage", "alert_for", "entity_overlap", "event_facts", "event_similarity", "regions_of", "signature"]
 
 log = logging.getLogger(__name__)
 
@@ -492,8 +491,6 @@ class StoryIndex:
     def _matches(
         self, connection: sa.Connection, result: Classified, minhash: MinHash, keys: list[int], facts: EventFacts, moment: datetime,
     ) -> list:
-        """The open stories ``result`` belongs to (see :func:`one_event`): none, one, or
-        several that are one event."""
         settings = self.settings
         window = timedelta(days=settings.window_days)
         in_window = (stories.c.first_at <= moment + window, stories.c.last_at >= moment - window)
@@ -539,8 +536,8 @@ class StoryIndex:
                 or event >= settings.event_threshold
             )
             if matches:
-                matched.append((text + title + event, candidate))
-        return one_event(matched)
+                matched.append(candidate)
+        return matched
 
     def _stories_naming(self, connection: sa.Connection, entities: Iterable[str], buckets: list[int]) -> set[str]:
         """The stories that name one of ``entities`` in ``buckets``, each entity read up to
@@ -582,25 +579,6 @@ class StoryIndex:
         if len(story.outlets) >= MAX_OUTLETS and adds_nothing:
             return story.model_copy(update={"outlets_omitted": story.outlets_omitted + 1})
         return self._finished(joined.model_copy(update={"version": story.version + 1, "updated_at": now}))
-
-
-def one_event(matched: list[tuple[float, dict]]) -> list[dict]:
-    """The best-scoring matched story, and the matched stories it can be one event with: those
-    none of whose languages it has. Two stories in one language were compared by their text
-    and headlines when the second one opened, and kept apart (the same two regions' two deals
-    on one day); a third report cannot overrule that. Stories in different languages were
-    never comparable by text: a report that matches both is the first to show they are one."""
-    if not matched:
-        return []
-    ranked = [candidate for _, candidate in sorted(matched, key=lambda scored: -scored[0])]
-    best, *rest = ranked
-    languages = _languages(best)
-    return [best, *(candidate for candidate in rest if _languages(candidate).isdisjoint(languages))]
-
-
-def _languages(candidate: dict) -> set[str | None]:
-    alert = candidate["alert"]
-    return {outlet.get("language") or alert.get("language") for outlet in alert["outlets"]} or {alert.get("language")}
 
 
 # What an article or an absorbed story can add to a story, beside its outlets.

@@ -16,8 +16,7 @@ from pipeline.topology import Topics
 from pipeline.transport.embedded import EmbeddedTransport
 from processors.gazetteer import load_gazetteer
 from processors.stories import (
-    EventFacts, StoryIndex, StoryStage, entity_weight, event_facts, event_similarity, one_event, regions_of, shingles,
-    signature,
+    EventFacts, StoryIndex, StoryStage, entity_weight, event_facts, event_similarity, regions_of, shingles, signature,
 )
 from tests.support.messages import make_article, make_classified
 
@@ -331,17 +330,3 @@ def test_a_report_naming_what_two_stories_share_merges_them_into_the_older(index
 def test_a_story_reported_only_in_russian_is_headed_by_its_english_gist(index):
     (story,) = stories_of(index, [RUSSIAN_SIDE])
     assert story.headline == story.gist_en != "" and story.title == RUSSIAN_SIDE.article.title
-
-
-def test_only_stories_in_other_languages_than_the_best_match_are_one_event_with_it():
-    """Two stories in one language were compared by text and headline when the second opened,
-    and kept apart: a third report matching both joins the better one and merges nothing. A
-    story in a language the better one lacks was never comparable: it merges."""
-    def story(story_id: str, *languages: str) -> dict:
-        return {"id": story_id, "alert": {"language": languages[0], "outlets": [{"language": language} for language in languages]}}
-
-    english_corridor, english_freight, chinese_corridor = story("a", "en"), story("b", "en"), story("c", "zh")
-    assert one_event([(1.2, english_freight), (1.5, english_corridor)]) == [english_corridor]
-    assert one_event([(0.9, chinese_corridor), (1.5, english_corridor), (1.2, english_freight)]) == [english_corridor, chinese_corridor]
-    assert one_event([(1.0, story("d", "ru", "zh")), (0.8, story("e", "zh"))]) == [story("d", "ru", "zh")]
-    assert one_event([]) == []
