@@ -36,8 +36,7 @@ _STORAGE_HINTS = (
     ("database or disk is full", _FULL),
     ("disk i/o error", "the disk failed a write: check that it has space and is healthy"),
     ("unable to open database file", _NOT_WRITABLE),
-    ("attempt to write a readonly database", _NOT_WRITABLE),
-    ("readonly database", _NOT_WRITABLE),
+    ("readonly database", _NOT_WRITABLE),  # "attempt to write a readonly database"
 )
 
 

@@ -183,12 +183,7 @@ class StoredAlertsSink(SqlSink):
 
     def write_related(self, connection: Connection, batch: Sequence[Alert]) -> None:
         """Keep every version, and the tags of each story's newest stored version."""
-        now = utc_now()
-        versions = {(alert.id, alert.version): alert for alert in batch}
-        connection.execute(insert_missing(self.engine, alert_versions, [
-            {"story_id": story_id, "version": version, "alert": alert.model_dump(mode="json"), "written_at": now}
-            for (story_id, version), alert in versions.items()
-        ], key=["story_id", "version"]))
+        self._keep_versions(connection, batch)
         # The stored row, not the batch, decides: an older version arriving late is not the story.
         ids = sorted({alert.id for alert in batch})
         stored = connection.execute(select(alerts).where(alerts.c.id.in_(ids))).mappings().all()
@@ -220,14 +215,20 @@ class StoredAlertsSink(SqlSink):
             super().write(live)
         self.render()
 
+    def _keep_versions(self, connection: Connection, batch: Sequence[Alert]) -> None:
+        """Store each story version of ``batch`` once, as the alerts topic carried it."""
+        now = utc_now()
+        versions = {(alert.id, alert.version): alert for alert in batch}
+        connection.execute(insert_missing(self.engine, alert_versions, [
+            {"story_id": story_id, "version": version, "alert": alert.model_dump(mode="json"), "written_at": now}
+            for (story_id, version), alert in versions.items()
+        ], key=["story_id", "version"]))
+
     def _retire(self, notices: list[Alert]) -> None:
         now = utc_now()
         ids = sorted(alert.id for alert in notices)
         with self.engine.begin() as connection:
-            connection.execute(insert_missing(self.engine, alert_versions, [
-                {"story_id": alert.id, "version": alert.version, "alert": alert.model_dump(mode="json"), "written_at": now}
-                for alert in notices
-            ], key=["story_id", "version"]))
+            self._keep_versions(connection, notices)
             connection.execute(insert_missing(self.engine, story_redirects, [
                 {"story_id": alert.id, "merged_into": alert.merged_into, "merged_at": now} for alert in notices
             ], key=["story_id"]))
