@@ -40,6 +40,26 @@ def test_a_role_killed_mid_stream_is_restarted_and_nothing_is_lost_or_doubled(ro
     assert log.count(f"worker started: worker={role}#1") == 2
 
 
+def test_killed_once_at_every_failpoint_with_two_sinks_workers_each_story_version_is_one_delivery(
+    make_drill, kafka_bootstrap, database,
+):
+    # Every role dies once between producing its outputs and committing its offsets, the
+    # supervisor starts it again, and two sinks workers share the webhook outbox throughout.
+    failpoints = [f"{role}.before_commit" for role in roles()]
+    with WebhookReceiver() as receiver:
+        drill = make_drill(kafka_bootstrap, database, receiver.url, workers="processors=2,sinks=2",
+                           failpoints=failpoints, updates=True)
+        with running(drill):
+            drill.wait_for(lambda: drill.settled(receiver), SETTLE_SECONDS, "the stream to be recorded and alerted")
+        drill.assert_exactly_once(receiver, repeats=True)
+    log = drill.log.read_text(errors="replace")
+    assert sorted(path.name for path in (drill.root / "failpoints-fired").iterdir()) == sorted(failpoints)
+    for role in roles():
+        assert f"worker={role}#" in log and any(
+            f"worker exited: worker={role}#" in line and "code=-9" in line for line in log.splitlines()), role
+    assert log.count("worker started: worker=sinks#") >= 3, "two sinks workers and the one started again"
+
+
 def test_sinks_killed_while_the_endpoint_has_a_delivery_send_it_again_under_the_same_webhook_id(
     make_drill, kafka_bootstrap, database,
 ):
