@@ -79,6 +79,7 @@ class ContextConfig(_Strict):
     regional_words: list[str]
     municipal_words: list[str]
     company_words: list[str]
+    border_crossings: list[str]
 
 
 class ActsConfig(_Strict):
@@ -387,7 +388,7 @@ class RulesClassifier:
         return Classification(
             is_cooperation=positive,
             score=round(score, 4),
-            level=_level(deciding[0]) if deciding else None,
+            level=_article_level(deciding, units[0] if units and units[0].in_title else None) if deciding else None,
             sectors=self._sectors_of(deciding, units) if deciding else [],
             acts=_acts_of(deciding),
             russian_parties=_parties(deciding, "RU"),
@@ -451,6 +452,32 @@ def _generic_tier(mention: Mention, context: list[PhraseHit[str]], text: str) ->
         if after or before:
             return "region" if hit.value == "regional_words" else "company"
     return None
+
+
+def _article_level(evidence: list[_Sentence], title: _Sentence | None) -> Level:
+    """The level of the article: who leads across its evidence, else its best sentence's parties."""
+    if _named_on_both_sides(evidence, "company"):
+        # Gazprom and CNPC sign while the presidents look on: the companies lead.
+        return "corporate"
+    headline = title is not None and (title.context["border_crossings"] or any(p.top_office for p in title.parties))
+    if headline or _named_on_both_sides(evidence, "national"):
+        # A ministry, agency or state bank on each side acts for its state, whatever regions
+        # the corridor or plant they discuss lies in. A head of state or government in the
+        # headline is its actor: launching the units, opening the year, visiting the campus.
+        # A crossing of the border itself (a bridge over the border river, a rail crossing, a
+        # checkpoint) is built under an agreement of the two governments and run by their
+        # federal agencies, whoever is named beside it.
+        return "national"
+    return _level(evidence[0])
+
+
+def _named_on_both_sides(evidence: list[_Sentence], tier: str) -> bool:
+    """Whether each side names a party of ``tier`` (not the bare country, not a head of state
+    or government, who take part in every kind of event) in some evidence sentence."""
+    return all(
+        any(p.tier == tier and p.canonical_id != country and not p.top_office for unit in evidence for p in unit.side(country))
+        for country in ("RU", "CN")
+    )
 
 
 def _level(unit: _Sentence) -> Level:

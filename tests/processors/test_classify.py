@@ -56,6 +56,42 @@ def test_cooperation_stories_are_positive_with_their_parties_and_level(classify_
     assert result.evidence and result.classifier == "amur.rules.v1"
 
 
+@pytest.mark.parametrize(
+    ("title", "text", "level"),
+    [
+        # A ministry or state bank on each side acts for its state, whatever region the corridor crosses.
+        ("Corridor deal with Beijing", "The Ministry for the Development of the Russian Far East and the National Development "
+         "and Reform Commission agreed to build a corridor from Heilongjiang to the ports of Primorye.", "national"),
+        # A region with the other side's ministry stays interregional.
+        ("Border trade plan", "Heilongjiang Province and the Russian Far East Development Ministry signed a plan on border "
+         "trade.", "interregional"),
+        # Companies on both sides lead, even when the heads of state watch them sign.
+        ("Gas contract signed", "Gazprom and CNPC signed a thirty-year gas supply contract. Putin and Xi attended the "
+         "signing of the contract in Beijing.", "corporate"),
+        # A head of state in the headline is its actor.
+        ("Putin tours a Harbin campus", "Amur Oblast and Heilongjiang universities signed an agreement on joint degrees "
+         "during the visit.", "national"),
+        # A crossing of the border itself is the governments' work, whichever towns it joins.
+        ("First train crosses the new rail bridge", "The first freight train crossed the bridge between Nizhneleninskoye "
+         "in the Jewish Autonomous Oblast and Tongjiang in Heilongjiang under a joint agreement.", "national"),
+    ],
+)
+def test_the_level_follows_who_leads_across_the_article(classify_text, title, text, level):
+    result = classify_text(text, title=title)
+    assert result.level == level, (result.reason, result.russian_parties, result.chinese_parties)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("title", "text"), [
+    ("Поезд впервые прошёл по мосту через Амур", "Первый грузовой поезд прошёл по мосту между Нижнеленинским в "
+     "Еврейской автономной области и Тунцзяном в провинции Хэйлунцзян в рамках совместного соглашения."),
+    ("同江铁路大桥通车", "黑龙江省同江市与俄罗斯犹太自治州下列宁斯阔耶之间的铁路大桥正式通车,中俄双方签署合作协议。"),
+])
+def test_a_border_bridge_in_the_headline_is_national_in_russian_and_chinese(analyzer, title, text):
+    result = analyzer.analyze_text(text, title=title).classification
+    assert result.is_cooperation and result.level == "national", result.reason
+
+
 def test_a_pair_split_over_two_sentences_still_counts(classify_text):
     result = classify_text(
         "Officials of Jilin Province toured the port on Monday. "
