@@ -99,6 +99,7 @@ ACTS: tuple[str, ...] = tuple(ActsConfig.model_fields)
 
 class SectorRulesConfig(_Strict):
     min_hits_elsewhere: int = Field(ge=1)
+    list_min_sectors: int = Field(ge=2)
 
 
 class SectorsConfig(_Strict):
@@ -309,6 +310,9 @@ class RulesClassifier:
     def _sentences(self, passage: Passage, spans: Sequence[tuple[int, int]]) -> list[_Sentence]:
         cues, context, sectors, acts = (index.find(passage.tokens) for index in (self._cues, self._context, self._sectors, self._acts))
         mentions = list(passage.mentions)
+        # A name is not a topic: the Export-Import Bank of China lends, it does not trade.
+        names = [(m.start, m.end) for m in mentions if m.kind in ("company", "institution")]
+        sectors = [hit for hit in sectors if not any(start <= hit.start < end for start, end in names)]
         units = []
         for start, end in spans:
             text = passage.text[start:end].strip()
@@ -402,8 +406,11 @@ class RulesClassifier:
         in_evidence = sum((unit.sector_hits for unit in evidence), Counter())
         # Other sentences with a cooperation cue: the article's topical sentences.
         elsewhere = sum((u.sector_hits for u in units if u.cue_words("strong", "weak") and u not in evidence), Counter())
-        minimum = self.config.sector_rules.min_hits_elsewhere
-        chosen = {s for s in in_evidence} | {s for s, hits in elsewhere.items() if hits >= minimum}
+        rules = self.config.sector_rules
+        # A topical sentence naming several fields lists the areas agreed ("in trade, tourism,
+        # science and culture"): each one counts, though it is named once.
+        listed = {s for u in units if u.cue_words("strong", "weak") and len(u.sector_hits) >= rules.list_min_sectors for s in u.sector_hits}
+        chosen = {s for s in in_evidence} | {s for s, hits in elsewhere.items() if hits >= rules.min_hits_elsewhere} | listed
         return sorted(chosen, key=lambda s: (-(in_evidence[s] + elsewhere[s]), SECTORS.index(s)))
 
 

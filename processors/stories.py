@@ -252,7 +252,6 @@ class EventFacts:
     entities: frozenset[str]  # canonical ids, the countries themselves left out
     money: frozenset[tuple[float, str]]  # (value, unit)
     sectors: frozenset[str]
-    lead_sector: str | None = None  # the one the evidence names most
 
     @classmethod
     def of_story(cls, entities: Iterable[str], alert: dict) -> EventFacts:
@@ -260,7 +259,6 @@ class EventFacts:
             frozenset(entities),
             frozenset((figure["value"], figure["unit"]) for figure in alert.get("figures", []) if figure["kind"] == "money"),
             frozenset(alert.get("sectors", [])),
-            next(iter(alert.get("sectors", [])), None),
         )
 
 
@@ -273,7 +271,6 @@ def event_facts(result: Classified, gazetteer: Gazetteer) -> EventFacts:
         frozenset(named | regions),
         frozenset((figure.value, figure.unit) for figure in result.figures if figure.kind == "money"),
         frozenset(result.classification.sectors),
-        next(iter(result.classification.sectors), None),
     )
 
 
@@ -293,8 +290,9 @@ def event_similarity(article: EventFacts, story: EventFacts, weight: Callable[[s
 
     The base is their :func:`entity_overlap`. A money figure both state adds
     :data:`SHARED_MONEY_BONUS`; the sectors add up to :data:`SECTOR_WEIGHT` by their
-    Jaccard similarity, and when neither one's main sector is among the other's, they are
-    two deals of the same parties: 0. When all they share is heads of state and capitals
+    Jaccard similarity, and when they have no sector in common, they are two deals of the
+    same parties: 0 (not a sector each names most: one report of a transshipment terminal
+    counts its trade, another its energy cargo). When all they share is heads of state and capitals
     (the two leaders in a capital, which every event of a summit names), only what each
     report is about can tell one of the summit's events from another: 0 unless both have
     sectors to compare.
@@ -308,9 +306,9 @@ def event_similarity(article: EventFacts, story: EventFacts, weight: Callable[[s
     if article.money & story.money:
         similarity += SHARED_MONEY_BONUS
     if article.sectors and story.sectors:
-        if article.lead_sector not in story.sectors and story.lead_sector not in article.sectors:
-            return 0.0  # what each is mainly about, the other is not: two deals of the same parties
         common = article.sectors & story.sectors
+        if not common:
+            return 0.0  # what each is about, the other is not: two deals of the same parties
         similarity += SECTOR_WEIGHT * len(common) / len(article.sectors | story.sectors)
     return similarity
 

@@ -92,6 +92,15 @@ def test_a_border_bridge_in_the_headline_is_national_in_russian_and_chinese(anal
     assert result.is_cooperation and result.level == "national", result.reason
 
 
+def test_each_field_of_a_list_of_agreed_areas_counts_and_a_name_is_not_a_topic(classify_text):
+    listed = classify_text("Amur Oblast and Heilongjiang signed a cooperation agreement on Monday. "
+                           "The sides agreed to work together in trade, tourism, education and culture.")
+    assert {"trade", "tourism", "education", "culture_humanitarian"} <= set(listed.sectors)
+    lender = classify_text("The Export-Import Bank of China and the Far East Development Corporation signed a loan "
+                           "agreement for a new port in Primorye.")
+    assert lender.is_cooperation and "trade" not in lender.sectors and "finance_payments" in lender.sectors
+
+
 def test_a_pair_split_over_two_sentences_still_counts(classify_text):
     result = classify_text(
         "Officials of Jilin Province toured the port on Monday. "

@@ -191,7 +191,7 @@ def test_a_backfill_groups_articles_by_publication_time_not_arrival(index, analy
 
 def test_an_event_matches_on_specific_shared_entities_figures_and_sectors():
     def facts(*entities, money=(), sectors=()):
-        return EventFacts(frozenset(entities), frozenset(money), frozenset(sectors), next(iter(sorted(sectors)), None))
+        return EventFacts(frozenset(entities), frozenset(money), frozenset(sectors))
 
     def weight(entity_id):
         return entity_weight(GAZETTEER, entity_id)
@@ -201,12 +201,16 @@ def test_an_event_matches_on_specific_shared_entities_figures_and_sectors():
     # One region, or the two presidents' offices alone with nothing else, do not make one event.
     assert event_similarity(facts("CN-HL"), bridge, weight) == 0.0
     assert event_similarity(facts("org:ru-president"), facts("org:ru-president", "CN-SH"), weight) == 0.0
-    # A shared money figure counts; when neither's main sector is among the other's, two deals.
+    # A shared money figure counts; with no sector in common, two deals of the same parties.
     deal = facts("org:gazprom", "org:cnpc", "RU-AMU", money={(4e11, "USD")}, sectors={"energy"})
     same_deal = facts("org:gazprom", "org:cnpc", money={(4e11, "USD")}, sectors={"energy"})
     other_field = facts("org:gazprom", "org:cnpc", sectors={"education"})
     assert event_similarity(same_deal, deal, weight) > event_similarity(deal, deal, weight) - 0.01 > 0.7
     assert event_similarity(other_field, deal, weight) == 0.0
+    # One terminal, reported once for its trade and once for its energy cargo: a sector in common is enough.
+    terminal = ("RU-YEV", "CN-HL", "city:ru:nizhneleninskoye", "city:cn:tongjiang")
+    assert event_similarity(facts(*terminal, sectors={"trade", "investment", "transport_logistics"}),
+                            facts(*terminal, sectors={"energy", "transport_logistics"}), weight) >= StorySettings().event_threshold
     assert weight("org:ru-president") < weight("RU-AMU") < weight("city:cn:heihe")
     assert weight("org:cn-mfa") == weight("org:ru-president")  # the ministries speak on every event
     # The two leaders in a capital: a summit's events all name them; only sectors tell them apart.
