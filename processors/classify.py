@@ -394,7 +394,7 @@ class RulesClassifier:
             score=round(score, 4),
             level=_article_level(deciding, units[0] if units and units[0].in_title else None) if deciding else None,
             sectors=self._sectors_of(deciding, units) if deciding else [],
-            acts=_acts_of(deciding),
+            acts=_acts_of(deciding, units[0] if units and units[0].in_title else None),
             russian_parties=_parties(deciding, "RU"),
             chinese_parties=_parties(deciding, "CN"),
             evidence=_shown(evidence, title_text=units[0].text if units and units[0].in_title else "", limit=weights.max_evidence),
@@ -403,9 +403,12 @@ class RulesClassifier:
         )
 
     def _sectors_of(self, evidence: list[_Sentence], units: list[_Sentence]) -> list[str]:
-        in_evidence = sum((unit.sector_hits for unit in evidence), Counter())
+        # The headline says what the article is about, even naming one side only ("Putin and
+        # Xi visit the Moscow Zoo"): its fields count as the evidence's do.
+        headline = [units[0]] if units and units[0].in_title and units[0] not in evidence else []
+        in_evidence = sum((unit.sector_hits for unit in [*evidence, *headline]), Counter())
         # Other sentences with a cooperation cue: the article's topical sentences.
-        elsewhere = sum((u.sector_hits for u in units if u.cue_words("strong", "weak") and u not in evidence), Counter())
+        elsewhere = sum((u.sector_hits for u in units if u.cue_words("strong", "weak") and u not in evidence and u not in headline), Counter())
         rules = self.config.sector_rules
         # A topical sentence naming several fields lists the areas agreed ("in trade, tourism,
         # science and culture"): each one counts, though it is named once.
@@ -437,9 +440,10 @@ def _sentence_key(text: str) -> str:
     return " ".join(text.lower().split()).rstrip(".。!！?？")
 
 
-def _acts_of(evidence: list[_Sentence]) -> list[str]:
-    """What happened, as the evidence says it: the acts it names, most named first."""
-    counts = sum((unit.act_hits for unit in evidence), Counter())
+def _acts_of(evidence: list[_Sentence], title: _Sentence | None) -> list[str]:
+    """What happened, as the headline and the evidence say it: the acts they name, most named
+    first (the headline's even when it names one side only: "Russia completes its part of the bridge")."""
+    counts = sum((unit.act_hits for unit in evidence if unit is not title), title.act_hits.copy() if title else Counter())
     return sorted(counts, key=lambda act: (-counts[act], ACTS.index(act)))
 
 

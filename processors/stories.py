@@ -21,8 +21,10 @@ archive groups articles as the live stream would have. A story is found in two w
    :data:`MAX_ENTITY_POSTINGS` stories near it name finds none); it matches when
    :func:`event_similarity` reaches ``stories.event_threshold`` (see there for the weights)
    and, in the story's own language, their headlines share ``stories.title_threshold`` of
-   their words or they state the same sum: the same two regions' grain corridor and bridge
-   freight deal on one day share every name, a sector and many words, but not a headline.
+   their words, they state the same sum, or both tell the same singular act (a visit, an
+   opening, a construction milestone: :data:`SINGULAR_ACTS`): the same two regions' grain
+   corridor and bridge freight deal on one day share every name, a sector and many words,
+   but neither a headline nor a sum, and a signing is not singular.
 
 A match adds the article to the story: its outlet, merged parties, regions, sectors and
 figures, the better evidence, and one more ``version``; no match opens a new story whose
@@ -118,6 +120,11 @@ MAX_ENTITY_POSTINGS = 200
 SHARED_MONEY_BONUS = 0.3
 # Sectors in common add at most this much (by their Jaccard similarity).
 SECTOR_WEIGHT = 0.2
+# Acts the same parties perform once in a few days: a visit, an opening, a construction
+# milestone. Two reports in one language of the same parties telling one of them tell one
+# event. Not a signing, a shipment, talks or a forum: one visit signs a dozen deals, each its
+# own story.
+SINGULAR_ACTS = ("visit", "opened", "construction")
 # Matching again after a concurrent member merged the matched story away: each attempt finds
 # the story it joined, so a second attempt settles it; more mean something else is wrong.
 MATCH_ATTEMPTS = 3
@@ -522,11 +529,14 @@ class StoryIndex:
             # The same parties' other deals share as many names as a second report does, and in
             # one language as many words (two Amur–Heilongjiang transport deals on one day). So in
             # the story's own language, where the text already finds copies and rewrites, the
-            # facts join a report only with a headline sharing title_threshold of its words or
-            # the same sum of money; across languages, where no text can be compared, they do.
+            # facts join a report only with a headline sharing title_threshold of its words, the
+            # same sum of money, or the same singular act named most (both tell a visit); across
+            # languages, where no text can be compared, they do.
             across = result.article.language != candidate["alert"].get("language")
             story_facts = EventFacts.of_story(candidate["entities"], candidate["alert"])
-            same_subject = across or title >= settings.title_threshold or bool(facts.money & story_facts.money)
+            lead_act = result.classification.acts[:1]
+            same_act = bool(lead_act) and lead_act[0] in SINGULAR_ACTS and lead_act == candidate["alert"].get("acts", [])[:1]
+            same_subject = across or same_act or title >= settings.title_threshold or bool(facts.money & story_facts.money)
             event = event_similarity(facts, story_facts, self.entity_weight) if same_subject else 0.0
             matches = (
                 text >= settings.text_threshold

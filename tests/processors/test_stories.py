@@ -268,6 +268,28 @@ def test_two_deals_of_the_same_regions_on_one_day_in_one_language_stay_apart(ind
     assert first.id != second.id and copy.id == second.id and copy.version == 2
 
 
+def _in_english(url: str, text: str, title: str, acts: list[str]) -> Classified:
+    names = [("Amur Oblast", "RU-AMU", "RU"), ("Blagoveshchensk", "city:ru:blagoveshchensk", "RU"), ("Heilongjiang", "CN-HL", "CN")]
+    report = _reporting("en", url, text, *names, title=title)
+    return report.model_copy(update={"classification": report.classification.model_copy(update={"acts": acts})})
+
+
+def test_in_one_language_reports_of_one_visit_join_and_two_signings_stay_apart(index):
+    """A visit happens once in a few days: two reports of it join, however unlike their
+    headlines. Every visit signs several deals: two reports of signings need more."""
+    visit = _in_english("https://a.example/visit", "Heilongjiang officials came to Blagoveshchensk to meet Amur Oblast leaders.",
+                        "Heilongjiang delegation arrives in Blagoveshchensk", ["visit"])
+    same_visit = _in_english("https://b.example/visit", "Amur Oblast received guests from Heilongjiang in Blagoveshchensk on Monday.",
+                             "Amur hosts its neighbours for two days", ["visit", "talks"])
+    signing = _in_english("https://c.example/deal", "In Blagoveshchensk, Amur Oblast and Heilongjiang signed a river port accord.",
+                          "Amur Oblast and Heilongjiang sign a river port deal", ["signed"])
+    other_signing = _in_english("https://d.example/deal", "Amur Oblast and Heilongjiang agreed new bus routes out of Blagoveshchensk.",
+                                "Bus routes agreed across the river", ["signed"])
+    first, second, third, fourth = stories_of(index, [visit, same_visit, signing, other_signing])
+    assert first.id == second.id and second.version == 2
+    assert len({first.id, third.id, fourth.id}) == 3
+
+
 # --- merging: a report that shows two open stories are one event ------------------------------
 
 def _reporting(language: str, url: str, text: str, *names: tuple[str, str, str], title: str) -> Classified:
