@@ -31,7 +31,8 @@ from pipeline.errors import ConfigError, ConfigProblem
 from pipeline.messages import Classification, Country, Level
 from pipeline.settings import problems_from, read_yaml
 from processors.datelines import report_opening
-from processors.gazetteer import Gazetteer, Mention, PhraseHit, PhraseIndex, Tokens, phrase_key, tokenize
+from processors.gazetteer import PLACE_KINDS, Gazetteer, Mention, PhraseHit, PhraseIndex, Tokens, phrase_key, tokenize
+from processors.venues import is_venue
 
 # --- config/classifier.yaml ------------------------------------------------------------
 
@@ -338,6 +339,9 @@ class RulesClassifier:
             return _Party(entry.country, entry.id, generic or "national", 1.0 if generic else 0.0)
         if entry.metonym_of and not local:  # "Moscow said", "Beijing agreed": the government
             return _Party(entry.country, entry.metonym_of, "national", 0.0)
+        if entry.kind in PLACE_KINDS and is_venue(text, mention.start, mention.end):
+            # "The ceremony in Shanghai": a side is there, the place takes no part.
+            return _Party(entry.country, entry.country, "national", 0.0)
         tier = {"city": "city", "company": "company", "institution": "national"}.get(entry.kind, "region")
         if tier == "region" and local and entry.subtype in ("federal_city", "municipality"):
             tier = "city"

@@ -33,6 +33,8 @@ from pipeline.settings import problems_from, read_yaml
 from processors.languages import HAN_RANGES
 
 Kind = Literal["country", "federal_subject", "province", "city", "institution", "company"]
+# The kinds that are places within a country.
+PLACE_KINDS: tuple[Kind, ...] = ("federal_subject", "province", "city")
 
 # A CJK character is a word of its own (Chinese has no spaces); any other run of word
 # characters is one word.

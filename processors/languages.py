@@ -248,9 +248,13 @@ def russian_forms(name: str) -> set[str]:
     parts = _WORDS.findall(name)
     forms = {name.lower()}
     # A lone adjective ("китайский") is also said in every gender: "китайская сторона".
-    lone_adjective = len([part for part in parts if part[0].isalpha()]) == 1 and not _is_noun(name.strip())
+    lone_word = len([part for part in parts if part[0].isalpha()]) == 1
+    lone_adjective = lone_word and not _is_noun(name.strip())
     genders = ("masc", "femn", "neut") if lone_adjective else (None,)
-    for gender, number in [(gender, "sing") for gender in genders] + [(None, "plur")]:
+    # A city's one-word name has no plural worth matching, and its plural can be a surname:
+    # "Орёл" → "орлов" (Governor Orlov).
+    plurals = [] if lone_word and not lone_adjective else [(None, "plur")]
+    for gender, number in [(gender, "sing") for gender in genders] + plurals:
         for case in CASES:
             whole, head = [], []
             head_done = False

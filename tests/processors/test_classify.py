@@ -39,8 +39,9 @@ from processors.classify import SECTORS, Passage, load_classifier_config
          "national", ["org:fefu"], ["org:hit"], "education"),
         ("Putin and Xi signed a joint statement on deepening the partnership in energy.",
          "national", ["org:ru-president"], ["org:cn-president"], "energy"),
+        # The forum's host city is a venue, not a party.
         ("Russian and Chinese companies signed deals worth 2 billion dollars at a forum in Vladivostok.",
-         "corporate", ["RU-PRI"], ["CN"], None),
+         "corporate", ["RU"], ["CN"], None),
         # The heads of state launch the work themselves; the plant's site is where, not who.
         ("By video link Putin and Xi launched the pouring of concrete for two new reactors at the Xudapu "
          "nuclear power plant.", "national", ["org:ru-president"], ["org:cn-president", "CN-LN"], "energy"),

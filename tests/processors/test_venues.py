@@ -1,0 +1,37 @@
+"""Places named as venues or as a foreign mission's seat are not parties."""
+
+from __future__ import annotations
+
+import pytest
+
+from processors.venues import is_venue
+
+
+def _at(text: str, place: str) -> bool:
+    start = text.index(place)
+    return is_venue(text, start, start + len(place))
+
+
+@pytest.mark.parametrize(("text", "place"), [
+    ("Gazprom and CNPC signed the contract at a ceremony in Shanghai.", "Shanghai"),
+    ("As part of the Eastern Economic Forum in Vladivostok, the sides signed a loan agreement.", "Vladivostok"),
+    ("The Chinese Consulate General in Khabarovsk reported the talks.", "Khabarovsk"),
+    ("Встреча состоялась в Благовещенске, сообщает правительство области.", "Благовещенске"),
+    ("Об этом сообщает Генконсульство КНР в Хабаровске.", "Хабаровске"),
+    ("中国驻符拉迪沃斯托克总领事馆6月6日消息。", "符拉迪沃斯托克"),
+    ("第五届中俄博览会在哈尔滨举行。", "哈尔滨"),
+])
+def test_venues_and_missions_seats(text, place):
+    assert _at(text, place)
+
+
+@pytest.mark.parametrize(("text", "place"), [
+    # The project's site, however near a signing: the place takes part.
+    ("Rosneft signed a deal to build a refinery in Tianjin.", "Tianjin"),
+    ("Khabarovsk Krai and Heilongjiang signed an accord on river ports.", "Khabarovsk"),
+    ("В Тульской области открылся завод китайской компании.", "Тульской области"),
+    ("The forum closed. Harbin will host the expo's next trade fair.", "Harbin"),
+    ("黑龙江省与阿穆尔州签署合作协议。", "黑龙江省"),
+])
+def test_parties_and_sites_are_no_venues(text, place):
+    assert not _at(text, place)
