@@ -256,16 +256,20 @@ def russian_forms(name: str) -> set[str]:
     plurals = [] if lone_word and not lone_adjective else [(None, "plur")]
     for gender, number in [(gender, "sing") for gender in genders] + plurals:
         for case in CASES:
-            whole, head = [], []
+            whole, head, tail = [], [], []
             head_done = False
-            for part in parts:
+            for index, part in enumerate(parts):
                 grammemes = {case, number} | ({gender} if gender else set())
                 inflected = _inflect(part, grammemes) if _WORDS.fullmatch(part) and part[0].isalpha() else None
                 whole.append(inflected or part)
                 head.append(part if head_done else (inflected or part))
+                tail.append(inflected or part if index == len(parts) - 1 else part)
                 if inflected is not None and _is_noun(part):
                     head_done = True
             forms.update(("".join(whole).lower(), "".join(head).lower()))
+            if "-" in name and " " not in name:
+                # A hyphenated name may decline its last part only: Санкт-Петербурга, Южно-Сахалинска.
+                forms.add("".join(tail).lower())
     return forms
 
 

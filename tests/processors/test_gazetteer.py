@@ -107,11 +107,11 @@ def test_every_alias_resolves_to_its_own_entry(gazetteer):
         ("St. Petersburg and Sakha (Yakutia)", ["RU-SPE", "RU-SA"]),
         ("黑龙江省与阿穆尔州签署协议", ["CN-HL", "RU-AMU"]),
         ("Амурская область и Приамурье", ["RU-AMU", "RU-AMU"]),
-        # A governor's surname is not the plural of a city; the river crossed is not the region.
-        ("Губернатор Василий Орлов приехал в Орёл", ["city:ru:oryol"]),
+        # The river crossed is not the region.
         ("The first train crosses Amur to China", ["CN"]),
         ("The Shanghai Cooperation Organization met in Shanghai", ["CN-SH"]),
         ("上海合作组织在上海开会", ["CN-SH"]),
+        ("珲春至马哈林诺铁路,卡梅绍瓦娅站", ["city:cn:hunchun", "city:ru:makhalino", "city:ru:kamyshovaya"]),
     ],
 )
 def test_ambiguous_names_resolve_by_context(gazetteer, text, expected):

@@ -81,6 +81,9 @@ RUSSIAN_CASES = {
     "city:cn:harbin": ["Харбин", "Харбина", "Харбину", "Харбин", "Харбином", "Харбине"],
     "city:cn:manzhouli": ["Маньчжурия", "Маньчжурии", "Маньчжурии", "Маньчжурию", "Маньчжурией", "Маньчжурии"],
     "CN": ["Китай", "Китая", "Китаю", "Китай", "Китаем", "КНР"],
+    # A hyphenated name that declines its last part only.
+    "RU-SPE": ["Санкт-Петербург", "Санкт-Петербурга", "Санкт-Петербургу", "Санкт-Петербург", "Санкт-Петербургом", "Санкт-Петербурге"],
+    "CN-HL": ["Хейлунцзян", "провинции Хейлунцзян", "провинцией Хэйлунцзян"],
 }
 
 
@@ -88,6 +91,10 @@ RUSSIAN_CASES = {
 def test_russian_names_match_in_every_case(gazetteer, entry_id):
     for form in RUSSIAN_CASES[entry_id]:
         assert found(gazetteer, f"Речь шла о том, что {form} и партнёры") == [entry_id], form
+
+
+def test_a_governor_s_surname_is_not_the_plural_of_a_city(gazetteer):
+    assert found(gazetteer, "Губернатор Василий Орлов приехал в Орёл и в Орле встретился с гостями") == ["city:ru:oryol"] * 2
 
 
 def test_country_adjectives_and_compounds_name_both_sides(gazetteer):
