@@ -270,6 +270,27 @@ def russian_forms(name: str) -> set[str]:
             if "-" in name and " " not in name:
                 # A hyphenated name may decline its last part only: Санкт-Петербурга, Южно-Сахалинска.
                 forms.add("".join(tail).lower())
+    return forms | _shared_head_forms(parts)
+
+
+# Regions named two at a time share one plural head noun: "Свердловской и Амурской областей",
+# "Хабаровский и Приморский края".
+_SHARED_HEADS = ("область", "край", "округ")
+
+
+def _shared_head_forms(parts: list[str]) -> set[str]:
+    """The forms of an "adjective + область/край/округ" name when it shares its head noun with
+    another: the adjective before "и" ("свердловской и"), and the adjective in the singular
+    before the head in the plural ("амурской областей")."""
+    words = [part for part in parts if part[0].isalpha()]
+    if len(words) != 2 or words[1].lower() not in _SHARED_HEADS or _is_noun(words[0]):
+        return set()
+    forms = set()
+    for case in CASES:
+        adjective = _inflect(words[0], {case, "sing"})
+        head = _inflect(words[1], {case, "plur"})
+        if adjective and head:
+            forms.update((f"{adjective} и".lower(), f"{adjective} {head}".lower()))
     return forms
 
 

@@ -83,7 +83,7 @@ from processors.gazetteer import Gazetteer, load_gazetteer
 from processors.gist import gist
 from processors.languages import HAN_RANGES
 from processors.lead import lead
-from processors.venues import is_venue
+from processors.venues import is_venue, names_city_body
 
 __all__ = ["EventFacts", "Placement", "StoryIndex", "StoryStage", "alert_for", "entity_overlap", "event_facts", "event_similarity", "regions_of", "signature"]
 
@@ -219,14 +219,16 @@ def regions_of(result: Classified, gazetteer: Gazetteer) -> list[str]:
     each region named in the text, or through a city of its, except where the naming says
     nothing of who takes part: in the dateline ("MOSCOW, May 5 (TASS) –"), as a venue or a
     foreign mission's seat (:func:`processors.venues.is_venue`), or a capital, which news
-    uses as shorthand for its state and as the venue of every state visit (a capital's own
-    government is a party, through the classifier)."""
+    uses as shorthand for its state and as the venue of every state visit, unless it is named
+    with an institution of its own ("the Moscow Zoo"; a capital's own government is a party,
+    through the classifier)."""
     dateline_start, dateline_end = dateline_span(result.article.text, result.article.title)
     text = result.article.text
     mentioned = [
         entity.canonical_id for entity in result.entities
         if entity.canonical_id and not dateline_start <= entity.start < dateline_end
-        and not _stands_for_state(entity.canonical_id, gazetteer) and not is_venue(text, entity.start, entity.end)
+        and not (_stands_for_state(entity.canonical_id, gazetteer) and not names_city_body(text, entity.start, entity.end))
+        and not is_venue(text, entity.start, entity.end)
     ]
     found: list[str] = []
     for candidate in [*result.classification.russian_parties, *result.classification.chinese_parties, *mentioned]:

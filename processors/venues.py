@@ -1,4 +1,5 @@
-"""Places named as where something happened, not as who took part in it.
+"""Places named as where something happened, not as who took part in it, and capitals
+named as their city rather than their state.
 
 A venue: "the signing ceremony in Shanghai", "the Eastern Economic Forum in Vladivostok",
 "переговоры состоялись в Благовещенске", "在哈尔滨举行". The seat of a foreign mission: "the
@@ -10,6 +11,10 @@ country, the forum's host city for nobody. A place named as a venue and elsewher
     >>> text = "Gazprom and CNPC signed the contract at a ceremony in Shanghai."
     >>> is_venue(text, text.index("Shanghai"), len(text) - 1)
     True
+
+A capital stands for its state ("Moscow said", and the venue of every state visit), except
+when it is named with an institution of its own: the Moscow Zoo, Moscow's Synergy
+University, 莫斯科动物园, the mayor of Moscow (:func:`names_city_body`).
 """
 
 from __future__ import annotations
@@ -55,3 +60,20 @@ def is_venue(text: str, start: int, end: int) -> bool:
     if _MISSION_ZH_BEFORE.search(before) and _MISSION_ZH_AFTER.match(after):
         return True
     return bool(_EVENT_ZH_BEFORE.search(before) and _EVENT_ZH_AFTER.match(after))
+
+
+# A city's own institutions, right after its name, or after its possessive and a name of two
+# words at most ("Moscow's Synergy University"); before it, a mayor's office.
+_BODY_AFTER = re.compile(
+    r"(?:['’]s\s+(?:[A-Z][\w-]*\s+){0,2}|\s*)(?:city\s+)?(?:zoo|university|museum|theatre|theater|metro|city hall|mayor|municipal|"
+    r"зоопарк|университет|музе|театр|метро|мэри|"
+    r"动物园|大学|博物馆|剧院|地铁|市政府|市长)",
+    re.IGNORECASE,
+)
+_BODY_BEFORE = re.compile(r"(?:mayor\s+of\s+(?:the\s+city\s+of\s+)?|мэр\w*\s+|правительств\w*\s+)$", re.IGNORECASE)
+
+
+def names_city_body(text: str, start: int, end: int) -> bool:
+    """Whether the capital at ``text[start:end]`` is named with an institution of its own
+    city ("the Moscow Zoo", "мэра Москвы", "莫斯科动物园"), so it is the city taking part."""
+    return bool(_BODY_AFTER.match(text, end) or _BODY_BEFORE.search(text, max(start - 30, 0), start))

@@ -93,6 +93,11 @@ def test_russian_names_match_in_every_case(gazetteer, entry_id):
         assert found(gazetteer, f"Речь шла о том, что {form} и партнёры") == [entry_id], form
 
 
+def test_two_regions_sharing_one_head_noun_are_both_found(gazetteer):
+    assert found(gazetteer, "губернаторы Свердловской и Амурской областей") == ["RU-SVE", "RU-AMU"]
+    assert found(gazetteer, "делегации Хабаровского и Забайкальского краёв") == ["RU-KHA", "RU-ZAB"]
+
+
 def test_a_governor_s_surname_is_not_the_plural_of_a_city(gazetteer):
     assert found(gazetteer, "Губернатор Василий Орлов приехал в Орёл и в Орле встретился с гостями") == ["city:ru:oryol"] * 2
 

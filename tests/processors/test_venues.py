@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from processors.venues import is_venue
+from processors.venues import is_venue, names_city_body
 
 
 def _at(text: str, place: str) -> bool:
@@ -35,3 +35,16 @@ def test_venues_and_missions_seats(text, place):
 ])
 def test_parties_and_sites_are_no_venues(text, place):
     assert not _at(text, place)
+
+
+@pytest.mark.parametrize(("text", "place", "city"), [
+    ("The pandas settled into the Moscow Zoo.", "Moscow", True),
+    ("Moscow's Synergy University opened a campus in Shantou.", "Moscow", True),
+    ("Среди гостей были обладатели грантов мэра Москвы.", "Москвы", True),
+    ("熊猫落户莫斯科动物园。", "莫斯科", True),
+    ("Moscow and Beijing signed a statement.", "Moscow", False),
+    ("Putin met Xi in Moscow in March.", "Moscow", False),
+])
+def test_a_capital_named_with_an_institution_of_its_own_is_its_city(text, place, city):
+    start = text.index(place)
+    assert names_city_body(text, start, start + len(place)) is city
