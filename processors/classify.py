@@ -311,6 +311,10 @@ class RulesClassifier:
     def _sentences(self, passage: Passage, spans: Sequence[tuple[int, int]]) -> list[_Sentence]:
         cues, context, sectors, acts = (index.find(passage.tokens) for index in (self._cues, self._context, self._sectors, self._acts))
         mentions = list(passage.mentions)
+        # A country named inside a multilateral body's or programme's name ("the China-Mongolia-
+        # Russia corridor", "中蒙俄") is not a party: the body is.
+        multilateral = [(hit.start, hit.end) for hit in context if hit.value == "multilateral"]
+        mentions = [m for m in mentions if not any(start <= m.start and m.end <= end for start, end in multilateral)]
         # A name is not a topic: the Export-Import Bank of China lends, it does not trade.
         names = [(m.start, m.end) for m in mentions if m.kind in ("company", "institution")]
         sectors = [hit for hit in sectors if not any(start <= hit.start < end for start, end in names)]

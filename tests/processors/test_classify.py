@@ -93,6 +93,11 @@ def test_a_border_bridge_in_the_headline_is_national_in_russian_and_chinese(anal
     assert result.is_cooperation and result.level == "national", result.reason
 
 
+def test_a_country_inside_a_multilateral_programme_s_name_is_no_party(classify_text):
+    result = classify_text("Erenhot and a Chinese builder agreed a trade zone plan for the China-Mongolia-Russia economic corridor.")
+    assert not result.is_cooperation and result.russian_parties == []
+
+
 def test_each_field_of_a_list_of_agreed_areas_counts_and_a_name_is_not_a_topic(classify_text):
     listed = classify_text("Amur Oblast and Heilongjiang signed a cooperation agreement on Monday. "
                            "The sides agreed to work together in trade, tourism, education and culture.")

@@ -111,6 +111,7 @@ def test_every_alias_resolves_to_its_own_entry(gazetteer):
         ("The first train crosses Amur to China", ["CN"]),
         ("The Shanghai Cooperation Organization met in Shanghai", ["CN-SH"]),
         ("上海合作组织在上海开会", ["CN-SH"]),
+        ("俄气总裁会见中俄气候专家", ["org:gazprom", "CN", "RU"]),
         ("珲春至马哈林诺铁路,卡梅绍瓦娅站", ["city:cn:hunchun", "city:ru:makhalino", "city:ru:kamyshovaya"]),
     ],
 )
