@@ -155,7 +155,7 @@ class StorySettings(_Frozen):
     """How the stories stage groups copies and rewrites of one story (see processors/stories.py)."""
 
     window_days: float = Field(
-        7.0, gt=0, le=60,
+        14.0, gt=0, le=60,
         description="A story takes an article published (or, without a date, arriving) this long before its first or after its last one",
     )
     text_threshold: float = Field(0.5, gt=0, le=1, description="Text similarity (Jaccard of word 3-grams) that makes a copy")

@@ -104,7 +104,7 @@ MAX_FIGURES = 20
 MAX_TEXT_CHARS = 500
 REGION_KINDS = ("federal_subject", "province")
 # Entity rows are kept per week of article time; a story window of W days reads the
-# buckets that [t - W, t + W] touches (3 for a week's window).
+# buckets that [t - W, t + W] touches (5 for the default two weeks' window).
 BUCKET_DAYS = 7
 # How much an entity shared by an article and a story says that they report one event. The
 # offices at the top of each state and the capitals standing for them take part in events of
