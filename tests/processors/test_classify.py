@@ -93,6 +93,12 @@ def test_a_border_bridge_in_the_headline_is_national_in_russian_and_chinese(anal
     assert result.is_cooperation and result.level == "national", result.reason
 
 
+def test_a_first_shipment_after_a_ban_is_lifted_is_cooperation(classify_text):
+    result = classify_text("Russia sent its first shipment of beef to China after Beijing lifted the ban on Russian meat.")
+    assert result.is_cooperation, result.reason
+    assert {"trade", "agriculture"} <= set(result.sectors)
+
+
 def test_a_country_inside_a_multilateral_programme_s_name_is_no_party(classify_text):
     result = classify_text("Erenhot and a Chinese builder agreed a trade zone plan for the China-Mongolia-Russia economic corridor.")
     assert not result.is_cooperation and result.russian_parties == []
