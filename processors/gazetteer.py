@@ -19,6 +19,7 @@ classifier's cue lexicons, so a text is split into words once per article.
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from functools import cached_property
@@ -48,6 +49,12 @@ _JOINER_RE = re.compile(r"[ \t\u00a0\-\u2010-\u2014'\u2019.()&/+]{0,3}")
 
 # --- Words and phrases -----------------------------------------------------------------
 
+# Latin letters with diacritics (Latin-1 Supplement to Latin Extended-B) and their ASCII base letter.
+_FOLDED = {
+    code: base for code in range(0xC0, 0x250)
+    if (base := unicodedata.normalize("NFD", chr(code))[0]).isascii() and base.isalpha() and base != chr(code)
+}
+
 
 class Tokens:
     """A text split into lower-cased words; each word's character offsets are worked out
@@ -62,6 +69,10 @@ class Tokens:
             # A few characters lower-case to two ("İ"): keep those as they are, so that
             # offsets in ``lowered`` stay offsets in ``text``.
             lowered = "".join(c.lower() if len(c.lower()) == 1 else c for c in text)
+        if not lowered.isascii():
+            # Accented Latin letters read as their base letter, one for one: pinyin with tones
+            # ("Hēilóngjiāng") and "Türkiye" match as written without.
+            lowered = lowered.translate(_FOLDED)
         self.lowered = lowered
         self.words: list[str] = TOKEN_RE.findall(lowered)
         self._spans: list[tuple[int, int]] | None = None

@@ -31,20 +31,23 @@ _CLAUSE_END = re.compile(r"[.!?;。！？；\n]")
 # An event word, then at most three words and "in"/"at" right before the place.
 _EVENT_WORDS_EN = (
     r"ceremony|ceremonies|forum|summit|talks|meeting|meetings|conference|expo|exhibition|fair|session|congress|"
-    r"festival|signing|held|hosted|convened|met"
+    r"festival|signing|held|hosted|convened|met|studio|studios|video link|videoconference"
 )
-_EVENT_EN = re.compile(rf"\b(?:{_EVENT_WORDS_EN}){_NEAR}(?:in|at)\s+(?:the\s+(?:city\s+of\s+)?)?$", re.IGNORECASE)
+# The place may be the second or third of a list after the "in": "from studios in Moscow,
+# Vladivostok and Beijing".
+_LISTED = r"(?:[A-ZА-ЯЁ][\w'’-]*(?:\s+[A-ZА-ЯЁ][\w'’-]*)*(?:,\s*|\s+and\s+|\s+и\s+)){0,3}"
+_EVENT_EN = re.compile(rf"\b(?:{_EVENT_WORDS_EN}){_NEAR}(?:in|at)\s+(?:the\s+(?:city\s+of\s+)?)?{_LISTED}$", re.IGNORECASE)
 _MISSION_EN = re.compile(rf"\b(?:consulate|consul|consul-general|embassy)(?:\s+general)?{_NEAR}(?:in|at)\s+(?:the\s+)?$", re.IGNORECASE)
 _EVENT_RU = re.compile(
     r"(?:форум|саммит|переговор|встреч|церемони|конференци|выставк|ярмарк|фестивал|заседани|состоял|состоит|"
-    rf"прош[её]л|прошл|проход|пройд)\w*{_NEAR}(?:в|во)\s+$",
+    rf"прош[её]л|прошл|проход|пройд|студи|видеосвяз)\w*{_NEAR}(?:в|во)\s+{_LISTED}$",
     re.IGNORECASE,
 )
 _MISSION_RU = re.compile(rf"(?:консульств|генконсульств|консул|генконсул|посольств)\w*{_NEAR}(?:в|во)\s+$", re.IGNORECASE)
 # Chinese: "驻…总领事馆" around the place; "在…举行/召开" around it.
 _MISSION_ZH_BEFORE = re.compile(r"驻(?:俄罗斯|俄|中国|华)?$")
 _MISSION_ZH_AFTER = re.compile(r"(?:总领事|领事|总领馆)")
-_EVENT_ZH_BEFORE = re.compile(r"[在于]$")
+_EVENT_ZH_BEFORE = re.compile(r"(?:[在于]|演播室[:：]?)$")
 _EVENT_ZH_AFTER = re.compile(r"\S{0,6}?(?:举行|举办|召开|开幕|闭幕)")
 
 

@@ -93,6 +93,22 @@ def test_a_border_bridge_in_the_headline_is_national_in_russian_and_chinese(anal
     assert result.is_cooperation and result.level == "national", result.reason
 
 
+def test_a_quote_gives_no_sector(classify_text):
+    result = classify_text(
+        "Amur Oblast and Heilongjiang opened the new road bridge between Blagoveshchensk and Heihe on Tuesday. "
+        "Opening it, the governor quoted the cosmonaut Yuri Gagarin: 'Let's go!', and recalled his space flight. "
+        "Trucks will cross the bridge around the clock.")
+    assert result.is_cooperation and "transport_logistics" in result.sectors
+    assert "science_space" not in result.sectors
+
+
+def test_a_quarrel_over_old_place_names_is_no_cooperation(classify_text):
+    result = classify_text(
+        "Russian nationalists protested after Chinese maps showed Vladivostok under its old Chinese name Haishenwai. "
+        "Bloggers in Primorye criticised the maps, and the Chinese side did not comment on the dispute.")
+    assert not result.is_cooperation, result.reason
+
+
 def test_a_first_shipment_after_a_ban_is_lifted_is_cooperation(classify_text):
     result = classify_text("Russia sent its first shipment of beef to China after Beijing lifted the ban on Russian meat.")
     assert result.is_cooperation, result.reason

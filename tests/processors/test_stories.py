@@ -247,6 +247,13 @@ def test_a_dateline_and_a_capital_standing_for_its_state_make_no_region():
     assert regions_of(result, GAZETTEER) == ["RU-KHA", "CN-HL"]
 
 
+def test_studios_of_a_video_link_make_no_region():
+    text = "Amur Oblast and Heilongjiang opened the bridge by video link from studios in Moscow, Vladivostok and Beijing."
+    result = _mentioning(text, ("Amur Oblast", "RU-AMU", "RU"), ("Heilongjiang", "CN-HL", "CN"), ("Moscow", "RU-MOW", "RU"),
+                         ("Vladivostok", "city:ru:vladivostok", "RU"), ("Beijing", "CN-BJ", "CN"))
+    assert regions_of(result, GAZETTEER) == ["RU-AMU", "CN-HL"]
+
+
 def test_a_capital_among_the_parties_is_its_region():
     """The city of Moscow's own government is a party (the classifier decides so), and its region counts."""
     result = _mentioning("The Moscow city government and Harbin agreed on a metro exchange.", ("Harbin", "city:cn:harbin", "CN"))

@@ -48,3 +48,10 @@ def test_parties_and_sites_are_no_venues(text, place):
 def test_a_capital_named_with_an_institution_of_its_own_is_its_city(text, place, city):
     start = text.index(place)
     assert names_city_body(text, start, start + len(place)) is city
+
+
+def test_every_studio_of_a_video_link_is_a_venue():
+    text = "The bridge was opened by video link from studios in Moscow, Vladivostok and Beijing."
+    assert all(_at(text, place) for place in ("Moscow", "Vladivostok", "Beijing"))
+    russian = "Мост открыли по видеосвязи из студий в Москве, Владивостоке и Пекине."
+    assert all(_at(russian, place) for place in ("Москве", "Владивостоке", "Пекине"))
