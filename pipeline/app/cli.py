@@ -12,7 +12,8 @@ from typing import Annotated, Optional
 import typer
 
 from pipeline.errors import AmurError, ConfigError, ConfigProblem
-from pipeline.settings import DEFAULT_CONFIG_PATH, AmurSettings, check_config, load_settings, load_sources, sources_path
+from pipeline.config_check import check_config
+from pipeline.settings import DEFAULT_CONFIG_PATH, AmurSettings, load_settings, load_sources, sources_path
 from pipeline.topology import roles
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Amur: alerts on Russia–China cooperation news.")

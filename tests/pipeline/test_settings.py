@@ -3,7 +3,8 @@ from pathlib import Path
 import pytest
 
 from pipeline.errors import ConfigError
-from pipeline.settings import check_config, load_settings, load_sources
+from pipeline.config_check import check_config
+from pipeline.settings import load_settings, load_sources
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -102,6 +103,13 @@ def test_missing_sources_file_is_reported_from_the_main_config(tmp_path):
     problems = check_config(path)
     assert len(problems) == 1
     assert problems[0].file.endswith("nowhere.yaml") and problems[0].message == "file not found"
+
+
+def test_a_mistake_in_amur_yaml_hides_none_of_the_sources_file(tmp_path):
+    write(tmp_path / "feeds.yaml", "sources:\n  - {name: Bad Name, url: \"https://example.org/feed.xml\"}\n")
+    path = write(tmp_path / "amur.yaml", "sources_file: feeds.yaml\nbatch_size: -3\n")
+    problems = check_config(path)
+    assert {(Path(problem.file).name, problem.key) for problem in problems} == {("amur.yaml", "batch_size"), ("feeds.yaml", "sources.0.name")}
 
 
 def test_valid_sources_load(tmp_path):
