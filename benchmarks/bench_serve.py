@@ -29,9 +29,8 @@ import httpx
 import sqlalchemy as sa
 
 from pipeline.db import make_engine
-from pipeline.messages import Alert, Outlet
+from pipeline.messages import SECTORS, Alert, Outlet
 from pipeline.migrations import upgrade_database
-from processors.classify import SECTORS
 from sinks.alert_feed import AlertFeedSink, AtomFeedOptions, alert_tags, alert_versions, alerts, story_tags
 
 RUSSIAN = ["RU-PRI", "RU-KHA", "RU-AMU", "RU-ZAB", "RU-IRK", "RU-BU", "RU-YEV", "RU-SAK", "RU-NVS", "RU-KYA",

@@ -32,6 +32,14 @@ from pipeline.errors import MessageError, error_key
 SCHEMA_VERSION = 1
 
 Level = Literal["national", "interregional", "municipal", "corporate"]
+# The fixed sector taxonomy: what a story's ``sectors`` hold and what subscribers filter by.
+# The classifier's keyword lexicons (config/classifier.yaml) carry exactly these ids.
+SECTORS: tuple[str, ...] = (
+    "trade", "investment", "energy", "transport_logistics", "agriculture", "forestry_timber", "industry", "tourism",
+    "education", "science_space", "culture_humanitarian", "health", "environment", "finance_payments", "defence",
+    "digital", "legal_parliamentary",
+)
+Sector = Literal[SECTORS]  # type: ignore[valid-type]
 Country = Literal["RU", "CN"]
 
 

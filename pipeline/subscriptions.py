@@ -43,7 +43,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, field_validator
 
 from pipeline.errors import ConfigError
-from pipeline.messages import Alert, Level
+from pipeline.messages import Alert, Level, Sector
 from pipeline.settings import AmurSettings, SourceName, file_stamp, read_yaml, require_unique, validate_file
 
 __all__ = [
@@ -69,7 +69,7 @@ class Filters(_Frozen):
 
     regions: list[Region] = Field(default_factory=list)
     pairs: list[tuple[RussianRegion, ChineseRegion]] = Field(default_factory=list)
-    sectors: list[str] = Field(default_factory=list)
+    sectors: list[Sector] = Field(default_factory=list)
     levels: list[Level] = Field(default_factory=list)
     min_score: float | None = Field(None, ge=0, le=1)
     keywords: list[str] = Field(default_factory=list)

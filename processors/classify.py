@@ -25,10 +25,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from pipeline.errors import ConfigError, ConfigProblem
-from pipeline.messages import Classification, Country, Level
+from pipeline.messages import SECTORS, Classification, Country, Level
 from pipeline.settings import problems_from, read_yaml
 from processors.datelines import report_opening
 from processors.gazetteer import PLACE_KINDS, Gazetteer, Mention, PhraseHit, PhraseIndex, Tokens, phrase_key, tokenize
@@ -103,29 +103,11 @@ class SectorRulesConfig(_Strict):
     list_min_sectors: int = Field(ge=2)
 
 
-class SectorsConfig(_Strict):
-    """Keywords per sector. The fields are the fixed taxonomy: an unknown or missing id is a config error."""
-
-    trade: list[str]
-    investment: list[str]
-    energy: list[str]
-    transport_logistics: list[str]
-    agriculture: list[str]
-    forestry_timber: list[str]
-    industry: list[str]
-    tourism: list[str]
-    education: list[str]
-    science_space: list[str]
-    culture_humanitarian: list[str]
-    health: list[str]
-    environment: list[str]
-    finance_payments: list[str]
-    defence: list[str]
-    digital: list[str]
-    legal_parliamentary: list[str]
-
-
-SECTORS: tuple[str, ...] = tuple(SectorsConfig.model_fields)
+# Keywords per sector; the fields are the fixed taxonomy (pipeline.messages.SECTORS), so an
+# unknown or missing id is a config error.
+SectorsConfig = create_model(
+    "SectorsConfig", __base__=_Strict, **{sector: (list[str], ...) for sector in SECTORS},  # type: ignore[call-overload]
+)
 
 
 class ClassifierConfig(_Strict):

@@ -44,8 +44,7 @@ from typing import Literal
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
 
 from pipeline.errors import ConfigError, ConfigProblem, error_key
-from pipeline.messages import Level
-from processors.classify import SECTORS
+from pipeline.messages import SECTORS, Level, Sector
 
 LEVELS: tuple[str, ...] = ("national", "interregional", "municipal", "corporate")
 
@@ -63,7 +62,7 @@ class LabeledArticle(BaseModel):
     date: str | None = Field(None, pattern=r"^\d{4}-\d{2}(-\d{2})?$")
     level: Level | None = None
     regions: list[str] | None = None
-    sectors: list[Literal[SECTORS]] | None = None  # type: ignore[valid-type]
+    sectors: list[Sector] | None = None
     event: str | None = None
     ambiguous: bool = False
     # As a feed would declare it; detected from the text otherwise.

@@ -71,6 +71,16 @@ def test_a_bad_subscriptions_file_names_every_problem(tmp_path):
     assert all(problem.file == str(path) for problem in caught.value.problems)
 
 
+def test_a_sector_outside_the_taxonomy_is_named_with_the_ones_there_are(tmp_path):
+    path = tmp_path / "subscriptions.yaml"
+    path.write_text("subscriptions:\n  - name: a\n    filters:\n      sectors: [energy, transport]\n")
+    with pytest.raises(ConfigError) as caught:
+        load_subscriptions(path, AmurSettings())
+    (problem,) = caught.value.problems
+    assert problem.key == "subscriptions.0.filters.sectors.1"
+    assert "'transport_logistics'" in problem.message
+
+
 def test_the_cli_lists_subscriptions_and_tests_one_against_stored_stories(tmp_path):
     config = tmp_path / "amur.yaml"
     config.write_text(f"database_url: 'sqlite:///{tmp_path / 'amur.sqlite'}'\n")

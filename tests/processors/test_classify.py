@@ -13,7 +13,8 @@ import yaml
 
 from pipeline.errors import ConfigError
 from pipeline.messages import article_id
-from processors.classify import SECTORS, Passage, load_classifier_config
+from pipeline.messages import SECTORS
+from processors.classify import Passage, load_classifier_config
 
 # --- stories that are cooperation -----------------------------------------------------
 

@@ -19,11 +19,11 @@ from fastapi.templating import Jinja2Templates
 from pipeline.app.roles import pipeline_lag
 from pipeline.app.web.cancellation import cancellable
 from pipeline.errors import TransportError
+from pipeline.messages import SECTORS
 from pipeline.settings import AmurSettings
 from pipeline.subscriptions import SubscriptionsWatcher, subscriptions_path
 from pipeline.transport import make_transport
 from pipeline.transport.base import Transport
-from processors.classify import SECTORS
 from processors.gazetteer import load_gazetteer
 
 __all__ = ["HERE", "WebContext", "context_of"]

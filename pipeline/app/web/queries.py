@@ -23,7 +23,7 @@ from typing import Annotated
 import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from pipeline.messages import Alert, Level
+from pipeline.messages import Alert, Level, Sector
 from pipeline.settings import SourceName
 from pipeline.subscriptions import Region, Subscription
 from sinks.alert_feed import alert_tags, alert_versions, alerts, story_redirects
@@ -35,7 +35,6 @@ __all__ = [
 ]
 
 Pair = Annotated[str, Field(pattern=r"^RU-[A-Z]{2,3}:CN-[A-Z]{2}$", examples=["RU-PRI:CN-HL"])]
-Sector = Annotated[str, Field(pattern=r"^[a-z_]{2,40}$", examples=["energy"])]
 Language = Annotated[str, Field(pattern=r"^[a-z]{2,3}$", examples=["ru"])]
 # Bounds on what one request may ask, so that none can burn minutes of the server's time: a
 # list filter's values, the days a range may name, the weeks a timeline draws.

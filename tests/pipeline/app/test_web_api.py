@@ -141,6 +141,7 @@ def test_pages_walk_every_story_once_newest_first(served):
     ("limit=100000", "limit"),
     ("cursor=not-a-cursor", "cursor"),
     ("regoin=RU-PRI", "regoin"),
+    ("sector=energyy", "sector"),
 ])
 def test_a_bad_parameter_is_a_422_naming_it(served, query, parameter):
     response = served.get(f"/api/stories?{query}")
