@@ -25,17 +25,17 @@ import time
 import uuid
 from pathlib import Path
 
-import sqlalchemy as sa
 import spacy
+import sqlalchemy as sa
 import trafilatura
 
-from tests.support.corpus import synthetic_articles
 from pipeline.app.roles import Runtime, run_forever
 from pipeline.db import make_engine
 from pipeline.settings import load_settings
 from pipeline.topology import roles
 from sinks.alert_feed import alerts
 from sinks.records import articles
+from tests.support.corpus import synthetic_articles
 from tests.support.local_site import LocalSite
 
 ARTICLES_PER_FEED = 10

@@ -28,10 +28,10 @@ from pathlib import Path
 import spacy
 from spacy.language import Language
 
-from tests.support.corpus import synthetic_articles
 from pipeline.messages import Article
 from pipeline.settings import ModelSettings
 from processors.analyze import Analyzer, synthetic_article
+from tests.support.corpus import synthetic_articles
 
 BATCH = 100  # the runtime's default batch_size
 LANGUAGE_ARTICLES = Path(__file__).resolve().parents[1] / "tests" / "resources" / "languages"

@@ -56,8 +56,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-import sqlalchemy as sa
 import kafka.errors as kafka_errors
+import sqlalchemy as sa
 from kafka import KafkaAdminClient, TopicPartition
 from kafka.admin import OffsetSpec
 
@@ -539,7 +539,7 @@ def summarise(burst, steady, every, stories, first_seen, started, burst_done, wo
         fetched, classified, _ = (moment.timestamp() for moment in every[item.url])
         if item.url in stories:
             made, stored = (moment.timestamp() for moment in stories[item.url])
-            moments = dict(zip(HOPS, (classified, made, stored, first_seen[item.url])))
+            moments = dict(zip(HOPS, (classified, made, stored, first_seen[item.url]), strict=True))
         else:
             moments = {HOPS[0]: classified, JOINED: first_seen[item.url]}
         previous, steps = fetched, {}

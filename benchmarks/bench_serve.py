@@ -85,7 +85,7 @@ def fill(engine: sa.Engine, count: int) -> None:
         rows = [sink.row(story) for story in batch]
         tags = [
             {"story_id": story.id, "kind": kind, "value": value, "story_at": row["story_at"]}
-            for story, row in zip(batch, rows) for kind, values in story_tags(story).items() for value in values
+            for story, row in zip(batch, rows, strict=True) for kind, values in story_tags(story).items() for value in values
         ]
         versions = [{"story_id": story.id, "version": 1, "alert": story.model_dump(mode="json"),
                      "written_at": story.alerted_at} for story in batch]

@@ -28,13 +28,13 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from tests.support.corpus import synthetic_articles
 from pipeline.db import make_engine
 from pipeline.messages import Classification, Classified, Entity, utc_now
 from pipeline.settings import StorySettings
 from processors.analyze import synthetic_article
 from processors.gazetteer import load_gazetteer
 from processors.stories import NUM_PERM, StoryIndex, alert_for, bands, bucket, signature, stories, story_bands, story_entities
+from tests.support.corpus import synthetic_articles
 
 SIZES = (0, 10_000, 100_000)
 FILL_CHUNK = 5_000

@@ -60,9 +60,9 @@ from urllib.robotparser import RobotFileParser
 import courlan
 import httpx
 
-from pipeline.guard import AddressPolicy, AddressRefused, GuardedTransport
 from pipeline.connector import ConnectorContext
 from pipeline.errors import FetchError
+from pipeline.guard import AddressPolicy, AddressRefused, GuardedTransport
 from pipeline.settings import FetchSettings
 
 try:  # installed with trafilatura; detection is a fallback, so it stays optional

@@ -517,7 +517,7 @@ def _interval(base: float, retry_after: float | None, *, jitter: bool = False) -
         return min(max(retry_after, MIN_RETRY_AFTER_SECONDS), MAX_INTERVAL_SECONDS)
     # Jitter spreads adaptive sources that converged together, so they do not poll in one burst;
     # a fixed interval stays exactly what the operator wrote.
-    return base * random.uniform(1 - JITTER, 1 + JITTER) if jitter else float(base)
+    return base * random.uniform(1 - JITTER, 1 + JITTER) if jitter else float(base)  # noqa: S311 - jitter, not a secret
 
 
 def _at(seconds: float) -> datetime:

@@ -18,7 +18,6 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from pipeline.errors import ConfigError, ConfigProblem, StorageUnusable
 
-
 IN_CLAUSE_SIZE = 500  # values per IN (...) clause, well below every driver's parameter limit
 
 

@@ -126,8 +126,7 @@ class GuardedBackend(httpcore.SyncBackend):
             with self._lock:
                 self._streams.add(stream)
             return stream
-        assert error is not None
-        raise error
+        raise error or AddressRefused(self._refusal_message(host, addresses))
 
     def _refusal_message(self, host: str, addresses: Sequence[str]) -> str:
         if not addresses:

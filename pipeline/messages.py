@@ -19,7 +19,6 @@ topic (default prefix)    model                   written by → read by
 from __future__ import annotations
 
 import base64
-
 import hashlib
 import re
 from datetime import UTC, datetime

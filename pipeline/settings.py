@@ -23,17 +23,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    HttpUrl,
-    IPvAnyNetwork,
-    SecretStr,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl, IPvAnyNetwork, SecretStr, ValidationError, field_validator, model_validator
 
 from pipeline import registry
 from pipeline.errors import ConfigError, ConfigProblem, error_key
@@ -361,7 +351,7 @@ def read_yaml(path: Path) -> Any:
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError([ConfigProblem(str(path), "(file)", f"cannot read: {exc}", "check permissions and encoding (UTF-8)")]) from None
     try:
-        return yaml.load(text, Loader=SAFE_LOADER) or {}
+        return yaml.load(text, Loader=SAFE_LOADER) or {}  # noqa: S506 - SAFE_LOADER is (C)SafeLoader
     except RecursionError:
         raise ConfigError([ConfigProblem(
             str(path), "(file)", "invalid YAML: nested too deeply to read", "no configuration nests more than a few levels; flatten it",

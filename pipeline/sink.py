@@ -43,9 +43,9 @@ from __future__ import annotations
 import logging
 import threading
 from abc import ABC, abstractmethod
-from pathlib import Path
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import ClassVar
 
 from pydantic import BaseModel, ConfigDict

@@ -28,8 +28,8 @@ from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TypeVar
 from pathlib import Path
+from typing import TypeVar
 
 from pipeline import metrics, registry
 from pipeline.dead_letters import DeadLetters

@@ -334,7 +334,7 @@ class StateStore:
                 .order_by(seen_articles.c.first_seen_at.desc()).limit(SILENCE_HISTORY)
             ).scalars().all()
         within_a_poll = timedelta(seconds=poll_interval_seconds)
-        gaps = sorted(gap for newer, older in zip(moments, moments[1:]) if (gap := newer - older) >= within_a_poll)
+        gaps = sorted(gap for newer, older in zip(moments, moments[1:], strict=False) if (gap := newer - older) >= within_a_poll)
         if len(gaps) < SILENCE_MIN_EMISSIONS - 1:
             return None
         return Silence(last_new_at=moments[0], usual_gap=gaps[len(gaps) // 2])

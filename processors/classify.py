@@ -355,7 +355,7 @@ class RulesClassifier:
     def _neighbour_pairs(self, units: list[_Sentence]) -> list[_Sentence]:
         """One side in a sentence and the other in the next: the pair at a discount."""
         pairs = []
-        for first, second in zip(units, units[1:]):
+        for first, second in zip(units, units[1:], strict=False):
             sides = [{p.country for p in unit.parties} for unit in (first, second)]
             if len(sides[0]) == 1 and len(sides[1]) == 1 and sides[0] != sides[1]:
                 joined = _Sentence(f"{first.text} {second.text}", first.parties + second.parties, first.cues + second.cues,

@@ -285,7 +285,7 @@ def _score_stories(report: EvalReport, scored: Sequence[tuple[str, LabeledArticl
 def _clustering(scored: Sequence[tuple[str, LabeledArticle, Outcome]]) -> Clustering:
     result = Clustering()
     in_stories = [(name, example, outcome) for name, example, outcome in scored if outcome.story_id is not None]
-    for (name_a, a, found_a), (name_b, b, found_b) in combinations(in_stories, 2):
+    for (_, a, found_a), (_, b, found_b) in combinations(in_stories, 2):
         same_event = a.event is not None and a.event == b.event
         same_story = found_a.story_id == found_b.story_id
         result.pairs.add(same_event, same_story)

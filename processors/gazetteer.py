@@ -170,7 +170,7 @@ class PhraseIndex(Generic[V]):
         candidates = self._exact.get(word, []) + [c for n in self._prefix_lengths for c in self._prefixed.get(word[:n], [])]
         for key, value in candidates:
             last = index + len(key)
-            if last > len(words) or not all(_word_matches(p, w) for p, w in zip(key, words[index:last])):
+            if last > len(words) or not all(_word_matches(p, w) for p, w in zip(key, words[index:last], strict=True)):
                 continue
             if not _joined(tokens, index, last):
                 continue

@@ -64,8 +64,8 @@ from pipeline.db import UTCDateTime, insert_missing
 from pipeline.dead_letters import DeadLetters
 from pipeline.errors import ConfigError, ConfigProblem, SinkError
 from pipeline.guard import AddressPolicy, GuardedTransport, Network
-from pipeline.metrics import CHANNEL_DELIVERIES
 from pipeline.messages import Alert, utc_now
+from pipeline.metrics import CHANNEL_DELIVERIES
 from pipeline.migrations import upgrade_database
 from pipeline.redaction import redact
 from pipeline.sink import BatchingSink, SinkContext

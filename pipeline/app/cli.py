@@ -11,8 +11,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from pipeline.errors import AmurError, ConfigError, ConfigProblem
 from pipeline.config_check import check_config
+from pipeline.errors import AmurError, ConfigError, ConfigProblem
 from pipeline.settings import DEFAULT_CONFIG_PATH, AmurSettings, load_settings, load_sources, sources_path
 from pipeline.topology import roles
 

@@ -11,10 +11,10 @@ from __future__ import annotations
 import gc
 import logging
 import threading
-from functools import partial
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import partial
 from pathlib import Path
 
 from pipeline import registry

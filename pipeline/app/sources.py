@@ -22,7 +22,6 @@ from pipeline.redaction import redact
 from pipeline.settings import AmurSettings, SourceConfig, load_sources, sources_path
 from pipeline.state import EMITTED, EMITTED_WITHOUT_PAGE, FAILED, RETRYING, ItemTally, Silence, SourceState, StateStore
 
-
 _PAGE_FAILED = (FAILED, RETRYING, EMITTED_WITHOUT_PAGE)
 
 

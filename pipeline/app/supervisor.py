@@ -73,7 +73,7 @@ class Worker:
         return f"{self.role}#{self.number}"
 
     def start(self, env: Mapping[str, str]) -> None:
-        self.process = subprocess.Popen(self.command, env=dict(env))
+        self.process = subprocess.Popen(self.command, env=dict(env))  # noqa: S603 - our own CLI, by sys.executable
         self.started_at = time.monotonic()
         log.info("worker started: worker=%s pid=%d", self.name, self.process.pid)
 

@@ -23,11 +23,11 @@ import threading
 import weakref
 from pathlib import Path
 
+import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-import sqlalchemy as sa
 from sqlalchemy import Engine
 
 from pipeline.db import advisory_lock, storage_hint

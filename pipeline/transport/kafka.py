@@ -236,7 +236,7 @@ class KafkaTransport(Transport):
                 known = [reader.partitions_for_topic(topic) for topic in topics]
                 if any(not partitions for partitions in known):
                     return None
-                partitions = [KafkaTopicPartition(topic, number) for topic, numbers in zip(topics, known) for number in numbers]
+                partitions = [KafkaTopicPartition(topic, number) for topic, numbers in zip(topics, known, strict=True) for number in numbers]
                 ends = reader.end_offsets(partitions, timeout_ms=self.timeout_ms)
                 starts = reader.beginning_offsets(partitions, timeout_ms=self.timeout_ms)
                 committed = {partition: reader.committed(partition) for partition in partitions}

@@ -19,8 +19,8 @@ import pytest
 
 from connectors.feed import FeedConnector
 from connectors.fetch import Fetcher
-from pipeline.guard import AddressPolicy, GuardedTransport
 from pipeline.errors import FetchError
+from pipeline.guard import AddressPolicy, GuardedTransport
 from pipeline.settings import FetchSettings, SourceConfig
 from tests.support.local_site import redirect_to
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from connectors.feed import FeedConnector
-from connectors.pages import article_from_page, article_url, publication_date
 from connectors.fetch import Fetcher
+from connectors.pages import article_from_page, article_url, publication_date
 from pipeline.connector import Item
 from pipeline.errors import FetchError
 from pipeline.messages import article_id

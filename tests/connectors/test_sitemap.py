@@ -204,7 +204,7 @@ def peer_sitemaps() -> list[Path]:
     assert PEER_FEEDS.is_dir(), f"the peer feed corpus is missing: {PEER_FEEDS} (../shared/peer-feeds beside the repo)"
     manifest = (PEER_FEEDS / "MANIFEST.tsv").read_text(encoding="utf-8").splitlines()
     header = manifest[0].split("\t")
-    rows = [dict(zip(header, line.split("\t"))) for line in manifest[1:] if line.strip()]
+    rows = [dict(zip(header, line.split("\t"), strict=False)) for line in manifest[1:] if line.strip()]
     names = [row[header[0]] for row in rows if row.get("kind") in ("sitemap", "newssitemap", "sitemapindex", "robots")]
     return [PEER_FEEDS / name for name in names]
 

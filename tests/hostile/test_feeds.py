@@ -11,8 +11,8 @@ import pytest
 from connectors.feed import FeedConnector
 from connectors.fetch import Fetcher
 from connectors.pages import publication_date
-from pipeline.db import make_engine
 from pipeline.connector import plausible_publication
+from pipeline.db import make_engine
 from pipeline.messages import Article, decode
 from pipeline.polling import ConnectorRunner
 from pipeline.settings import FetchSettings, load_sources

@@ -21,9 +21,7 @@ from pipeline.settings import load_settings
 from sinks.webhooks import webhook_deliveries
 from tests.support.local_site import LocalSite
 from tests.support.webhook_receiver import WebhookReceiver
-from tests.support.webhooks import (  # noqa: F401 - secret: the autouse signing key
-    FAST, STORY, TOPICS, embedded_log, secret, subscriptions_file, webhooks,
-)
+from tests.support.webhooks import FAST, STORY, TOPICS, embedded_log, secret, subscriptions_file, webhooks  # noqa: F401 - secret: the autouse signing key
 
 FEED_PASSWORD = "feed-pa55word"
 HOOK_TOKEN = "hook-t0ken-value"

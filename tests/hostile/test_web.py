@@ -19,7 +19,7 @@ import uvicorn
 from fastapi.testclient import TestClient
 
 from pipeline.app.web.app import create_app
-from pipeline.app.web.cancellation import CancelOnDisconnect, Cancellation, QueryCancelled, cancellable, current
+from pipeline.app.web.cancellation import Cancellation, CancelOnDisconnect, QueryCancelled, cancellable, current
 from pipeline.app.web.server import BackgroundServer, make_server
 from pipeline.db import make_engine
 from pipeline.errors import ConfigError

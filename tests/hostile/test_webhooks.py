@@ -13,8 +13,8 @@ from pipeline.errors import ConfigError
 from pipeline.settings import AmurSettings
 from pipeline.subscriptions import SubscriptionsWatcher
 from sinks.webhooks import webhook_deliveries
-from tests.support.webhooks import FAST, STORY, embedded_log, secret, subscriptions_file, webhooks  # noqa: F401 - secret: the autouse signing key
 from tests.support.webhook_receiver import WebhookReceiver
+from tests.support.webhooks import FAST, STORY, embedded_log, secret, subscriptions_file, webhooks  # noqa: F401 - secret: the autouse signing key
 
 
 def _events(receiver) -> list[tuple[str, int, str]]:

@@ -22,11 +22,11 @@ import feedparser
 import httpx
 import pytest
 
-from pipeline.errors import TransportError
 from pipeline.app.roles import group_name
+from pipeline.errors import TransportError
+from pipeline.settings import load_settings
 from pipeline.topology import Topics, roles
 from pipeline.transport import make_transport
-from pipeline.settings import load_settings
 from tests.support.contracts import assert_matches_schema
 from tests.support.databases import postgres_schema_url
 from tests.support.deployment import query, read_topic

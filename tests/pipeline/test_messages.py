@@ -2,8 +2,8 @@ import pytest
 
 from pipeline.errors import MessageError
 from pipeline.messages import Article, DeadLetter, article_id, decode, encode, utc_now
-from pipeline.topology import Topics
 from pipeline.schemas import SCHEMA_DIR, export_schemas
+from pipeline.topology import Topics
 from processors.stories import alert_for
 from tests.support.contracts import assert_matches_schema
 from tests.support.messages import make_article, make_classified

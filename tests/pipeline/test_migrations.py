@@ -11,14 +11,14 @@ from alembic.migration import MigrationContext
 from typer.testing import CliRunner
 
 from pipeline.app.cli import app
-from pipeline.db import make_engine
 from pipeline.app.dlq import metadata as dlq_metadata
+from pipeline.db import make_engine
 from pipeline.migrations import SCRIPT_LOCATION, current_revision, head_revision, upgrade_database
 from pipeline.state import metadata as state_metadata
 from processors.stories import metadata as stories_metadata
-from sinks.webhooks import metadata as webhooks_metadata
 from sinks.alert_feed import metadata as alerts_metadata
 from sinks.records import metadata as records_metadata
+from sinks.webhooks import metadata as webhooks_metadata
 from tests.support.messages import make_article, make_classified
 
 TABLE_OWNERS = (state_metadata, records_metadata, alerts_metadata, stories_metadata, webhooks_metadata, dlq_metadata)

@@ -2,8 +2,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.errors import ConfigError
 from pipeline.config_check import check_config
+from pipeline.errors import ConfigError
 from pipeline.settings import load_settings, load_sources
 
 REPO = Path(__file__).resolve().parents[2]

@@ -10,11 +10,11 @@ import time
 import feedparser
 import sqlalchemy as sa
 
-from pipeline.errors import SinkBackpressure, TransportError
+from pipeline import stages
 from pipeline.db import make_engine
+from pipeline.errors import SinkBackpressure, TransportError
 from pipeline.messages import Classified, DeadLetter, decode, encode
 from pipeline.sink import BatchingSink
-from pipeline import stages
 from pipeline.stages import SinkStage
 from pipeline.topology import Topics
 from pipeline.transport.embedded import EmbeddedTransport

@@ -13,7 +13,6 @@ from pipeline.subscriptions import DEFAULT_NAME, Filters, load_subscriptions
 from sinks.alert_feed import AlertFeedSink, AtomFeedOptions
 from tests.support.messages import make_story
 
-
 STORIES = {
     "power-line": make_story("https://a.example/1", regions=["RU-PRI", "CN-HL"], sectors=["energy"], level="interregional",
                         score=0.9, language="en", sources=["tass"], title="Primorye and Heilongjiang agree a power line"),

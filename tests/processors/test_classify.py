@@ -12,8 +12,7 @@ import pytest
 import yaml
 
 from pipeline.errors import ConfigError
-from pipeline.messages import article_id
-from pipeline.messages import SECTORS
+from pipeline.messages import SECTORS, article_id
 from processors.classify import Passage, load_classifier_config
 
 # --- stories that are cooperation -----------------------------------------------------

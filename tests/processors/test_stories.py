@@ -16,7 +16,15 @@ from pipeline.topology import Topics
 from pipeline.transport.embedded import EmbeddedTransport
 from processors.gazetteer import load_gazetteer
 from processors.stories import (
-    EventFacts, StoryIndex, StoryStage, entity_weight, event_facts, event_similarity, regions_of, shingles, signature,
+    EventFacts,
+    StoryIndex,
+    StoryStage,
+    entity_weight,
+    event_facts,
+    event_similarity,
+    regions_of,
+    shingles,
+    signature,
 )
 from tests.support.messages import make_article, make_classified
 

@@ -20,9 +20,7 @@ from sinks.subscription_feeds import FeedsOptions, SubscriptionFeedsSink
 from sinks.webhooks import WebhooksSink
 from tests.support.messages import make_story
 from tests.support.webhook_receiver import WebhookReceiver
-from tests.support.webhooks import (  # noqa: F401 - secret: the autouse signing key
-    FAST, LOOPBACK, TOPICS, embedded_log, secret, subscriptions_file,
-)
+from tests.support.webhooks import FAST, LOOPBACK, TOPICS, embedded_log, secret, subscriptions_file  # noqa: F401 - secret: the autouse signing key
 
 OLDER = make_story(
     "https://ru.desk.example/terminal", regions=["RU-AMU", "CN-HL"], sectors=["transport_logistics"], level="interregional",

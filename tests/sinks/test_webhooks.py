@@ -20,9 +20,8 @@ from pipeline.stages import SinkStage
 from sinks.subscription_feeds import FeedsOptions, SubscriptionFeedsSink
 from sinks.webhooks import WebhooksSink, sign, webhook_deliveries
 from tests.support.webhook_receiver import WebhookReceiver
-from tests.support.webhooks import (  # noqa: F401 - secret: the autouse signing key
-    FAST, LOOPBACK, SECRET, STORY, TOPICS, embedded_log, secret, subscriptions_file, webhooks,
-)
+from tests.support.webhooks import FAST, LOOPBACK, SECRET, STORY, TOPICS, embedded_log, secret, subscriptions_file, webhooks  # noqa: F401 - secret: the autouse signing key
+
 
 def valid_signature(request) -> bool:
     headers = request.headers

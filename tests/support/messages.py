@@ -69,7 +69,7 @@ def backdate_emissions(store, source: str, moments) -> None:
     items = [(f"{index:032x}", f"https://history.example/{source}/{index}") for index, _ in enumerate(moments)]
     store.mark_emitted(source, items)
     with store.engine.begin() as connection:
-        for (key, _), moment in zip(items, moments):
+        for (key, _), moment in zip(items, moments, strict=True):
             connection.execute(
                 sa.update(seen_articles).where(seen_articles.c.source == source, seen_articles.c.article_id == key)
                 .values(first_seen_at=moment, updated_at=moment)

@@ -12,13 +12,20 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query
-from fastapi.responses import RedirectResponse
 from fastapi.exceptions import RequestValidationError
+from fastapi.responses import RedirectResponse
 from pydantic import AwareDatetime, BaseModel, Field
 
 from pipeline.app.web.context import WebContext, context_of
 from pipeline.app.web.queries import (
-    CursorError, StoryFilter, find_stories, get_article, get_story, pair_counts, story_versions, survivor_of,
+    CursorError,
+    StoryFilter,
+    find_stories,
+    get_article,
+    get_story,
+    pair_counts,
+    story_versions,
+    survivor_of,
 )
 from pipeline.messages import Alert, Classification, Entity, Figure
 

@@ -21,7 +21,15 @@ from pydantic import ValidationError
 from pipeline.app.sources import source_health
 from pipeline.app.web.context import WebContext, context_of
 from pipeline.app.web.queries import (
-    CursorError, PairCount, StoryFilter, find_stories, get_article, get_story, pair_counts, story_versions, survivor_of,
+    CursorError,
+    PairCount,
+    StoryFilter,
+    find_stories,
+    get_article,
+    get_story,
+    pair_counts,
+    story_versions,
+    survivor_of,
     weekly_counts,
 )
 

@@ -14,9 +14,9 @@ from pipeline.dead_letters import PAYLOAD_LIMIT, DeadLetters
 from pipeline.errors import MessageError, SinkError
 from pipeline.messages import Article, article_id, encode, utc_now
 from pipeline.settings import load_settings
+from pipeline.topology import Topics
 from pipeline.transport import make_transport
 from pipeline.transport.base import Record
-from pipeline.topology import Topics
 
 
 @pytest.fixture(params=["embedded", pytest.param("kafka", marks=pytest.mark.kafka)])

@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import logging
 
-import pytest
-
 from pipeline.app.logs import LibraryRepeats, configure_logging
 
 

@@ -11,8 +11,8 @@ import httpx
 import pytest
 
 from tests.support.dashboard import AMUR, PAGES, RESOURCES
-from tests.support.ports import free_port
 from tests.support.local_site import LocalSite
+from tests.support.ports import free_port
 
 pytestmark = pytest.mark.slow
 
