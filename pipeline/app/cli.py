@@ -78,6 +78,8 @@ def _settings(config: Path, transport: Optional[str] = None) -> AmurSettings:
 LogLevel = Annotated[str, typer.Option("--log-level", help="debug, info, warning or error.")]
 LogFormat = Annotated[str, typer.Option("--log-format", help="text, or json: one JSON object per line.")]
 Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="The same as --log-level debug.")]
+ServeHost = Annotated[Optional[str], typer.Option("--host", help="Address the dashboard binds; serve.host (127.0.0.1) by default.")]
+ServePort = Annotated[Optional[int], typer.Option("--port", min=1, max=65_535, help="Port the dashboard binds; serve.port (8080) by default.")]
 
 
 def _logging(verbose: bool, level: str = "info", log_format: str = "text") -> None:
@@ -97,6 +99,8 @@ def run(
     transport: Annotated[Optional[str], typer.Option(help="embedded or kafka; overrides the config.")] = None,
     once: Annotated[bool, typer.Option("--once", help="Poll every source once, drain the pipeline, exit.")] = False,
     serve: Annotated[bool, typer.Option("--serve", help="Also serve the dashboard (serve.host, serve.port).")] = False,
+    host: ServeHost = None,
+    port: ServePort = None,
     workers: Annotated[Optional[str], typer.Option(
         "--workers", help="Each role as processes of its own, e.g. processors=2 (others get one); needs Kafka.",
     )] = None,
@@ -115,6 +119,8 @@ def run(
         raise typer.BadParameter(f"unknown role {role!r}; choose one of: {', '.join(roles())}", param_hint="ROLE")
     if transport is not None and transport not in ("embedded", "kafka"):
         raise typer.BadParameter("choose embedded or kafka", param_hint="--transport")
+    if (host is not None or port is not None) and not serve:
+        raise typer.BadParameter("they place the dashboard: add --serve", param_hint="--host/--port")
     _logging(verbose, log_level, log_format)
     settings = _settings(config, transport)
     if workers is not None:
@@ -144,7 +150,7 @@ def run(
             runtime = until_reachable("amur run", lambda: Runtime.from_settings(settings, config), stop)
             if runtime is None:
                 return  # stopped before the broker came back
-        web = _background_server(settings, config) if serve else None
+        web = _background_server(settings, config, host, port) if serve else None
         try:
             if once:
                 run_once(runtime, chosen, report=typer.echo)
@@ -177,7 +183,7 @@ def _supervise(
     supervise(plan, config, stop, extra_args=extra, metrics_port=metrics_port)
 
 
-def _background_server(settings: AmurSettings, config: Path):
+def _background_server(settings: AmurSettings, config: Path, host: Optional[str], port: Optional[int]):
     from pipeline.app.web.server import BackgroundServer, make_server
     from pipeline.db import make_engine
     from pipeline.migrations import upgrade_database
@@ -187,14 +193,14 @@ def _background_server(settings: AmurSettings, config: Path):
     engine = make_engine(settings.database_url)
     upgrade_database(engine)
     engine.dispose()
-    return BackgroundServer(make_server(settings, config)).start()
+    return BackgroundServer(make_server(settings, config, host=host, port=port)).start()
 
 
 @app.command()
 def serve(
     config: ConfigOption = DEFAULT_CONFIG_PATH,
-    host: Annotated[Optional[str], typer.Option(help="Address to bind; serve.host (127.0.0.1) by default.")] = None,
-    port: Annotated[Optional[int], typer.Option(help="Port to bind; serve.port (8080) by default.")] = None,
+    host: ServeHost = None,
+    port: ServePort = None,
     verbose: Verbose = False,
     log_level: LogLevel = "info",
     log_format: LogFormat = "text",

@@ -30,6 +30,7 @@ from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from pipeline.app.sources import source_health
 from pipeline.app.web import api, feeds, pages
@@ -85,17 +86,41 @@ def create_app(
     application.state.amur = context
     registry = CollectorRegistry()
     _observe(application, registry, access_token, served_hosts(settings, bind_host or settings.serve.host))
+    application.add_middleware(HeadAsGet)
     application.add_middleware(CancelOnDisconnect)  # outermost: it owns the connection's messages
     registry.register(_StoreCollector(context))
     _operations(application, context, registry)
     application.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     application.add_exception_handler(RequestValidationError, _invalid_parameter)
+    application.add_exception_handler(StarletteHTTPException, _http_error)
     application.add_exception_handler(QueryCancelled, _query_cancelled)
 
     application.include_router(api.router)
     application.include_router(feeds.router)
     application.include_router(pages.router)
     return application
+
+
+class HeadAsGet:
+    """HEAD wherever GET is: link checkers, feed readers and monitors ask with it. The GET is
+    answered, headers and all, without its body (pure ASGI, so the API's schema lists GETs only)."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http" or scope["method"] != "HEAD":
+            await self.app(scope, receive, send)
+            return
+
+        async def headers_only(message) -> None:
+            if message["type"] == "http.response.body":
+                if message.get("more_body", False):
+                    return
+                message = {"type": "http.response.body", "body": b""}
+            await send(message)
+
+        await self.app({**scope, "method": "GET"}, receive, headers_only)
 
 
 def _require_current_schema(engine: sa.Engine, config_path: Path) -> None:
@@ -243,6 +268,17 @@ def _query_cancelled(request: Request, exc: QueryCancelled) -> Response:
         return JSONResponse({"detail": message}, status_code=503)
     context: WebContext = request.app.state.amur
     return context.templates.TemplateResponse(request, "error.html", {"title": "Too slow", "message": message}, status_code=503)
+
+
+def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+    """The API's and the feeds' errors as JSON; the dashboard's as a page a reader can read."""
+    if request.url.path.startswith(("/api/", "/feeds/")) or request.url.path in OPEN_PATHS:
+        return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+    context: WebContext = request.app.state.amur
+    title = "Not found" if exc.status_code == 404 else "Error"
+    return context.templates.TemplateResponse(
+        request, "error.html", {"title": title, "message": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers,
+    )
 
 
 def _invalid_parameter(request: Request, exc: RequestValidationError) -> Response:

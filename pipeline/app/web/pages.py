@@ -8,6 +8,7 @@ can be bookmarked and shared; empty form fields are ignored.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Annotated, get_origin
@@ -105,10 +106,15 @@ def passages(text: str, evidence: Sequence[str]) -> list[Passage]:
     return runs
 
 
+STORY_ID = re.compile(r"[0-9a-f]{32}")
+
+
 @router.get("/stories/{story_id}", response_class=HTMLResponse, response_model=None)
 def story_page(
-    request: Request, context: Context, story_id: Annotated[str, Path(pattern=r"^[0-9a-f]{32}$")],
+    request: Request, context: Context, story_id: Annotated[str, Path(max_length=64)],
 ) -> HTMLResponse | RedirectResponse:
+    if not STORY_ID.fullmatch(story_id):  # a reader's mistyped link is a missing page, not a bad parameter
+        raise HTTPException(404, "there is no such story")
     with context.connect() as connection:
         found = get_story(connection, story_id)
         if found is None:

@@ -170,6 +170,21 @@ def test_a_story_with_its_versions_and_unknown_ids(served):
     assert served.get("/api/stories/not-an-id").status_code == 422
 
 
+def test_a_mistyped_story_link_is_a_plain_not_found_page(served):
+    for link in ("/stories/not-an-id", f"/stories/{'0' * 32}"):
+        response = served.get(link)
+        assert response.status_code == 404 and response.headers["content-type"].startswith("text/html")
+        assert "no such story" in response.text or "no story" in response.text
+        assert "[0-9a-f]" not in response.text
+
+
+@pytest.mark.parametrize("path", ["/", "/api/stories", "/feeds/all.atom", "/sources", "/healthz", "/static/amur.css"])
+def test_head_is_answered_wherever_get_is(served, path):
+    get, head = served.get(path), served.head(path)
+    assert get.status_code == head.status_code == 200
+    assert head.headers["content-type"] == get.headers["content-type"]
+
+
 def test_an_article_record_and_an_unknown_one(served):
     article = make_article(STORIES["power"].url)
     body = served.get(f"/api/articles/{article.id}").json()
