@@ -1,13 +1,15 @@
 """Checking a deployment's configuration: amur.yaml and the sources and subscriptions files
-it names, every problem at once (``amur config check``)."""
+it names, every problem at once (``amur config check``), the webhook secrets the environment
+must hold included: found before a start, not by it."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from pipeline.errors import ConfigError, ConfigProblem
 from pipeline.settings import DEFAULT_CONFIG_PATH, AmurSettings, load_settings, load_sources, read_yaml, sources_path
-from pipeline.subscriptions import load_subscriptions, subscriptions_path
+from pipeline.subscriptions import load_subscriptions, secret_problems, subscriptions_path
 
 
 def check_config(path: Path | str = DEFAULT_CONFIG_PATH) -> list[ConfigProblem]:
@@ -30,7 +32,7 @@ def check_config(path: Path | str = DEFAULT_CONFIG_PATH) -> list[ConfigProblem]:
         return problems
     if isinstance(raw, dict) and "subscriptions" in raw:
         try:
-            load_subscriptions(path, AmurSettings())
+            problems.extend(secret_problems(path, load_subscriptions(path, AmurSettings()), os.environ))
         except ConfigError as exc:
             problems.extend(exc.problems)
         return problems
@@ -48,8 +50,9 @@ def check_config(path: Path | str = DEFAULT_CONFIG_PATH) -> list[ConfigProblem]:
             load_sources(sources)
     except ConfigError as exc:
         problems.extend(exc.problems)
+    subscriptions = subscriptions_path(path, settings)
     try:
-        load_subscriptions(subscriptions_path(path, settings), settings)
+        problems.extend(secret_problems(subscriptions, load_subscriptions(subscriptions, settings), os.environ))
     except ConfigError as exc:
         problems.extend(exc.problems)
     return problems

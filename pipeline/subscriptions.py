@@ -34,21 +34,24 @@ at or above ``alerts.min_score``, as the single alert feed had it.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import logging
 import re
+from collections.abc import Mapping
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, field_validator
 
-from pipeline.errors import ConfigError
+from pipeline.errors import ConfigError, ConfigProblem
 from pipeline.messages import Alert, Level, Sector
 from pipeline.settings import AmurSettings, SourceName, file_stamp, read_yaml, require_unique, validate_file
 
 __all__ = [
     "DEFAULT_NAME", "FeedChannel", "Filters", "Subscription", "SubscriptionsFile", "SubscriptionsWatcher",
-    "WebhookChannel", "load_subscriptions", "subscriptions_path",
+    "WebhookChannel", "load_subscriptions", "secret_problems", "signing_key", "subscriptions_path",
 ]
 
 DEFAULT_NAME = "all"
@@ -131,6 +134,45 @@ class WebhookChannel(_Frozen):
 Channel = Annotated[FeedChannel | WebhookChannel, Field(discriminator="type")]
 
 
+def signing_key(secret: str) -> bytes:
+    """The HMAC key of a webhook's signing secret: the bytes after ``whsec_`` base64-decoded, or
+    the secret's UTF-8.
+
+    :raises ValueError: a ``whsec_`` secret whose rest is no base64, or is empty.
+    """
+    if not secret.startswith("whsec_"):
+        return secret.encode("utf-8")
+    try:
+        key = base64.b64decode(secret.removeprefix("whsec_"), validate=True)
+    except binascii.Error:
+        raise ValueError("a whsec_ secret must go on in base64 (Standard Webhooks)") from None
+    if not key:
+        raise ValueError("a whsec_ secret must go on in base64 of at least one byte")
+    return key
+
+
+def secret_problems(path: Path, subscriptions: list[Subscription], environ: Mapping[str, str]) -> list[ConfigProblem]:
+    """Each webhook channel whose signing secret ``environ`` lacks or holds unusable."""
+    problems = []
+    for index, subscription in enumerate(subscriptions):
+        webhook = subscription.webhook
+        if webhook is None:
+            continue
+        secret = environ.get(webhook.secret_env)
+        why = None if secret else "is not set"
+        if secret:
+            try:
+                signing_key(secret)
+            except ValueError as exc:
+                why = f"holds no usable secret: {exc}"
+        if why:
+            problems.append(ConfigProblem(
+                str(path), f"subscriptions.{index}.channels (webhook).secret_env",
+                f"environment variable {webhook.secret_env} {why}", "export the webhook's signing secret in that variable",
+            ))
+    return problems
+
+
 class Subscription(_Frozen):
     """One subscriber's choice of stories, and where they go."""
 
@@ -191,21 +233,30 @@ class SubscriptionsWatcher:
     """The subscriptions of a file, read again whenever it changes.
 
     An invalid edit is logged with its file, key and fix, and the subscriptions read before
-    stay in force, so a typo never silences a feed or a webhook.
+    stay in force, so a typo never silences a feed or a webhook. With ``secrets`` (the
+    environment, for a watcher that delivers webhooks) an edit naming a webhook secret the
+    environment lacks is invalid too: found on reload, not at the next start.
     """
 
-    def __init__(self, path: Path, settings: AmurSettings):
+    def __init__(self, path: Path, settings: AmurSettings, *, secrets: Mapping[str, str] | None = None):
         self.path = path
         self.settings = settings
+        self.secrets = secrets
         self._stamp = file_stamp(path)
-        self._subscriptions = load_subscriptions(path, settings)
+        self._subscriptions = self._load()
+
+    def _load(self) -> list[Subscription]:
+        subscriptions = load_subscriptions(self.path, self.settings)
+        if self.secrets is not None and (problems := secret_problems(self.path, subscriptions, self.secrets)):
+            raise ConfigError(problems)
+        return subscriptions
 
     def current(self) -> list[Subscription]:
         stamp = file_stamp(self.path)
         if stamp != self._stamp:
             self._stamp = stamp
             try:
-                self._subscriptions = load_subscriptions(self.path, self.settings)
+                self._subscriptions = self._load()
             except ConfigError as exc:
                 for problem in exc.problems:
                     log.error("subscriptions not reloaded, those before go on: %s", problem)

@@ -42,7 +42,6 @@ or the secret's UTF-8 bytes). The body is ``{"type": "story.created"|"story.upda
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 import hmac
 import json
@@ -62,14 +61,14 @@ from tenacity import RetryCallState, wait_exponential_jitter
 
 from pipeline.db import UTCDateTime, insert_missing
 from pipeline.dead_letters import DeadLetters
-from pipeline.errors import ConfigError, ConfigProblem, SinkError
+from pipeline.errors import ConfigError, SinkError
 from pipeline.guard import AddressPolicy, GuardedTransport, Network
 from pipeline.messages import Alert, utc_now
 from pipeline.metrics import CHANNEL_DELIVERIES
 from pipeline.migrations import upgrade_database
 from pipeline.redaction import redact
 from pipeline.sink import BatchingSink, SinkContext
-from pipeline.subscriptions import Subscription, SubscriptionsWatcher, subscriptions_path
+from pipeline.subscriptions import Subscription, SubscriptionsWatcher, secret_problems, signing_key, subscriptions_path
 from pipeline.topology import Topics
 from pipeline.transport.base import Producer
 
@@ -122,22 +121,6 @@ class WebhooksOptions(BaseModel):
     poll_seconds: float = Field(0.5, gt=0, le=60, description="How often the outbox is looked at for due deliveries")
 
 
-def signing_key(secret: str) -> bytes:
-    """The HMAC key of a secret: the bytes after ``whsec_`` base64-decoded, or the secret's UTF-8.
-
-    :raises ValueError: a ``whsec_`` secret whose rest is no base64, or is empty.
-    """
-    if not secret.startswith("whsec_"):
-        return secret.encode("utf-8")
-    try:
-        key = base64.b64decode(secret.removeprefix("whsec_"), validate=True)
-    except binascii.Error:
-        raise ValueError("a whsec_ secret must go on in base64 (Standard Webhooks)") from None
-    if not key:
-        raise ValueError("a whsec_ secret must go on in base64 of at least one byte")
-    return key
-
-
 def sign(secret: str, delivery_id: str, timestamp: int, body: bytes) -> str:
     """The ``webhook-signature`` header of a delivery (Standard Webhooks, ``v1``)."""
     key = signing_key(secret)
@@ -178,22 +161,17 @@ class WebhooksSink(BatchingSink):
     def from_config(cls, options: WebhooksOptions, context: SinkContext) -> WebhooksSink:
         if context.transport is None:
             raise SinkError("webhooks: needs a transport for its dead letters")
-        subscriptions = SubscriptionsWatcher(subscriptions_path(context.config_path, context.settings), context.settings)
+        # A reload naming a secret the environment lacks is refused; the webhooks go on as before.
+        subscriptions = SubscriptionsWatcher(
+            subscriptions_path(context.config_path, context.settings), context.settings, secrets=os.environ,
+        )
         return cls(
             context.engine(), options, subscriptions, context.transport.producer(), context.topics,
             context.settings.fetch.allow_networks,
         )
 
     def setup(self) -> None:
-        problems = [
-            ConfigProblem(
-                str(self.subscriptions.path), f"subscriptions.{index}.channels (webhook).secret_env",
-                f"environment variable {subscription.webhook.secret_env} {why}", "export the webhook's signing secret in that variable",
-            )
-            for index, subscription in enumerate(self.subscriptions.current())
-            if subscription.webhook is not None and (why := _secret_problem(os.environ.get(subscription.webhook.secret_env)))
-        ]
-        if problems:
+        if problems := secret_problems(self.subscriptions.path, self.subscriptions.current(), os.environ):
             raise ConfigError(problems)
         try:
             upgrade_database(self.engine)
@@ -419,17 +397,6 @@ class WebhooksSink(BatchingSink):
             transport.backend.abort()
         self._pool.shutdown(wait=True, cancel_futures=True)
         self.producer.close()
-
-
-def _secret_problem(secret: str | None) -> str | None:
-    """What is wrong with a signing secret, or None."""
-    if not secret:
-        return "is not set"
-    try:
-        signing_key(secret)
-    except ValueError as exc:
-        return f"holds no usable secret: {exc}"
-    return None
 
 
 def _secret(subscription_name: str, subscriptions: Sequence[Subscription]) -> str | None:

@@ -9,7 +9,8 @@ from pipeline.app.cli import app
 from pipeline.db import make_engine
 from pipeline.errors import ConfigError
 from pipeline.settings import AmurSettings
-from pipeline.subscriptions import DEFAULT_NAME, Filters, load_subscriptions
+from pipeline.config_check import check_config
+from pipeline.subscriptions import DEFAULT_NAME, Filters, SubscriptionsWatcher, load_subscriptions
 from sinks.alert_feed import AlertFeedSink, AtomFeedOptions
 from tests.support.messages import make_story
 
@@ -78,6 +79,35 @@ def test_a_sector_outside_the_taxonomy_is_named_with_the_ones_there_are(tmp_path
     (problem,) = caught.value.problems
     assert problem.key == "subscriptions.0.filters.sectors.1"
     assert "'transport_logistics'" in problem.message
+
+
+HOOKED = ("subscriptions:\n  - name: partners\n    channels:\n"
+          "      - {type: webhook, url: \"https://hooks.example.org/amur\", secret_env: AMUR_TEST_PARTNERS_SECRET}\n")
+
+
+def test_a_webhook_secret_missing_from_the_environment_is_a_config_problem(tmp_path, monkeypatch):
+    (tmp_path / "sources.yaml").write_text("sources: []\n")
+    (tmp_path / "subscriptions.yaml").write_text(HOOKED)
+    (tmp_path / "amur.yaml").write_text("batch_size: 10\n")
+    monkeypatch.delenv("AMUR_TEST_PARTNERS_SECRET", raising=False)
+    (problem,) = check_config(tmp_path / "amur.yaml")
+    assert problem.key == "subscriptions.0.channels (webhook).secret_env" and "is not set" in problem.message
+    monkeypatch.setenv("AMUR_TEST_PARTNERS_SECRET", "whsec_%%%")
+    (problem,) = check_config(tmp_path / "subscriptions.yaml")
+    assert "base64" in problem.message
+    monkeypatch.setenv("AMUR_TEST_PARTNERS_SECRET", "whsec_c2VjcmV0")
+    assert check_config(tmp_path / "amur.yaml") == []
+
+
+def test_a_reload_naming_a_secret_the_environment_lacks_is_refused_and_the_rest_goes_on(tmp_path):
+    path = tmp_path / "subscriptions.yaml"
+    path.write_text("subscriptions:\n  - name: everything\n")
+    watcher = SubscriptionsWatcher(path, AmurSettings(), secrets={})
+    path.write_text(HOOKED + "  - name: more\n")
+    assert [subscription.name for subscription in watcher.current()] == ["everything"]
+    watcher.secrets = {"AMUR_TEST_PARTNERS_SECRET": "a-secret"}
+    path.write_text(HOOKED)
+    assert [subscription.name for subscription in watcher.current()] == ["partners"]
 
 
 def test_the_cli_lists_subscriptions_and_tests_one_against_stored_stories(tmp_path):
