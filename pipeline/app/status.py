@@ -40,9 +40,9 @@ def pipeline_status(runtime: Runtime, config_path: Path) -> PipelineStatus:
         upgrade_database(engine)  # the alerts table is read below: the schema must be current
         sources = source_health(settings, config_path, engine=engine)
         with engine.connect() as connection:
-            row = connection.execute(
-                sa.select(alerts.c.alerted_at, alerts.c.title).order_by(alerts.c.alerted_at.desc()).limit(1)
-            ).first()
+            # The last alert written, a new story or a new version of one (an update counts).
+            last = sa.func.coalesce(alerts.c.updated_at, alerts.c.alerted_at, type_=alerts.c.alerted_at.type)
+            row = connection.execute(sa.select(last, alerts.c.title).order_by(last.desc()).limit(1)).first()
     finally:
         engine.dispose()
     letters = Counter(letter.stage for letter in read_letters(settings, runtime.transport, runtime.topics))
