@@ -262,7 +262,8 @@ def sources_test(
 
     settings = _settings(config)
     with _errors_end_the_command(prefix=f"source {name}: "):
-        typer.echo(format_dry_run(dry_run(settings, config, name, classify=classify)))
+        result = dry_run(settings, config, name, classify=classify, progress=lambda line: typer.echo(line, err=True))
+        typer.echo(format_dry_run(result))
 
 
 @topics_app.command("create")

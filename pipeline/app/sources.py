@@ -7,6 +7,7 @@ counts) is left as it was.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -151,8 +152,13 @@ class DryRun:
     verdicts: dict[str, Classification] = field(default_factory=dict)
 
 
-def dry_run(settings: AmurSettings, config_path: Path, name: str, *, classify: bool = False) -> DryRun:
+def dry_run(
+    settings: AmurSettings, config_path: Path, name: str, *, classify: bool = False,
+    progress: Callable[[str], None] = lambda line: None,
+) -> DryRun:
     """Poll source ``name`` once without producing or recording anything; ``classify`` adds verdicts.
+    ``progress`` hears what the poll is doing as it goes: a feed's pages take seconds each to
+    fetch, politely, and a silent minute looks like a hang.
 
     :raises ConfigError: no source of that name.
     :raises SourceError: the feed itself cannot be fetched or parsed.
@@ -165,12 +171,16 @@ def dry_run(settings: AmurSettings, config_path: Path, name: str, *, classify: b
     scratch = StateStore(make_engine("sqlite://"))
     scratch.setup()
     context = ConnectorContext(settings, scratch)
+    source = sources[name]
+    progress(f"polling {name}: {redact(str(source.url or source.path))} (at least {settings.fetch.per_host_delay_seconds:g} s between pages of one host)")
     try:
-        result = make_connector_factory(context)(sources[name]).poll()
+        # The scratch state takes what the poll marks emitted as it goes: nothing is kept.
+        result = make_connector_factory(context)(source).poll(lambda article: progress(f"  extracted: {article.title}"))
     finally:
         context.close()
     verdicts = {}
     if classify and result.articles:
+        progress(f"classifying {len(result.articles)} article(s); the language models load first")
         from processors.analyze import Analyzer  # loads the spaCy model: only when asked
 
         analyzed = Analyzer.from_settings(settings.model).analyze(result.articles)

@@ -45,6 +45,10 @@ def test_a_dry_run_shows_articles_failures_and_verdicts_without_touching_state(s
     assert result.output.count("cooperation=True") == 2
     assert "missing.html" in result.output and "404" in result.output
     assert "text from the feed's summary; the page failed: HTTP 404 Not Found" in result.output
+    # What it is doing, as it goes, before the summary.
+    said = result.output.index("source wire: 3 article(s)")
+    assert -1 < result.output.find("polling wire: http://127.0.0.1") < result.output.find("  extracted: ") < said
+    assert -1 < result.output.find("classifying 3 article(s)") < said
     engine = sa.create_engine(f"sqlite:///{root / 'amur.sqlite'}")
     assert not sa.inspect(engine).has_table("seen_articles")
 

@@ -6,10 +6,10 @@ import pytest
 from typer.testing import CliRunner
 
 from pipeline.app.cli import app
+from pipeline.config_check import check_config
 from pipeline.db import make_engine
 from pipeline.errors import ConfigError
 from pipeline.settings import AmurSettings
-from pipeline.config_check import check_config
 from pipeline.subscriptions import DEFAULT_NAME, Filters, SubscriptionsWatcher, load_subscriptions
 from sinks.alert_feed import AlertFeedSink, AtomFeedOptions
 from tests.support.messages import make_story
