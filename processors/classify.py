@@ -328,7 +328,8 @@ class RulesClassifier:
         if entry.kind in PLACE_KINDS and is_venue(text, mention.start, mention.end):
             # "The ceremony in Shanghai": a side is there, the place takes no part.
             return _Party(entry.country, entry.country, "national", 0.0)
-        tier = {"city": "city", "company": "company", "institution": "national"}.get(entry.kind, "region")
+        # A local institution (a university, with its region in the gazetteer) takes part as its region does.
+        tier = {"city": "city", "company": "company", "institution": "region" if entry.parent else "national"}.get(entry.kind, "region")
         if tier == "region" and local and entry.subtype in ("federal_city", "municipality"):
             tier = "city"
         elif tier == "city" and not local:

@@ -223,6 +223,8 @@ class _Entry(_City):
     capital: str | None = None
     cities: list[_City] = Field(default_factory=list)
     metonym_of: Country | None = None
+    # Where a local institution (a university) stands: the id of its federal subject or province.
+    region: str | None = None
     iso: bool = True
     note: str = ""
 
@@ -361,6 +363,7 @@ class _Builder:
         self._alias_owner: dict[tuple[str, ...], tuple[str, str]] = {}
         self._name_forms = name_forms
         self._forms: list[AliasRule] = []  # generated: added last, where no written alias claims them
+        self._located: dict[str, tuple[Path, str, str]] = {}  # institution id → where its region is named
 
     def add_file(self, path: Path) -> None:
         raw = read_yaml(path)
@@ -390,11 +393,16 @@ class _Builder:
                 self._problem(path, f"{key}.capital", f"{entry.capital!r} is not one of this entry's cities", "add it under cities, or correct the spelling")
         if entry.kind == "country" and entry.id != entry.country:
             self._problem(path, f"{key}.id", f"a country's id must be its code {entry.country!r}", f"set id: {entry.country}")
+        if entry.region is not None:
+            if entry.kind != "institution":
+                self._problem(path, f"{key}.region", "only an institution stands in a region", "remove it, or make the entry an institution")
+            else:
+                self._located[entry.id] = (path, f"{key}.region", entry.region)
         city_ids = tuple(self._add_city(path, f"{key}.cities[{city.name}]", city, entry) for city in entry.cities)
         self._register(path, key, entry, GazetteerEntry(
             id=entry.id, name=entry.name, kind=entry.kind, country=entry.country, aliases=tuple(entry.aliases),
             native_name=entry.native_name, subtype=entry.subtype, capital=entry.capital, cities=city_ids,
-            metonym_of=entry.metonym_of, tags=tuple(entry.tags), iso=entry.iso,
+            parent=entry.region, metonym_of=entry.metonym_of, tags=tuple(entry.tags), iso=entry.iso,
         ))
 
     def _add_city(self, path: Path, key: str, city: _City, parent: _Entry) -> str:
@@ -449,6 +457,10 @@ class _Builder:
         self.problems.append(ConfigProblem(str(path), key, message, hint))
 
     def build(self) -> Gazetteer:
+        for entry_id, (path, key, region) in self._located.items():  # every file read: regions may come later
+            found = self.entries.get(region)
+            if found is None or found.kind not in ("federal_subject", "province") or found.country != self.entries[entry_id].country:
+                self._problem(path, key, f"{region!r} is no federal subject or province of the institution's country", "name its region's id, e.g. RU-PRI or CN-HL")
         if self.problems:
             raise ConfigError(self.problems)
         for form in self._forms:  # in entry order: a province's short name before its city's

@@ -252,7 +252,7 @@ def _region(entry_id: str, gazetteer: Gazetteer) -> str | None:
         return None
     if entry.kind in REGION_KINDS:
         return entry.id
-    if entry.kind == "city" and entry.parent:
+    if entry.kind in ("city", "institution") and entry.parent:  # a city's, or a university's
         return _region(entry.parent, gazetteer)
     return None
 

@@ -35,8 +35,9 @@ from processors.classify import Passage, load_classifier_config
          "municipal", ["RU-MOW"], ["CN-BJ"], None),
         ("Exporters in Primorye now settle their contracts with Chinese buyers in yuan and roubles.",
          "interregional", ["RU-PRI"], ["CN"], "finance_payments"),
+        # Universities take part by where they stand: Primorye's and Heilongjiang's.
         ("Far Eastern Federal University and Harbin Institute of Technology opened a joint school for engineering students.",
-         "national", ["org:fefu"], ["org:hit"], "education"),
+         "interregional", ["org:fefu"], ["org:hit"], "education"),
         ("Putin and Xi signed a joint statement on deepening the partnership in energy.",
          "national", ["org:ru-president"], ["org:cn-president"], "energy"),
         # The forum's host city is a venue, not a party.

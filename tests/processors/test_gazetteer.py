@@ -168,6 +168,19 @@ entries:
     assert all(p.file.endswith("places.yaml") and p.hint for p in problems(directory))
 
 
+def test_an_institution_s_region_must_be_one_of_its_country_s(tmp_path):
+    directory = write(tmp_path / "g", "a.yaml", """
+entries:
+  - {id: org:campus, name: Border University, kind: institution, country: RU, region: CN-HL}
+  - {id: org:firm, name: Border Firm, kind: company, country: RU, region: RU-AMU}
+  - {id: RU-AMU, name: Amur Oblast, kind: federal_subject, country: RU, capital: Blagoveshchensk, cities: [{name: Blagoveshchensk}]}
+  - {id: CN-HL, name: Heilongjiang, kind: province, country: CN, capital: Harbin, cities: [{name: Harbin}]}
+""")
+    found = {(p.key, p.message) for p in problems(directory)}
+    assert ("entries[org:campus].region", "'CN-HL' is no federal subject or province of the institution's country") in found
+    assert ("entries[org:firm].region", "only an institution stands in a region") in found
+
+
 def test_an_alias_shared_by_two_entries_and_a_repeated_id_are_refused(tmp_path):
     directory = write(tmp_path / "g", "a.yaml", """
 entries:

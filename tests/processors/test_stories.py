@@ -262,6 +262,12 @@ def test_studios_of_a_video_link_make_no_region():
     assert regions_of(result, GAZETTEER) == ["RU-AMU", "CN-HL"]
 
 
+def test_a_university_gives_its_region():
+    result = _mentioning("Harbin Institute of Technology and Ural Federal University signed an exchange agreement.",
+                         ("Harbin Institute of Technology", "org:hit", "CN"), ("Ural Federal University", "org:urfu", "RU"))
+    assert regions_of(result, GAZETTEER) == ["CN-HL", "RU-SVE"]
+
+
 def test_a_capital_among_the_parties_is_its_region():
     """The city of Moscow's own government is a party (the classifier decides so), and its region counts."""
     result = _mentioning("The Moscow city government and Harbin agreed on a metro exchange.", ("Harbin", "city:cn:harbin", "CN"))
