@@ -380,26 +380,27 @@ class RulesClassifier:
         positive = score >= weights.threshold
         # The parties, level and sectors of a negative come from its best pair, if any.
         deciding = evidence or ([best] if best else [])
+        headline = units[0] if units and units[0].in_title else None
         return Classification(
             is_cooperation=positive,
             score=round(score, 4),
-            level=_article_level(deciding, units[0] if units and units[0].in_title else None) if deciding else None,
-            sectors=self._sectors_of(deciding, units) if deciding else [],
-            acts=_acts_of(deciding, units[0] if units and units[0].in_title else None),
+            level=_article_level(deciding, headline) if deciding else None,
+            sectors=self._sectors_of(deciding, units, headline) if deciding else [],
+            acts=_acts_of(deciding, headline),
             russian_parties=_parties(deciding, "RU"),
             chinese_parties=_parties(deciding, "CN"),
-            evidence=_shown(evidence, title_text=units[0].text if units and units[0].in_title else "", limit=weights.max_evidence),
+            evidence=_shown(evidence, title_text=headline.text if headline else "", limit=weights.max_evidence),
             reason=_reason(positive, best, evidence, disputed, len(pairs)),
             classifier=self.name,
         )
 
-    def _sectors_of(self, evidence: list[_Sentence], units: list[_Sentence]) -> list[str]:
+    def _sectors_of(self, evidence: list[_Sentence], units: list[_Sentence], headline: _Sentence | None) -> list[str]:
         # The headline says what the article is about, even naming one side only ("Putin and
         # Xi visit the Moscow Zoo"): its fields count as the evidence's do.
-        headline = [units[0]] if units and units[0].in_title and units[0] not in evidence else []
-        in_evidence = sum((unit.sector_hits for unit in [*evidence, *headline]), Counter())
+        topical = [*evidence, *([headline] if headline is not None and headline not in evidence else [])]
+        in_evidence = sum((unit.sector_hits for unit in topical), Counter())
         # Other sentences with a cooperation cue: the article's topical sentences.
-        elsewhere = sum((u.sector_hits for u in units if u.cue_words("strong", "weak") and u not in evidence and u not in headline), Counter())
+        elsewhere = sum((u.sector_hits for u in units if u.cue_words("strong", "weak") and u not in topical), Counter())
         rules = self.config.sector_rules
         # A topical sentence naming several fields lists the areas agreed ("in trade, tourism,
         # science and culture"): each one counts, though it is named once.
@@ -431,10 +432,10 @@ def _sentence_key(text: str) -> str:
     return " ".join(text.lower().split()).rstrip(".。!！?？")
 
 
-def _acts_of(evidence: list[_Sentence], title: _Sentence | None) -> list[str]:
+def _acts_of(evidence: list[_Sentence], headline: _Sentence | None) -> list[str]:
     """What happened, as the headline and the evidence say it: the acts they name, most named
     first (the headline's even when it names one side only: "Russia completes its part of the bridge")."""
-    counts = sum((unit.act_hits for unit in evidence if unit is not title), title.act_hits.copy() if title else Counter())
+    counts = sum((unit.act_hits for unit in evidence if unit is not headline), headline.act_hits.copy() if headline else Counter())
     return sorted(counts, key=lambda act: (-counts[act], ACTS.index(act)))
 
 
@@ -456,13 +457,15 @@ def _generic_tier(mention: Mention, context: list[PhraseHit[str]], text: str) ->
     return None
 
 
-def _article_level(evidence: list[_Sentence], title: _Sentence | None) -> Level:
+def _article_level(evidence: list[_Sentence], headline: _Sentence | None) -> Level:
     """The level of the article: who leads across its evidence, else its best sentence's parties."""
     if _named_on_both_sides(evidence, "company"):
         # Gazprom and CNPC sign while the presidents look on: the companies lead.
         return "corporate"
-    headline = title is not None and (title.context["border_crossings"] or any(p.top_office for p in title.parties))
-    if headline or _named_on_both_sides(evidence, "national"):
+    said_in_headline = headline is not None and (
+        headline.context["border_crossings"] or any(party.top_office for party in headline.parties)
+    )
+    if said_in_headline or _named_on_both_sides(evidence, "national"):
         # A ministry, agency or state bank on each side acts for its state, whatever regions
         # the corridor or plant they discuss lies in. A head of state or government in the
         # headline is its actor: launching the units, opening the year, visiting the campus.
