@@ -72,7 +72,7 @@ from sqlalchemy import Engine
 
 from pipeline.db import UTCDateTime, advisory_lock, insert_missing, make_engine
 from pipeline.errors import MessageError, SinkError
-from pipeline.messages import Alert, Classified, Figure, Outlet, decode, encode, utc_now
+from pipeline.messages import Alert, Classified, Entity, Figure, Outlet, decode, encode, utc_now
 from pipeline.migrations import upgrade_database
 from pipeline.settings import StorySettings
 from pipeline.stages import Stage, StageContext
@@ -222,14 +222,15 @@ def regions_of(result: Classified, gazetteer: Gazetteer) -> list[str]:
     uses as shorthand for its state and as the venue of every state visit, unless it is named
     with an institution of its own ("the Moscow Zoo"; a capital's own government is a party,
     through the classifier)."""
-    dateline_start, dateline_end = dateline_span(result.article.text, result.article.title)
     text = result.article.text
-    mentioned = [
-        entity.canonical_id for entity in result.entities
-        if entity.canonical_id and not dateline_start <= entity.start < dateline_end
-        and not (_stands_for_state(entity.canonical_id, gazetteer) and not names_city_body(text, entity.start, entity.end))
-        and not is_venue(text, entity.start, entity.end)
-    ]
+    dateline_start, dateline_end = dateline_span(text, result.article.title)
+
+    def takes_part(entity: Entity) -> bool:
+        if dateline_start <= entity.start < dateline_end or is_venue(text, entity.start, entity.end):
+            return False
+        return not _stands_for_state(entity.canonical_id, gazetteer) or names_city_body(text, entity.start, entity.end)
+
+    mentioned = [entity.canonical_id for entity in result.entities if entity.canonical_id and takes_part(entity)]
     found: list[str] = []
     for candidate in [*result.classification.russian_parties, *result.classification.chinese_parties, *mentioned]:
         region = _region(candidate, gazetteer)
@@ -304,8 +305,8 @@ def event_similarity(article: EventFacts, story: EventFacts, weight: Callable[[s
     :data:`SHARED_MONEY_BONUS`; the sectors add up to :data:`SECTOR_WEIGHT` by their
     Jaccard similarity, and when they have no sector in common, they are two deals of the
     same parties: 0 (not a sector each names most: one report of a transshipment terminal
-    counts its trade, another its energy cargo). When all they share is heads of state and capitals
-    (the two leaders in a capital, which every event of a summit names), only what each
+    counts its trade, another its energy cargo). When all they share is heads of state and
+    capitals (the two leaders in a capital, which every event of a summit names), only what each
     report is about can tell one of the summit's events from another: 0 unless both have
     sectors to compare.
     """
