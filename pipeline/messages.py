@@ -39,6 +39,14 @@ SECTORS: tuple[str, ...] = (
     "digital", "legal_parliamentary",
 )
 Sector = Literal[SECTORS]  # type: ignore[valid-type]
+# What a reader sees of each sector.
+SECTOR_LABELS: dict[str, str] = {
+    "trade": "trade", "investment": "investment", "energy": "energy", "transport_logistics": "transport and logistics",
+    "agriculture": "agriculture", "forestry_timber": "forestry and timber", "industry": "industry", "tourism": "tourism",
+    "education": "education", "science_space": "science and space", "culture_humanitarian": "culture and people-to-people ties",
+    "health": "health", "environment": "environment", "finance_payments": "finance and payments", "defence": "defence",
+    "digital": "digital economy", "legal_parliamentary": "law and parliaments",
+}
 Country = Literal["RU", "CN"]
 
 

@@ -26,7 +26,7 @@ from feedgen.feed import FeedGenerator
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Engine
 
-from pipeline.messages import Alert, utc_now
+from pipeline.messages import SECTOR_LABELS, Alert, utc_now
 from pipeline.sink import SinkContext
 from pipeline.subscriptions import Subscription, SubscriptionsWatcher, subscriptions_path
 from sinks.alert_feed import StoredAlertsSink, write_atomically, xml_text
@@ -96,7 +96,8 @@ def story_text(story: Alert) -> str:
         f"Russian side: {_named(story, story.russian_parties)}",
         f"Chinese side: {_named(story, story.chinese_parties)}",
         f"Regions: {_named(story, story.regions)}",
-        f"Sectors: {', '.join(story.sectors) or '-'}; level: {story.level or 'unknown'}; score: {story.score:.2f}",
+        f"Sectors: {', '.join(SECTOR_LABELS.get(sector, sector) for sector in story.sectors) or '-'}; level: {story.level or 'unknown'}; "
+        f"score: {story.score:.2f}",
         f"Figures: {figures}",
     ]
     if story.evidence:
@@ -106,6 +107,24 @@ def story_text(story: Alert) -> str:
         for outlet in story.outlets
     )]
     return "\n".join(lines)
+
+
+def feed_title(options: FeedsOptions, subscription: Subscription, stories: Sequence[Alert]) -> str:
+    """What the feed is: its subscription and what that filters, with the names of places the
+    stories give ("Amur: partners — Primorsky Krai × Heilongjiang; energy")."""
+    names = {entry_id: name for story in stories for entry_id, name in story.names.items()}
+    filters = subscription.filters
+    parts = [
+        " or ".join(f"{names.get(russian, russian)} × {names.get(chinese, chinese)}" for russian, chinese in filters.pairs),
+        " or ".join(names.get(region, region) for region in filters.regions),
+        ", ".join(SECTOR_LABELS.get(sector, sector) for sector in filters.sectors),
+        ", ".join(f"{level} level" for level in filters.levels),
+        ", ".join(f"in {language}" for language in filters.languages),
+        ", ".join(f"from {source}" for source in filters.sources),
+        ", ".join(f'"{keyword}"' for keyword in filters.keywords),
+    ]
+    described = "; ".join(part for part in parts if part)
+    return f"{options.title}: {subscription.name}" + (f" — {described}" if described else "")
 
 
 def _self_url(options: FeedsOptions, subscription: Subscription, suffix: str) -> str | None:
@@ -121,7 +140,7 @@ def atom_feed(
     not under ``options.base_url``."""
     feed = FeedGenerator()
     feed.id(f"urn:amur:subscription:{subscription.name}")
-    feed.title(f"{options.title}: {subscription.name}")
+    feed.title(xml_text(feed_title(options, subscription, stories)))
     feed.author(name=options.author)
     self_url = self_url or _self_url(options, subscription, "atom")
     feed.link(href=self_url or f"urn:amur:subscription:{subscription.name}", rel="self")
@@ -136,7 +155,7 @@ def atom_feed(
         entry.summary(xml_text(story.summary))
         entry.content(xml_text(story_text(story)), type="text")
         for sector in story.sectors:
-            entry.category(term=xml_text(sector), scheme="urn:amur:sector")
+            entry.category(term=sector, label=SECTOR_LABELS.get(sector, sector), scheme="urn:amur:sector")
         for region in story.regions:
             entry.category(term=region, label=xml_text(story.names.get(region, region)), scheme="urn:amur:region")
     return feed.atom_str(pretty=True)
@@ -149,7 +168,7 @@ def json_feed(
     where it is served, if not under ``options.base_url``."""
     document = {
         "version": JSON_FEED_VERSION,
-        "title": f"{options.title}: {subscription.name}",
+        "title": feed_title(options, subscription, stories),
         "authors": [{"name": options.author}],
         "items": [_json_item(story) for story in stories],
     }

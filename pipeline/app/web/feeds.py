@@ -30,19 +30,28 @@ Context = Annotated[WebContext, Depends(context_of)]
 ATOM = "application/atom+xml; charset=utf-8"
 JSON_FEED = "application/feed+json; charset=utf-8"
 # /feeds/filter.* is the ad-hoc feed, so no subscription can be served by that name. Its
-# selection is the query's StoryFilter; this subscription only names the feed.
-ADHOC = Subscription(name="filter", filters=Filters(), channels=[])
+# selection is the query's StoryFilter; the subscription made of it (:func:`_adhoc`) only
+# names and describes the feed.
+ADHOC = "filter"
 MOST_SCANNED = 2_000  # stories a subscription's keyword filters are checked against
 
 
 @router.get("/filter.atom", summary="An Atom feed of any filter", response_class=Response)
 def filter_atom(request: Request, context: Context, filters: Annotated[StoryFilter, Query()]) -> Response:
-    return _feed(request, context, ADHOC, filters, atom_feed, ATOM)
+    return _feed(request, context, _adhoc(filters), filters, atom_feed, ATOM)
 
 
 @router.get("/filter.json", summary="A JSON Feed 1.1 of any filter", response_class=Response)
 def filter_json(request: Request, context: Context, filters: Annotated[StoryFilter, Query()]) -> Response:
-    return _feed(request, context, ADHOC, filters, json_feed_bytes, JSON_FEED)
+    return _feed(request, context, _adhoc(filters), filters, json_feed_bytes, JSON_FEED)
+
+
+def _adhoc(query: StoryFilter) -> Subscription:
+    """The ad-hoc feed as a subscription of the query's filters, for its title."""
+    return Subscription(name=ADHOC, channels=[], filters=Filters(
+        regions=query.region, pairs=[tuple(pair.split(":")) for pair in query.pair], sectors=query.sector,
+        levels=query.level, languages=query.language, sources=query.source,
+    ))
 
 
 @router.get("/{name}.atom", summary="A subscription's Atom feed", response_class=Response, responses={404: {}})

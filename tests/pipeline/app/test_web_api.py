@@ -213,6 +213,9 @@ def test_the_filtered_atom_feed_parses_and_holds_only_matching_stories(served):
     assert not parsed.bozo, parsed.bozo_exception
     assert {entry.link for entry in parsed.entries} == {STORIES["power"].url, STORIES["script"].url}
     assert parsed.feed.links[0].href.endswith("/feeds/filter.atom?region=RU-PRI&sector=energy")
+    # The title says what the feed filters, by the names the stories give; categories carry labels.
+    assert parsed.feed.title == "Amur: filter — Primorsky Krai; energy"
+    assert {(tag.term, tag.label) for tag in parsed.entries[0].tags if tag.scheme == "urn:amur:sector"} >= {("energy", "energy")}
     assert served.get("/feeds/filter.json?region=RU-PRI&sector=energy").json()["items"][0]["url"] == STORIES["script"].url
     assert served.get("/feeds/filter.atom?sector=Energy!").status_code == 422
 
