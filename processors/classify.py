@@ -19,9 +19,9 @@ from __future__ import annotations
 
 import math
 import re
-from bisect import bisect_left
+from bisect import bisect_left, bisect_right
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -295,11 +295,11 @@ class RulesClassifier:
         mentions = list(passage.mentions)
         # A country named inside a multilateral body's or programme's name ("the China-Mongolia-
         # Russia corridor", "中蒙俄") is not a party: the body is.
-        multilateral = [(hit.start, hit.end) for hit in context if hit.value == "multilateral"]
-        mentions = [m for m in mentions if not any(start <= m.start and m.end <= end for start, end in multilateral)]
+        multilateral = _Spans((hit.start, hit.end) for hit in context if hit.value == "multilateral")
+        mentions = [m for m in mentions if not multilateral.holds(m.start, m.end)]
         # A name is not a topic: the Export-Import Bank of China lends, it does not trade.
-        names = [(m.start, m.end) for m in mentions if m.kind in ("company", "institution")]
-        sectors = [hit for hit in sectors if not any(start <= hit.start < end for start, end in names)]
+        names = _Spans((m.start, m.end) for m in mentions if m.kind in ("company", "institution"))
+        sectors = [hit for hit in sectors if not names.holds(hit.start, hit.start + 1)]
         units = []
         for start, end in spans:
             text = passage.text[start:end].strip()
@@ -437,6 +437,18 @@ def _acts_of(evidence: list[_Sentence], headline: _Sentence | None) -> list[str]
     first (the headline's even when it names one side only: "Russia completes its part of the bridge")."""
     counts = sum((unit.act_hits for unit in evidence if unit is not headline), headline.act_hits.copy() if headline else Counter())
     return sorted(counts, key=lambda act: (-counts[act], ACTS.index(act)))
+
+
+class _Spans:
+    """Non-overlapping character spans (phrase matches), asked whether one holds a given span."""
+
+    def __init__(self, spans: Iterable[tuple[int, int]]):
+        self._spans = sorted(spans)
+        self._starts = [start for start, _ in self._spans]
+
+    def holds(self, start: int, end: int) -> bool:
+        index = bisect_right(self._starts, start) - 1
+        return index >= 0 and end <= self._spans[index][1]
 
 
 def _within(hits: list, start: int, end: int) -> list:

@@ -180,26 +180,11 @@ def simplified_chinese(text: str) -> str:
 
 
 def chinese_short_names(name: str) -> set[str]:
-    """``name``, for a province's or city's full name its short name (at least two
-    characters), and the pinyin of the shorter, as English text writes it without tones (哈尔滨 →
-    haerbin, 黑龙江 → heilongjiang; a tone-marked "Hēilóngjiāng" reads the same, since the
-    gazetteer folds accents away)."""
-    short = name
+    """``name`` and, for a province's or city's full name, its short name (at least two characters)."""
     for suffix in CHINESE_SUFFIXES:
         if name.endswith(suffix) and len(name) - len(suffix) >= 2:
-            short = name.removesuffix(suffix)
-            break
-    pinyin = _pinyin(short)
-    return {name, short} | ({pinyin} if pinyin else set())
-
-
-def _pinyin(name: str) -> str | None:
-    """The toneless pinyin of a name of two Han characters or more, as one word."""
-    if len(name) < 2 or not all(HAN.fullmatch(char) for char in name):
-        return None
-    from pypinyin import lazy_pinyin  # its dictionary loads on first use
-
-    return "".join(lazy_pinyin(name))
+            return {name, name.removesuffix(suffix)}
+    return {name}
 
 
 # --- Russian case forms ---------------------------------------------------------------------
