@@ -3,8 +3,9 @@
 import pytest
 
 from pipeline import registry as registry_module
+from pipeline.config_check import check_config
 from pipeline.errors import ConfigError
-from pipeline.settings import check_config, load_sources
+from pipeline.settings import load_sources
 
 
 @pytest.mark.parametrize("nested", ["[" * 5_000 + "]" * 5_000, "a:\n" + "".join(" " * n + f"k{n}:\n" for n in range(1, 3_000))])
