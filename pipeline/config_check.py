@@ -19,43 +19,40 @@ def check_config(path: Path | str = DEFAULT_CONFIG_PATH) -> list[ConfigProblem]:
     ``subscriptions`` key) is checked alone.
     """
     path = Path(path)
-    problems: list[ConfigProblem] = []
     try:
         raw = read_yaml(path)
     except ConfigError as exc:
         return exc.problems
     if isinstance(raw, dict) and "sources" in raw:
-        try:
-            load_sources(path)
-        except ConfigError as exc:
-            problems.extend(exc.problems)
-        return problems
+        return _source_problems(path)
     if isinstance(raw, dict) and "subscriptions" in raw:
-        try:
-            problems.extend(secret_problems(path, load_subscriptions(path, AmurSettings()), os.environ))
-        except ConfigError as exc:
-            problems.extend(exc.problems)
-        return problems
+        return _subscription_problems(path, AmurSettings())
     try:
         settings = load_settings(path)
-        settings_valid = True
     except ConfigError as exc:
         # The other files are checked all the same, where amur.yaml names them or at their
         # default places: one mistake in amur.yaml hides none of theirs.
-        problems.extend(exc.problems)
-        settings, settings_valid = _naming_files(raw), False
-    sources = sources_path(path, settings)
+        settings = _naming_files(raw)
+        sources = sources_path(path, settings)
+        return [*exc.problems, *(_source_problems(sources) if sources.exists() else []),
+                *_subscription_problems(subscriptions_path(path, settings), settings)]
+    return [*_source_problems(sources_path(path, settings)), *_subscription_problems(subscriptions_path(path, settings), settings)]
+
+
+def _source_problems(path: Path) -> list[ConfigProblem]:
     try:
-        if settings_valid or sources.exists():
-            load_sources(sources)
+        load_sources(path)
     except ConfigError as exc:
-        problems.extend(exc.problems)
-    subscriptions = subscriptions_path(path, settings)
+        return exc.problems
+    return []
+
+
+def _subscription_problems(path: Path, settings: AmurSettings) -> list[ConfigProblem]:
+    """The subscriptions file's problems, and the webhook secrets the environment lacks."""
     try:
-        problems.extend(secret_problems(subscriptions, load_subscriptions(subscriptions, settings), os.environ))
+        return secret_problems(path, load_subscriptions(path, settings), os.environ)
     except ConfigError as exc:
-        problems.extend(exc.problems)
-    return problems
+        return exc.problems
 
 
 def _naming_files(raw: object) -> AmurSettings:

@@ -34,8 +34,9 @@ from pipeline.settings import problems_from, read_yaml
 from processors.languages import HAN_RANGES
 
 Kind = Literal["country", "federal_subject", "province", "city", "institution", "company"]
-# The kinds that are places within a country.
-PLACE_KINDS: tuple[Kind, ...] = ("federal_subject", "province", "city")
+# The kinds that are places within a country, and of those the regions (federal subjects and provinces).
+REGION_KINDS: tuple[Kind, ...] = ("federal_subject", "province")
+PLACE_KINDS: tuple[Kind, ...] = (*REGION_KINDS, "city")
 
 # A CJK character is a word of its own (Chinese has no spaces); any other run of word
 # characters is one word.
@@ -459,7 +460,7 @@ class _Builder:
     def build(self) -> Gazetteer:
         for entry_id, (path, key, region) in self._located.items():  # every file read: regions may come later
             found = self.entries.get(region)
-            if found is None or found.kind not in ("federal_subject", "province") or found.country != self.entries[entry_id].country:
+            if found is None or found.kind not in REGION_KINDS or found.country != self.entries[entry_id].country:
                 self._problem(path, key, f"{region!r} is no federal subject or province of the institution's country", "name its region's id, e.g. RU-PRI or CN-HL")
         if self.problems:
             raise ConfigError(self.problems)

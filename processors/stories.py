@@ -79,7 +79,7 @@ from pipeline.stages import Stage, StageContext
 from pipeline.topology import Topics
 from pipeline.transport.base import Record, Transport
 from processors.datelines import dateline_span
-from processors.gazetteer import Gazetteer, load_gazetteer
+from processors.gazetteer import REGION_KINDS, Gazetteer, load_gazetteer
 from processors.gist import gist
 from processors.languages import HAN_RANGES
 from processors.lead import lead
@@ -102,7 +102,6 @@ MAX_EVIDENCE = 3
 MAX_OUTLETS = 50
 MAX_FIGURES = 20
 MAX_TEXT_CHARS = 500
-REGION_KINDS = ("federal_subject", "province")
 # Entity rows are kept per week of article time; a story window of W days reads the
 # buckets that [t - W, t + W] touches (5 for the default two weeks' window).
 BUCKET_DAYS = 7
@@ -525,6 +524,8 @@ class StoryIndex:
                 stories.c.created_at,
             ).where(stories.c.id.in_(sorted(candidate_ids)), stories.c.merged_into.is_(None), *in_window)
         ).mappings().all() if candidate_ids else []
+        lead_act = result.classification.acts[:1]
+        singular_act = lead_act if lead_act and lead_act[0] in SINGULAR_ACTS else None
         matched = []
         for candidate in candidates:
             stored = MinHash(num_perm=NUM_PERM, hashvalues=candidate["signature"], scheme=MINHASH_SCHEME)
@@ -540,8 +541,7 @@ class StoryIndex:
             # languages, where no text can be compared, they do.
             across = result.article.language != candidate["alert"].get("language")
             story_facts = EventFacts.of_story(candidate["entities"], candidate["alert"])
-            lead_act = result.classification.acts[:1]
-            same_act = bool(lead_act) and lead_act[0] in SINGULAR_ACTS and lead_act == candidate["alert"].get("acts", [])[:1]
+            same_act = singular_act is not None and singular_act == candidate["alert"].get("acts", [])[:1]
             same_subject = across or same_act or title >= settings.title_threshold or bool(facts.money & story_facts.money)
             event = event_similarity(facts, story_facts, self.entity_weight) if same_subject else 0.0
             matches = (

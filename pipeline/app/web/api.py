@@ -18,6 +18,7 @@ from pydantic import AwareDatetime, BaseModel, Field
 
 from pipeline.app.web.context import WebContext, context_of
 from pipeline.app.web.queries import (
+    ID_PATTERN,
     CursorError,
     StoryFilter,
     find_stories,
@@ -45,7 +46,7 @@ class PairsQuery(StoryFilter):
     limit: int = Field(100, ge=1, le=1_000, description="The busiest pairs to return")
 
 
-Id = Annotated[str, Path(pattern=r"^[0-9a-f]{32}$", description="32 hex digits")]
+Id = Annotated[str, Path(pattern=ID_PATTERN, description="32 hex digits")]
 
 
 class Story(Alert):

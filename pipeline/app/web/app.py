@@ -261,10 +261,15 @@ def _operations(application: FastAPI, context: WebContext, registry: CollectorRe
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
 
+def _answers_json(request: Request) -> bool:
+    """Whether the request is the API's or a feed's, whose errors are JSON (the dashboard's are pages)."""
+    return request.url.path.startswith(("/api/", "/feeds/"))
+
+
 def _query_cancelled(request: Request, exc: QueryCancelled) -> Response:
     """503 for a query past its deadline (a client that left reads nothing)."""
     message = f"the query took longer than {QUERY_SECONDS:.0f} s; narrow the filter and try again"
-    if request.url.path.startswith(("/api/", "/feeds/")):
+    if _answers_json(request):
         return JSONResponse({"detail": message}, status_code=503)
     context: WebContext = request.app.state.amur
     return context.templates.TemplateResponse(request, "error.html", {"title": "Too slow", "message": message}, status_code=503)
@@ -272,7 +277,7 @@ def _query_cancelled(request: Request, exc: QueryCancelled) -> Response:
 
 def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
     """The API's and the feeds' errors as JSON; the dashboard's as a page a reader can read."""
-    if request.url.path.startswith(("/api/", "/feeds/")) or request.url.path in OPEN_PATHS:
+    if _answers_json(request) or request.url.path in OPEN_PATHS:
         return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
     context: WebContext = request.app.state.amur
     title = "Not found" if exc.status_code == 404 else "Error"
@@ -288,7 +293,7 @@ def _invalid_parameter(request: Request, exc: RequestValidationError) -> Respons
         for error in exc.errors()
     ]
     message = "; ".join(f"{error['parameter']}: {error['message']}" for error in errors)
-    if request.url.path.startswith(("/api/", "/feeds/")):
+    if _answers_json(request):
         return JSONResponse({"detail": f"invalid parameter {message}", "errors": errors}, status_code=422)
     context: WebContext = request.app.state.amur
     return context.templates.TemplateResponse(

@@ -21,7 +21,7 @@ from fastapi.responses import Response
 from pipeline.app.web.context import WebContext, context_of
 from pipeline.app.web.queries import StoryFilter, find_stories
 from pipeline.messages import Alert
-from pipeline.subscriptions import Filters, Subscription
+from pipeline.subscriptions import Subscription
 from sinks.subscription_feeds import FeedsOptions, atom_feed, json_feed_bytes
 
 router = APIRouter(prefix="/feeds", tags=["feeds"])
@@ -48,10 +48,7 @@ def filter_json(request: Request, context: Context, filters: Annotated[StoryFilt
 
 def _adhoc(query: StoryFilter) -> Subscription:
     """The ad-hoc feed as a subscription of the query's filters, for its title."""
-    return Subscription(name=ADHOC, channels=[], filters=Filters(
-        regions=query.region, pairs=[tuple(pair.split(":")) for pair in query.pair], sectors=query.sector,
-        levels=query.level, languages=query.language, sources=query.source,
-    ))
+    return Subscription(name=ADHOC, channels=[], filters=query.as_filters())
 
 
 @router.get("/{name}.atom", summary="A subscription's Atom feed", response_class=Response, responses={404: {}})

@@ -22,6 +22,7 @@ from pydantic import ValidationError
 from pipeline.app.sources import source_health
 from pipeline.app.web.context import WebContext, context_of
 from pipeline.app.web.queries import (
+    ID_PATTERN,
     CursorError,
     PairCount,
     StoryFilter,
@@ -106,7 +107,7 @@ def passages(text: str, evidence: Sequence[str]) -> list[Passage]:
     return runs
 
 
-STORY_ID = re.compile(r"[0-9a-f]{32}")
+STORY_ID = re.compile(ID_PATTERN)
 
 
 @router.get("/stories/{story_id}", response_class=HTMLResponse, response_model=None)

@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from pipeline.messages import Alert, Level, Sector
 from pipeline.settings import SourceName
-from pipeline.subscriptions import Region, Subscription
+from pipeline.subscriptions import Filters, Region, Subscription
 from sinks.alert_feed import alert_tags, alert_versions, alerts, story_redirects
 from sinks.records import articles
 
@@ -36,6 +36,8 @@ __all__ = [
 
 Pair = Annotated[str, Field(pattern=r"^RU-[A-Z]{2,3}:CN-[A-Z]{2}$", examples=["RU-PRI:CN-HL"])]
 Language = Annotated[str, Field(pattern=r"^[a-z]{2,3}$", examples=["ru"])]
+# A story's (and an article's) id: 32 hex digits.
+ID_PATTERN = r"^[0-9a-f]{32}$"
 # Bounds on what one request may ask, so that none can burn minutes of the server's time: a
 # list filter's values, the days a range may name, the weeks a timeline draws.
 MAX_FILTER_VALUES = 100
@@ -79,6 +81,13 @@ class StoryFilter(BaseModel):
             region=filters.regions, pair=[f"{russian}:{chinese}" for russian, chinese in filters.pairs],
             sector=filters.sectors, level=filters.levels, min_score=filters.min_score,
             language=filters.languages, source=filters.sources,
+        )
+
+    def as_filters(self) -> Filters:
+        """The query as a subscription's filters (the inverse of :meth:`of_subscription`)."""
+        return Filters(
+            regions=self.region, pairs=[tuple(pair.split(":")) for pair in self.pair], sectors=self.sector,
+            levels=self.level, min_score=self.min_score, languages=self.language, sources=self.source,
         )
 
     def conditions(
