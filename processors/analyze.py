@@ -129,7 +129,7 @@ class Analyzer:
                 sentences = sentence_spans(docs[index])
                 entities = merge_entities(docs[index], body.mentions)
                 figures = extract_figures(article.text, sentences, article.language)
-                classification = classifier.classify(title, body, sentences)
+                classification = classifier.classify(title, body, sentences, figures)
             else:
                 entities, figures = gazetteer_entities(body.mentions), []
                 classification = classifier.reject(verdicts[index])

@@ -12,7 +12,7 @@ needs the sentence boundaries the model finds::
 
     classifier = RulesClassifier(load_classifier_config("config/classifier.yaml"), gazetteer)
     reason = classifier.screen(title, body)          # None: worth the model
-    result = classifier.classify(title, body, sentences) if reason is None else classifier.reject(reason)
+    result = classifier.classify(title, body, sentences, figures) if reason is None else classifier.reject(reason)
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from pipeline.errors import ConfigError, ConfigProblem
-from pipeline.messages import SECTORS, Classification, Country, Level
+from pipeline.messages import SECTORS, Classification, Country, Figure, Level
 from pipeline.settings import problems_from, read_yaml
 from processors.datelines import report_opening
 from processors.gazetteer import PLACE_KINDS, Gazetteer, Mention, PhraseHit, PhraseIndex, Tokens, phrase_key, tokenize
@@ -201,6 +201,7 @@ class _Sentence:
     factor: float = 1.0  # below 1 for a pair made of two neighbouring sentences
     score: float = 0.0
     in_title: bool = False  # scored like the body's sentences, never shown as evidence
+    states_sum: bool = False  # states a sum of money
 
     @property
     def is_pair(self) -> bool:
@@ -279,12 +280,18 @@ class RulesClassifier:
 
     # --- the full classification ---
 
-    def classify(self, title: Passage, body: Passage, sentences: Sequence[tuple[int, int]]) -> Classification:
-        """Classify an article whose body is split into ``sentences`` (character spans)."""
+    def classify(
+        self, title: Passage, body: Passage, sentences: Sequence[tuple[int, int]], figures: Sequence[Figure] = (),
+    ) -> Classification:
+        """Classify an article whose body is split into ``sentences`` (character spans), stating
+        ``figures`` (its sums tell which sentences say what a deal is worth)."""
         headline = self._sentences(title, [(0, len(title.text))])
         for unit in headline:
             unit.in_title = True
+        priced = {figure.sentence for figure in figures if figure.kind == "money"}
         units = headline + self._sentences(body, sentences)
+        for unit in units:
+            unit.states_sum = unit.text in priced
         pairs = [unit for unit in units if unit.is_pair] + self._neighbour_pairs(units)
         for unit in pairs:
             unit.score = self._score(unit)
@@ -405,7 +412,10 @@ class RulesClassifier:
         # A topical sentence naming several fields lists the areas agreed ("in trade, tourism,
         # science and culture"): each one counts, though it is named once.
         listed = {s for u in units if u.cue_words("strong", "weak") and len(u.sector_hits) >= rules.list_min_sectors for s in u.sector_hits}
-        chosen = {s for s in in_evidence} | {s for s, hits in elsewhere.items() if hits >= rules.min_hits_elsewhere} | listed
+        # A sentence stating a sum says what a deal is worth and in what field ("the Chinese
+        # side invests 2.6 billion yuan"): its fields count, though named once.
+        priced = {s for u in units if u.states_sum for s in u.sector_hits}
+        chosen = {s for s in in_evidence} | {s for s, hits in elsewhere.items() if hits >= rules.min_hits_elsewhere} | listed | priced
         return sorted(chosen, key=lambda s: (-(in_evidence[s] + elsewhere[s]), SECTORS.index(s)))
 
 

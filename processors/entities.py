@@ -13,6 +13,7 @@ carries the canonical id; the model contributes everything the gazetteer does no
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 import spacy
@@ -107,13 +108,29 @@ def sentence_spans(doc: Doc) -> list[tuple[int, int]]:
     """
     text = doc.text  # rebuilt from the tokens on every access: read it once
     spans = []
-    for sent in doc.sents:
-        start = sent.start_char
-        for line in text[sent.start_char : sent.end_char].split("\n"):
+    for sent_start, sent_end in _joined_at_decimal_points(text, [(sent.start_char, sent.end_char) for sent in doc.sents]):
+        start = sent_start
+        for line in text[sent_start:sent_end].split("\n"):
             if line.strip():
                 spans.append((start, start + len(line)))
             start += len(line) + 1
     return spans
+
+
+# A digit, a full stop and a digit: a decimal point, wherever a sentencizer cut after it.
+_DECIMAL_POINT = re.compile(r"\d\.\d")
+
+
+def _joined_at_decimal_points(text: str, spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """``spans`` with each cut after a decimal point undone: Chinese text puts no space after a
+    full stop, and the sentencizer reads "26.42亿元" as two sentences."""
+    joined: list[tuple[int, int]] = []
+    for start, end in spans:
+        if joined and _DECIMAL_POINT.match(text, joined[-1][1] - 2):
+            joined[-1] = (joined[-1][0], end)
+        else:
+            joined.append((start, end))
+    return joined
 
 
 def gazetteer_entities(mentions: Sequence[Mention]) -> list[Entity]:

@@ -21,10 +21,11 @@ archive groups articles as the live stream would have. A story is found in two w
    :data:`MAX_ENTITY_POSTINGS` stories near it name finds none); it matches when
    :func:`event_similarity` reaches ``stories.event_threshold`` (see there for the weights)
    and, in the story's own language, their headlines share ``stories.title_threshold`` of
-   their words, they state the same sum, or both tell the same singular act (a visit, an
-   opening, a construction milestone: :data:`SINGULAR_ACTS`): the same two regions' grain
-   corridor and bridge freight deal on one day share every name, a sector and many words,
-   but neither a headline nor a sum, and a signing is not singular.
+   their words, they state the same sum, or the act one of them names most is singular (a
+   visit, an opening, a construction milestone: :data:`SINGULAR_ACTS`) and the other names it
+   too: the same two regions' grain corridor and bridge freight deal on one day share every
+   name, a sector and many words, but neither a headline nor a sum, and a signing is not
+   singular.
 
 A match adds the article to the story: its outlet, merged parties, regions, sectors and
 figures, the better evidence, and one more ``version``; no match opens a new story whose
@@ -325,6 +326,11 @@ def event_similarity(article: EventFacts, story: EventFacts, weight: Callable[[s
     return similarity
 
 
+def _tell_one_singular_act(first: Sequence[str], second: Sequence[str]) -> bool:
+    """Whether the act one names most is singular and the other names it too."""
+    return any(acts[:1] and acts[0] in SINGULAR_ACTS and acts[0] in other for acts, other in ((first, second), (second, first)))
+
+
 def bucket(moment: datetime) -> int:
     return int(moment.timestamp() // (BUCKET_DAYS * 86_400))
 
@@ -524,8 +530,7 @@ class StoryIndex:
                 stories.c.created_at,
             ).where(stories.c.id.in_(sorted(candidate_ids)), stories.c.merged_into.is_(None), *in_window)
         ).mappings().all() if candidate_ids else []
-        lead_act = result.classification.acts[:1]
-        singular_act = lead_act if lead_act and lead_act[0] in SINGULAR_ACTS else None
+        article_acts = result.classification.acts
         matched = []
         for candidate in candidates:
             stored = MinHash(num_perm=NUM_PERM, hashvalues=candidate["signature"], scheme=MINHASH_SCHEME)
@@ -541,7 +546,7 @@ class StoryIndex:
             # languages, where no text can be compared, they do.
             across = result.article.language != candidate["alert"].get("language")
             story_facts = EventFacts.of_story(candidate["entities"], candidate["alert"])
-            same_act = singular_act is not None and singular_act == candidate["alert"].get("acts", [])[:1]
+            same_act = _tell_one_singular_act(article_acts, candidate["alert"].get("acts", []))
             same_subject = across or same_act or title >= settings.title_threshold or bool(facts.money & story_facts.money)
             event = event_similarity(facts, story_facts, self.entity_weight) if same_subject else 0.0
             matches = (

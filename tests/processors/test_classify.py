@@ -103,6 +103,24 @@ def test_a_quote_gives_no_sector(classify_text):
     assert "science_space" not in result.sectors
 
 
+
+def test_important_is_no_import(classify_text):
+    result = classify_text(
+        "Amur Oblast and Heilongjiang signed an agreement on a new grain terminal in Blagoveshchensk. "
+        "More importantly, the terminal is an important step for the farmers of both regions.")
+    assert result.is_cooperation and "trade" not in result.sectors, result.sectors
+
+
+def test_the_field_of_a_sentence_stating_a_sum_counts(analyzer):
+    """The evidence names the bridge; a later sentence says what the Chinese side invests in it."""
+    result = analyzer.analyze_text(
+        "Heilongjiang and the Jewish Autonomous Region started building a railway bridge across the Amur on Monday. "
+        "The Chinese side will invest 2.6 billion yuan in its half of the crossing.",
+        title="Work starts on a railway bridge across the Amur",
+    )
+    assert result.classification.is_cooperation
+    assert {"transport_logistics", "investment"} <= set(result.classification.sectors), result.classification.sectors
+
 def test_a_quarrel_over_old_place_names_is_no_cooperation(classify_text):
     result = classify_text(
         "Russian nationalists protested after Chinese maps showed Vladivostok under its old Chinese name Haishenwai. "

@@ -43,6 +43,14 @@ def test_sentences_never_span_a_line_break():
     ]
 
 
+
+def test_a_decimal_point_in_chinese_ends_no_sentence():
+    nlp = spacy.blank("zh")
+    nlp.add_pipe("sentencizer")
+    text = "中方投资约26.42亿元人民币,工期两年半。大桥明年通车。"
+    spans = sentence_spans(nlp(text))
+    assert [text[start:end] for start, end in spans] == ["中方投资约26.42亿元人民币,工期两年半。", "大桥明年通车。"]
+
 def test_gazetteer_mentions_win_over_overlapping_model_entities(gazetteer):
     nlp = spacy.blank("en")
     text = "Governor Vasily Orlov of the Amur Region visited Harbin on Monday."

@@ -311,6 +311,22 @@ def test_in_one_language_reports_of_one_visit_join_and_two_signings_stay_apart(i
     assert len({first.id, third.id, fourth.id}) == 3
 
 
+
+def test_in_one_language_a_report_naming_the_other_s_singular_act_second_joins_it(index):
+    """One report leads with the opening of a route, another with the first cargo over it and
+    names the opening after: one event. A shipment alone is no singular act, so a later cargo
+    that opens nothing stays apart."""
+    opening = _in_english("https://a.example/route", "Amur Oblast opened its market to Heilongjiang buyers via Blagoveshchensk.",
+                          "Amur Oblast opens a route to Heilongjiang", ["opened"])
+    first_cargo = _in_english("https://b.example/cargo", "The first Amur Oblast cargo left Blagoveshchensk for Heilongjiang after the route opened.",
+                              "First cargo crosses from Blagoveshchensk", ["shipment", "opened"])
+    later_cargo = _in_english("https://c.example/cargo", "Heilongjiang buyers took a second consignment from Amur Oblast via Blagoveshchensk.",
+                              "A second consignment reaches its buyers", ["shipment"])
+    first, second, third = stories_of(index, [opening, first_cargo, later_cargo])
+    assert first.id == second.id and second.version == 2
+    assert third.id != first.id
+
+
 # --- merging: a report that shows two open stories are one event ------------------------------
 
 def _reporting(language: str, url: str, text: str, *names: tuple[str, str, str], title: str) -> Classified:
