@@ -1,4 +1,4 @@
-"""Polling 1,000 feeds, 90% of which answer 304, and seen-store lookups at 10k, 100k and 1M URLs.
+"""Polling 1,000 feeds, 90% of which answer 304, and the seen store at 10k to 5M URLs.
 
 Feeds: a web server in its own process serves ``--feeds`` RSS feeds of 20 items each on
 127.0.0.1, with an ETag per feed version. The connectors role's own runner polls every feed
@@ -7,13 +7,15 @@ of the feeds has changed (a new version with one new item, whose small page is f
 the rest answer 304, after a round 0 in which all of them answer 304. Printed per round: feeds/min, CPU seconds of the polling process per
 1,000 polls, and how many feed bodies were parsed (there must be none on the 304 path).
 
-Seen store: the table filled with N URLs (10k, 100k, 1M), then the time of one listing's
-lookup (50 ids, half of them known) and of marking them as still listed, as each poll does.
+Seen store: the table filled with N URLs (``--sizes``), then the time of one listing's
+lookup (50 ids, half of them known) and of marking them as still listed, as each poll does,
+and of one health read (every source's item tallies and silence, as ``/metrics`` and
+``amur sources`` read them). SQLite always, PostgreSQL beside it with ``--postgres-url``.
 
-    .venv/bin/python -m benchmarks.bench_connectors [--feeds 1000] [--rounds 3] [--sizes 10000,100000,1000000] [--database-url URL]
+    .venv/bin/python -m benchmarks.bench_connectors [--feeds 1000] [--rounds 3]
+        [--sizes 10000,100000,1000000,5000000] [--postgres-url URL] [--seen-store-only]
 
-``--database-url`` must name an empty database for the seen-store part (default: a SQLite
-file in a temporary directory). Prints; asserts nothing.
+``--postgres-url`` must name an empty database: the benchmark fills it. Prints; asserts nothing.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import random
 import statistics
 import tempfile
 import time
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -35,17 +38,18 @@ import sqlalchemy as sa
 import connectors.feed
 from connectors.feed import FeedConnector
 from connectors.fetch import Fetcher
-from pipeline.db import make_engine
+from pipeline.db import accumulate, make_engine
 from pipeline.messages import article_id, utc_now
 from pipeline.polling import ConnectorRunner
 from pipeline.settings import ConnectorSettings, FetchSettings, SourceConfig
-from pipeline.state import EMITTED, StateStore, seen_articles
+from pipeline.state import EMITTED, StateStore, seen_articles, source_item_counts
 from pipeline.topology import Topics
 from pipeline.transport.embedded import EmbeddedTransport
 
 ITEMS_PER_FEED = 20
 CHANGED_SHARE = 0.1
 LISTING = 50
+SOURCES = 50  # the seen URLs are spread over this many sources
 PAGE = (
     "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{title}</title></head><body><article>"
     "<h1>{title}</h1><p>The river port opened a second grain terminal this week, doubling the tonnage it can load "
@@ -167,43 +171,69 @@ def poll_round(runner: ConnectorRunner, parses: list[int]) -> dict[str, float]:
     }
 
 
-def bench_seen_store(sizes: list[int], database_url: str | None) -> None:
-    with tempfile.TemporaryDirectory() as scratch:
-        engine = make_engine(database_url or f"sqlite:///{Path(scratch) / 'seen.sqlite'}")
-        store = StateStore(engine, retention=timedelta(days=90))
+def bench_seen_store(sizes: list[int], database_urls: dict[str, str]) -> None:
+    """Each database filled to each size in turn, its figures printed side by side."""
+    stores = {}
+    for name, url in database_urls.items():
+        store = StateStore(make_engine(url), retention=timedelta(days=90))
         store.setup()
-        print(f"\nseen store on {engine.dialect.name}: one listing of {LISTING} ids, half of them known")
-        print(f"{'URLs stored':>12} {'unseen() ms p50':>16} {'p99':>7} {'mark_listed() ms p50':>21} {'p99':>7}")
-        stored = 0
-        rng = random.Random(11)
-        for size in sizes:
-            stored = fill(engine, stored, size)
-            lookups, marks = [], []
-            for _ in range(200):
-                known = [article_id(f"https://site.example/{rng.randrange(size)}") for _ in range(LISTING // 2)]
-                fresh = [article_id(f"https://elsewhere.example/{rng.random()}") for _ in range(LISTING // 2)]
-                started = time.perf_counter()
-                unseen = store.unseen("source-1", known + fresh)
-                lookups.append(time.perf_counter() - started)
-                started = time.perf_counter()
-                store.mark_listed(known)
-                marks.append(time.perf_counter() - started)
-                assert unseen == set(fresh)
-            print(f"{size:>12,} {ms(lookups, 50):>16.2f} {ms(lookups, 99):>7.2f} {ms(marks, 50):>21.2f} {ms(marks, 99):>7.2f}")
-        engine.dispose()
+        stores[name] = store
+    print(f"\nseen store: one listing of {LISTING} ids, half of them known; health = item tallies and silence of {SOURCES} sources")
+    columns = ("unseen() ms p50", "p99", "mark_listed() p50", "health ms p50")
+    print(f"{'URLs stored':>12} " + " ".join(f"{name + ' ' + column:>{len(name) + len(column) + 1}}" for name in stores for column in columns))
+    stored = dict.fromkeys(stores, 0)
+    for size in sizes:
+        figures = []
+        for name, store in stores.items():
+            stored[name] = fill(store.engine, stored[name], size)
+            figures += [f"{value:>{len(name) + len(column) + 1}.2f}" for value, column in zip(measure(store, size), columns, strict=True)]
+        print(f"{size:>12,} " + " ".join(figures), flush=True)
+    for store in stores.values():
+        store.engine.dispose()
+
+
+def measure(store: StateStore, size: int) -> tuple[float, float, float, float]:
+    """unseen() p50 and p99, mark_listed() p50 and one health read p50, in ms."""
+    rng = random.Random(11)
+    lookups, marks, health = [], [], []
+    for _ in range(200):
+        known = [article_id(f"https://site.example/{rng.randrange(size)}") for _ in range(LISTING // 2)]
+        fresh = [article_id(f"https://elsewhere.example/{rng.random()}") for _ in range(LISTING // 2)]
+        started = time.perf_counter()
+        unseen = store.unseen("source-1", known + fresh)
+        lookups.append(time.perf_counter() - started)
+        started = time.perf_counter()
+        store.mark_listed(known)
+        marks.append(time.perf_counter() - started)
+        assert unseen == set(fresh)
+    for _ in range(20):
+        started = time.perf_counter()
+        store.item_tallies()
+        for number in range(SOURCES):
+            store.silence(f"source-{number}", poll_interval_seconds=600)
+        health.append(time.perf_counter() - started)
+    return ms(lookups, 50), ms(lookups, 99), ms(marks, 50), ms(health, 50)
 
 
 def fill(engine: sa.Engine, stored: int, size: int) -> int:
-    """Add URLs ``stored … size-1`` to the seen store, in bulk."""
+    """Add URLs ``stored … size-1`` to the seen store in bulk, and count them as the store
+    would have; then refresh PostgreSQL's statistics, as autovacuum does on a running server
+    (Amur never analyses SQLite, so neither does the benchmark)."""
     now = utc_now()
     with engine.begin() as connection:
         for start in range(stored, size, 10_000):
             connection.execute(seen_articles.insert(), [
-                {"source": f"source-{number % 50}", "article_id": article_id(f"https://site.example/{number}"),
+                {"source": f"source-{number % SOURCES}", "article_id": article_id(f"https://site.example/{number}"),
                  "url": f"https://site.example/{number}", "status": EMITTED, "attempts": 0,
-                 "first_seen_at": now, "updated_at": now}
+                 "first_seen_at": now - timedelta(minutes=size - number), "updated_at": now}
                 for number in range(start, min(start + 10_000, size))
             ])
+        added = Counter(f"source-{number % SOURCES}" for number in range(stored, size))
+        connection.execute(accumulate(engine, source_item_counts, [
+            {"source": source, "tally": EMITTED, "articles": count, "latest": now} for source, count in sorted(added.items())
+        ], key=["source", "tally"], total="articles", latest="latest"))
+        if engine.dialect.name == "postgresql":
+            connection.execute(sa.text("ANALYZE"))
     return size
 
 
@@ -219,11 +249,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--feeds", type=int, default=1_000)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--sizes", default="10000,100000,1000000")
-    parser.add_argument("--database-url")
+    parser.add_argument("--sizes", default="10000,100000,1000000,5000000")
+    parser.add_argument("--postgres-url", help="an empty PostgreSQL database, measured beside SQLite")
+    parser.add_argument("--seen-store-only", action="store_true", help="skip the feeds")
     args = parser.parse_args()
-    bench_feeds(args.feeds, args.rounds)
-    bench_seen_store([int(size) for size in args.sizes.split(",")], args.database_url)
+    if not args.seen_store_only:
+        bench_feeds(args.feeds, args.rounds)
+    with tempfile.TemporaryDirectory() as scratch:
+        databases = {"sqlite": f"sqlite:///{Path(scratch) / 'seen.sqlite'}"}
+        if args.postgres_url:
+            databases["postgresql"] = args.postgres_url
+        bench_seen_store([int(size) for size in args.sizes.split(",")], databases)
 
 
 if __name__ == "__main__":

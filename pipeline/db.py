@@ -112,6 +112,17 @@ def upsert(
     return statement.on_conflict_do_update(index_elements=key, set_=updates, where=where)
 
 
+def accumulate(engine: Engine, table: Table, rows: list[dict], key: list[str], total: str, latest: str):
+    """An INSERT of ``rows`` into ``table`` that, on a ``key`` conflict, adds the row's ``total``
+    to the stored one and takes its ``latest`` unless that is null: counters kept in one
+    statement, so concurrent writers never lose an increment."""
+    statement = _insert(engine, table).values(rows)
+    return statement.on_conflict_do_update(index_elements=key, set_={
+        total: table.c[total] + statement.excluded[total],
+        latest: sa.func.coalesce(statement.excluded[latest], table.c[latest]),
+    })
+
+
 def insert_missing(engine: Engine, table: Table, rows: list[dict], key: list[str]):
     """An INSERT of ``rows`` into ``table`` that skips the rows whose ``key`` is there already."""
     return _insert(engine, table).values(rows).on_conflict_do_nothing(index_elements=key)

@@ -1,6 +1,6 @@
 """The connectors' durable state, in the SQL database (SQLite by default, PostgreSQL in production).
 
-Two tables, brought to the newest schema revision by :meth:`StateStore.setup`
+Three tables, brought to the newest schema revision by :meth:`StateStore.setup`
 (:mod:`pipeline.migrations`):
 
 ``source_state`` — one row per source: the validators for the next conditional GET
@@ -15,26 +15,33 @@ row failed and why, and when to poll next (the runtime's schedule survives a res
 ``failed``    gave up: a permanent error (404, no text), or ``max_attempts`` reached
 ============  =================================================================
 
-An article is recorded as emitted only by the connector's ``commit``, after the runtime has
-flushed the producer: a crash in between means it is fetched and produced again
-(at-least-once), never lost. Every timestamp is stored and returned as aware UTC.
+An article is recorded as emitted only once the runtime has flushed the producer: a crash
+in between means it is fetched and produced again (at-least-once), never lost. Every
+timestamp is stored and returned as aware UTC.
+
+``source_item_counts`` — how many of each source's articles have each status (emitted ones
+whose page failed apart), changed in the same transaction as the rows they count, so that
+health (:meth:`StateStore.item_tallies`) reads a few rows at any size of the store.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 from sqlalchemy import Engine
 
-from pipeline.db import UTCDateTime, chunked, upsert
+from pipeline.db import UTCDateTime, accumulate, chunked, upsert
 from pipeline.messages import utc_now
 from pipeline.migrations import upgrade_database
 from pipeline.redaction import redact
 
-__all__ = ["MAX_ERROR_CHARS", "SourceState", "StateStore", "metadata", "seen_articles", "source_state"]
+__all__ = [
+    "MAX_ERROR_CHARS", "SourceState", "StateStore", "done_rows", "metadata", "seen_articles", "source_item_counts", "source_state",
+]
 
 MAX_ERROR_CHARS = 2000  # a reason longer than this is cut; it is for people, not parsers
 
@@ -70,6 +77,16 @@ seen_articles = sa.Table(
     sa.Index("ix_seen_articles_article", "article_id", "status"),
     # A source's usual gap (:meth:`StateStore.silence`) reads its newest emissions, not all its URLs.
     sa.Index("ix_seen_articles_source_emissions", "source", "status", "first_seen_at"),
+)
+
+# How many of each source's articles have each tally, kept as the rows change: health reads a
+# handful of rows here instead of counting every seen URL (millions after a year).
+source_item_counts = sa.Table(
+    "source_item_counts", metadata,
+    sa.Column("source", sa.String(64), primary_key=True),
+    sa.Column("tally", sa.String(32), primary_key=True),  # a status, or EMITTED_WITHOUT_PAGE
+    sa.Column("articles", sa.Integer, nullable=False),
+    sa.Column("latest", UTCDateTime),  # when an article last got this tally
 )
 
 EMITTED, RETRYING, FAILED = "emitted", "retrying", "failed"
@@ -215,15 +232,10 @@ class StateStore:
         done: set[str] = set()
         with self.engine.connect() as connection:
             for chunk in chunked(sorted(wanted)):
-                done.update(connection.execute(
-                    sa.select(seen_articles.c.article_id).where(
-                        seen_articles.c.article_id.in_(chunk),
-                        sa.or_(
-                            seen_articles.c.status == EMITTED,
-                            sa.and_(seen_articles.c.source == source, seen_articles.c.status.in_(_DONE)),
-                        ),
-                    )
-                ).scalars())
+                done.update(
+                    article_id for article_id, by_source, status in connection.execute(done_rows(chunk))
+                    if status == EMITTED or by_source == source
+                )
         return wanted - done
 
     def mark_emitted(self, source: str, items: Sequence[tuple[str, str]], page_error: str | None = None) -> None:
@@ -248,6 +260,7 @@ class StateStore:
             ]
             for chunk in chunked(rows):
                 connection.execute(upsert(self.engine, seen_articles, chunk, key=["source", "article_id"]))
+            self._count(connection, [(source, _tally(row)) for row in previous.values()], [(source, _tally(row)) for row in rows], now)
 
     def record_item_failure(
         self, source: str, article_id: str, url: str, error: str, permanent: bool, max_attempts: int = 3,
@@ -271,6 +284,7 @@ class StateStore:
                 "updated_at": now,
             }
             connection.execute(upsert(self.engine, seen_articles, [row], key=["source", "article_id"]))
+            self._count(connection, [(source, _tally(previous))] if previous else [], [(source, _tally(row))], now)
         return status == FAILED
 
     def mark_listed(self, ids: Iterable[str]) -> None:
@@ -294,9 +308,12 @@ class StateStore:
         oldest = utc_now() - self.retention
         last_seen = sa.func.coalesce(seen_articles.c.last_listed_at, seen_articles.c.updated_at)
         with self.engine.begin() as connection:
-            return connection.execute(
+            forgotten = connection.execute(
                 sa.delete(seen_articles).where(seen_articles.c.updated_at < oldest, last_seen < oldest)
-            ).rowcount
+                .returning(seen_articles.c.source, seen_articles.c.status, seen_articles.c.last_error)
+            ).mappings().all()
+            self._count(connection, [(row["source"], _tally(row)) for row in forgotten], [], None)
+        return len(forgotten)
 
     def item_statuses(self, source: str) -> dict[str, str]:
         """``article_id → status`` of every article recorded for ``source`` (operators, tests)."""
@@ -311,17 +328,25 @@ class StateStore:
         yielded, for operators. Emitted articles whose page failed are tallied apart, under
         :data:`EMITTED_WITHOUT_PAGE`."""
         tallies: dict[str, dict[str, ItemTally]] = {}
-        without_page = sa.and_(seen_articles.c.status == EMITTED, seen_articles.c.last_error.is_not(None))
         with self.engine.connect() as connection:
-            rows = connection.execute(
-                sa.select(
-                    seen_articles.c.source, seen_articles.c.status, without_page.label("without_page"),
-                    sa.func.count(), sa.func.max(seen_articles.c.updated_at),
-                ).group_by(seen_articles.c.source, seen_articles.c.status, without_page)
-            ).all()
-        for source, status, page_failed, count, latest in rows:
-            tallies.setdefault(source, {})[EMITTED_WITHOUT_PAGE if page_failed else status] = ItemTally(count, latest)
+            rows = connection.execute(sa.select(source_item_counts).where(source_item_counts.c.articles > 0)).all()
+        for source, tally, count, latest in rows:
+            tallies.setdefault(source, {})[tally] = ItemTally(count, latest)
         return tallies
+
+    def _count(
+        self, connection: sa.Connection, left: Sequence[tuple[str, str]], entered: Sequence[tuple[str, str]], now: datetime | None,
+    ) -> None:
+        """Move the counts of ``source_item_counts``: one article out of each ``(source, tally)``
+        in ``left``, one into each in ``entered`` (whose ``latest`` becomes ``now``)."""
+        changes = Counter(entered)
+        changes.subtract(left)
+        rows = [
+            {"source": source, "tally": tally, "articles": change, "latest": now if (source, tally) in entered else None}
+            for (source, tally), change in sorted(changes.items()) if change or (source, tally) in entered
+        ]
+        for chunk in chunked(rows):
+            connection.execute(accumulate(self.engine, source_item_counts, chunk, key=["source", "tally"], total="articles", latest="latest"))
 
     def silence(self, source: str, poll_interval_seconds: float) -> Silence | None:
         """When ``source`` last had a new article and its usual gap between new articles (the
@@ -348,6 +373,24 @@ class StateStore:
             ).mappings()
             found.update({row["article_id"]: dict(row) for row in rows})
         return found
+
+
+def done_rows(ids: Sequence[str]) -> sa.Select:
+    """The rows of ``ids`` that some source is done with, as ``(article_id, source, status)``.
+
+    Which source matters is decided by the caller: asked in SQL ("emitted, or done by this
+    source"), the OR lets the planner read the second branch from the (source, status) index,
+    every row the source ever emitted, and the lookup grows with the store. This way it is one
+    index lookup per id at any size.
+    """
+    return sa.select(seen_articles.c.article_id, seen_articles.c.source, seen_articles.c.status).where(
+        seen_articles.c.article_id.in_(ids), seen_articles.c.status.in_(_DONE),
+    )
+
+
+def _tally(row: Mapping) -> str:
+    """The tally a seen row counts under: its status, emitted articles whose page failed apart."""
+    return EMITTED_WITHOUT_PAGE if row["status"] == EMITTED and row["last_error"] is not None else row["status"]
 
 
 def _cut(text: str) -> str:

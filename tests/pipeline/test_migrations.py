@@ -3,6 +3,8 @@ existing database forward without losing a row — on SQLite and on PostgreSQL."
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import sqlalchemy as sa
 from alembic import command
 from alembic.autogenerate import compare_metadata
@@ -14,6 +16,7 @@ from pipeline.app.cli import app
 from pipeline.app.dlq import metadata as dlq_metadata
 from pipeline.db import make_engine
 from pipeline.migrations import SCRIPT_LOCATION, current_revision, head_revision, upgrade_database
+from pipeline.state import StateStore
 from pipeline.state import metadata as state_metadata
 from processors.stories import metadata as stories_metadata
 from sinks.alert_feed import metadata as alerts_metadata
@@ -91,6 +94,28 @@ def test_a_database_made_before_migrations_is_brought_forward_with_its_rows(data
     assert again.exit_code == 0 and again.output.strip() == f"database at revision {head_revision()}"
     engine.dispose()
 
+
+
+def test_the_health_counters_start_from_the_seen_rows_already_there(database_url):
+    engine = make_engine(database_url)
+    config = Config()
+    config.set_main_option("script_location", str(SCRIPT_LOCATION))
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "0012")
+        for number, (status, last_error) in enumerate([("emitted", None), ("emitted", None), ("emitted", "HTTP 500"), ("failed", "HTTP 404")]):
+            connection.execute(sa.text(
+                "INSERT INTO seen_articles (source, article_id, url, status, attempts, last_error, first_seen_at, updated_at) "
+                "VALUES ('tass', :id, :url, :status, 1, :error, :moment, :moment)"
+            ), {"id": f"{number:032x}", "url": f"https://tass.example/{number}", "status": status, "error": last_error,
+                "moment": datetime(2024, 5, 1, number, tzinfo=UTC)})
+
+    upgrade_database(engine)
+
+    tallies = StateStore(engine).item_tallies()["tass"]
+    assert {tally: found.count for tally, found in tallies.items()} == {"emitted": 2, "emitted without page": 1, "failed": 1}
+    assert tallies["failed"].latest == datetime(2024, 5, 1, 3, tzinfo=UTC)
+    engine.dispose()
 
 def test_an_unreachable_database_is_a_clear_error(tmp_path):
     config = tmp_path / "amur.yaml"

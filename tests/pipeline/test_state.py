@@ -9,8 +9,9 @@ import sqlalchemy.exc
 
 from pipeline.db import make_engine
 from pipeline.messages import article_id
-from pipeline.state import MAX_ERROR_CHARS, SourceState, StateStore
+from pipeline.state import EMITTED, EMITTED_WITHOUT_PAGE, FAILED, MAX_ERROR_CHARS, SourceState, StateStore, done_rows, seen_articles
 from tests.support.messages import backdate_emissions
+from tests.support.plans import query_plan
 
 NEXT = datetime(2024, 5, 14, 5, 0, 0, 123456, tzinfo=UTC)
 
@@ -119,6 +120,27 @@ def test_new_ids_are_unseen_and_emitted_ones_are_not(store):
     assert store.unseen("other-source", [ferry, school]) == {school}  # emitted once, whoever listed it
     assert store.unseen("valley-courier", []) == set()
 
+
+
+def test_the_seen_lookup_reads_one_index_entry_per_id(store):
+    """Not a timing: the plan, for a listing of 50 ids (the planner weighs a long IN list
+    against other indexes). Each id is looked up in the article index; nothing reads a
+    source's other rows, whose number grows with the store."""
+    emitted_at = datetime(2024, 5, 1, tzinfo=UTC)
+    with store.engine.begin() as connection:
+        connection.execute(seen_articles.insert(), [
+            {"source": f"source-{number % 5}", "article_id": article_id(f"https://courier.example/{number}"),
+             "url": f"https://courier.example/{number}", "status": "emitted", "first_seen_at": emitted_at, "updated_at": emitted_at}
+            for number in range(5_000)
+        ])
+        if connection.dialect.name == "postgresql":
+            connection.execute(sqlalchemy.text("ANALYZE"))  # as autovacuum does; Amur never analyses SQLite
+    listing = ids(*(f"story-{number}" for number in range(50)))
+    with store.engine.begin() as connection:
+        plan = query_plan(connection, done_rows(listing))
+    assert "ix_seen_articles_article" in plan, plan
+    assert "ix_seen_articles_source_emissions" not in plan and "Seq Scan" not in plan, plan
+    assert not any(step.startswith(("SCAN", "MULTI-INDEX OR")) for step in plan.splitlines()), plan
 
 def test_a_failure_stays_the_source_s_own(store):
     [broken] = ids("broken")
@@ -236,3 +258,44 @@ def test_without_a_retention_nothing_is_forgotten(store):
     store.mark_emitted("valley-courier", [(old, "https://courier.example/old")])
     age_rows(store, datetime(2001, 1, 1, tzinfo=UTC))
     assert store.forget_old() == 0 and store.unseen("valley-courier", [old]) == set()
+
+
+def counted_by_scanning(store) -> dict[str, dict[str, int]]:
+    """The tallies as every seen row says them, the slow way."""
+    counts: dict[str, dict[str, int]] = {}
+    with store.engine.connect() as connection:
+        for source, status, last_error in connection.execute(
+            sqlalchemy.select(seen_articles.c.source, seen_articles.c.status, seen_articles.c.last_error)
+        ):
+            tally = EMITTED_WITHOUT_PAGE if status == EMITTED and last_error else status
+            counts.setdefault(source, {}).setdefault(tally, 0)
+            counts[source][tally] += 1
+    return counts
+
+
+def test_health_counts_follow_every_change_of_an_article(database_url):
+    """Health reads counters, not the seen rows: they follow each article from retrying to
+    emitted or failed, a page failure, a source of its own, and the retention's deletions."""
+    store = StateStore(make_engine(database_url), retention=timedelta(days=30))
+    store.setup()
+    ferry, grain, school, museum, clinic = ids("ferry", "grain", "school", "museum", "clinic")
+    store.mark_emitted("valley-courier", [(ferry, "https://courier.example/ferry"), (grain, "https://courier.example/grain")])
+    store.record_item_failure("valley-courier", school, "https://courier.example/school", "HTTP 503", permanent=False)
+    store.record_item_failure("valley-courier", museum, "https://courier.example/museum", "HTTP 503", permanent=False)
+    store.record_item_failure("valley-courier", museum, "https://courier.example/museum", "HTTP 404", permanent=True)
+    store.mark_emitted("valley-courier", [(school, "https://courier.example/school")])  # the retry worked
+    store.mark_emitted("river-wire", [(clinic, "https://wire.example/clinic")], page_error="HTTP 500")
+    store.mark_emitted("valley-courier", [(ferry, "https://courier.example/ferry")])  # emitted twice: one article
+
+    tallies = store.item_tallies()
+    assert {source: {tally: t.count for tally, t in by.items()} for source, by in tallies.items()} == counted_by_scanning(store) == {
+        "valley-courier": {EMITTED: 3, FAILED: 1}, "river-wire": {EMITTED_WITHOUT_PAGE: 1},
+    }
+    assert tallies["valley-courier"][EMITTED].latest >= tallies["valley-courier"][FAILED].latest
+
+    age_rows(store, datetime.now(UTC) - timedelta(days=45))
+    store.mark_listed([grain])  # still listed: kept
+    assert store.forget_old() == 4
+    assert {source: {tally: t.count for tally, t in by.items()} for source, by in store.item_tallies().items()} == {
+        "valley-courier": {EMITTED: 1},
+    } == counted_by_scanning(store)
