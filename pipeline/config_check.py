@@ -5,18 +5,25 @@ must hold included: found before a start, not by it."""
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from pipeline.errors import ConfigError, ConfigProblem
 from pipeline.settings import DEFAULT_CONFIG_PATH, AmurSettings, load_settings, load_sources, read_yaml, sources_path
-from pipeline.subscriptions import load_subscriptions, secret_problems, subscriptions_path
+from pipeline.subscriptions import Vocabulary, load_subscriptions, secret_problems, subscriptions_path
 
 
-def check_config(path: Path | str = DEFAULT_CONFIG_PATH) -> list[ConfigProblem]:
+def check_config(
+    path: Path | str = DEFAULT_CONFIG_PATH, vocabulary: Callable[[AmurSettings], Vocabulary] | None = None,
+) -> list[ConfigProblem]:
     """Every problem of amur.yaml and the sources and subscriptions files it names; empty when all are valid.
 
     A file that is itself a sources or subscriptions file (a top-level ``sources`` or
     ``subscriptions`` key) is checked alone.
+
+    :param vocabulary: the regions and languages that exist, for the settings (the
+        application reads them from the gazetteer): the subscriptions' filters are checked
+        against them too.
     """
     path = Path(path)
     try:
@@ -26,7 +33,7 @@ def check_config(path: Path | str = DEFAULT_CONFIG_PATH) -> list[ConfigProblem]:
     if isinstance(raw, dict) and "sources" in raw:
         return _source_problems(path)
     if isinstance(raw, dict) and "subscriptions" in raw:
-        return _subscription_problems(path, AmurSettings())
+        return _subscription_problems(path, AmurSettings(), vocabulary)
     try:
         settings = load_settings(path)
     except ConfigError as exc:
@@ -35,8 +42,8 @@ def check_config(path: Path | str = DEFAULT_CONFIG_PATH) -> list[ConfigProblem]:
         settings = _naming_files(raw)
         sources = sources_path(path, settings)
         return [*exc.problems, *(_source_problems(sources) if sources.exists() else []),
-                *_subscription_problems(subscriptions_path(path, settings), settings)]
-    return [*_source_problems(sources_path(path, settings)), *_subscription_problems(subscriptions_path(path, settings), settings)]
+                *_subscription_problems(subscriptions_path(path, settings), settings, vocabulary)]
+    return [*_source_problems(sources_path(path, settings)), *_subscription_problems(subscriptions_path(path, settings), settings, vocabulary)]
 
 
 def _source_problems(path: Path) -> list[ConfigProblem]:
@@ -47,10 +54,14 @@ def _source_problems(path: Path) -> list[ConfigProblem]:
     return []
 
 
-def _subscription_problems(path: Path, settings: AmurSettings) -> list[ConfigProblem]:
-    """The subscriptions file's problems, and the webhook secrets the environment lacks."""
+def _subscription_problems(
+    path: Path, settings: AmurSettings, vocabulary: Callable[[AmurSettings], Vocabulary] | None,
+) -> list[ConfigProblem]:
+    """The subscriptions file's problems, the webhook secrets the environment lacks, and the
+    filter values that do not exist."""
     try:
-        return secret_problems(path, load_subscriptions(path, settings), os.environ)
+        known = vocabulary(settings) if vocabulary is not None else None
+        return secret_problems(path, load_subscriptions(path, settings, known), os.environ)
     except ConfigError as exc:
         return exc.problems
 

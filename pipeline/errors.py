@@ -22,7 +22,9 @@ end the program.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import difflib
+import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,6 +51,23 @@ def error_key(error: Mapping[str, Any], whole: str = "(top level)") -> str:
     """The dotted key one pydantic validation error is about (``sinks.0.path``), or ``whole``
     when it is about the value itself: how every error message names the key."""
     return ".".join(str(part) for part in error["loc"]) or whole
+
+
+def nearest(value: str, choices: Iterable[str], limit: int = 3) -> list[str]:
+    """The ``choices`` most like ``value`` (at most ``limit``, best first), ignoring case: what
+    an error about an unknown value offers instead."""
+    by_folded: dict[str, str] = {}
+    for choice in choices:
+        by_folded.setdefault(choice.casefold(), choice)
+    return [by_folded[match] for match in difflib.get_close_matches(value.casefold(), list(by_folded), n=limit, cutoff=0.5)]
+
+
+def allowed_like(error: Mapping[str, Any]) -> list[str]:
+    """For a pydantic error about a value outside a fixed set ("transport" for a sector), the
+    allowed values most like it; empty for any other error."""
+    if error["type"] != "literal_error" or not isinstance(error.get("input"), str):
+        return []
+    return nearest(error["input"], re.findall(r"'([^']*)'", error["ctx"]["expected"]))
 
 
 class ConfigError(AmurError):

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 from collections import Counter
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -26,7 +27,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, IPvAnyNetwork, SecretStr, ValidationError, field_validator, model_validator
 
 from pipeline import registry
-from pipeline.errors import ConfigError, ConfigProblem, error_key
+from pipeline.errors import ConfigError, ConfigProblem, allowed_like, error_key
 
 DEFAULT_CONFIG_PATH = Path("config/amur.yaml")
 
@@ -372,12 +373,19 @@ _MOVED = {
 }
 
 
+def _hint(error: Mapping[str, Any]) -> str:
+    if error["type"] == "string_pattern_mismatch" and any(country in error["ctx"]["pattern"] for country in ("RU-", "CN-")):
+        return "write an ISO 3166-2 id of a federal subject or province, such as RU-PRI or CN-HL"
+    return _HINTS.get(error["type"], "")
+
+
 def problems_from(path: Path, exc: ValidationError, prefix: str = "") -> list[ConfigProblem]:
     """One ConfigProblem per pydantic error, keyed by the dotted path of the offending key."""
     problems = []
     for error in exc.errors():
         key = prefix + error_key(error)
-        hint = _MOVED.get(tuple(error["loc"])) or _HINTS.get(error["type"], "")
+        similar = allowed_like(error)
+        hint = _MOVED.get(tuple(error["loc"])) or (f"did you mean {' or '.join(similar)}?" if similar else _hint(error))
         problems.append(ConfigProblem(str(path), key, error["msg"], hint))
     return problems
 
@@ -398,12 +406,13 @@ def sink_problems(path: Path, settings: AmurSettings) -> list[ConfigProblem]:
     return problems
 
 
-def validate_file(model: type[BaseModel], path: Path, data: Any) -> Any:
-    """``data`` read from ``path`` as a ``model``; every problem is a ConfigProblem of that file."""
+def validate_file(model: type[BaseModel], path: Path, data: Any, context: Mapping[str, Any] | None = None) -> Any:
+    """``data`` read from ``path`` as a ``model`` (its validators given ``context``); every
+    problem is a ConfigProblem of that file."""
     if not isinstance(data, dict):
         raise ConfigError([ConfigProblem(str(path), "(top level)", "expected a mapping of keys to values", "start the file with 'key: value' lines")])
     try:
-        return model.model_validate(data)
+        return model.model_validate(data, context=context)
     except ValidationError as exc:
         raise ConfigError(problems_from(path, exc)) from None
 

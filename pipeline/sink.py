@@ -57,6 +57,7 @@ from pipeline.errors import MessageRejected, SinkError
 from pipeline.messages import Message
 from pipeline.migrations import upgrade_database
 from pipeline.settings import DEFAULT_CONFIG_PATH, AmurSettings
+from pipeline.subscriptions import Vocabulary
 from pipeline.topology import Topics
 from pipeline.transport.base import Transport
 
@@ -79,6 +80,7 @@ class SinkContext:
     config_path: Path = DEFAULT_CONFIG_PATH
     transport: Transport | None = None  # for sinks that write to a topic themselves (dead letters)
     topics: Topics = field(default_factory=Topics)
+    vocabulary: Vocabulary | None = None  # the regions and languages a subscription's filters may name
     _engine: Engine | None = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 

@@ -38,6 +38,7 @@ from pipeline.failpoints import failpoint
 from pipeline.messages import Message, decode
 from pipeline.settings import DEFAULT_CONFIG_PATH, AmurSettings
 from pipeline.sink import Sink, SinkContext
+from pipeline.subscriptions import Vocabulary
 from pipeline.topology import StageSpec, Topics, stage_for
 from pipeline.transport.base import Consumer, Headers, Producer, Record, Transport, next_offsets
 
@@ -63,6 +64,7 @@ class StageContext:
     spec: StageSpec
     group: str
     config_path: Path = DEFAULT_CONFIG_PATH
+    vocabulary: Vocabulary | None = None  # the regions and languages a subscription's filters may name
 
 
 T = TypeVar("T")
@@ -372,7 +374,7 @@ class SinkStage(Stage):
 
     @classmethod
     def build(cls, context: StageContext) -> SinkStage:
-        sink_context = SinkContext(context.settings, context.config_path, context.transport, context.topics)
+        sink_context = SinkContext(context.settings, context.config_path, context.transport, context.topics, context.vocabulary)
         sinks = []
         for config in context.settings.sinks:
             sink_class = registry.sinks.get(config.type)

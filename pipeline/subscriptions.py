@@ -39,18 +39,20 @@ import binascii
 import logging
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, HttpUrl, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, HttpUrl, ValidationInfo, field_validator
+from pydantic_core import PydanticCustomError
 
-from pipeline.errors import ConfigError, ConfigProblem
+from pipeline.errors import ConfigError, ConfigProblem, nearest
 from pipeline.messages import Alert, Level, Sector
 from pipeline.settings import AmurSettings, SourceName, file_stamp, read_yaml, require_unique, validate_file
 
 __all__ = [
-    "DEFAULT_NAME", "FeedChannel", "Filters", "Subscription", "SubscriptionsFile", "SubscriptionsWatcher",
+    "DEFAULT_NAME", "FeedChannel", "Filters", "Subscription", "SubscriptionsFile", "SubscriptionsWatcher", "Vocabulary",
     "WebhookChannel", "load_subscriptions", "secret_problems", "signing_key", "subscriptions_path",
 ]
 
@@ -58,9 +60,53 @@ DEFAULT_NAME = "all"
 
 log = logging.getLogger(__name__)
 
-RussianRegion = Annotated[str, Field(pattern=r"^RU-[A-Z]{2,3}$", examples=["RU-PRI"])]
-ChineseRegion = Annotated[str, Field(pattern=r"^CN-[A-Z]{2}$", examples=["CN-HL"])]
-Region = Annotated[str, Field(pattern=r"^(RU-[A-Z]{2,3}|CN-[A-Z]{2})$", examples=["RU-PRI", "CN-HL"])]
+
+@dataclass(frozen=True)
+class Vocabulary:
+    """The filter values that exist beyond the fixed ones (sectors, levels): the regions a story
+    can name (id → display name) and the languages its articles can be in. The application
+    gives them from the gazetteer and the language detector, which the core does not know."""
+
+    regions: Mapping[str, str]
+    languages: frozenset[str]
+
+    def unknown_region(self, value: str) -> str | None:
+        """Why ``value`` is no region id, with the nearest ids (by id or by name); ``None`` if it is one."""
+        if value in self.regions:
+            return None
+        by_name = {name: region for region, name in self.regions.items()}
+        candidates = dict.fromkeys([*nearest(value, self.regions), *(by_name[name] for name in nearest(value, by_name))])
+        suggestions = ", ".join(f"{region} ({self.regions[region]})" for region in list(candidates)[:3])
+        return f"unknown region {value!r}" + (f"; nearest: {suggestions}" if suggestions else "")
+
+    def unknown_language(self, value: str) -> str | None:
+        """Why ``value`` is no language articles are read in; ``None`` if it is one."""
+        if value in self.languages:
+            return None
+        return f"unknown language {value!r}; stories are in one of {', '.join(sorted(self.languages))}"
+
+
+def _existing_region(value: str, info: ValidationInfo) -> str:
+    """``value``, if the validation's ``vocabulary`` (when given) knows it as a region."""
+    vocabulary: Vocabulary | None = (info.context or {}).get("vocabulary")
+    if vocabulary is not None and (why := vocabulary.unknown_region(value)):
+        raise PydanticCustomError("unknown_region", why)
+    return value
+
+
+def _existing_language(value: str, info: ValidationInfo) -> str:
+    vocabulary: Vocabulary | None = (info.context or {}).get("vocabulary")
+    if vocabulary is not None and (why := vocabulary.unknown_language(value)):
+        raise PydanticCustomError("unknown_language", why)
+    return value
+
+
+# Ids of the right shape; with a vocabulary in the validation context (a subscriptions file
+# read by load_subscriptions), ids that exist.
+RussianRegion = Annotated[str, Field(pattern=r"^RU-[A-Z]{2,3}$", examples=["RU-PRI"]), AfterValidator(_existing_region)]
+ChineseRegion = Annotated[str, Field(pattern=r"^CN-[A-Z]{2}$", examples=["CN-HL"]), AfterValidator(_existing_region)]
+Region = Annotated[str, Field(pattern=r"^(RU-[A-Z]{2,3}|CN-[A-Z]{2})$", examples=["RU-PRI", "CN-HL"]), AfterValidator(_existing_region)]
+LanguageCode = Annotated[str, AfterValidator(_existing_language)]
 
 
 class _Frozen(BaseModel):
@@ -76,7 +122,7 @@ class Filters(_Frozen):
     levels: list[Level] = Field(default_factory=list)
     min_score: float | None = Field(None, ge=0, le=1)
     keywords: list[str] = Field(default_factory=list)
-    languages: list[str] = Field(default_factory=list, examples=[["ru", "zh"]])
+    languages: list[LanguageCode] = Field(default_factory=list, examples=[["ru", "zh"]])
     sources: list[SourceName] = Field(default_factory=list)
     exclude_sources: list[SourceName] = Field(default_factory=list)
 
@@ -218,15 +264,16 @@ def default_subscription(settings: AmurSettings) -> Subscription:
     return Subscription(name=DEFAULT_NAME, filters=Filters(min_score=settings.alerts.min_score))
 
 
-def load_subscriptions(path: Path | str, settings: AmurSettings) -> list[Subscription]:
+def load_subscriptions(path: Path | str, settings: AmurSettings, vocabulary: Vocabulary | None = None) -> list[Subscription]:
     """The subscriptions of ``path``; the default one when the file does not exist.
 
+    :param vocabulary: the regions and languages that exist: a filter naming another is invalid.
     :raises ConfigError: the file is invalid (file, key and fix for every problem).
     """
     path = Path(path)
     if not path.exists():
         return [default_subscription(settings)]
-    return validate_file(SubscriptionsFile, path, read_yaml(path)).subscriptions
+    return validate_file(SubscriptionsFile, path, read_yaml(path), context={"vocabulary": vocabulary}).subscriptions
 
 
 class SubscriptionsWatcher:
@@ -235,18 +282,22 @@ class SubscriptionsWatcher:
     An invalid edit is logged with its file, key and fix, and the subscriptions read before
     stay in force, so a typo never silences a feed or a webhook. With ``secrets`` (the
     environment, for a watcher that delivers webhooks) an edit naming a webhook secret the
-    environment lacks is invalid too: found on reload, not at the next start.
+    environment lacks is invalid too: found on reload, not at the next start; with a
+    ``vocabulary``, so is one naming a region or a language that does not exist.
     """
 
-    def __init__(self, path: Path, settings: AmurSettings, *, secrets: Mapping[str, str] | None = None):
+    def __init__(
+        self, path: Path, settings: AmurSettings, *, secrets: Mapping[str, str] | None = None, vocabulary: Vocabulary | None = None,
+    ):
         self.path = path
         self.settings = settings
         self.secrets = secrets
+        self.vocabulary = vocabulary
         self._stamp = file_stamp(path)
         self._subscriptions = self._load()
 
     def _load(self) -> list[Subscription]:
-        subscriptions = load_subscriptions(self.path, self.settings)
+        subscriptions = load_subscriptions(self.path, self.settings, self.vocabulary)
         if self.secrets is not None and (problems := secret_problems(self.path, subscriptions, self.secrets)):
             raise ConfigError(problems)
         return subscriptions

@@ -66,7 +66,7 @@ class SubscriptionFeedsSink(StoredAlertsSink):
     @classmethod
     def from_config(cls, options: FeedsOptions, context: SinkContext) -> SubscriptionFeedsSink:
         path = subscriptions_path(context.config_path, context.settings)
-        return cls(context.engine(), options, SubscriptionsWatcher(path, context.settings))
+        return cls(context.engine(), options, SubscriptionsWatcher(path, context.settings, vocabulary=context.vocabulary))
 
     def render(self) -> None:
         stories = [Alert.model_validate(dict(row)) for row in self.newest_rows(STORIES_CONSIDERED)]

@@ -164,6 +164,7 @@ class WebhooksSink(BatchingSink):
         # A reload naming a secret the environment lacks is refused; the webhooks go on as before.
         subscriptions = SubscriptionsWatcher(
             subscriptions_path(context.config_path, context.settings), context.settings, secrets=os.environ,
+            vocabulary=context.vocabulary,
         )
         return cls(
             context.engine(), options, subscriptions, context.transport.producer(), context.topics,

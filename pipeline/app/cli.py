@@ -221,7 +221,9 @@ def config_check(
     file: Annotated[Path, typer.Argument(help="amur.yaml (checks the sources file it names too) or a sources file.")] = DEFAULT_CONFIG_PATH,
 ) -> None:
     """Print every problem with its file, key and a hint; exit 2 if there is any."""
-    problems = check_config(file)
+    from pipeline.app.vocabulary import vocabulary
+
+    problems = check_config(file, vocabulary)
     if problems:
         _fail_config(problems)
     typer.echo(f"{file}: OK")

@@ -18,6 +18,7 @@ from functools import partial
 from pathlib import Path
 
 from pipeline import registry
+from pipeline.app.vocabulary import vocabulary
 from pipeline.connector import ConnectorContext
 from pipeline.db import make_engine
 from pipeline.polling import ConnectorRunner
@@ -97,7 +98,9 @@ class Runtime:
     def stage(self, role: str) -> Stage:
         """The stage of ``role``, built by its registered class and set up."""
         spec = stage_for(role)
-        context = StageContext(self.settings, self.transport, self.topics, spec, self.group(role), self.config_path)
+        context = StageContext(
+            self.settings, self.transport, self.topics, spec, self.group(role), self.config_path, vocabulary(self.settings),
+        )
         stage = registry.stages.get(spec.stage).build(context)
         stage.setup()
         return stage

@@ -98,10 +98,11 @@ def source_health(settings: AmurSettings, config_path: Path, engine: Engine | No
     known = {state.name: state for state in store.health()}
     tallies = store.item_tallies()
     sources = load_sources(sources_path(config_path, settings)).sources
+    silences = store.silences({source.name: source.poll_interval_seconds for source in sources})
     return [
         SourceHealth(
             source, known.get(source.name, SourceState(name=source.name)), tallies.get(source.name, {}),
-            store.silence(source.name, source.poll_interval_seconds), settings.connectors.unhealthy_after_failures,
+            silences[source.name], settings.connectors.unhealthy_after_failures,
         )
         for source in sources
     ]

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
+from pipeline.app.vocabulary import vocabulary
 from pipeline.db import make_engine
 from pipeline.errors import ConfigError, ConfigProblem
 from pipeline.messages import Alert
@@ -21,7 +22,11 @@ RECENT_STORIES = 500
 
 
 def configured(settings: AmurSettings, config_path: Path) -> list[Subscription]:
-    return load_subscriptions(subscriptions_path(config_path, settings), settings)
+    """The subscriptions file's subscriptions, their filters checked against what exists.
+
+    :raises ConfigError: the file is invalid, or a filter names a region or language that does not exist.
+    """
+    return load_subscriptions(subscriptions_path(config_path, settings), settings, vocabulary(settings))
 
 
 def format_subscriptions(subscriptions: list[Subscription]) -> str:

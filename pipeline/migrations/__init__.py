@@ -3,9 +3,10 @@
 :func:`upgrade_database` brings a database to the newest revision and is called before any
 table is used: by every SQL sink's ``setup``, the state store's ``setup``, the roles at
 start-up and ``amur db upgrade``. It is idempotent and safe when several processes start at
-once: on PostgreSQL a transaction-scoped advisory lock, on SQLite the database's write lock
-taken before anything is read, lets one process migrate while the others wait, then find
-nothing left to do.
+once: on PostgreSQL a session's advisory lock (each revision in a transaction of its own, so
+that an index on a large table can be built without blocking writes), on SQLite the
+database's write lock taken before anything is read, lets one process migrate while the
+others wait, then find nothing left to do.
 
 A database made before migrations existed (its tables created directly by an earlier Amur)
 is brought forward without losing rows: the first revision creates only the tables that
@@ -30,7 +31,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine
 
-from pipeline.db import advisory_lock, storage_hint
+from pipeline.db import storage_hint
 from pipeline.errors import StorageUnusable
 
 __all__ = ["current_revision", "head_revision", "upgrade_database"]
@@ -71,15 +72,13 @@ def upgrade_database(engine: Engine) -> None:
             return
         config = _config()
         try:
-            with engine.begin() as connection:
-                if connection.dialect.name == "postgresql":
-                    advisory_lock(connection, _ADVISORY_LOCK_KEY)
-                else:  # SQLite: the write lock first, or two processes both create the first tables
+            if engine.dialect.name == "postgresql":
+                before, after = _upgrade_postgresql(engine, config)
+            else:
+                with engine.begin() as connection:
+                    # The write lock first, or two processes both create the first tables.
                     connection.exec_driver_sql("BEGIN IMMEDIATE")
-                before = MigrationContext.configure(connection).get_current_revision()
-                config.attributes["connection"] = connection
-                command.upgrade(config, "head")
-                after = MigrationContext.configure(connection).get_current_revision()
+                    before, after = _upgrade(connection, config)
         except sa.exc.OperationalError as exc:
             hint = storage_hint(exc)
             if hint is None:
@@ -88,3 +87,33 @@ def upgrade_database(engine: Engine) -> None:
         if after != before:
             log.info("database %s migrated from revision %s to %s", engine.url.render_as_string(), before or "(empty)", after)
         _upgraded.add(engine)
+
+
+def _upgrade(connection: sa.Connection, config: Config, *, transaction_per_revision: bool = False) -> tuple[str | None, str | None]:
+    """Run the revisions on ``connection``; the revision before and after. With
+    ``transaction_per_revision`` the read of the revision is committed first, or Alembic takes
+    its transaction for the caller's and runs every revision in it."""
+    before = MigrationContext.configure(connection).get_current_revision()
+    if transaction_per_revision:
+        connection.commit()
+    config.attributes["connection"] = connection
+    command.upgrade(config, "head")
+    return before, MigrationContext.configure(connection).get_current_revision()
+
+
+def _upgrade_postgresql(engine: Engine, config: Config) -> tuple[str | None, str | None]:
+    """On PostgreSQL each revision runs in a transaction of its own, under an advisory lock
+    held by the session: an index on a large table is built ``CONCURRENTLY``, which must run
+    outside any transaction and so ends the one before it (see ``autocommit_block`` in the
+    revisions), while the other processes starting up keep waiting for the lock."""
+    with engine.connect() as connection:
+        connection.execute(sa.text("SELECT pg_advisory_lock(:key)"), {"key": _ADVISORY_LOCK_KEY})
+        connection.commit()
+        try:
+            before, after = _upgrade(connection, config, transaction_per_revision=True)
+            connection.commit()
+        finally:
+            connection.rollback()
+            connection.execute(sa.text("SELECT pg_advisory_unlock(:key)"), {"key": _ADVISORY_LOCK_KEY})
+            connection.commit()
+    return before, after

@@ -138,7 +138,7 @@ def test_the_seen_lookup_reads_one_index_entry_per_id(store):
     listing = ids(*(f"story-{number}" for number in range(50)))
     with store.engine.begin() as connection:
         plan = query_plan(connection, done_rows(listing))
-    assert "ix_seen_articles_article" in plan, plan
+    assert "ix_seen_articles_done" in plan, plan
     assert "ix_seen_articles_source_emissions" not in plan and "Seq Scan" not in plan, plan
     assert not any(step.startswith(("SCAN", "MULTI-INDEX OR")) for step in plan.splitlines()), plan
 
@@ -225,6 +225,11 @@ def test_the_usual_gap_is_the_median_gap_between_polls_that_brought_something_ne
     assert store.silence("never-published", 600) is None
     backdate_emissions(store, "young", [now - timedelta(hours=2), now - timedelta(hours=1)])
     assert store.silence("young", 600) is None  # no usual gap yet
+    # Health reads every source's at once, each with its own interval and its own newest rows.
+    assert store.silences({"quiet": 600, "never-published": 600, "young": 600}) == {
+        "quiet": silence, "never-published": None, "young": None,
+    }
+    assert store.silences({"quiet": 6 * 3600}) == {"quiet": None}  # polled every 6 h, 4 h apart is one poll
 
 
 # --- retention ---------------------------------------------------------------------------------------

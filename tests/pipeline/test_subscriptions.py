@@ -6,6 +6,7 @@ import pytest
 from typer.testing import CliRunner
 
 from pipeline.app.cli import app
+from pipeline.app.vocabulary import vocabulary
 from pipeline.config_check import check_config
 from pipeline.db import make_engine
 from pipeline.errors import ConfigError
@@ -133,3 +134,48 @@ def test_the_cli_lists_subscriptions_and_tests_one_against_stored_stories(tmp_pa
     assert "Primorye and Heilongjiang agree a power line" in tested.output and "哈巴罗夫斯克" in tested.output
     assert "Second rail bridge" not in tested.output
     assert unknown.exit_code == 2 and "no subscription named 'sport'" in unknown.output and "known: energy" in unknown.output
+
+
+UNKNOWN_VALUES = (
+    "subscriptions:\n  - name: far-east\n    filters:\n      regions: [RU-KHB]\n      pairs: [[RU-PRI, CN-HX]]\n"
+    "      sectors: [transport]\n      levels: [nationl]\n      languages: [jp]\n"
+)
+
+
+def test_config_check_names_every_unknown_filter_value_at_once_with_the_nearest_valid_ones(tmp_path):
+    (tmp_path / "sources.yaml").write_text("sources: []\n")
+    (tmp_path / "amur.yaml").write_text("batch_size: 10\n")
+    (tmp_path / "subscriptions.yaml").write_text(UNKNOWN_VALUES)
+
+    result = CliRunner().invoke(app, ["config", "check", str(tmp_path / "amur.yaml")])
+
+    assert result.exit_code == 2
+    problems = {line.split(": ")[2]: line for line in result.output.splitlines() if line.startswith("error: ")}
+    assert set(problems) == {
+        "subscriptions.0.filters.regions.0", "subscriptions.0.filters.pairs.0.1", "subscriptions.0.filters.sectors.0",
+        "subscriptions.0.filters.levels.0", "subscriptions.0.filters.languages.0",
+    }
+    assert "unknown region 'RU-KHB'" in problems["subscriptions.0.filters.regions.0"]
+    assert "RU-KHA (Khabarovsk Krai)" in problems["subscriptions.0.filters.regions.0"]
+    assert "unknown region 'CN-HX'" in problems["subscriptions.0.filters.pairs.0.1"]
+    assert "did you mean transport_logistics?" in problems["subscriptions.0.filters.sectors.0"]
+    assert "did you mean national" in problems["subscriptions.0.filters.levels.0"]
+    assert "unknown language 'jp'" in problems["subscriptions.0.filters.languages.0"] and "ja" in problems["subscriptions.0.filters.languages.0"]
+
+
+def test_a_reload_naming_a_region_that_does_not_exist_is_refused_and_the_subscriptions_go_on(tmp_path):
+    path = tmp_path / "subscriptions.yaml"
+    path.write_text("subscriptions:\n  - name: primorye\n    filters: {regions: [RU-PRI]}\n")
+    watcher = SubscriptionsWatcher(path, AmurSettings(), vocabulary=vocabulary(AmurSettings()))
+    path.write_text("subscriptions:\n  - name: khabarovsk\n    filters: {regions: [RU-KHB]}\n")
+    assert [subscription.name for subscription in watcher.current()] == ["primorye"]
+    path.write_text("subscriptions:\n  - name: khabarovsk\n    filters: {regions: [RU-KHA]}\n")
+    assert [subscription.name for subscription in watcher.current()] == ["khabarovsk"]
+
+
+def test_subscriptions_test_refuses_an_unknown_region(tmp_path):
+    config = tmp_path / "amur.yaml"
+    config.write_text(f"database_url: 'sqlite:///{tmp_path / 'amur.sqlite'}'\n")
+    (tmp_path / "subscriptions.yaml").write_text("subscriptions:\n  - name: khabarovsk\n    filters: {regions: [RU-KHB]}\n")
+    result = CliRunner().invoke(app, ["subscriptions", "test", "khabarovsk", "--config", str(config)])
+    assert result.exit_code == 2 and "unknown region 'RU-KHB'" in result.output

@@ -114,7 +114,7 @@ def _bad(parameter: str, message: str) -> RequestValidationError:
 
 @router.get("/stories", summary="Stories, newest first, filtered and paged")
 def list_stories(context: Context, query: Annotated[StoriesQuery, Query()]) -> StoryList:
-    filters = StoryFilter.model_validate(query.model_dump(exclude={"cursor", "limit"}))
+    filters = context.known(StoryFilter.model_validate(query.model_dump(exclude={"cursor", "limit"})))
     limit = query.limit or context.settings.serve.page_size
     try:
         with context.connect() as connection:
@@ -155,7 +155,7 @@ def read_article(context: Context, article_id: Id) -> ArticleRecord:
 
 @router.get("/pairs", summary="Stories per Russian region × Chinese province: the map's data, busiest first")
 def list_pairs(context: Context, query: Annotated[PairsQuery, Query()]) -> list[Pair]:
-    filters = StoryFilter.model_validate(query.model_dump(exclude={"limit"}))
+    filters = context.known(StoryFilter.model_validate(query.model_dump(exclude={"limit"})))
     with context.connect() as connection:
         pairs = pair_counts(connection, filters)[:query.limit]
     names = context.names

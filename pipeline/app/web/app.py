@@ -37,7 +37,7 @@ from pipeline.app.web import api, feeds, pages
 from pipeline.app.web.cancellation import QUERY_SECONDS, CancelOnDisconnect, QueryCancelled
 from pipeline.app.web.context import HERE, WebContext
 from pipeline.db import make_engine
-from pipeline.errors import ConfigError, ConfigProblem
+from pipeline.errors import ConfigError, ConfigProblem, allowed_like
 from pipeline.messages import utc_now
 from pipeline.migrations import current_revision, head_revision
 from pipeline.settings import AmurSettings
@@ -286,10 +286,16 @@ def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
     )
 
 
+def _with_nearest(error: dict) -> str:
+    """A parameter error's message, with the allowed values most like a wrong one."""
+    similar = allowed_like(error)
+    return f"{error['msg']}; did you mean {' or '.join(similar)}?" if similar else error["msg"]
+
+
 def _invalid_parameter(request: Request, exc: RequestValidationError) -> Response:
     """422 naming the parameter and what is wrong with it; an HTML page for the dashboard."""
     errors = [
-        {"parameter": ".".join(str(part) for part in error["loc"][1:2]) or "(query)", "message": error["msg"]}
+        {"parameter": ".".join(str(part) for part in error["loc"][1:2]) or "(query)", "message": _with_nearest(error)}
         for error in exc.errors()
     ]
     message = "; ".join(f"{error['parameter']}: {error['message']}" for error in errors)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -14,17 +14,19 @@ from pathlib import Path
 import jinja2
 import sqlalchemy as sa
 from fastapi import Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.templating import Jinja2Templates
 
 from pipeline.app.roles import pipeline_lag
+from pipeline.app.vocabulary import vocabulary
 from pipeline.app.web.cancellation import cancellable
+from pipeline.app.web.queries import StoryFilter
 from pipeline.errors import TransportError
 from pipeline.messages import SECTORS
 from pipeline.settings import AmurSettings
-from pipeline.subscriptions import SubscriptionsWatcher, subscriptions_path
+from pipeline.subscriptions import SubscriptionsWatcher, Vocabulary, subscriptions_path
 from pipeline.transport import make_transport
 from pipeline.transport.base import Transport
-from processors.gazetteer import load_gazetteer
 
 __all__ = ["HERE", "WebContext", "context_of"]
 
@@ -44,13 +46,20 @@ class WebContext:
     _lag: tuple[float, dict[str, int | None] | str] | None = field(default=None, init=False, repr=False)
 
     @cached_property
-    def names(self) -> dict[str, str]:
+    def vocabulary(self) -> Vocabulary:
+        return vocabulary(self.settings)
+
+    def known(self, filters: StoryFilter) -> StoryFilter:
+        """``filters`` once every region, pair and language it names exists; else a 422 naming
+        each parameter, the bad value and the nearest valid ones."""
+        if unknown := filters.unknown_values(self.vocabulary):
+            raise RequestValidationError([{"loc": ("query", name), "msg": why, "type": "value_error"} for name, why in unknown])
+        return filters
+
+    @property
+    def names(self) -> Mapping[str, str]:
         """Display names of the federal subjects and provinces ("Heilongjiang" for CN-HL)."""
-        gazetteer = load_gazetteer(self.settings.model.gazetteer_dir)
-        return {
-            entry.id: entry.name
-            for kind in ("federal_subject", "province") for entry in gazetteer.of_kind(kind)
-        }
+        return self.vocabulary.regions
 
     @property
     def russian_regions(self) -> list[tuple[str, str]]:
@@ -68,7 +77,7 @@ class WebContext:
 
     @cached_property
     def subscriptions(self) -> SubscriptionsWatcher:
-        return SubscriptionsWatcher(subscriptions_path(self.config_path, self.settings), self.settings)
+        return SubscriptionsWatcher(subscriptions_path(self.config_path, self.settings), self.settings, vocabulary=self.vocabulary)
 
     @cached_property
     def templates(self) -> Jinja2Templates:

@@ -38,12 +38,12 @@ MOST_SCANNED = 2_000  # stories a subscription's keyword filters are checked aga
 
 @router.get("/filter.atom", summary="An Atom feed of any filter", response_class=Response)
 def filter_atom(request: Request, context: Context, filters: Annotated[StoryFilter, Query()]) -> Response:
-    return _feed(request, context, _adhoc(filters), filters, atom_feed, ATOM)
+    return _feed(request, context, _adhoc(context.known(filters)), filters, atom_feed, ATOM)
 
 
 @router.get("/filter.json", summary="A JSON Feed 1.1 of any filter", response_class=Response)
 def filter_json(request: Request, context: Context, filters: Annotated[StoryFilter, Query()]) -> Response:
-    return _feed(request, context, _adhoc(filters), filters, json_feed_bytes, JSON_FEED)
+    return _feed(request, context, _adhoc(context.known(filters)), filters, json_feed_bytes, JSON_FEED)
 
 
 def _adhoc(query: StoryFilter) -> Subscription:

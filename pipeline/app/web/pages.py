@@ -42,7 +42,7 @@ MAP_PAIRS = 20  # the busiest pairs the matrix is drawn for
 HEAT_LEVELS = 6  # CSS classes heat-0 … heat-5
 
 
-def page_filter(request: Request) -> StoryFilter:
+def page_filter(request: Request, context: Context) -> StoryFilter:
     """The StoryFilter of a page's query string; a field left empty in the form is no filter."""
     values: dict[str, object] = {}
     for name, field in StoryFilter.model_fields.items():
@@ -50,7 +50,7 @@ def page_filter(request: Request) -> StoryFilter:
         if given:
             values[name] = given if get_origin(field.annotation) is list else given[-1]
     try:
-        return StoryFilter.model_validate(values)
+        return context.known(StoryFilter.model_validate(values))
     except ValidationError as exc:
         raise RequestValidationError([{**error, "loc": ("query", *error["loc"])} for error in exc.errors()]) from None
 

@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from pipeline.messages import Alert, Level, Sector
 from pipeline.settings import SourceName
-from pipeline.subscriptions import Filters, Region, Subscription
+from pipeline.subscriptions import Filters, Region, Subscription, Vocabulary
 from sinks.alert_feed import alert_tags, alert_versions, alerts, story_redirects
 from sinks.records import articles
 
@@ -116,6 +116,14 @@ class StoryFilter(BaseModel):
                 sa.func.lower(alerts.c.summary).contains(words, autoescape=True),
             ))
         return where
+
+    def unknown_values(self, vocabulary: Vocabulary) -> list[tuple[str, str]]:
+        """``(parameter, why)`` for each region, pair side and language that does not exist."""
+        return [
+            *((name, why) for name, values in (("region", self.region), ("pair", [side for pair in self.pair for side in pair.split(":")]))
+              for value in values if (why := vocabulary.unknown_region(value))),
+            *(("language", why) for value in self.language if (why := vocabulary.unknown_language(value))),
+        ]
 
     def needs_story_row(self) -> bool:
         """Whether a condition reads a column of ``alerts`` rather than tags and dates."""

@@ -150,6 +150,26 @@ def test_a_bad_parameter_is_a_422_naming_it(served, query, parameter):
     assert parameter in response.json()["detail"]
 
 
+@pytest.mark.parametrize(("path", "parameter", "said"), [
+    ("/api/stories?region=RU-KHB", "region", "unknown region 'RU-KHB'; nearest: "),
+    ("/api/stories?pair=RU-PRI:CN-HX", "pair", "unknown region 'CN-HX'"),
+    ("/api/stories?language=jp", "language", "unknown language 'jp'"),
+    ("/api/stories?sector=transport", "sector", "did you mean transport_logistics?"),
+    ("/api/stories?level=nationl", "level", "did you mean national"),
+    ("/api/pairs?region=RU-KHB", "region", "RU-KHA (Khabarovsk Krai)"),
+    ("/feeds/filter.atom?region=RU-KHB", "region", "RU-KHA (Khabarovsk Krai)"),
+])
+def test_a_value_that_does_not_exist_is_a_422_with_the_nearest_valid_ones(served, path, parameter, said):
+    response = served.get(path, headers={"Accept": "application/json"})
+    assert response.status_code == 422
+    [error] = response.json()["errors"]
+    assert error["parameter"] == parameter and said in error["message"], error
+
+
+def test_the_dashboard_says_which_filter_value_does_not_exist(served):
+    response = served.get("/?region=RU-KHB")
+    assert response.status_code == 422 and "RU-KHA (Khabarovsk Krai)" in response.text
+
 def test_dates_in_the_wrong_order_are_refused(served):
     response = served.get("/api/stories?since=2026-11-20&until=2026-11-01")
     assert response.status_code == 422
