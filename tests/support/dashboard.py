@@ -6,7 +6,7 @@
 free loopback port — all as separate processes, as an operator would. :func:`chrome` starts
 Debian's Chromium through chromedriver with the flags a machine without internet needs.
 
-Run as a module, it writes screenshots of the dashboard, a story page and the map::
+Run as a module, it writes screenshots of the dashboard, a story page, the map, the timeline and a region page::
 
     .venv/bin/python -m tests.support.dashboard docs/images
 """
@@ -120,7 +120,8 @@ def chrome(width: int = 1280, height: int = 900):
 
 
 def screenshots(directory: Path) -> list[Path]:
-    """PNGs of the dashboard, the first story's page and the map, written to ``directory``."""
+    """PNGs of the dashboard, the first story's page, the map, the timeline and a region's page,
+    written to ``directory``."""
     from selenium.webdriver.common.by import By
 
     directory.mkdir(parents=True, exist_ok=True)
@@ -130,7 +131,11 @@ def screenshots(directory: Path) -> list[Path]:
         try:
             driver.get(f"{deployment.url}/")
             story_link = driver.find_element(By.CSS_SELECTOR, "li.story a.title").get_attribute("href")
-            for name, url in (("dashboard", f"{deployment.url}/"), ("story", story_link), ("map", f"{deployment.url}/map")):
+            pages = (
+                ("dashboard", f"{deployment.url}/"), ("story", story_link), ("map", f"{deployment.url}/map"),
+                ("timeline", f"{deployment.url}/timeline?region=RU-AMU"), ("region", f"{deployment.url}/regions/CN-HL"),
+            )
+            for name, url in pages:
                 driver.get(url)
                 path = directory / f"{name}.png"
                 driver.save_screenshot(str(path))

@@ -30,10 +30,12 @@ from pipeline.app.web.queries import (
     get_article,
     get_story,
     pair_counts,
+    sector_counts,
     story_versions,
     survivor_of,
     weekly_counts,
 )
+from pipeline.messages import SECTOR_LABELS
 
 router = APIRouter(include_in_schema=False)
 
@@ -63,7 +65,9 @@ def _link(path: str, pairs: Sequence[tuple[str, str]]) -> str:
 
 
 def _render(request: Request, context: WebContext, template: str, **values) -> HTMLResponse:
-    return context.templates.TemplateResponse(request, template, {"names": context.names, "context": context, **values})
+    return context.templates.TemplateResponse(
+        request, template, {"names": context.names, "sector_labels": SECTOR_LABELS, "context": context, **values},
+    )
 
 
 @router.get("/", response_class=HTMLResponse)
@@ -196,6 +200,45 @@ def timeline_page(request: Request, context: Context, filters: Filter) -> HTMLRe
         request, context, "timeline.html", filters=filters, overall=_bars(overall, peak),
         filtered=_bars(filtered, peak) if filters.query_pairs() else None,
         width=max(len(overall), 1) * BAR_WIDTH, height=TIMELINE_HEIGHT,
+    )
+
+
+@dataclass(frozen=True)
+class Partner:
+    region: str
+    stories: int
+    sectors: dict[str, int]
+    link: str  # the stories the two share
+
+
+REGION_STORIES = 10  # the latest stories a region page lists
+
+
+@router.get("/regions/{region_id}", response_class=HTMLResponse)
+def region_page(request: Request, context: Context, region_id: Annotated[str, Path(max_length=16)]) -> HTMLResponse:
+    """One federal subject or province: its partners on the other side, its sectors, its
+    stories over time and its latest stories, with a feed of its own."""
+    if region_id not in context.names:
+        raise HTTPException(404, "there is no such region")
+    chosen = StoryFilter(region=[region_id])
+    with context.connect() as connection:
+        pairs = pair_counts(connection, chosen)
+        sectors = sector_counts(connection, chosen)
+        weeks = weekly_counts(connection, chosen)
+        latest = find_stories(connection, chosen, limit=REGION_STORIES).stories
+    russian = region_id.startswith("RU-")
+    partners = [
+        Partner(pair.chinese if russian else pair.russian, pair.stories, pair.sectors,
+                _link("/", [("pair", f"{pair.russian}:{pair.chinese}")]))
+        for pair in pairs if (pair.russian if russian else pair.chinese) == region_id
+    ]
+    query = chosen.query_pairs()
+    return _render(
+        request, context, "region.html", region=region_id, russian=russian, partners=partners, sectors=sectors,
+        weeks=_bars(weeks, max((count for _, count in weeks), default=0)), height=TIMELINE_HEIGHT,
+        width=max(len(weeks), 1) * BAR_WIDTH, stories=latest, stories_link=_link("/", query),
+        feed_link=_link("/feeds/filter.atom", query), json_feed_link=_link("/feeds/filter.json", query),
+        timeline_link=_link("/timeline", query),
     )
 
 

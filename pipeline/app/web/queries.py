@@ -281,6 +281,18 @@ def pair_counts(connection: sa.Connection, story_filter: StoryFilter) -> list[Pa
     return sorted(pairs, key=lambda found: (-found.stories, found.russian, found.chinese))
 
 
+def sector_counts(connection: sa.Connection, story_filter: StoryFilter) -> dict[str, int]:
+    """Filtered stories per sector, busiest first (a story counts once in each of its sectors)."""
+    tag = alert_tags.alias("sector")
+    source = tag.join(alerts, alerts.c.id == tag.c.story_id) if story_filter.needs_story_row() else tag
+    rows = connection.execute(
+        sa.select(tag.c.value, sa.func.count()).select_from(source)
+        .where(tag.c.kind == "sector", *story_filter.conditions(tag.c.story_id, tag.c.story_at))
+        .group_by(tag.c.value)
+    ).all()
+    return dict(sorted(rows, key=lambda row: (-row[1], row[0])))
+
+
 def weekly_counts(connection: sa.Connection, story_filter: StoryFilter) -> list[tuple[date, int]]:
     """Filtered stories per ISO week (by its Monday), every week from the first to the last,
     at most the last :data:`MAX_TIMELINE_WEEKS`."""

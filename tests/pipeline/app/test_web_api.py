@@ -5,6 +5,7 @@ document, security headers, the access token, health and metrics."""
 from __future__ import annotations
 
 import base64
+import re
 from datetime import UTC, datetime
 
 import feedparser
@@ -189,6 +190,29 @@ def test_a_story_with_its_versions_and_unknown_ids(served):
     assert served.get(f"/api/stories/{'0' * 32}").status_code == 404
     assert served.get("/api/stories/not-an-id").status_code == 422
 
+
+def test_a_region_page_shows_its_partners_sectors_weeks_latest_stories_and_feed(served):
+    page = served.get("/regions/RU-PRI")
+    assert page.status_code == 200
+    html = page.text
+    # Primorye's partners: Heilongjiang in two stories (power, script), Jilin in one (buses).
+    partners = re.findall(r'<tr data-partner="(CN-[A-Z]+)"><td><a class="tag region" href="/regions/\1"[^>]*>([^<]+)</a></td><td><a href="([^"]+)">(\d+)</a>', html)
+    assert [(region, int(count)) for region, _, _, count in partners] == [("CN-HL", 2), ("CN-JL", 1)]
+    assert partners[0][2] == "/?pair=RU-PRI%3ACN-HL"
+    sectors = dict(re.findall(r'<li data-sector="([a-z_]+)">[^:]+: (\d+)</li>', html))
+    assert sectors == {"energy": "2", "tourism": "1", "trade": "1"}
+    assert 'href="/feeds/filter.atom?region=RU-PRI"' in html and "Russian federal subject" in html
+    assert [story for story in NEWEST_FIRST if f'data-story="{STORIES[story].id}"' in html] == ["script", "buses", "power"]
+    assert 'data-week=' in html
+    # Every region a page names links to its page.
+    assert 'href="/regions/CN-HL"' in served.get(f"/stories/{STORIES['power'].id}").text
+    assert 'href="/regions/RU-PRI"' in served.get("/").text and 'href="/regions/RU-PRI"' in served.get("/map").text
+
+
+def test_a_region_that_does_not_exist_is_a_plain_not_found_page(served):
+    response = served.get("/regions/RU-XYZ")
+    assert response.status_code == 404 and "there is no such region" in response.text
+    assert served.head("/regions/CN-HL").status_code == 200
 
 def test_a_mistyped_story_link_is_a_plain_not_found_page(served):
     for link in ("/stories/not-an-id", f"/stories/{'0' * 32}"):

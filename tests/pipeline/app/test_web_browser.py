@@ -122,6 +122,23 @@ def test_the_map_shows_the_cell_counts_and_a_click_lists_the_cell_s_stories(depl
     assert listed(browser) == {FREIGHT, POWER}
 
 
+def test_a_region_name_leads_to_its_page_and_a_partner_to_the_partner_s(deployment, browser):
+    browser.get(f"{deployment.url}/?region=RU-KHA")
+    follow(browser, browser.find_element(By.LINK_TEXT, CAMPUS))
+    follow(browser, browser.find_element(By.CSS_SELECTOR, '#regions a[data-region="CN-HL"]'))
+    assert browser.find_element(By.ID, "region").text.startswith("Heilongjiang")
+    partners = {
+        row.get_attribute("data-partner"): int(row.find_elements(By.TAG_NAME, "td")[1].text)
+        for row in browser.find_elements(By.CSS_SELECTOR, "#partners tbody tr")
+    }
+    assert partners == {"RU-AMU": 2, "RU-KHA": 1}
+    assert {item.get_attribute("data-sector") for item in browser.find_elements(By.CSS_SELECTOR, "#sectors li")} >= {"education"}
+    assert sum(int(bar.get_attribute("data-count")) for bar in browser.find_elements(By.CSS_SELECTOR, "figure.overall rect")) == 3
+    assert {link.text for link in browser.find_elements(By.CSS_SELECTOR, "#stories a.title")} == {FREIGHT, POWER, CAMPUS}
+    follow(browser, browser.find_element(By.CSS_SELECTOR, '#partners a[data-region="RU-AMU"]'))
+    assert browser.find_element(By.ID, "region").text.startswith("Amur")
+    assert [row.get_attribute("data-partner") for row in browser.find_elements(By.CSS_SELECTOR, "#partners tbody tr")] == ["CN-HL"]
+
 def test_a_title_with_a_script_and_an_onerror_image_is_shown_as_text_and_runs_nothing(deployment, browser):
     browser.get(f"{deployment.url}/")
     assert POWER in listed(browser)
