@@ -213,7 +213,7 @@ class StoredAlertsSink(SqlSink):
             raise SinkError(f"{self.name}: cannot retire merged stories: {exc.__class__.__name__}: {exc}") from exc
         if live:
             super().write(live)
-        self.render()
+        self.render(batch)
 
     def _keep_versions(self, connection: Connection, batch: Sequence[Alert]) -> None:
         """Store each story version of ``batch`` once, as the alerts topic carried it."""
@@ -239,8 +239,9 @@ class StoredAlertsSink(SqlSink):
             connection.execute(alerts.delete().where(alerts.c.id.in_(ids)))
 
     @abstractmethod
-    def render(self) -> None:
-        """Write the feeds from the stored alerts."""
+    def render(self, changed: Sequence[Alert] | None = None) -> None:
+        """Write the feeds from the stored alerts: those the ``changed`` stories (a batch's new
+        versions and retirements) appear in, or every feed (``None``, at start)."""
 
     def newest_rows(self, limit: int) -> Sequence:
         try:
@@ -264,8 +265,8 @@ class AlertFeedSink(StoredAlertsSink):
     def from_config(cls, options: AtomFeedOptions, context: SinkContext) -> AlertFeedSink:
         return cls(context.engine(), options)
 
-    def render(self) -> None:
-        rows = self.newest_rows(self.options.max_entries)
+    def render(self, changed: Sequence[Alert] | None = None) -> None:
+        rows = self.newest_rows(self.options.max_entries)  # every story is in the one feed
         write_atomically(Path(self.options.path), render_atom(rows, self.options))
 
 

@@ -11,6 +11,8 @@ story's lead. A story's entry is keyed by story id, so an update replaces it.
 
 Stories are stored in the ``alerts`` table like the ``atom`` sink does (upsert by story id,
 the newest version wins), so the feeds are rendered from the database and survive restarts.
+A batch rewrites only the files of the subscriptions one of its stories matches (and of any
+subscription added or edited since its files were written): the others are as they were.
 The subscriptions file is read again when it changes (:class:`SubscriptionsWatcher`); an
 invalid edit is logged with its file, key and fix, and the feeds go on with the
 subscriptions they had.
@@ -62,22 +64,32 @@ class SubscriptionFeedsSink(StoredAlertsSink):
         super().__init__(engine)
         self.options = options
         self.subscriptions = subscriptions
+        self._rendered: dict[str, Subscription] = {}  # each subscription as its files were last written
 
     @classmethod
     def from_config(cls, options: FeedsOptions, context: SinkContext) -> SubscriptionFeedsSink:
         path = subscriptions_path(context.config_path, context.settings)
         return cls(context.engine(), options, SubscriptionsWatcher(path, context.settings, vocabulary=context.vocabulary))
 
-    def render(self) -> None:
+    def render(self, changed: Sequence[Alert] | None = None) -> None:
+        # A subscription none of the changed stories match, written as it is now, has the same
+        # stories as before (a retired story is matched by its last version): its files stay.
+        subscriptions = [
+            subscription for subscription in self.subscriptions.current()
+            if changed is None or self._rendered.get(subscription.name) != subscription or any(map(subscription.match, changed))
+        ]
+        if not subscriptions:
+            return
         stories = [Alert.model_validate(dict(row)) for row in self.newest_rows(STORIES_CONSIDERED)]
         directory = Path(self.options.directory)
-        for subscription in self.subscriptions.current():
+        for subscription in subscriptions:
             chosen = [story for story in stories if subscription.match(story)][: self.options.max_entries]
             for channel in subscription.channels:
                 if channel.type == "atom":
                     write_atomically(directory / f"{subscription.name}.atom", atom_feed(subscription, chosen, self.options))
                 elif channel.type == "jsonfeed":
                     write_atomically(directory / f"{subscription.name}.json", json_feed_bytes(subscription, chosen, self.options))
+            self._rendered[subscription.name] = subscription
 
 
 def _named(story: Alert, ids: Sequence[str]) -> str:

@@ -137,3 +137,14 @@ def test_an_edited_subscriptions_file_is_applied_and_a_bad_edit_keeps_the_old_on
         sink.flush()
     assert "subscriptions not reloaded" in caplog.text and "subscriptions.0.name" in caplog.text
     assert [subscription.name for subscription in sink.subscriptions.current()] == ["all", "heilongjiang", "jilin"]
+
+
+def test_a_batch_rewrites_only_the_feeds_of_the_subscriptions_its_stories_match(feeds):
+    """Files are replaced whole (a new inode each time): the untouched feed keeps its inode."""
+    sink, directory, _ = feeds
+    before = {path.name: path.stat().st_ino for path in directory.iterdir()}
+    sink.add(RAIL_BRIDGE.model_copy(update={"version": 2, "score": 0.45}))  # Heilongjiang's, under "all"'s minimum
+    sink.flush()
+    after = {path.name: path.stat().st_ino for path in directory.iterdir()}
+    assert after["heilongjiang.atom"] != before["heilongjiang.atom"]
+    assert (after["all.atom"], after["all.json"]) == (before["all.atom"], before["all.json"])
