@@ -10,7 +10,7 @@ from pathlib import Path
 
 from pipeline.errors import ConfigError, ConfigProblem
 from pipeline.settings import DEFAULT_CONFIG_PATH, AmurSettings, load_settings, load_sources, read_yaml, sources_path
-from pipeline.subscriptions import Vocabulary, load_subscriptions, secret_problems, subscriptions_path
+from pipeline.subscriptions import Vocabulary, load_subscriptions, secret_problems, smtp_problems, subscriptions_path
 
 
 def check_config(
@@ -33,7 +33,7 @@ def check_config(
     if isinstance(raw, dict) and "sources" in raw:
         return _source_problems(path)
     if isinstance(raw, dict) and "subscriptions" in raw:
-        return _subscription_problems(path, AmurSettings(), vocabulary)
+        return _subscription_problems(path, AmurSettings(), vocabulary, config_file=None)
     try:
         settings = load_settings(path)
     except ConfigError as exc:
@@ -42,8 +42,8 @@ def check_config(
         settings = _naming_files(raw)
         sources = sources_path(path, settings)
         return [*exc.problems, *(_source_problems(sources) if sources.exists() else []),
-                *_subscription_problems(subscriptions_path(path, settings), settings, vocabulary)]
-    return [*_source_problems(sources_path(path, settings)), *_subscription_problems(subscriptions_path(path, settings), settings, vocabulary)]
+                *_subscription_problems(subscriptions_path(path, settings), settings, vocabulary, config_file=str(path))]
+    return [*_source_problems(sources_path(path, settings)), *_subscription_problems(subscriptions_path(path, settings), settings, vocabulary, config_file=str(path))]
 
 
 def _source_problems(path: Path) -> list[ConfigProblem]:
@@ -55,15 +55,20 @@ def _source_problems(path: Path) -> list[ConfigProblem]:
 
 
 def _subscription_problems(
-    path: Path, settings: AmurSettings, vocabulary: Callable[[AmurSettings], Vocabulary] | None,
+    path: Path, settings: AmurSettings, vocabulary: Callable[[AmurSettings], Vocabulary] | None, config_file: str | None,
 ) -> list[ConfigProblem]:
-    """The subscriptions file's problems, the webhook secrets the environment lacks, and the
-    filter values that do not exist."""
+    """The subscriptions file's problems, the secrets the environment lacks, and the filter
+    values that do not exist; with the amur.yaml (``config_file``) it goes with, what stops
+    its email channels (checked alone, a subscriptions file has no SMTP server to ask about)."""
     try:
         known = vocabulary(settings) if vocabulary is not None else None
-        return secret_problems(path, load_subscriptions(path, settings, known), os.environ)
+        subscriptions = load_subscriptions(path, settings, known)
     except ConfigError as exc:
         return exc.problems
+    return [
+        *secret_problems(path, subscriptions, os.environ),
+        *(smtp_problems(config_file, settings.email, subscriptions, os.environ) if config_file is not None else []),
+    ]
 
 
 def _naming_files(raw: object) -> AmurSettings:

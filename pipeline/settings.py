@@ -159,6 +159,25 @@ class StorySettings(_Frozen):
     )
 
 
+class EmailSettings(_Frozen):
+    """``email:``: the SMTP server the ``email`` sink sends subscribers' messages through."""
+
+    host: str = Field(pattern=r"^[A-Za-z0-9.\-]+$", max_length=253, examples=["smtp.example.org"])
+    port: int = Field(587, ge=1, le=65_535)
+    security: Literal["starttls", "tls", "none"] = Field(
+        "starttls", description="starttls: upgrade a plain connection (port 587); tls: TLS from the start (port 465)",
+    )
+    username: str | None = None
+    password_env: str | None = Field(
+        None, pattern=r"^[A-Z_][A-Z0-9_]*$", description="Environment variable holding the SMTP password, never written here",
+    )
+    sender: str = Field(pattern=r"^[^@\s]+@[^@\s]+$", examples=["amur@example.org"], description="The From address")
+    unsubscribe: str | None = Field(
+        None, pattern=r"^(mailto:|https://)", examples=["mailto:amur-admin@example.org"],
+        description="Where List-Unsubscribe points (the subscription's name goes in the subject); default: the sender",
+    )
+
+
 class ServeSettings(_Frozen):
     """``amur serve``: the dashboard, the JSON API and the feeds over HTTP (read-only)."""
 
@@ -216,6 +235,7 @@ class AmurSettings(_Frozen):
     alerts: AlertSettings = AlertSettings()
     stories: StorySettings = StorySettings()
     serve: ServeSettings = ServeSettings()
+    email: EmailSettings | None = None
     sinks: list[SinkConfig] = Field(default_factory=lambda: list(DEFAULT_SINKS), description="The sinks role's sinks, in order")
     batch_size: int = Field(100, ge=1, le=10_000, description="Records a stage handles per poll")
 

@@ -38,22 +38,23 @@ import base64
 import binascii
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, HttpUrl, ValidationInfo, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, HttpUrl, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from pipeline.errors import ConfigError, ConfigProblem, nearest
 from pipeline.messages import Alert, Level, Sector
-from pipeline.settings import AmurSettings, SourceName, file_stamp, read_yaml, require_unique, validate_file
+from pipeline.settings import AmurSettings, EmailSettings, SourceName, file_stamp, read_yaml, require_unique, validate_file
 
 __all__ = [
-    "DEFAULT_NAME", "FeedChannel", "Filters", "Subscription", "SubscriptionsFile", "SubscriptionsWatcher", "Vocabulary",
-    "WebhookChannel", "load_subscriptions", "secret_problems", "signing_key", "subscriptions_path",
+    "DEFAULT_NAME", "DigestSchedule", "EmailChannel", "FeedChannel", "Filters", "Subscription", "SubscriptionsFile", "SubscriptionsWatcher", "Vocabulary",
+    "WebhookChannel", "load_subscriptions", "secret_problems", "signing_key", "smtp_problems", "subscriptions_path",
 ]
 
 DEFAULT_NAME = "all"
@@ -177,7 +178,48 @@ class WebhookChannel(_Frozen):
     updates: bool = Field(False, description="Also story.updated when outlets join, not only story.created")
 
 
-Channel = Annotated[FeedChannel | WebhookChannel, Field(discriminator="type")]
+class DigestSchedule(_Frozen):
+    """When a digest goes out: every day at a time, or every week on a day at a time, in a time zone."""
+
+    every: Literal["day", "week"] = "day"
+    at: str = Field("08:00", pattern=r"^([01]\d|2[0-3]):[0-5]\d$", examples=["08:00"])
+    on: Literal["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"] = Field(
+        "monday", description="The day of a weekly digest",
+    )
+    timezone: str = Field("UTC", examples=["Europe/Moscow", "Asia/Shanghai"])
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, name: str) -> str:
+        try:
+            ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {name!r}; use an IANA name such as Europe/Moscow or Asia/Shanghai") from None
+        return name
+
+
+class EmailChannel(_Frozen):
+    """The subscription's stories by email (see sinks/email.py), through amur.yaml's ``email:``
+    server: a message per story (``mode: each``) or one digest per period (``mode: digest``)."""
+
+    type: Literal["email"]
+    to: list[Annotated[str, Field(pattern=r"^[^@\s,<>]+@[^@\s,<>]+$", max_length=254)]] = Field(
+        min_length=1, max_length=50, examples=[["analyst@example.org"]],
+    )
+    mode: Literal["each", "digest"] = "each"
+    schedule: DigestSchedule | None = Field(None, description="When a digest goes out (mode: digest)")
+    updates: bool = Field(False, description="Also when a story changes (outlets join), not only when it is new")
+
+    @model_validator(mode="after")
+    def _schedule_for_digests(self) -> EmailChannel:
+        if self.mode == "digest" and self.schedule is None:
+            raise ValueError("a digest needs a schedule, e.g. schedule: {every: day, at: '08:00', timezone: Europe/Moscow}")
+        if self.mode == "each" and self.schedule is not None:
+            raise ValueError("a schedule is for mode: digest; mode: each sends every story as it comes")
+        return self
+
+
+Channel = Annotated[FeedChannel | WebhookChannel | EmailChannel, Field(discriminator="type")]
 
 
 def signing_key(secret: str) -> bytes:
@@ -230,9 +272,10 @@ class Subscription(_Frozen):
 
     @field_validator("channels")
     @classmethod
-    def _one_webhook(cls, channels: list) -> list:
-        if sum(isinstance(channel, WebhookChannel) for channel in channels) > 1:
-            raise ValueError("at most one webhook per subscription; make another subscription for another endpoint")
+    def _one_of_each(cls, channels: list) -> list:
+        for kind, instead in (("webhook", "another endpoint"), ("email", "other addresses (or list them all under 'to')")):
+            if sum(channel.type == kind for channel in channels) > 1:
+                raise ValueError(f"at most one {kind} channel per subscription; make another subscription for {instead}")
         return channels
 
     def match(self, alert: Alert) -> bool:
@@ -240,7 +283,11 @@ class Subscription(_Frozen):
 
     @property
     def webhook(self) -> WebhookChannel | None:
-        return next((channel for channel in self.channels if isinstance(channel, WebhookChannel)), None)
+        return self.channel("webhook")
+
+    def channel(self, kind: str) -> FeedChannel | WebhookChannel | EmailChannel | None:
+        """The subscription's channel of type ``kind``, if it has one."""
+        return next((channel for channel in self.channels if channel.type == kind), None)
 
 
 class SubscriptionsFile(_Frozen):
@@ -253,6 +300,22 @@ class SubscriptionsFile(_Frozen):
     def _unique_names(cls, subscriptions: list[Subscription]) -> list[Subscription]:
         require_unique([subscription.name for subscription in subscriptions], "subscription")
         return subscriptions
+
+
+def smtp_problems(
+    config_file: str, settings: EmailSettings | None, subscriptions: Sequence[Subscription], environ: Mapping[str, str],
+) -> list[ConfigProblem]:
+    """What stops email from being sent: subscriptions with an email channel and no ``email:``
+    server, or a password variable the environment lacks."""
+    if not any(subscription.channel("email") for subscription in subscriptions):
+        return []
+    if settings is None:
+        return [ConfigProblem(config_file, "email", "subscriptions have email channels but no SMTP server is set",
+                              "add email: with host and sender (and port, security, username, password_env)")]
+    if settings.password_env and not environ.get(settings.password_env):
+        return [ConfigProblem(config_file, "email.password_env", f"the environment variable {settings.password_env} is not set",
+                              f"export {settings.password_env}=<the SMTP password> before starting Amur")]
+    return []
 
 
 def subscriptions_path(config_path: Path | str, settings: AmurSettings) -> Path:

@@ -32,6 +32,7 @@ from tests.support.databases import postgres_schema_url
 from tests.support.deployment import query, read_topic
 from tests.support.local_site import LocalSite, delayed
 from tests.support.ports import free_port
+from tests.support.smtp import SmtpServer
 from tests.support.webhook_receiver import WebhookReceiver
 
 pytestmark = pytest.mark.slow
@@ -80,6 +81,7 @@ class Deployment:
         self.atom = root / "alerts.atom"
         self.topics = Topics(prefix)
         self.environment: dict[str, str] = {}
+        self.smtp_port = free_port()  # where a test's SMTP server listens, when it starts one
         self.config.write_text(
             f"transport: {transport}\n"
             f"database_url: '{self.database_url}'\n"
@@ -89,6 +91,8 @@ class Deployment:
             f"sinks:\n  - type: records\n  - type: atom\n    path: {self.atom}\n"
             f"  - type: feeds\n    directory: {root / 'feeds'}\n"
             f"  - type: webhooks\n    first_retry_seconds: 0.1\n    poll_seconds: 0.1\n"
+            f"  - type: email\n    first_retry_seconds: 0.1\n    poll_seconds: 0.1\n"
+            f"email:\n  host: 127.0.0.1\n  port: {self.smtp_port}\n  security: none\n  sender: amur@example.org\n"
         )
         self.write_sources(sources)
 
@@ -640,11 +644,13 @@ def test_one_event_reported_in_three_languages_is_one_story_whoever_handles_each
 @pytest.mark.parametrize("failpoint", ["connectors.before_commit", "processors.before_commit", "stories.before_commit", "sinks.before_commit"])
 def test_killed_at_any_failpoint_and_run_again_each_story_version_is_one_delivery(deployment, failpoint):
     """SIGKILL between a role's outputs and its commit, then a rerun: every story version
-    reaches the webhook under exactly one webhook-id (a repeat may come, never a new id)."""
-    with WebhookReceiver() as receiver:
+    reaches the webhook under exactly one webhook-id, and the mailbox under exactly one
+    Message-ID (a repeat may come, never a new id)."""
+    with WebhookReceiver() as receiver, SmtpServer(port=deployment.smtp_port) as mailbox:
         (deployment.root / "subscriptions.yaml").write_text(
             "subscriptions:\n  - name: all\n    channels:\n"
             f"      - type: webhook\n        url: {receiver.url}\n        secret_env: AMUR_E2E_HOOK_SECRET\n        updates: true\n"
+            "      - type: email\n        to: [desk@example.org]\n        updates: true\n"
         )
         deployment.environment["AMUR_E2E_HOOK_SECRET"] = "e2e-secret"
         crashed = deployment.run(failpoints=failpoint)
@@ -653,6 +659,10 @@ def test_killed_at_any_failpoint_and_run_again_each_story_version_is_one_deliver
         assert rerun.returncode == 0, rerun.stderr[-3000:]
         versions = {(story_id, version) for story_id, version in deployment.query("SELECT story_id, version FROM alert_versions")}
         receiver.wait_for(accepted=len(versions))
+        mailbox.wait_for(len(versions))
+    assert {message["Message-ID"] for message in mailbox.messages} == {
+        f"<{story_id}.v{version}.all@example.org>" for story_id, version in versions
+    }
     ids_of: dict[tuple[str, str, int], set[str]] = {}
     for request in receiver.accepted:
         body = json.loads(request.body)

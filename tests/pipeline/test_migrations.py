@@ -21,10 +21,13 @@ from pipeline.state import metadata as state_metadata
 from processors.stories import metadata as stories_metadata
 from sinks.alert_feed import metadata as alerts_metadata
 from sinks.records import metadata as records_metadata
+from sinks.email import metadata as email_metadata
 from sinks.webhooks import metadata as webhooks_metadata
 from tests.support.messages import make_article, make_classified
 
-TABLE_OWNERS = (state_metadata, records_metadata, alerts_metadata, stories_metadata, webhooks_metadata, dlq_metadata)
+TABLE_OWNERS = (
+    state_metadata, records_metadata, alerts_metadata, stories_metadata, webhooks_metadata, email_metadata, dlq_metadata,
+)
 
 
 def code_metadata() -> sa.MetaData:

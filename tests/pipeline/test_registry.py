@@ -11,7 +11,7 @@ from pipeline.topology import STAGES, StageSpec, flow_order, roles
 
 def test_the_shipped_names_are_declared_as_entry_points():
     assert registry.connectors.names() == ["jsonfeed", "replay", "rss", "sitemap"]
-    assert registry.sinks.names() == ["atom", "feeds", "records", "webhooks"]
+    assert registry.sinks.names() == ["atom", "email", "feeds", "records", "webhooks"]
     assert registry.stages.names() == ["classify", "sinks", "stories"]
     assert registry.connectors.get("rss").__name__ == "FeedConnector"
     assert registry.sinks.get("atom").__name__ == "AlertFeedSink"
@@ -19,7 +19,7 @@ def test_the_shipped_names_are_declared_as_entry_points():
 
 
 def test_an_unknown_name_lists_the_known_ones():
-    with pytest.raises(registry.UnknownName, match="no sink type named 'fax'; known: atom, feeds, records, webhooks"):
+    with pytest.raises(registry.UnknownName, match="no sink type named 'fax'; known: atom, email, feeds, records, webhooks"):
         registry.sinks.get("fax")
 
 

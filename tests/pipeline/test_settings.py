@@ -134,7 +134,7 @@ def test_sink_problems_name_the_entry_the_key_and_the_fix(tmp_path):
         load_settings(path, environ={})
     problems = {problem.key: problem for problem in caught.value.problems}
     assert set(problems) == {"sinks.1.max_entries", "sinks.1.colour", "sinks.2.type"}
-    assert "no sink type named 'carrier-pigeon'; known: atom, feeds, records, webhooks" in problems["sinks.2.type"].message
+    assert "no sink type named 'carrier-pigeon'; known: atom, email, feeds, records, webhooks" in problems["sinks.2.type"].message
     assert problems["sinks.1.colour"].hint.startswith("remove the key")
 
 
