@@ -20,8 +20,8 @@ from pipeline.state import StateStore
 from pipeline.state import metadata as state_metadata
 from processors.stories import metadata as stories_metadata
 from sinks.alert_feed import metadata as alerts_metadata
-from sinks.records import metadata as records_metadata
 from sinks.email import metadata as email_metadata
+from sinks.records import metadata as records_metadata
 from sinks.webhooks import metadata as webhooks_metadata
 from tests.support.messages import make_article, make_classified
 
