@@ -57,14 +57,14 @@ from sqlalchemy import Engine
 from pipeline.db import UTCDateTime, insert_missing
 from pipeline.errors import ConfigError, SinkError
 from pipeline.guard import AddressPolicy, Network, resolve
-from pipeline.messages import SECTOR_LABELS, Alert, utc_now
+from pipeline.messages import Alert, utc_now
 from pipeline.settings import EmailSettings
 from pipeline.sink import SinkContext
 from pipeline.subscriptions import DigestSchedule, Subscription, SubscriptionsWatcher, smtp_problems, subscriptions_path
 from pipeline.topology import Topics
 from pipeline.transport.base import Producer
 from sinks.outbox import UPDATED, OutboxOptions, OutboxSink, delivery_columns, outbox_row
-from sinks.subscription_feeds import story_text
+from sinks.rendering import story_html, story_text
 
 __all__ = ["EmailOptions", "EmailSink", "compose", "compose_digest", "email_deliveries", "email_digest_items", "period_end"]
 
@@ -270,7 +270,7 @@ def compose(story: Alert, subscription: str, event: str, recipients: Sequence[st
         f"{story.id}.v{story.version}.{subscription}", recipients, server,
     )
     message.set_content(story_text(story))
-    message.add_alternative(_document(_story_html(story)), subtype="html")
+    message.add_alternative(_document(story_html(story)), subtype="html")
     return message
 
 
@@ -303,7 +303,7 @@ def compose_digest(
         f"{story.heading}\n{story.url}\n\n{story_text(story)}" for story in stories
     ))
     message.add_alternative(_document(f"<p>{html.escape(count)} for {html.escape(subscription)}.</p>" + "<hr>".join(
-        _story_html(story) for story in stories
+        story_html(story) for story in stories
     )), subtype="html")
     return message
 
@@ -327,37 +327,3 @@ def _headed(subject: str, subscription: str, message_key: str, recipients: Seque
 
 def _document(body: str) -> str:
     return f'<!doctype html><html><head><meta charset="utf-8"></head><body>{body}</body></html>'
-
-
-def _story_html(story: Alert) -> str:
-    """The story in HTML: every text escaped, links only to http(s)."""
-    def named(ids: Sequence[str]) -> str:
-        return html.escape(", ".join(story.names.get(entry_id, entry_id) for entry_id in ids) or "-")
-
-    def link(url: str, text: str) -> str:
-        shown = html.escape(text)
-        return f'<a href="{html.escape(url, quote=True)}">{shown}</a>' if url.startswith(("http://", "https://")) else shown
-
-    facts = [
-        ("Russian side", named(story.russian_parties)), ("Chinese side", named(story.chinese_parties)),
-        ("Regions", named(story.regions)),
-        ("Sectors", html.escape(", ".join(SECTOR_LABELS.get(sector, sector) for sector in story.sectors) or "-")),
-        ("Level", html.escape(story.level or "unknown")), ("Score", f"{story.score:.2f}"),
-        ("Figures", html.escape("; ".join(figure.text for figure in story.figures) or "-")),
-    ]
-    parts = [f"<h1>{link(story.url, story.heading)}</h1>"]
-    if story.heading != story.title:
-        parts.append(f"<p>Original title: {html.escape(story.title)}</p>")
-    if story.gist_en and story.gist_en != story.heading:
-        parts.append(f"<p><strong>In English:</strong> {html.escape(story.gist_en)}</p>")
-    parts.append(f"<p>{html.escape(story.summary)}</p>")
-    parts.append("<table>" + "".join(f"<tr><th align=\"left\">{label}</th><td>{value}</td></tr>" for label, value in facts) + "</table>")
-    if story.evidence:
-        parts.append("<h2>Evidence</h2><ul>" + "".join(f"<li>{html.escape(sentence)}</li>" for sentence in story.evidence) + "</ul>")
-    outlets = "".join(
-        f"<li>{html.escape(outlet.source)}{f' ({html.escape(outlet.language)})' if outlet.language else ''}: "
-        f"{link(outlet.url, outlet.title)}</li>"
-        for outlet in story.outlets
-    )
-    parts.append(f"<h2>Reported by</h2><ul>{outlets}</ul>")
-    return "".join(parts)

@@ -32,8 +32,9 @@ from pipeline.messages import SECTOR_LABELS, Alert, utc_now
 from pipeline.sink import SinkContext
 from pipeline.subscriptions import Subscription, SubscriptionsWatcher, subscriptions_path
 from sinks.alert_feed import StoredAlertsSink, write_atomically, xml_text
+from sinks.rendering import story_html, story_text
 
-__all__ = ["FeedsOptions", "SubscriptionFeedsSink", "atom_feed", "json_feed", "json_feed_bytes", "story_text"]
+__all__ = ["FeedsOptions", "SubscriptionFeedsSink", "atom_feed", "json_feed", "json_feed_bytes"]
 
 JSON_FEED_VERSION = "https://jsonfeed.org/version/1.1"
 STORIES_CONSIDERED = 2_000  # newest stories a feed is chosen from
@@ -92,35 +93,6 @@ class SubscriptionFeedsSink(StoredAlertsSink):
             self._rendered[subscription.name] = subscription
 
 
-def _named(story: Alert, ids: Sequence[str]) -> str:
-    return ", ".join(story.names.get(entry_id, entry_id) for entry_id in ids) or "-"
-
-
-def story_text(story: Alert) -> str:
-    """What a reader shows of a story: its English gist, its lead, then who, what, how much, the
-    evidence, the outlets."""
-    figures = "; ".join(figure.text for figure in story.figures) or "-"
-    lines = [
-        *([f"Original title: {story.title}", ""] if story.heading != story.title else []),
-        *([f"In English: {story.gist_en}", ""] if story.gist_en and story.gist_en != story.heading else []),
-        story.summary,
-        "",
-        f"Russian side: {_named(story, story.russian_parties)}",
-        f"Chinese side: {_named(story, story.chinese_parties)}",
-        f"Regions: {_named(story, story.regions)}",
-        f"Sectors: {', '.join(SECTOR_LABELS.get(sector, sector) for sector in story.sectors) or '-'}; level: {story.level or 'unknown'}; "
-        f"score: {story.score:.2f}",
-        f"Figures: {figures}",
-    ]
-    if story.evidence:
-        lines += ["", "Evidence:", *(f"• {sentence}" for sentence in story.evidence)]
-    lines += ["", "Reported by:", *(
-        f"• {outlet.source}{f' ({outlet.language})' if outlet.language else ''}: {outlet.title} — {outlet.url}"
-        for outlet in story.outlets
-    )]
-    return "\n".join(lines)
-
-
 def feed_title(options: FeedsOptions, subscription: Subscription, stories: Sequence[Alert]) -> str:
     """What the feed is: its subscription and what that filters, with the names of places the
     stories give ("Amur: partners — Primorsky Krai × Heilongjiang; energy")."""
@@ -165,7 +137,7 @@ def atom_feed(
         entry.published(story.published_at or story.alerted_at)
         entry.updated(story.updated_at or story.alerted_at)
         entry.summary(xml_text(story.summary))
-        entry.content(xml_text(story_text(story)), type="text")
+        entry.content(xml_text(story_html(story, headed=False)), type="html")  # escaped into the XML as text
         for sector in story.sectors:
             entry.category(term=sector, label=SECTOR_LABELS.get(sector, sector), scheme="urn:amur:sector")
         for region in story.regions:
@@ -204,6 +176,7 @@ def _json_item(story: Alert) -> dict:
         "title": story.heading,
         "summary": story.summary,
         "content_text": story_text(story),
+        "content_html": story_html(story, headed=False),
         "date_published": (story.published_at or story.alerted_at).isoformat(),
         "date_modified": (story.updated_at or story.alerted_at).isoformat(),
         "tags": [*story.sectors, *(story.names.get(region, region) for region in story.regions)],

@@ -97,13 +97,25 @@ def test_an_entry_names_parties_and_regions_and_lists_every_outlet(feeds):
     _, directory, _ = feeds
     raw = (directory / "heilongjiang.atom").read_text(encoding="utf-8")
     (entry,) = [entry for entry in feedparser.parse(raw).entries if entry.link == "https://a.example/power"]
-    text = entry.content[0].value
-    assert "Russian side: Primorsky Krai" in text and "Chinese side: Heilongjiang" in text
-    assert "CN-HL" not in text
-    assert "Sectors: energy; level: interregional; score: 0.90" in text
-    assert "xinhua: " in text and "https://a.example/power/1" in text
+    (content,) = entry.content
+    page = content.value
+    assert content.type == "text/html"  # a reader lays it out: a table of facts, lists, links
+    assert "<th>Russian side</th><td>Primorsky Krai</td>" in page.replace(' align="left"', "")
+    assert "<th>Chinese side</th><td>Heilongjiang</td>" in page.replace(' align="left"', "")
+    assert "CN-HL" not in page
+    assert "<td>energy</td>" in page and "<td>interregional</td>" in page and "<td>0.90</td>" in page
+    assert 'xinhua: <a href="https://a.example/power/1">' in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page  # the title an outlet gave, as text
     assert entry.summary == "The two regions signed on Tuesday."  # the lead, not page clutter
     assert "<script>" not in raw and "&lt;script&gt;" in raw  # web text is escaped
+
+
+def test_a_json_feed_item_carries_the_story_as_html_and_as_text(feeds):
+    _, directory, _ = feeds
+    document = json.loads((directory / "all.json").read_text(encoding="utf-8"))
+    (item,) = [item for item in document["items"] if item["url"] == "https://a.example/power"]
+    assert "Russian side: Primorsky Krai" in item["content_text"]
+    assert "<td>Primorsky Krai</td>" in item["content_html"] and "<script>" not in item["content_html"]
 
 
 def test_the_json_feed_is_valid_json_feed_1_1(feeds):
