@@ -102,6 +102,7 @@ class ModelSettings(_Frozen):
     languages_dir: str = Field(
         "config/languages", description="Language profiles (ru.yaml, zh.yaml, ...); English is classifier_config's",
     )
+    cache_dir: str = Field("var/cache", description="What is made once and kept between starts (the names' inflected forms)")
 
 
 class FetchSettings(_Frozen):

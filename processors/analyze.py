@@ -20,7 +20,9 @@ Each article is read in its own language, with that language's profile
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+import threading
+from collections.abc import Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,7 +35,7 @@ from processors.classify import Passage, RulesClassifier, language_config, load_
 from processors.entities import gazetteer_entities, load_pipeline, merge_entities, sentence_spans
 from processors.figures import extract_figures
 from processors.gazetteer import Gazetteer, load_gazetteer
-from processors.languages import DEFAULT_LANGUAGE, detect_language, load_language_profiles, name_forms, simplified_chinese
+from processors.languages import DEFAULT_LANGUAGE, CachedForms, detect_language, load_language_profiles, name_forms, simplified_chinese
 
 
 def synthetic_article(text: str, title: str = "", url: str = "", source: str = "cli") -> Article:
@@ -53,6 +55,12 @@ class Reader:
     classifier: RulesClassifier
 
 
+def _loaded_reader(pipeline: str, language: str, classifier: RulesClassifier) -> Reader:
+    reader = Reader(load_pipeline(pipeline, language=language), classifier)
+    reader.nlp(WARM_UP_TEXT)
+    return reader
+
+
 class Analyzer:
     """Entities, figures and classification for articles, through the cheap-pass cascade.
 
@@ -62,28 +70,40 @@ class Analyzer:
     its names in all their forms, so the parties' canonical ids do not depend on the language.
 
     :param readers: language code → :class:`Reader`; must hold :data:`DEFAULT_LANGUAGE`.
+    :param loading: language code → a :class:`Reader` still being loaded (in the background):
+        the first article of that language waits for it, the others do not.
     :param batch_size: texts per ``nlp.pipe`` batch.
     :param n_process: worker processes for ``nlp.pipe``; 1 keeps the model in this process,
         which suits a streaming processor (scale out with more processors instead).
     """
 
-    def __init__(self, readers: dict[str, Reader], gazetteer: Gazetteer, *, batch_size: int = 32, n_process: int = 1):
+    def __init__(
+        self, readers: dict[str, Reader], gazetteer: Gazetteer, *, loading: Mapping[str, Future[Reader]] | None = None,
+        batch_size: int = 32, n_process: int = 1,
+    ):
         if DEFAULT_LANGUAGE not in readers:
             raise ValueError(f"readers must include the default language {DEFAULT_LANGUAGE!r}")
-        self.readers = readers
+        self._readers = dict(readers)
+        self._loading = dict(loading or {})
+        self._lock = threading.Lock()
         self.gazetteer = gazetteer
         self.batch_size = batch_size
         self.n_process = n_process
 
     @property
+    def readers(self) -> dict[str, Reader]:
+        """Every language's reader, once loaded."""
+        return {language: self.reader(language) for language in [*self._readers, *self._loading]}
+
+    @property
     def classifier(self) -> RulesClassifier:
         """The English classifier (its name is the classifier's name)."""
-        return self.readers[DEFAULT_LANGUAGE].classifier
+        return self._readers[DEFAULT_LANGUAGE].classifier
 
     @property
     def nlp(self) -> Language:
         """The English pipeline: the model named in ``model.name``."""
-        return self.readers[DEFAULT_LANGUAGE].nlp
+        return self._readers[DEFAULT_LANGUAGE].nlp
 
     @classmethod
     def from_settings(cls, model: ModelSettings, **options) -> Analyzer:
@@ -92,22 +112,39 @@ class Analyzer:
         :raises ConfigError: a file is invalid or the model is not installed.
         """
         profiles = load_language_profiles(model.languages_dir)
-        gazetteer = load_gazetteer(model.gazetteer_dir, name_forms(profiles))
+        forms = CachedForms(name_forms(profiles), model.cache_dir, model.languages_dir)
+        gazetteer = load_gazetteer(model.gazetteer_dir, forms)
+        forms.save()
         base = load_classifier_config(model.classifier_config)
         readers = {DEFAULT_LANGUAGE: Reader(load_pipeline(model.name), RulesClassifier(base, gazetteer))}
-        for language, profile in profiles.items():
-            config = language_config(base, Path(model.languages_dir) / f"{language}.yaml", language, profile.lexicons())
-            readers[language] = Reader(load_pipeline(profile.pipeline, language=language), RulesClassifier(config, gazetteer))
-        return cls(readers, gazetteer, **options)
+        # Each profile's lexicons are checked now, its pipeline (natasha's models, for Russian)
+        # loaded in the background: the first polls' articles meet the default reader meanwhile.
+        classifiers = {
+            language: RulesClassifier(language_config(base, Path(model.languages_dir) / f"{language}.yaml", language, profile.lexicons()), gazetteer)
+            for language, profile in profiles.items()
+        }
+        loader = ThreadPoolExecutor(1, thread_name_prefix="load-language")
+        loading = {
+            language: loader.submit(_loaded_reader, profiles[language].pipeline, language, classifier)
+            for language, classifier in classifiers.items()
+        }
+        loader.shutdown(wait=False)  # its thread ends when the last reader is loaded
+        return cls(readers, gazetteer, loading=loading, **options)
 
     def reader(self, language: str) -> Reader:
-        return self.readers.get(language) or self.readers[DEFAULT_LANGUAGE]
+        """The reader of ``language`` (the default one for a language without a profile),
+        waiting for it if it is still being loaded."""
+        with self._lock:
+            if language in self._loading:
+                self._readers[language] = self._loading.pop(language).result()
+        return self._readers.get(language) or self._readers[DEFAULT_LANGUAGE]
 
     def warm_up(self) -> None:
         """Do now what the first articles would otherwise wait for: load the language
-        identifier (loaded on first use, half a second) and run each pipeline once."""
+        identifier (loaded on first use, half a second) and run the default pipeline once
+        (the others are run once as they load)."""
         detect_language(WARM_UP_TEXT)
-        for reader in self.readers.values():
+        for reader in self._readers.values():
             reader.nlp(WARM_UP_TEXT)
 
     def analyze(self, articles: Sequence[Article]) -> list[Classified]:

@@ -15,7 +15,13 @@ of a Russian name with pymorphy3 (``name_forms: russian_cases``).
 
 from __future__ import annotations
 
+import hashlib
+import importlib.metadata
+import json
+import logging
+import os
 import re
+import tempfile
 from collections.abc import Callable
 from functools import lru_cache
 from itertools import islice, product
@@ -30,9 +36,11 @@ from pipeline.messages import primary_language
 from pipeline.settings import problems_from, read_yaml
 
 __all__ = [
-    "DEFAULT_LANGUAGE", "LanguageProfile", "chinese_short_names", "detect_language", "load_language_profiles", "name_forms",
+    "DEFAULT_LANGUAGE", "CachedForms", "LanguageProfile", "chinese_short_names", "detect_language", "load_language_profiles", "name_forms",
     "russian_forms",
 ]
+
+log = logging.getLogger(__name__)
 
 DEFAULT_LANGUAGE = "en"
 NameForms = Literal["as_written", "russian_cases", "chinese_short_names"]
@@ -155,6 +163,50 @@ def name_forms(profiles: dict[str, LanguageProfile]) -> Callable[[str], set[str]
         return maker(name) if maker is not None else {name}
 
     return forms
+
+
+class CachedForms:
+    """:func:`name_forms` remembered in a file: making a name's Russian cases costs pymorphy3
+    seconds at every start for the same answers. The file's name carries a digest of what the
+    forms depend on (this module's code, the language profiles, pymorphy3's version), so a
+    change to any of them starts a new file; names it does not hold are made and added.
+    An unwritable directory only means the forms are made again next time."""
+
+    def __init__(self, forms: Callable[[str], set[str]], directory: Path | str, languages_dir: Path | str):
+        self._forms = forms
+        self.path = Path(directory) / f"name-forms-{_forms_digest(Path(languages_dir))}.json"
+        try:
+            self._known: dict[str, list[str]] = json.loads(self.path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            self._known = {}
+        self._added = False
+
+    def __call__(self, name: str) -> set[str]:
+        if name not in self._known:
+            self._known[name] = sorted(self._forms(name))
+            self._added = True
+        return set(self._known[name])
+
+    def save(self) -> None:
+        """Write the forms made since the file was read (atomically: several processes start at once)."""
+        if not self._added:
+            return
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            handle, temporary = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.")
+            with os.fdopen(handle, "w", encoding="utf-8") as file:
+                json.dump(self._known, file, ensure_ascii=False)
+            os.replace(temporary, self.path)
+        except OSError as exc:
+            log.info("name forms not cached in %s: %s", self.path.parent, exc)
+
+
+def _forms_digest(languages_dir: Path) -> str:
+    digest = hashlib.sha256(Path(__file__).read_bytes())
+    for profile in sorted(languages_dir.glob("*.yaml")):
+        digest.update(profile.name.encode() + profile.read_bytes())
+    digest.update(importlib.metadata.version("pymorphy3").encode())
+    return digest.hexdigest()[:16]
 
 
 # Administrative suffixes a Chinese name is also written without: 黑龙江省 → 黑龙江,
@@ -297,7 +349,7 @@ def _shared_head_forms(parts: list[str]) -> set[str]:
 def _inflect(word: str, grammemes: set[str]) -> str | None:
     if not re.fullmatch(r"[А-Яа-яЁё]+", word):
         return None
-    parsed = next((p for p in _morph().parse(word) if p.tag.POS in _INFLECTED and "nomn" in p.tag), None)
+    parsed = next((p for p in _parses(word) if p.tag.POS in _INFLECTED and "nomn" in p.tag), None)
     if parsed is None:
         return None
     form = parsed.inflect(grammemes)
@@ -305,7 +357,14 @@ def _inflect(word: str, grammemes: set[str]) -> str | None:
 
 
 def _is_noun(word: str) -> bool:
-    return any(p.tag.POS == "NOUN" and "nomn" in p.tag for p in _morph().parse(word))
+    return any(p.tag.POS == "NOUN" and "nomn" in p.tag for p in _parses(word))
+
+
+@lru_cache(maxsize=4096)
+def _parses(word: str) -> tuple:
+    """pymorphy3's readings of ``word``: a name's words are inflected into a dozen forms each,
+    and "область", "край", "республика" recur in most names."""
+    return tuple(_morph().parse(word))
 
 
 def _like(original: str, form: str) -> str:

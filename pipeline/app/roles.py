@@ -132,7 +132,14 @@ def run_forever(runtime: Runtime, roles: Sequence[str], stop: threading.Event) -
     """Run the roles until ``stop`` is set (SIGINT/SIGTERM); a crashed stage stops the process."""
     # A broker restarting while the roles start is ridden out like one restarting later.
     runner = until_reachable("connectors", runtime.connector_runner, stop) if CONNECTORS_ROLE in roles else None
-    stages = [until_reachable(spec.role, partial(runtime.stage, spec.role), stop) for spec in flow_order() if spec.role in roles]
+    if runner is not None and not stop.is_set():
+        runner.start()  # the first poll runs while the other roles load their models: its articles wait on the topic
+    try:
+        stages = [until_reachable(spec.role, partial(runtime.stage, spec.role), stop) for spec in flow_order() if spec.role in roles]
+    except BaseException:
+        if runner is not None:
+            runner.stop()
+        raise
     if stop.is_set():  # stopped before the broker came back
         if runner is not None:
             runner.stop()
@@ -154,8 +161,6 @@ def run_forever(runtime: Runtime, roles: Sequence[str], stop: threading.Event) -
     # What is loaded by now (a spaCy model, the gazetteer) lives as long as the process; left
     # out of the collector's scans, a full collection no longer pauses a batch for ~0.1 s.
     gc.freeze()
-    if runner is not None:
-        runner.start()
     for thread in threads:
         thread.start()
     try:

@@ -14,7 +14,7 @@ import pytest
 from pipeline.errors import ConfigError
 from processors.analyze import synthetic_article
 from processors.gazetteer import load_gazetteer
-from processors.languages import chinese_short_names, detect_language, load_language_profiles, name_forms
+from processors.languages import CachedForms, chinese_short_names, detect_language, load_language_profiles, name_forms
 from tests.processors.conftest import GAZETTEER_DIR, LANGUAGES_DIR
 
 ARTICLES = Path(__file__).resolve().parents[1] / "resources" / "languages"
@@ -228,3 +228,34 @@ def test_the_seeds_restated_in_russian_classify_like_the_english_originals(analy
 ])
 def test_a_russian_name_matches_in_the_spellings_of_every_transliteration_scheme(gazetteer, text, expected):
     assert found(gazetteer, text) == expected
+
+
+def test_name_forms_are_made_once_and_read_back_from_the_cache(tmp_path):
+    made: list[str] = []
+    forms = name_forms(load_language_profiles(LANGUAGES_DIR))
+
+    def counted(name: str) -> set[str]:
+        made.append(name)
+        return forms(name)
+
+    first = CachedForms(counted, tmp_path, LANGUAGES_DIR)
+    assert first("Хабаровский край") == forms("Хабаровский край") and "хабаровском крае" in first("Хабаровский край")
+    first.save()
+    second = CachedForms(counted, tmp_path, LANGUAGES_DIR)
+    assert second("Хабаровский край") == forms("Хабаровский край")
+    assert made == ["Хабаровский край"]  # the second start read it
+    assert second.path == first.path and second.path.exists()
+
+    edited = tmp_path / "languages"
+    edited.mkdir()
+    for profile in Path(LANGUAGES_DIR).glob("*.yaml"):
+        (edited / profile.name).write_text(profile.read_text(encoding="utf-8") + "\n# edited\n", encoding="utf-8")
+    assert CachedForms(counted, tmp_path, edited).path != first.path  # what the forms depend on changed: a new file
+
+
+def test_an_unwritable_cache_only_means_forms_are_made_again(tmp_path):
+    blocked = tmp_path / "file"
+    blocked.write_text("not a directory")
+    forms = CachedForms(name_forms(load_language_profiles(LANGUAGES_DIR)), blocked, LANGUAGES_DIR)
+    assert "амурской области" in forms("Амурская область")
+    forms.save()  # logs, raises nothing
