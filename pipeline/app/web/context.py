@@ -75,6 +75,13 @@ class WebContext:
 
     sectors = SECTORS
 
+    @property
+    def languages(self) -> list[tuple[str, str]]:
+        """``(code, shown)`` of the languages stories can be in: the profiles' first, then by code."""
+        named = {"en": "English", "ru": "Russian", "zh": "Chinese"}
+        others = sorted(self.vocabulary.languages - set(named))
+        return [*named.items(), *((code, code) for code in others)]
+
     @cached_property
     def subscriptions(self) -> SubscriptionsWatcher:
         return SubscriptionsWatcher(subscriptions_path(self.config_path, self.settings), self.settings, vocabulary=self.vocabulary)

@@ -26,6 +26,7 @@ from pipeline.app.web.queries import (
     CursorError,
     PairCount,
     StoryFilter,
+    count_stories,
     find_stories,
     get_article,
     get_story,
@@ -51,6 +52,10 @@ def page_filter(request: Request, context: Context) -> StoryFilter:
         given = [value.strip() for value in request.query_params.getlist(name) if value.strip()]
         if given:
             values[name] = given if get_origin(field.annotation) is list else given[-1]
+    # The form picks a pair with two selects, one per side; links carry it as pair=RU-…:CN-….
+    sides = [request.query_params.get(side, "").strip() for side in ("pair_russian", "pair_chinese")]
+    if all(sides):
+        values["pair"] = [*values.get("pair", []), ":".join(sides)]
     try:
         return context.known(StoryFilter.model_validate(values))
     except ValidationError as exc:
@@ -76,11 +81,12 @@ def stories_page(request: Request, context: Context, filters: Filter) -> HTMLRes
     try:
         with context.connect() as connection:
             page = find_stories(connection, filters, limit=context.settings.serve.page_size, cursor=cursor)
+            total = count_stories(connection, filters)
     except CursorError as exc:
         raise RequestValidationError([{"loc": ("query", "cursor"), "msg": str(exc), "type": "value_error"}]) from None
     query = filters.query_pairs()
     return _render(
-        request, context, "stories.html", filters=filters, stories=page.stories, cursor=cursor,
+        request, context, "stories.html", filters=filters, stories=page.stories, cursor=cursor, total=total,
         next_link=_link("/", [*query, ("cursor", page.next_cursor)]) if page.next_cursor else None,
         feed_link=_link("/feeds/filter.atom", query), json_feed_link=_link("/feeds/filter.json", query),
         map_link=_link("/map", query), timeline_link=_link("/timeline", query),

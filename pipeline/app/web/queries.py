@@ -212,6 +212,11 @@ def find_stories(
     return StoryPage(stories, encode_cursor(rows[limit - 1]["story_at"], rows[limit - 1]["id"]) if more else None)
 
 
+def count_stories(connection: sa.Connection, story_filter: StoryFilter) -> int:
+    """How many stories the filter selects."""
+    return connection.execute(sa.select(sa.func.count()).select_from(alerts).where(*story_filter.conditions())).scalar_one()
+
+
 def get_story(connection: sa.Connection, story_id: str) -> tuple[Alert, datetime] | None:
     """A story's newest version and its date, or ``None``."""
     row = connection.execute(sa.select(alerts).where(alerts.c.id == story_id)).mappings().first()

@@ -90,6 +90,20 @@ def test_a_region_filter_then_a_sector_filter_narrow_the_list_to_exactly_the_mat
     assert listed(browser) == {CAMPUS}
 
 
+def test_a_pair_chosen_side_by_side_and_a_language_narrow_the_list_and_the_count_follows(deployment, browser):
+    browser.get(f"{deployment.url}/")
+    assert browser.find_element(By.ID, "count").text == "4 stories"
+    Select(browser.find_element(By.NAME, "pair_russian")).select_by_value("RU-AMU")
+    Select(browser.find_element(By.NAME, "pair_chinese")).select_by_value("CN-HL")
+    submit_filters(browser)
+    assert listed(browser) == {FREIGHT, POWER}
+    assert browser.find_element(By.ID, "count").text == "2 stories"
+    # The form shows the pair it filters by, and a language picked from a list keeps it.
+    assert Select(browser.find_element(By.NAME, "pair_russian")).first_selected_option.get_attribute("value") == "RU-AMU"
+    Select(browser.find_element(By.NAME, "language")).select_by_value("ru")
+    submit_filters(browser)
+    assert listed(browser) == set() and browser.find_element(By.ID, "count").text == "0 stories"
+
 def test_a_story_page_shows_its_evidence_marked_in_the_text_and_its_outlets(deployment, browser):
     browser.get(f"{deployment.url}/?region=RU-KHA")
     follow(browser, browser.find_element(By.LINK_TEXT, CAMPUS))
