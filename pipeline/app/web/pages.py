@@ -35,6 +35,7 @@ from pipeline.app.web.queries import (
     story_versions,
     survivor_of,
     weekly_counts,
+    weekly_main_sectors,
 )
 from pipeline.messages import SECTOR_LABELS
 
@@ -175,36 +176,57 @@ def _cell(pair: PairCount, peak: int, link: str) -> MapCell:
 
 
 @dataclass(frozen=True)
+class Segment:
+    y: int
+    height: int
+    sector: str  # a sector id, "none", or "all" for a series not split by sector
+    count: int
+
+
+@dataclass(frozen=True)
 class Bar:
     x: int
-    height: int
     week: str
     count: int
+    segments: list[Segment]
+    labelled: bool  # its week is written under the axis
 
 
 TIMELINE_HEIGHT = 120
 BAR_WIDTH = 12
+LABEL_EVERY = 6  # bars between two week labels: a date is about six bars wide
 
 
-def _bars(weeks: list[tuple], peak: int) -> list[Bar]:
-    return [
-        Bar(index * BAR_WIDTH, round(count / peak * TIMELINE_HEIGHT) if peak else 0, monday.isoformat(), count)
-        for index, (monday, count) in enumerate(weeks)
-    ]
+def _bars(weeks: list[tuple], peak: int, sectors: dict | None = None) -> list[Bar]:
+    """A bar per week on a scale whose top is ``peak``, stacked by main sector when
+    ``sectors`` (week → sector → stories) is given, busiest sector at the bottom."""
+    bars = []
+    for index, (monday, count) in enumerate(weeks):
+        parts = sorted((sectors or {}).get(monday, {}).items(), key=lambda part: (-part[1], part[0])) if sectors else [("all", count)]
+        segments, top = [], TIMELINE_HEIGHT
+        for sector, stories in parts:
+            height = round(stories / peak * TIMELINE_HEIGHT) if peak else 0
+            top -= height
+            segments.append(Segment(top, height, sector, stories))
+        bars.append(Bar(index * BAR_WIDTH, monday.isoformat(), count, segments, index % LABEL_EVERY == 0))
+    return bars
 
 
 @router.get("/timeline", response_class=HTMLResponse)
 def timeline_page(request: Request, context: Context, filters: Filter) -> HTMLResponse:
+    period = StoryFilter(since=filters.since, until=filters.until)
     with context.connect() as connection:
-        overall = weekly_counts(connection, StoryFilter(since=filters.since, until=filters.until))
+        overall = weekly_counts(connection, period)
+        by_sector = weekly_main_sectors(connection, period)
         chosen = weekly_counts(connection, filters)
     chosen_by_week = dict(chosen)
     # Both series over the same weeks, on the same scale, so they can be compared.
     filtered = [(monday, chosen_by_week.get(monday, 0)) for monday, _ in overall]
     peak = max((count for _, count in overall), default=0)
+    shown = sorted({sector for week in by_sector.values() for sector in week}, key=lambda sector: (sector == "none", sector))
     return _render(
-        request, context, "timeline.html", filters=filters, overall=_bars(overall, peak),
-        filtered=_bars(filtered, peak) if filters.query_pairs() else None,
+        request, context, "timeline.html", filters=filters, overall=_bars(overall, peak, by_sector),
+        filtered=_bars(filtered, peak) if filters.query_pairs() else None, legend=shown, peak=peak,
         width=max(len(overall), 1) * BAR_WIDTH, height=TIMELINE_HEIGHT,
     )
 
@@ -241,7 +263,8 @@ def region_page(request: Request, context: Context, region_id: Annotated[str, Pa
     query = chosen.query_pairs()
     return _render(
         request, context, "region.html", region=region_id, russian=russian, partners=partners, sectors=sectors,
-        weeks=_bars(weeks, max((count for _, count in weeks), default=0)), height=TIMELINE_HEIGHT,
+        weeks=_bars(weeks, max((count for _, count in weeks), default=0)), peak=max((count for _, count in weeks), default=0),
+        height=TIMELINE_HEIGHT,
         width=max(len(weeks), 1) * BAR_WIDTH, stories=latest, stories_link=_link("/", query),
         feed_link=_link("/feeds/filter.atom", query), json_feed_link=_link("/feeds/filter.json", query),
         timeline_link=_link("/timeline", query),

@@ -298,13 +298,32 @@ def sector_counts(connection: sa.Connection, story_filter: StoryFilter) -> dict[
     return dict(sorted(rows, key=lambda row: (-row[1], row[0])))
 
 
+def _story_week(connection: sa.Connection) -> sa.ColumnElement:
+    """The Monday of a story's ISO week (UTC)."""
+    if connection.dialect.name == "postgresql":
+        return sa.cast(sa.func.date_trunc("week", sa.func.timezone("UTC", alerts.c.story_at)), sa.Date)
+    return sa.func.date(alerts.c.story_at, "weekday 0", "-6 days")  # SQLite stores UTC: the Monday on or before
+
+
+def weekly_main_sectors(connection: sa.Connection, story_filter: StoryFilter) -> dict[date, dict[str, int]]:
+    """Filtered stories per ISO week and main sector (its first, the one most named; ``none``
+    for a story without one): each story counted once, so a week's sectors add up to its stories."""
+    week = _story_week(connection)
+    main = sa.func.coalesce(alerts.c.sectors[0].as_string(), "none")
+    rows = connection.execute(
+        sa.select(week.label("week"), main.label("sector"), sa.func.count())
+        .where(*story_filter.conditions()).group_by("week", "sector")
+    ).all()
+    weeks: dict[date, dict[str, int]] = defaultdict(dict)
+    for value, sector, count in rows:
+        weeks[value if isinstance(value, date) else date.fromisoformat(value)][sector] = count
+    return dict(weeks)
+
+
 def weekly_counts(connection: sa.Connection, story_filter: StoryFilter) -> list[tuple[date, int]]:
     """Filtered stories per ISO week (by its Monday), every week from the first to the last,
     at most the last :data:`MAX_TIMELINE_WEEKS`."""
-    if connection.dialect.name == "postgresql":
-        week = sa.cast(sa.func.date_trunc("week", sa.func.timezone("UTC", alerts.c.story_at)), sa.Date)
-    else:  # SQLite stores UTC: the Monday on or before the day
-        week = sa.func.date(alerts.c.story_at, "weekday 0", "-6 days")
+    week = _story_week(connection)
     rows = connection.execute(
         sa.select(week.label("week"), sa.func.count()).where(*story_filter.conditions()).group_by("week")
     ).all()

@@ -209,6 +209,19 @@ def test_a_region_page_shows_its_partners_sectors_weeks_latest_stories_and_feed(
     assert 'href="/regions/RU-PRI"' in served.get("/").text and 'href="/regions/RU-PRI"' in served.get("/map").text
 
 
+def test_the_timeline_stacks_each_week_by_main_sector_on_labelled_axes(served):
+    html = served.get("/timeline").text
+    overall = html[html.index('class="timeline overall"'):html.index("</figure>")]
+    segments = re.findall(r'class="sector-([a-z_]+)" x="\d+" y="\d+" width="10" height="\d+" data-week="([\d-]+)" data-sector="\1" data-count="(\d+)"', overall)
+    by_week: dict[str, dict[str, int]] = {}
+    for sector, week, count in segments:
+        by_week.setdefault(week, {})[sector] = int(count)
+    # Each story counts once, under its first sector: the newest week's two stories are campus and script.
+    assert by_week[max(by_week)] == {"education": 1, "energy": 1}
+    assert sum(sum(week.values()) for week in by_week.values()) == len(STORIES)
+    assert re.search(r'class="y-label"[^>]*>2</text>', overall) and re.search(r'class="x-label"[^>]*>\d{4}-\d{2}-\d{2}</text>', overall)
+    assert '<span class="swatch sector-education"></span>education' in html
+
 def test_a_region_that_does_not_exist_is_a_plain_not_found_page(served):
     response = served.get("/regions/RU-XYZ")
     assert response.status_code == 404 and "there is no such region" in response.text
