@@ -195,6 +195,7 @@ class Bar:
 TIMELINE_HEIGHT = 120
 BAR_WIDTH = 12
 LABEL_EVERY = 6  # bars between two week labels: a date is about six bars wide
+DATE_WIDTH = LABEL_EVERY * BAR_WIDTH  # so a chart of one week still shows its date
 
 
 def _bars(weeks: list[tuple], peak: int, sectors: dict | None = None) -> list[Bar]:
@@ -227,7 +228,7 @@ def timeline_page(request: Request, context: Context, filters: Filter) -> HTMLRe
     return _render(
         request, context, "timeline.html", filters=filters, overall=_bars(overall, peak, by_sector),
         filtered=_bars(filtered, peak) if filters.query_pairs() else None, legend=shown, peak=peak,
-        width=max(len(overall), 1) * BAR_WIDTH, height=TIMELINE_HEIGHT,
+        width=max(len(overall) * BAR_WIDTH, DATE_WIDTH), height=TIMELINE_HEIGHT,
     )
 
 
@@ -265,7 +266,7 @@ def region_page(request: Request, context: Context, region_id: Annotated[str, Pa
         request, context, "region.html", region=region_id, russian=russian, partners=partners, sectors=sectors,
         weeks=_bars(weeks, max((count for _, count in weeks), default=0)), peak=max((count for _, count in weeks), default=0),
         height=TIMELINE_HEIGHT,
-        width=max(len(weeks), 1) * BAR_WIDTH, stories=latest, stories_link=_link("/", query),
+        width=max(len(weeks) * BAR_WIDTH, DATE_WIDTH), stories=latest, stories_link=_link("/", query),
         feed_link=_link("/feeds/filter.atom", query), json_feed_link=_link("/feeds/filter.json", query),
         timeline_link=_link("/timeline", query),
     )
