@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
-from typing import Generic, Literal, TypeVar
+from typing import Annotated, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -226,6 +226,8 @@ class _Entry(_City):
     metonym_of: Country | None = None
     # Where a local institution (a university) stands: the id of its federal subject or province.
     region: str | None = None
+    # A region's administrative centre, [latitude, longitude]: where the map draws it.
+    centre: tuple[Annotated[float, Field(ge=-90, le=90)], Annotated[float, Field(ge=-180, le=180)]] | None = None
     iso: bool = True
     note: str = ""
 
@@ -247,6 +249,7 @@ class GazetteerEntry:
     metonym_of: Country | None = None
     tags: tuple[str, ...] = ()
     iso: bool = True
+    centre: tuple[float, float] | None = None  # a region's administrative centre (latitude, longitude)
 
 
 @dataclass(frozen=True, slots=True)
@@ -392,6 +395,8 @@ class _Builder:
                 self._problem(path, f"{key}.capital", "missing", "add the capital's name, and list the capital under cities")
             elif entry.capital not in city_names:
                 self._problem(path, f"{key}.capital", f"{entry.capital!r} is not one of this entry's cities", "add it under cities, or correct the spelling")
+            if entry.centre is None:
+                self._problem(path, f"{key}.centre", "missing", "add the capital's [latitude, longitude], e.g. centre: [50.29, 127.53]")
         if entry.kind == "country" and entry.id != entry.country:
             self._problem(path, f"{key}.id", f"a country's id must be its code {entry.country!r}", f"set id: {entry.country}")
         if entry.region is not None:
@@ -403,7 +408,7 @@ class _Builder:
         self._register(path, key, entry, GazetteerEntry(
             id=entry.id, name=entry.name, kind=entry.kind, country=entry.country, aliases=tuple(entry.aliases),
             native_name=entry.native_name, subtype=entry.subtype, capital=entry.capital, cities=city_ids,
-            parent=entry.region, metonym_of=entry.metonym_of, tags=tuple(entry.tags), iso=entry.iso,
+            parent=entry.region, metonym_of=entry.metonym_of, tags=tuple(entry.tags), iso=entry.iso, centre=entry.centre,
         ))
 
     def _add_city(self, path: Path, key: str, city: _City, parent: _Entry) -> str:

@@ -1,5 +1,8 @@
-"""The filter values that exist, for the checks of every place a filter is written: the
-gazetteer's federal subjects and provinces, and the languages articles are detected in."""
+"""What the gazetteer tells the application about regions: the filter values that exist (its
+federal subjects and provinces, and the languages articles are detected in), for the checks
+of every place a filter is written, and where each region's administrative centre is, for the
+dashboard's map. The gazetteer is read with its names as written: no forms are made, so this
+takes a fraction of a second."""
 
 from __future__ import annotations
 
@@ -8,20 +11,27 @@ from pathlib import Path
 
 from pipeline.settings import AmurSettings
 from pipeline.subscriptions import Vocabulary
-from processors.gazetteer import load_gazetteer
+from processors.gazetteer import Gazetteer, load_gazetteer
 from processors.languages import DETECTABLE
 
-__all__ = ["vocabulary"]
+__all__ = ["region_centres", "vocabulary"]
+
+REGION_KINDS = ("federal_subject", "province")
 
 
 def vocabulary(settings: AmurSettings) -> Vocabulary:
-    """The :class:`Vocabulary` of ``settings``'s gazetteer (its names as written: no forms are
-    made, so this reads the files in a fraction of a second)."""
-    return _vocabulary(Path(settings.model.gazetteer_dir).resolve())
+    """The :class:`Vocabulary` of ``settings``'s gazetteer."""
+    gazetteer = _gazetteer(Path(settings.model.gazetteer_dir).resolve())
+    regions = {entry.id: entry.name for kind in REGION_KINDS for entry in gazetteer.of_kind(kind)}
+    return Vocabulary(regions=regions, languages=frozenset(DETECTABLE))
+
+
+def region_centres(settings: AmurSettings) -> dict[str, tuple[float, float]]:
+    """Each region's administrative centre, ``(latitude, longitude)``."""
+    gazetteer = _gazetteer(Path(settings.model.gazetteer_dir).resolve())
+    return {entry.id: entry.centre for kind in REGION_KINDS for entry in gazetteer.of_kind(kind) if entry.centre is not None}
 
 
 @cache
-def _vocabulary(gazetteer_dir: Path) -> Vocabulary:
-    gazetteer = load_gazetteer(gazetteer_dir)
-    regions = {entry.id: entry.name for kind in ("federal_subject", "province") for entry in gazetteer.of_kind(kind)}
-    return Vocabulary(regions=regions, languages=frozenset(DETECTABLE))
+def _gazetteer(directory: Path) -> Gazetteer:
+    return load_gazetteer(directory)

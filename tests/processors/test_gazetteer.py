@@ -43,6 +43,9 @@ def test_place_ids_are_iso_codes_except_the_documented_made_up_ones(gazetteer):
 def test_every_subject_and_province_has_a_native_name_and_its_capital_among_its_cities(gazetteer):
     for entry in gazetteer.of_kind("federal_subject") + gazetteer.of_kind("province"):
         assert entry.native_name, entry.id
+        latitude, longitude = entry.centre
+        # Russia's centres from Kaliningrad to Chukotka, north of 41°; China's from Hainan to Heilongjiang, east of 73°.
+        assert (41 < latitude < 70 and 20 < longitude < 178) if entry.country == "RU" else (18 < latitude < 54 and 73 < longitude < 135), entry.id
         capital_is_itself = entry.capital == entry.name
         assert capital_is_itself or entry.capital in {gazetteer[city].name for city in entry.cities}, entry.id
 
@@ -164,6 +167,7 @@ entries:
 """)
     found = {(p.key, p.message.split(":")[0]) for p in problems(directory)}
     assert ("entries[RU-XX].capital", "'Nowhere' is not one of this entry's cities") in found
+    assert ("entries[RU-XX].centre", "missing") in found  # where the map would draw it
     assert any(key == "entries[RU-YY].capitol" for key, _ in found)
     assert all(p.file.endswith("places.yaml") and p.hint for p in problems(directory))
 

@@ -18,7 +18,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.templating import Jinja2Templates
 
 from pipeline.app.roles import pipeline_lag
-from pipeline.app.vocabulary import vocabulary
+from pipeline.app.vocabulary import region_centres, vocabulary
 from pipeline.app.web.cancellation import cancellable
 from pipeline.app.web.queries import StoryFilter
 from pipeline.errors import TransportError
@@ -55,6 +55,11 @@ class WebContext:
         if unknown := filters.unknown_values(self.vocabulary):
             raise RequestValidationError([{"loc": ("query", name), "msg": why, "type": "value_error"} for name, why in unknown])
         return filters
+
+    @cached_property
+    def centres(self) -> dict[str, tuple[float, float]]:
+        """Each region's administrative centre, for the geographic map."""
+        return region_centres(self.settings)
 
     @property
     def names(self) -> Mapping[str, str]:

@@ -164,10 +164,73 @@ def map_page(request: Request, context: Context, filters: Filter) -> HTMLRespons
         key: _cell(pair, peak, _link("/", [*kept, ("pair", f"{pair.russian}:{pair.chinese}")]))
         for key, pair in by_pair.items() if key[0] in rows and key[1] in columns
     }
+    places, lines = geographic(pairs, context.centres, kept)
     return _render(
         request, context, "map.html", filters=filters, rows=rows, columns=columns, cells=cells, busiest=busiest,
-        total=len(pairs),
+        total=len(pairs), places=places, lines=lines, map_width=MAP_WIDTH, map_height=MAP_HEIGHT,
     )
+
+
+@dataclass(frozen=True)
+class Place:
+    """A region on the geographic map, at its administrative centre."""
+
+    region: str
+    x: float
+    y: float
+    radius: float
+    stories: int  # stories it shares with a partner under the filter
+
+
+@dataclass(frozen=True)
+class Line:
+    """Two partners on the geographic map, as wide as the stories they share."""
+
+    pair: str
+    x1: float
+    y1: float
+    x2: float
+    y2: float
+    width: float
+    stories: int
+    link: str
+
+
+# The geographic map's frame, degrees: Kaliningrad to Chukotka, Hainan to the Kola peninsula,
+# drawn equirectangular with latitude stretched as at 45°, where most partners are.
+MAP_WEST, MAP_EAST, MAP_SOUTH, MAP_NORTH = 19.0, 180.0, 18.0, 71.0
+MAP_WIDTH = 960
+MAP_HEIGHT = round(MAP_WIDTH * (MAP_NORTH - MAP_SOUTH) / (MAP_EAST - MAP_WEST) * 1.41)
+MAP_LINES = 100  # the busiest pairs drawn
+
+
+def _projected(centre: tuple[float, float]) -> tuple[float, float]:
+    latitude, longitude = centre
+    return (round((longitude - MAP_WEST) / (MAP_EAST - MAP_WEST) * MAP_WIDTH, 1),
+            round((MAP_NORTH - latitude) / (MAP_NORTH - MAP_SOUTH) * MAP_HEIGHT, 1))
+
+
+def geographic(pairs: Sequence[PairCount], centres: dict[str, tuple[float, float]], kept: list[tuple[str, str]]) -> tuple[list[Place], list[Line]]:
+    """Every region at its centre, sized by the stories it shares, and a line per busy pair,
+    as wide as its stories and linking to them (under ``kept``, the other filters)."""
+    drawn = [pair for pair in pairs[:MAP_LINES] if pair.russian in centres and pair.chinese in centres]
+    peak = max((pair.stories for pair in drawn), default=1)
+    lines = [
+        Line(f"{pair.russian}:{pair.chinese}", *_projected(centres[pair.russian]), *_projected(centres[pair.chinese]),
+             round(1 + 6 * pair.stories / peak, 1), pair.stories, _link("/", [*kept, ("pair", f"{pair.russian}:{pair.chinese}")]))
+        for pair in drawn
+    ]
+    shared: dict[str, int] = {}
+    for pair in pairs:
+        for region in (pair.russian, pair.chinese):
+            shared[region] = shared.get(region, 0) + pair.stories
+    busiest = max(shared.values(), default=1)
+    places = [
+        Place(region, *_projected(centre), round(2.5 + 6 * (shared.get(region, 0) / busiest) ** 0.5, 1) if region in shared else 2.0,
+              shared.get(region, 0))
+        for region, centre in sorted(centres.items(), key=lambda item: shared.get(item[0], 0))  # the busiest on top
+    ]
+    return places, lines
 
 
 def _cell(pair: PairCount, peak: int, link: str) -> MapCell:

@@ -153,6 +153,21 @@ def test_a_region_name_leads_to_its_page_and_a_partner_to_the_partner_s(deployme
     assert browser.find_element(By.ID, "region").text.startswith("Amur")
     assert [row.get_attribute("data-partner") for row in browser.find_elements(By.CSS_SELECTOR, "#partners tbody tr")] == ["CN-HL"]
 
+def test_the_geographic_map_draws_partners_at_their_centres_and_links_them(deployment, browser):
+    browser.get(f"{deployment.url}/map")
+    lines = {line.get_attribute("data-pair"): int(line.get_attribute("data-count")) for line in browser.find_elements(By.CSS_SELECTOR, "#geo line.pair")}
+    assert lines == {"RU-AMU:CN-HL": 2, "RU-PRI:CN-JL": 1, "RU-KHA:CN-HL": 1}
+    places = {place.get_attribute("data-region"): place for place in browser.find_elements(By.CSS_SELECTOR, "#geo circle.place")}
+    assert len(places) == 123  # every federal subject and province, at its centre
+    amur, harbin, vladivostok = (places[region] for region in ("RU-AMU", "CN-HL", "RU-PRI"))
+    assert int(harbin.get_attribute("data-count")) == 3 and int(amur.get_attribute("data-count")) == 2
+    # Blagoveshchensk is north of Harbin, Vladivostok south-east of it: the map is a map.
+    assert float(amur.get_attribute("cy")) < float(harbin.get_attribute("cy")) < float(vladivostok.get_attribute("cy"))
+    assert float(vladivostok.get_attribute("cx")) > float(harbin.get_attribute("cx"))
+    line = browser.find_element(By.CSS_SELECTOR, '#geo line[data-pair="RU-AMU:CN-HL"]')
+    browser.get(deployment.url + line.find_element(By.XPATH, "..").get_dom_attribute("href"))  # an SVG link's own href
+    assert listed(browser) == {FREIGHT, POWER}
+
 def test_a_title_with_a_script_and_an_onerror_image_is_shown_as_text_and_runs_nothing(deployment, browser):
     browser.get(f"{deployment.url}/")
     assert POWER in listed(browser)
