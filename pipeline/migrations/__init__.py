@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 import weakref
 from pathlib import Path
 
@@ -43,6 +44,7 @@ _alembic_logger = logging.getLogger("alembic")
 if _alembic_logger.level == logging.NOTSET:
     _alembic_logger.setLevel(logging.WARNING)
 _ADVISORY_LOCK_KEY = 0x616D7572  # "amur": one key for every Amur process on the server
+LOCK_RETRY_SECONDS = 0.1  # how often a process waiting to migrate tries the lock again
 log = logging.getLogger(__name__)
 _upgraded: weakref.WeakSet[Engine] = weakref.WeakSet()  # engines already at head in this process
 _lock = threading.Lock()
@@ -105,15 +107,22 @@ def _upgrade_postgresql(engine: Engine, config: Config) -> tuple[str | None, str
     """On PostgreSQL each revision runs in a transaction of its own, under an advisory lock
     held by the session: an index on a large table is built ``CONCURRENTLY``, which must run
     outside any transaction and so ends the one before it (see ``autocommit_block`` in the
-    revisions), while the other processes starting up keep waiting for the lock."""
+    revisions), while the other processes starting up wait for the lock.
+
+    They wait by trying it again and again, each try a statement of its own: one blocked in
+    ``pg_advisory_lock`` would hold a snapshot all along, and ``CREATE INDEX CONCURRENTLY``
+    waits for every older snapshot to end — for the very process that waits for it.
+    """
     with engine.connect() as connection:
-        connection.execute(sa.text("SELECT pg_advisory_lock(:key)"), {"key": _ADVISORY_LOCK_KEY})
-        connection.commit()
+        connection.execution_options(isolation_level="AUTOCOMMIT")
+        while not connection.execute(sa.text("SELECT pg_try_advisory_lock(:key)"), {"key": _ADVISORY_LOCK_KEY}).scalar_one():
+            time.sleep(LOCK_RETRY_SECONDS)
+        connection.execution_options(isolation_level=connection.default_isolation_level)
         try:
             before, after = _upgrade(connection, config, transaction_per_revision=True)
             connection.commit()
         finally:
             connection.rollback()
+            connection.execution_options(isolation_level="AUTOCOMMIT")
             connection.execute(sa.text("SELECT pg_advisory_unlock(:key)"), {"key": _ADVISORY_LOCK_KEY})
-            connection.commit()
     return before, after

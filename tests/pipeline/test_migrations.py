@@ -3,6 +3,9 @@ existing database forward without losing a row — on SQLite and on PostgreSQL."
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import time
 from datetime import UTC, datetime
 
 import sqlalchemy as sa
@@ -119,6 +122,25 @@ def test_the_health_counters_start_from_the_seen_rows_already_there(database_url
     assert {tally: found.count for tally, found in tallies.items()} == {"emitted": 2, "emitted without page": 1, "failed": 1}
     assert tallies["failed"].latest == datetime(2024, 5, 1, 3, tzinfo=UTC)
     engine.dispose()
+
+MIGRATE_AT = """
+import sys, time
+from pipeline.db import make_engine
+from pipeline.migrations import upgrade_database
+time.sleep(max(0.0, float(sys.argv[2]) - time.time()))
+upgrade_database(make_engine(sys.argv[1]))
+"""
+
+
+def test_processes_starting_together_migrate_once_and_none_waits_for_ever(database_url):
+    """Five processes upgrade one empty database at the same moment, as the roles of a
+    deployment do: while one builds an index CONCURRENTLY the others wait for the lock
+    without holding it up, and all of them finish."""
+    at = str(time.time() + 2)
+    processes = [subprocess.Popen([sys.executable, "-c", MIGRATE_AT, database_url, at]) for _ in range(5)]
+    codes = [process.wait(timeout=120) for process in processes]
+    assert codes == [0] * 5
+    assert current_revision(make_engine(database_url)) == head_revision()
 
 def test_an_unreachable_database_is_a_clear_error(tmp_path):
     config = tmp_path / "amur.yaml"
