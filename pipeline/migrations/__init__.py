@@ -117,6 +117,7 @@ def _upgrade_postgresql(engine: Engine, config: Config) -> tuple[str | None, str
         connection.execution_options(isolation_level="AUTOCOMMIT")
         while not connection.execute(sa.text("SELECT pg_try_advisory_lock(:key)"), {"key": _ADVISORY_LOCK_KEY}).scalar_one():
             time.sleep(LOCK_RETRY_SECONDS)
+        connection.commit()  # ends SQLAlchemy's own transaction object, a no-op in AUTOCOMMIT
         connection.execution_options(isolation_level=connection.default_isolation_level)
         try:
             before, after = _upgrade(connection, config, transaction_per_revision=True)
