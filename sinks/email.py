@@ -63,7 +63,7 @@ from pipeline.sink import SinkContext
 from pipeline.subscriptions import DigestSchedule, Subscription, SubscriptionsWatcher, smtp_problems, subscriptions_path
 from pipeline.topology import Topics
 from pipeline.transport.base import Producer
-from sinks.outbox import UPDATED, OutboxOptions, OutboxSink, delivery_columns, outbox_row
+from sinks.outbox import UPDATED, OutboxOptions, OutboxSink, delivery_columns, matching, outbox_row
 from sinks.rendering import story_html, story_text
 
 __all__ = ["EmailOptions", "EmailSink", "compose", "compose_digest", "email_deliveries", "email_digest_items", "period_end"]
@@ -150,10 +150,7 @@ class EmailSink(OutboxSink):
         subscribed = self.subscribed()
         self.record_events(batch, [subscription for subscription in subscribed if subscription.channel("email").mode == "each"])
         digests = [subscription for subscription in subscribed if subscription.channel("email").mode == DIGEST]
-        wanted = [
-            (subscription, alert) for subscription in digests for alert in batch
-            if alert.merged_into is None and subscription.match(alert)
-        ]
+        wanted = matching(batch, digests)
         if not wanted:
             return
         items = email_digest_items

@@ -51,7 +51,7 @@ from pipeline.transport.base import Producer
 
 __all__ = [
     "CREATED", "DELIVERED", "MERGED", "PARKED", "PENDING", "UPDATED", "OutboxOptions", "OutboxSink", "delivery_columns",
-    "outbox_row",
+    "matching", "outbox_row",
 ]
 
 log = logging.getLogger(__name__)
@@ -139,10 +139,7 @@ class OutboxSink(BatchingSink):
         if its channel asks for updates (a version not newer than the created one, a replay, is
         never an update); with :attr:`tells_merges`, ``story.merged`` when a story it got is
         retired into another."""
-        wanted = [
-            (subscription, alert) for subscription in subscribed for alert in batch
-            if alert.merged_into is None and subscription.match(alert)
-        ]
+        wanted = matching(batch, subscribed)
         retired = [alert for alert in batch if alert.merged_into is not None] if self.tells_merges else []
         if not wanted and not (subscribed and retired):
             return
@@ -328,6 +325,15 @@ class OutboxSink(BatchingSink):
         self.cut_short()
         self._pool.shutdown(wait=True, cancel_futures=True)
         self.producer.close()
+
+
+def matching(batch: Sequence[Alert], subscriptions: Sequence[Subscription]) -> list[tuple[Subscription, Alert]]:
+    """Each live story of ``batch`` with each of ``subscriptions`` it matches (a retired
+    story is news of a merge, not a story to send)."""
+    return [
+        (subscription, alert) for subscription in subscriptions for alert in batch
+        if alert.merged_into is None and subscription.match(alert)
+    ]
 
 
 def outbox_row(subscription: str, story_id: str, event: str, version: int, *, key_version: int, **contents) -> dict:

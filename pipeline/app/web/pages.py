@@ -27,6 +27,7 @@ from pipeline.app.web.queries import (
     PairCount,
     StoryFilter,
     count_stories,
+    every_week,
     find_stories,
     get_article,
     get_story,
@@ -280,9 +281,9 @@ def _bars(weeks: list[tuple], peak: int, sectors: dict | None = None) -> list[Ba
 def timeline_page(request: Request, context: Context, filters: Filter) -> HTMLResponse:
     period = StoryFilter(since=filters.since, until=filters.until)
     with context.connect() as connection:
-        overall = weekly_counts(connection, period)
         by_sector = weekly_main_sectors(connection, period)
         chosen = weekly_counts(connection, filters)
+    overall = every_week({week: sum(sectors.values()) for week, sectors in by_sector.items()})  # each story once
     chosen_by_week = dict(chosen)
     # Both series over the same weeks, on the same scale, so they can be compared.
     filtered = [(monday, chosen_by_week.get(monday, 0)) for monday, _ in overall]

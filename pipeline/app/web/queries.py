@@ -15,7 +15,7 @@ from __future__ import annotations
 import base64
 import binascii
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Annotated
@@ -30,8 +30,8 @@ from sinks.alert_feed import alert_tags, alert_versions, alerts, story_redirects
 from sinks.records import articles
 
 __all__ = [
-    "CursorError", "PairCount", "StoryFilter", "StoryPage", "find_stories", "get_article", "get_story",
-    "pair_counts", "story_versions", "weekly_counts",
+    "CursorError", "PairCount", "StoryFilter", "StoryPage", "count_stories", "every_week", "find_stories", "get_article",
+    "get_story", "pair_counts", "sector_counts", "story_versions", "weekly_counts", "weekly_main_sectors",
 ]
 
 Pair = Annotated[str, Field(pattern=r"^RU-[A-Z]{2,3}:CN-[A-Z]{2}$", examples=["RU-PRI:CN-HL"])]
@@ -298,6 +298,11 @@ def sector_counts(connection: sa.Connection, story_filter: StoryFilter) -> dict[
     return dict(sorted(rows, key=lambda row: (-row[1], row[0])))
 
 
+def _day(value: date | str) -> date:
+    """A date column's value: PostgreSQL gives a date, SQLite its ISO text."""
+    return value if isinstance(value, date) else date.fromisoformat(value)
+
+
 def _story_week(connection: sa.Connection) -> sa.ColumnElement:
     """The Monday of a story's ISO week (UTC)."""
     if connection.dialect.name == "postgresql":
@@ -316,7 +321,7 @@ def weekly_main_sectors(connection: sa.Connection, story_filter: StoryFilter) ->
     ).all()
     weeks: dict[date, dict[str, int]] = defaultdict(dict)
     for value, sector, count in rows:
-        weeks[value if isinstance(value, date) else date.fromisoformat(value)][sector] = count
+        weeks[_day(value)][sector] = count
     return dict(weeks)
 
 
@@ -327,7 +332,12 @@ def weekly_counts(connection: sa.Connection, story_filter: StoryFilter) -> list[
     rows = connection.execute(
         sa.select(week.label("week"), sa.func.count()).where(*story_filter.conditions()).group_by("week")
     ).all()
-    counts = {value if isinstance(value, date) else date.fromisoformat(value): count for value, count in rows}
+    return every_week({_day(value): count for value, count in rows})
+
+
+def every_week(counts: Mapping[date, int]) -> list[tuple[date, int]]:
+    """``counts`` (Monday → stories) for every week from the first to the last, at most the
+    last :data:`MAX_TIMELINE_WEEKS`, a week without stories counting 0."""
     if not counts:
         return []
     last = max(counts)
