@@ -19,9 +19,7 @@ import hashlib
 import importlib.metadata
 import json
 import logging
-import os
 import re
-import tempfile
 from collections.abc import Callable
 from functools import lru_cache
 from itertools import islice, product
@@ -32,6 +30,7 @@ import iuliia
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from pipeline.errors import ConfigError, ConfigProblem
+from pipeline.files import replace_file
 from pipeline.messages import primary_language
 from pipeline.settings import problems_from, read_yaml
 
@@ -192,11 +191,7 @@ class CachedForms:
         if not self._added:
             return
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            handle, temporary = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.")
-            with os.fdopen(handle, "w", encoding="utf-8") as file:
-                json.dump(self._known, file, ensure_ascii=False)
-            os.replace(temporary, self.path)
+            replace_file(self.path, json.dumps(self._known, ensure_ascii=False).encode("utf-8"))
         except OSError as exc:
             log.info("name forms not cached in %s: %s", self.path.parent, exc)
 

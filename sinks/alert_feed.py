@@ -18,9 +18,7 @@ stored again.
 from __future__ import annotations
 
 import logging
-import os
 import re
-import tempfile
 from abc import abstractmethod
 from collections.abc import Sequence
 from pathlib import Path
@@ -32,6 +30,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from pipeline.db import UTCDateTime, insert_missing
 from pipeline.errors import MessageRejected, SinkError
+from pipeline.files import replace_file
 from pipeline.messages import Alert, utc_now
 from pipeline.sink import SinkContext, SqlSink
 
@@ -332,13 +331,7 @@ def xml_text(text: str) -> str:
 
 def write_atomically(path: Path, content: bytes, mode: int = FEED_FILE_MODE) -> None:
     """Replace ``path`` with ``content`` at once, readable by other users (a web server)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
-        with os.fdopen(handle, "wb") as file:
-            file.write(content)
-        os.chmod(temporary, mode)
-        os.replace(temporary, path)
+        replace_file(path, content, mode)
     except OSError as exc:
-        Path(temporary).unlink(missing_ok=True)
         raise SinkError(f"cannot write {path}: {exc}") from exc

@@ -11,12 +11,10 @@ from pathlib import Path
 
 from pipeline.settings import AmurSettings
 from pipeline.subscriptions import Vocabulary
-from processors.gazetteer import Gazetteer, load_gazetteer
+from processors.gazetteer import REGION_KINDS, Gazetteer, load_gazetteer
 from processors.languages import DETECTABLE
 
 __all__ = ["region_centres", "vocabulary"]
-
-REGION_KINDS = ("federal_subject", "province")
 
 
 def vocabulary(settings: AmurSettings) -> Vocabulary:
