@@ -38,7 +38,7 @@ import base64
 import binascii
 import logging
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -87,27 +87,25 @@ class Vocabulary:
         return f"unknown language {value!r}; stories are in one of {', '.join(sorted(self.languages))}"
 
 
-def _existing_region(value: str, info: ValidationInfo) -> str:
-    """``value``, if the validation's ``vocabulary`` (when given) knows it as a region."""
-    vocabulary: Vocabulary | None = (info.context or {}).get("vocabulary")
-    if vocabulary is not None and (why := vocabulary.unknown_region(value)):
-        raise PydanticCustomError("unknown_region", why)
-    return value
+def _existing(unknown: Callable[[Vocabulary, str], str | None], error_type: str) -> AfterValidator:
+    """A validator passing a value the validation's ``vocabulary`` (when given) knows, and
+    refusing one it does not with ``unknown``'s reason."""
+    def check(value: str, info: ValidationInfo) -> str:
+        vocabulary: Vocabulary | None = (info.context or {}).get("vocabulary")
+        if vocabulary is not None and (why := unknown(vocabulary, value)):
+            raise PydanticCustomError(error_type, why)
+        return value
 
-
-def _existing_language(value: str, info: ValidationInfo) -> str:
-    vocabulary: Vocabulary | None = (info.context or {}).get("vocabulary")
-    if vocabulary is not None and (why := vocabulary.unknown_language(value)):
-        raise PydanticCustomError("unknown_language", why)
-    return value
+    return AfterValidator(check)
 
 
 # Ids of the right shape; with a vocabulary in the validation context (a subscriptions file
 # read by load_subscriptions), ids that exist.
-RussianRegion = Annotated[str, Field(pattern=r"^RU-[A-Z]{2,3}$", examples=["RU-PRI"]), AfterValidator(_existing_region)]
-ChineseRegion = Annotated[str, Field(pattern=r"^CN-[A-Z]{2}$", examples=["CN-HL"]), AfterValidator(_existing_region)]
-Region = Annotated[str, Field(pattern=r"^(RU-[A-Z]{2,3}|CN-[A-Z]{2})$", examples=["RU-PRI", "CN-HL"]), AfterValidator(_existing_region)]
-LanguageCode = Annotated[str, AfterValidator(_existing_language)]
+_EXISTING_REGION = _existing(Vocabulary.unknown_region, "unknown_region")
+RussianRegion = Annotated[str, Field(pattern=r"^RU-[A-Z]{2,3}$", examples=["RU-PRI"]), _EXISTING_REGION]
+ChineseRegion = Annotated[str, Field(pattern=r"^CN-[A-Z]{2}$", examples=["CN-HL"]), _EXISTING_REGION]
+Region = Annotated[str, Field(pattern=r"^(RU-[A-Z]{2,3}|CN-[A-Z]{2})$", examples=["RU-PRI", "CN-HL"]), _EXISTING_REGION]
+LanguageCode = Annotated[str, _existing(Vocabulary.unknown_language, "unknown_language")]
 
 
 class _Frozen(BaseModel):
