@@ -266,15 +266,7 @@ class PairCount:
 
 def pair_counts(connection: sa.Connection, story_filter: StoryFilter) -> list[PairCount]:
     """Every RU × CN pair of regions taking part in a filtered story, busiest first."""
-    per_kind = {}
-    for kind in ("pair", "pair_sector"):
-        tag = alert_tags.alias(kind)
-        source = tag.join(alerts, alerts.c.id == tag.c.story_id) if story_filter.needs_story_row() else tag
-        per_kind[kind] = connection.execute(
-            sa.select(tag.c.value, sa.func.count()).select_from(source)
-            .where(tag.c.kind == kind, *story_filter.conditions(tag.c.story_id, tag.c.story_at))
-            .group_by(tag.c.value)
-        ).all()
+    per_kind = {kind: _tag_counts(connection, story_filter, kind) for kind in ("pair", "pair_sector")}
     sectors: dict[str, dict[str, int]] = defaultdict(dict)
     for value, count in per_kind["pair_sector"]:
         russian, chinese, sector = value.split(":")
@@ -288,14 +280,18 @@ def pair_counts(connection: sa.Connection, story_filter: StoryFilter) -> list[Pa
 
 def sector_counts(connection: sa.Connection, story_filter: StoryFilter) -> dict[str, int]:
     """Filtered stories per sector, busiest first (a story counts once in each of its sectors)."""
-    tag = alert_tags.alias("sector")
+    return dict(sorted(_tag_counts(connection, story_filter, "sector"), key=lambda row: (-row[1], row[0])))
+
+
+def _tag_counts(connection: sa.Connection, story_filter: StoryFilter, kind: str) -> list[tuple[str, int]]:
+    """``(value, stories)`` of every tag of ``kind`` the filtered stories carry."""
+    tag = alert_tags.alias(kind)
     source = tag.join(alerts, alerts.c.id == tag.c.story_id) if story_filter.needs_story_row() else tag
-    rows = connection.execute(
+    return [tuple(row) for row in connection.execute(
         sa.select(tag.c.value, sa.func.count()).select_from(source)
-        .where(tag.c.kind == "sector", *story_filter.conditions(tag.c.story_id, tag.c.story_at))
+        .where(tag.c.kind == kind, *story_filter.conditions(tag.c.story_id, tag.c.story_at))
         .group_by(tag.c.value)
-    ).all()
-    return dict(sorted(rows, key=lambda row: (-row[1], row[0])))
+    )]
 
 
 def _day(value: date | str) -> date:
