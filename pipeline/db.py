@@ -90,9 +90,11 @@ def make_engine(database_url: str) -> Engine:
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:
     # WAL lets the sinks write while the HTTP server and `amur` commands read.
+    # The wait for another process's lock first: switching to WAL takes that lock too, and a
+    # process opening the database while another migrates it would otherwise fail at once.
     cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.execute("PRAGMA journal_mode=WAL")
     cursor.close()
 
 
