@@ -99,8 +99,11 @@ ACTS: tuple[str, ...] = tuple(ActsConfig.model_fields)
 
 
 class SectorRulesConfig(_Strict):
-    min_hits_elsewhere: int = Field(ge=1)
-    list_min_sectors: int = Field(ge=2)
+    evidence_weight: float = Field(gt=0)
+    topical_weight: float = Field(ge=0)
+    other_weight: float = Field(ge=0)
+    min_weight: float = Field(gt=0)
+    min_share: float = Field(ge=0, le=1)
 
 
 # Keywords per sector; the fields are the fixed taxonomy (pipeline.messages.SECTORS), so an
@@ -405,18 +408,27 @@ class RulesClassifier:
         # The headline says what the article is about, even naming one side only ("Putin and
         # Xi visit the Moscow Zoo"): its fields count as the evidence's do.
         topical = [*evidence, *([headline] if headline is not None and headline not in evidence else [])]
-        in_evidence = sum((unit.sector_hits for unit in topical), Counter())
-        # Other sentences with a cooperation cue: the article's topical sentences.
-        elsewhere = sum((u.sector_hits for u in units if u.cue_words("strong", "weak") and u not in topical), Counter())
         rules = self.config.sector_rules
-        # A topical sentence naming several fields lists the areas agreed ("in trade, tourism,
-        # science and culture"): each one counts, though it is named once.
-        listed = {s for u in units if u.cue_words("strong", "weak") and len(u.sector_hits) >= rules.list_min_sectors for s in u.sector_hits}
+        weights: Counter = Counter()
+        for unit in units + [u for u in topical if u not in units]:
+            if unit in topical:
+                weight = rules.evidence_weight
+            elif unit.cue_words("strong", "weak"):
+                weight = rules.topical_weight
+            else:
+                weight = rules.other_weight
+            for sector, hits in unit.sector_hits.items():
+                weights[sector] += weight * hits
+        if not weights:
+            return []
+        # A field named in passing (a quote, a biography, a related headline) weighs little
+        # beside what the parties cooperate on: it counts only at a share of the main field.
+        floor = max(rules.min_weight, rules.min_share * max(weights.values()))
+        chosen = {s for s, weight in weights.items() if weight >= floor}
         # A sentence stating a sum says what a deal is worth and in what field ("the Chinese
         # side invests 2.6 billion yuan"): its fields count, though named once.
-        priced = {s for u in units if u.states_sum for s in u.sector_hits}
-        chosen = {s for s in in_evidence} | {s for s, hits in elsewhere.items() if hits >= rules.min_hits_elsewhere} | listed | priced
-        return sorted(chosen, key=lambda s: (-(in_evidence[s] + elsewhere[s]), SECTORS.index(s)))
+        chosen |= {s for u in units if u.states_sum for s in u.sector_hits}
+        return sorted(chosen, key=lambda s: (-weights[s], SECTORS.index(s)))
 
 
 def _shown(evidence: list[_Sentence], title_text: str, limit: int) -> list[str]:

@@ -103,6 +103,17 @@ def test_a_quote_gives_no_sector(classify_text):
     assert "science_space" not in result.sectors
 
 
+def test_a_field_named_in_passing_beside_the_main_one_is_no_sector(analyzer):
+    """The deal is about gas; the hotel and the museum of its celebration are not what the sides cooperate on."""
+    result = analyzer.analyze_text(
+        "Gazprom and CNPC signed a contract on Monday for gas from the Power of Siberia pipeline to reach Heilongjiang. "
+        "The pipeline will carry natural gas and feed a new power plant and a gas chemical complex near Blagoveshchensk. "
+        "Gazprom and CNPC will also build a second gas pipeline and an oil pipeline along the same route. "
+        "The Russian and Chinese partners toasted the energy deal in a hotel after a tour of a local museum.",
+        title="Gazprom and CNPC agree on gas for Heilongjiang",
+    ).classification
+    assert result.is_cooperation and result.sectors == ["energy"], result.sectors
+
 
 def test_important_is_no_import(classify_text):
     result = classify_text(
