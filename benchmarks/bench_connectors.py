@@ -38,13 +38,13 @@ import sqlalchemy as sa
 import connectors.feed
 from connectors.feed import FeedConnector
 from connectors.fetch import Fetcher
-from pipeline.db import accumulate, make_engine
-from pipeline.messages import article_id, utc_now
-from pipeline.polling import ConnectorRunner
-from pipeline.settings import ConnectorSettings, FetchSettings, SourceConfig
-from pipeline.state import EMITTED, StateStore, seen_articles, source_item_counts
-from pipeline.topology import Topics
-from pipeline.transport.embedded import EmbeddedTransport
+from pipeline.core.db import accumulate, make_engine
+from pipeline.core.messages import article_id, utc_now
+from pipeline.core.polling import ConnectorRunner
+from pipeline.core.settings import ConnectorSettings, FetchSettings, SourceConfig
+from pipeline.core.state import EMITTED, StateStore, seen_articles, source_item_counts
+from pipeline.core.topology import Topics
+from pipeline.core.transport.embedded import EmbeddedTransport
 
 ITEMS_PER_FEED = 20
 CHANGED_SHARE = 0.1

@@ -30,9 +30,9 @@ import sqlalchemy as sa
 import trafilatura
 
 from pipeline.app.roles import Runtime, run_forever
-from pipeline.db import make_engine
-from pipeline.settings import load_settings
-from pipeline.topology import roles
+from pipeline.core.db import make_engine
+from pipeline.core.settings import load_settings
+from pipeline.core.topology import roles
 from sinks.alert_feed import alerts
 from sinks.records import articles
 from tests.support.corpus import synthetic_articles

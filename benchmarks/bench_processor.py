@@ -28,8 +28,8 @@ from pathlib import Path
 import spacy
 from spacy.language import Language
 
-from pipeline.messages import Article
-from pipeline.settings import ModelSettings
+from pipeline.core.messages import Article
+from pipeline.core.settings import ModelSettings
 from processors.analyze import Analyzer, synthetic_article
 from tests.support.corpus import synthetic_articles
 

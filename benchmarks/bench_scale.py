@@ -63,12 +63,12 @@ from kafka.admin import OffsetSpec
 
 from benchmarks.bench_pipeline import page, percentile
 from pipeline.app.roles import group_name
-from pipeline.db import make_engine
-from pipeline.messages import Article, article_id, encode, utc_now
-from pipeline.settings import StorySettings, load_settings
-from pipeline.state import StateStore, seen_articles, source_state
-from pipeline.topology import Topics, roles
-from pipeline.transport import make_transport
+from pipeline.core.db import make_engine
+from pipeline.core.messages import Article, article_id, encode, utc_now
+from pipeline.core.settings import StorySettings, load_settings
+from pipeline.core.state import StateStore, seen_articles, source_state
+from pipeline.core.topology import Topics, roles
+from pipeline.core.transport import make_transport
 from processors.gazetteer import load_gazetteer
 from processors.stories import NUM_PERM, StoryIndex, bands, signature, stories, story_bands
 from sinks.alert_feed import alerts

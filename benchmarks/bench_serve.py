@@ -28,9 +28,9 @@ from pathlib import Path
 import httpx
 import sqlalchemy as sa
 
-from pipeline.db import make_engine
-from pipeline.messages import SECTORS, Alert, Outlet
-from pipeline.migrations import upgrade_database
+from pipeline.core.db import make_engine
+from pipeline.core.messages import SECTORS, Alert, Outlet
+from pipeline.core.migrations import upgrade_database
 from sinks.alert_feed import AlertFeedSink, AtomFeedOptions, alert_tags, alert_versions, alerts, story_tags
 
 RUSSIAN = ["RU-PRI", "RU-KHA", "RU-AMU", "RU-ZAB", "RU-IRK", "RU-BU", "RU-YEV", "RU-SAK", "RU-NVS", "RU-KYA",

@@ -28,9 +28,9 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from pipeline.db import make_engine
-from pipeline.messages import Classification, Classified, Entity, utc_now
-from pipeline.settings import StorySettings
+from pipeline.core.db import make_engine
+from pipeline.core.messages import Classification, Classified, Entity, utc_now
+from pipeline.core.settings import StorySettings
 from processors.analyze import synthetic_article
 from processors.gazetteer import load_gazetteer
 from processors.stories import NUM_PERM, StoryIndex, alert_for, bands, bucket, signature, stories, story_bands, story_entities

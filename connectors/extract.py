@@ -4,7 +4,7 @@
 comments, so navigation, teasers and reader comments stay out of the text the processors
 classify. A page whose main text is shorter than :data:`MIN_TEXT_CHARS` characters or
 :data:`MIN_TEXT_WORDS` words (a gallery, a paywall teaser, an index page) raises
-:class:`~pipeline.errors.ExtractionError` saying how much text the page had, or that its
+:class:`~pipeline.core.errors.ExtractionError` saying how much text the page had, or that its
 paragraphs are all one text repeated (a placeholder or a broken template). Chinese and
 Japanese characters count as one word each, as those scripts do not separate words.
 """
@@ -22,7 +22,7 @@ import trafilatura
 from lxml import etree
 
 from connectors.dates import iso_datetime
-from pipeline.errors import ExtractionError
+from pipeline.core.errors import ExtractionError
 
 __all__ = ["MIN_TEXT_CHARS", "MIN_TEXT_WORDS", "Extracted", "count_words", "extract_article"]
 

@@ -6,14 +6,14 @@ or 1.1 and says so when the body is anything else (:mod:`connectors.jsonfeed`).
 
 :class:`FeedConnector` says only how to list a feed and how to turn an entry into an
 article; dedup, the per-poll cap, retries, back-off and the validators are
-:class:`~pipeline.connector.PollingConnector`'s. Listing:
+:class:`~pipeline.core.connector.PollingConnector`'s. Listing:
 
 1. GETs the feed conditionally (``If-None-Match`` / ``If-Modified-Since``); a 304 ends the
    poll with nothing new.
 2. Parses the body with feedparser. A body it cannot read (HTML, empty, broken XML with no
-   entries) raises :class:`~pipeline.errors.FeedParseError` with the reason; a feed that is
+   entries) raises :class:`~pipeline.core.errors.FeedParseError` with the reason; a feed that is
    not well-formed but still yields entries is used, with a warning.
-3. Makes one :class:`~pipeline.connector.Item` per entry with a link, in its canonical
+3. Makes one :class:`~pipeline.core.connector.Item` per entry with a link, in its canonical
    spelling; an entry without one is skipped with a warning.
 
 Each new entry's page is fetched and extracted by :func:`connectors.pages.article_from_page`.
@@ -35,11 +35,11 @@ from lxml import etree
 from connectors.fetch import ACCEPT_FEED, ACCEPT_JSON_FEED, Fetcher, FetchResult, canonical_url, shared_fetcher
 from connectors.jsonfeed import is_json_feed, json_feed_items
 from connectors.pages import article_from_page
-from pipeline.connector import ConnectorContext, Item, Listing, PollingConnector
-from pipeline.errors import FeedParseError
-from pipeline.messages import Article, primary_language
-from pipeline.settings import SourceConfig
-from pipeline.state import StateStore
+from pipeline.core.connector import ConnectorContext, Item, Listing, PollingConnector
+from pipeline.core.errors import FeedParseError
+from pipeline.core.messages import Article, primary_language
+from pipeline.core.settings import SourceConfig
+from pipeline.core.state import StateStore
 
 __all__ = ["FeedConnector", "JsonFeedConnector", "parse_feed"]
 

@@ -1,8 +1,8 @@
 """The one HTTP client of Amur: every feed and page is fetched through :class:`Fetcher`.
 
-A fetch either returns a :class:`FetchResult` or raises :class:`~pipeline.errors.FetchError`
+A fetch either returns a :class:`FetchResult` or raises :class:`~pipeline.core.errors.FetchError`
 with a reason an operator can act on and ``retryable`` saying whether trying later may help.
-The limits, all from :class:`~pipeline.settings.FetchSettings`:
+The limits, all from :class:`~pipeline.core.settings.FetchSettings`:
 
 =========================  ===============================================================
 only ``http``/``https``    other schemes (file:, ftp:, data:, javascript:, mailto:) are
@@ -21,7 +21,7 @@ binary bodies              images, audio, video, PDF, archives, office files and
                            instead, to at most ``max_bytes``
 destinations               loopback, private, link-local, multicast and reserved addresses
                            are refused, at every hop and connection, unless inside
-                           ``allow_networks`` (:mod:`pipeline.guard`); proxies from the
+                           ``allow_networks`` (:mod:`pipeline.core.guard`); proxies from the
                            environment are not used, since through one the guard could not
                            see where a request goes
 robots.txt                 :meth:`Fetcher.check_robots` (article pages only) reads each
@@ -60,10 +60,10 @@ from urllib.robotparser import RobotFileParser
 import courlan
 import httpx
 
-from pipeline.connector import ConnectorContext
-from pipeline.errors import FetchError
-from pipeline.guard import AddressPolicy, AddressRefused, GuardedTransport
-from pipeline.settings import FetchSettings
+from pipeline.core.connector import ConnectorContext
+from pipeline.core.errors import FetchError
+from pipeline.core.guard import AddressPolicy, AddressRefused, GuardedTransport
+from pipeline.core.settings import FetchSettings
 
 try:  # installed with trafilatura; detection is a fallback, so it stays optional
     import charset_normalizer
@@ -201,9 +201,9 @@ class Fetcher:
 
     :param settings: timeouts, size and redirect limits, User-Agent, politeness delay.
     :param client: an ``httpx.Client`` to send requests with (tests pass one on an
-        ``httpx.MockTransport``, or on a :class:`~pipeline.guard.GuardedTransport` with a
+        ``httpx.MockTransport``, or on a :class:`~pipeline.core.guard.GuardedTransport` with a
         recording dialer); by default the fetcher makes its own, which connects only where
-        ``settings.allow_networks`` and :mod:`pipeline.guard` allow, and closes it in
+        ``settings.allow_networks`` and :mod:`pipeline.core.guard` allow, and closes it in
         :meth:`close`. Redirects are followed here, so the client's own setting is ignored.
 
     Thread-safe: one fetcher serves every connector.

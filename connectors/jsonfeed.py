@@ -18,9 +18,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from connectors.dates import iso_datetime
 from connectors.fetch import FetchResult, canonical_url
-from pipeline.connector import Item
-from pipeline.errors import FeedParseError, error_key
-from pipeline.messages import primary_language
+from pipeline.core.connector import Item
+from pipeline.core.errors import FeedParseError, error_key
+from pipeline.core.messages import primary_language
 
 __all__ = ["is_json_feed", "json_feed_items"]
 

@@ -1,4 +1,4 @@
-"""An article page, from an item's link to an :class:`~pipeline.messages.Article`.
+"""An article page, from an item's link to an :class:`~pipeline.core.messages.Article`.
 
 Shared by every connector whose items link to article pages. The article's URL, and so its
 id, is where the page really is: the last URL of the redirect chain, or the page's own
@@ -15,8 +15,8 @@ from urllib.parse import urljoin
 
 from connectors.extract import extract_article
 from connectors.fetch import ACCEPT_HTML, Fetcher, canonical_url, same_site
-from pipeline.connector import Item, plausible_publication
-from pipeline.messages import Article, article_id, utc_now
+from pipeline.core.connector import Item, plausible_publication
+from pipeline.core.messages import Article, article_id, utc_now
 
 __all__ = ["MAX_DATE_LAG", "article_from_page", "article_url", "publication_date"]
 
@@ -64,7 +64,7 @@ def publication_date(listed: datetime | None, stated: datetime | None, now: date
 
     The page's own date comes first, since a feed's date is often when the item was updated or
     syndicated. Neither is believed when it cannot be a publication date
-    (:func:`~pipeline.connector.plausible_publication`: before 1990, or ahead of ``now``
+    (:func:`~pipeline.core.connector.plausible_publication`: before 1990, or ahead of ``now``
     beyond a clock's skew), and the page's is not when it falls more than
     :data:`MAX_DATE_LAG` before the listing's: an extractor that picked up a copyright year
     or an older story's date.

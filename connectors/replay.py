@@ -17,7 +17,7 @@ again, or after a crash, emits nothing twice), and a bad entry — a line that i
 page with no text — is an item failure naming the line or file, while the rest goes on. An
 archive unchanged since the last poll is not read again: its files' sizes and modification
 times serve as its ETag. Each poll emits at most ``max_articles_per_poll``; while entries are
-left over, the next poll comes after :data:`~pipeline.connector.BACKLOG_POLL_SECONDS`, so a
+left over, the next poll comes after :data:`~pipeline.core.connector.BACKLOG_POLL_SECONDS`, so a
 large archive is read through at full speed instead of one batch per interval.
 """
 
@@ -35,11 +35,11 @@ from warcio.exceptions import ArchiveLoadFailed
 from connectors.extract import extract_article
 from connectors.fetch import canonical_url, decode_body
 from connectors.pages import article_url, publication_date
-from pipeline.connector import ConnectorContext, Item, Listing, PollingConnector
-from pipeline.errors import ExtractionError, FeedParseError, SourceError, error_key
-from pipeline.messages import Article, article_id, utc_now
-from pipeline.settings import SourceConfig
-from pipeline.state import StateStore
+from pipeline.core.connector import ConnectorContext, Item, Listing, PollingConnector
+from pipeline.core.errors import ExtractionError, FeedParseError, SourceError, error_key
+from pipeline.core.messages import Article, article_id, utc_now
+from pipeline.core.settings import SourceConfig
+from pipeline.core.state import StateStore
 
 __all__ = ["ArchivedArticle", "ReplayConnector"]
 

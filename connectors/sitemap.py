@@ -21,7 +21,7 @@ unless the source says otherwise) are skipped; undated ones are kept, within the
 The XML is read with lxml, without DTDs, entities or network access, so an entity-expansion
 bomb is refused rather than expanded. A document cut short (a truncated download) yields the
 entries before the cut, with a warning; nothing readable at all is a
-:class:`~pipeline.errors.FeedParseError` naming the line. When a child sitemap fails, the
+:class:`~pipeline.core.errors.FeedParseError` naming the line. When a child sitemap fails, the
 others are read and the index's validators are not stored, so the next poll reads it again.
 """
 
@@ -38,11 +38,11 @@ from lxml import etree
 from connectors.dates import iso_datetime
 from connectors.fetch import ACCEPT_SITEMAP, Fetcher, FetchResult, canonical_url, shared_fetcher
 from connectors.pages import article_from_page
-from pipeline.connector import ConnectorContext, Item, Listing, PollingConnector, newest_first
-from pipeline.errors import FeedParseError, SourceError
-from pipeline.messages import Article, primary_language, utc_now
-from pipeline.settings import SourceConfig
-from pipeline.state import StateStore
+from pipeline.core.connector import ConnectorContext, Item, Listing, PollingConnector, newest_first
+from pipeline.core.errors import FeedParseError, SourceError
+from pipeline.core.messages import Article, primary_language, utc_now
+from pipeline.core.settings import SourceConfig
+from pipeline.core.state import StateStore
 
 __all__ = ["MAX_CHILD_SITEMAPS", "Sitemap", "SitemapConnector", "SitemapEntry", "parse_sitemap"]
 

@@ -29,8 +29,8 @@ from pathlib import Path
 from spacy.language import Language
 from spacy.tokens import Doc
 
-from pipeline.messages import Article, Classified, article_id, utc_now
-from pipeline.settings import ModelSettings
+from pipeline.core.messages import Article, Classified, article_id, utc_now
+from pipeline.core.settings import ModelSettings
 from processors.classify import Passage, RulesClassifier, language_config, load_classifier_config
 from processors.entities import gazetteer_entities, load_pipeline, merge_entities, sentence_spans
 from processors.figures import extract_figures

@@ -27,9 +27,9 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
-from pipeline.errors import ConfigError, ConfigProblem
-from pipeline.messages import SECTORS, Classification, Country, Figure, Level
-from pipeline.settings import problems_from, read_yaml
+from pipeline.core.errors import ConfigError, ConfigProblem
+from pipeline.core.messages import SECTORS, Classification, Country, Figure, Level
+from pipeline.core.settings import problems_from, read_yaml
 from processors.datelines import report_opening
 from processors.gazetteer import PLACE_KINDS, Gazetteer, Mention, PhraseHit, PhraseIndex, Tokens, phrase_key, tokenize
 from processors.venues import is_venue
@@ -106,7 +106,7 @@ class SectorRulesConfig(_Strict):
     min_share: float = Field(ge=0, le=1)
 
 
-# Keywords per sector; the fields are the fixed taxonomy (pipeline.messages.SECTORS), so an
+# Keywords per sector; the fields are the fixed taxonomy (pipeline.core.messages.SECTORS), so an
 # unknown or missing id is a config error.
 SectorsConfig = create_model(
     "SectorsConfig", __base__=_Strict, **{sector: (list[str], ...) for sector in SECTORS},  # type: ignore[call-overload]

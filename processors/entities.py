@@ -20,8 +20,8 @@ import spacy
 from spacy.language import Language
 from spacy.tokens import Doc
 
-from pipeline.errors import ConfigError, ConfigProblem
-from pipeline.messages import Entity
+from pipeline.core.errors import ConfigError, ConfigProblem
+from pipeline.core.messages import Entity
 from processors.gazetteer import Mention
 
 # The components the candidate path runs; whatever feeds them (a shared tok2vec or

@@ -43,8 +43,8 @@ from typing import Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
 
-from pipeline.errors import ConfigError, ConfigProblem, error_key
-from pipeline.messages import SECTORS, Level, Sector
+from pipeline.core.errors import ConfigError, ConfigProblem, error_key
+from pipeline.core.messages import SECTORS, Level, Sector
 
 LEVELS: tuple[str, ...] = ("national", "interregional", "municipal", "corporate")
 

@@ -1,6 +1,6 @@
 """Figures an article states: money amounts, percentages and growth, counts of agreements.
 
-Each becomes a :class:`pipeline.messages.Figure` with its value normalised and the
+Each becomes a :class:`pipeline.core.messages.Figure` with its value normalised and the
 sentence it stands in::
 
     text = "Trade grew by 17% to USD 964 million, and eleven cooperation agreements were signed."
@@ -20,7 +20,7 @@ import re
 from bisect import bisect_right
 from collections.abc import Iterator, Sequence
 
-from pipeline.messages import Figure
+from pipeline.core.messages import Figure
 
 _NUMBER = r"(?P<number>\d{1,3}(?:[,\u00a0\u202f]\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?)"
 # A scale word after the number, or a one-letter scale glued to it ("$5m", "USD 2bn").

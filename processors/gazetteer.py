@@ -2,7 +2,7 @@
 
 The data lives in ``config/gazetteer/*.yaml`` (schema at the top of ``russia.yaml``).
 :func:`load_gazetteer` validates every file into frozen :class:`GazetteerEntry` objects and
-reports each problem with the file, the key and the fix (:class:`~pipeline.errors.ConfigError`).
+reports each problem with the file, the key and the fix (:class:`~pipeline.core.errors.ConfigError`).
 
 :class:`GazetteerMatcher` is the cascade's cheap pass: it finds every alias in a text in one
 pass over its words — no spaCy — and returns :class:`Mention` objects with canonical ids and
@@ -28,9 +28,9 @@ from typing import Annotated, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from pipeline.errors import ConfigError, ConfigProblem
-from pipeline.messages import Country
-from pipeline.settings import problems_from, read_yaml
+from pipeline.core.errors import ConfigError, ConfigProblem
+from pipeline.core.messages import Country
+from pipeline.core.settings import problems_from, read_yaml
 from processors.languages import HAN_RANGES
 
 Kind = Literal["country", "federal_subject", "province", "city", "institution", "company"]

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from pipeline.messages import Figure
+from pipeline.core.messages import Figure
 
 # What each act of processors.classify.ACTS reads as, after the parties.
 ACT_PHRASES = {

@@ -29,10 +29,10 @@ from typing import Literal
 import iuliia
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from pipeline.errors import ConfigError, ConfigProblem
-from pipeline.files import replace_file
-from pipeline.messages import primary_language
-from pipeline.settings import problems_from, read_yaml
+from pipeline.core.errors import ConfigError, ConfigProblem
+from pipeline.core.files import replace_file
+from pipeline.core.messages import primary_language
+from pipeline.core.settings import problems_from, read_yaml
 
 __all__ = [
     "DEFAULT_LANGUAGE", "CachedForms", "LanguageProfile", "chinese_short_names", "detect_language", "load_language_profiles", "name_forms",

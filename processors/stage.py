@@ -1,7 +1,7 @@
 """The classify stage: articles in, every result to ``classified``.
 
 Registered as stage ``classify`` (pyproject.toml's ``amur.stages`` entry points) and run
-by the ``processors`` role of :mod:`pipeline.topology`; the stories stage makes alerts of
+by the ``processors`` role of :mod:`pipeline.core.topology`; the stories stage makes alerts of
 the cooperation articles. An article that cannot be decoded, or that makes the analyzer
 fail, becomes a dead letter; the rest of the batch goes on.
 """
@@ -11,11 +11,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
-from pipeline.errors import MessageError
-from pipeline.messages import Article, Classified, decode, encode
-from pipeline.stages import Stage, StageContext
-from pipeline.topology import Topics
-from pipeline.transport.base import Record, Transport
+from pipeline.core.errors import MessageError
+from pipeline.core.messages import Article, Classified, decode, encode
+from pipeline.core.stages import Stage, StageContext
+from pipeline.core.topology import Topics
+from pipeline.core.transport.base import Record, Transport
 
 log = logging.getLogger(__name__)
 

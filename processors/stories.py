@@ -71,14 +71,14 @@ import sqlalchemy as sa
 from datasketch import MinHash
 from sqlalchemy import Engine
 
-from pipeline.db import UTCDateTime, advisory_lock, insert_missing, make_engine
-from pipeline.errors import MessageError, SinkError
-from pipeline.messages import Alert, Classified, Entity, Figure, Outlet, decode, encode, utc_now
-from pipeline.migrations import upgrade_database
-from pipeline.settings import StorySettings
-from pipeline.stages import Stage, StageContext
-from pipeline.topology import Topics
-from pipeline.transport.base import Record, Transport
+from pipeline.core.db import UTCDateTime, advisory_lock, insert_missing, make_engine
+from pipeline.core.errors import MessageError, SinkError
+from pipeline.core.messages import Alert, Classified, Entity, Figure, Outlet, decode, encode, utc_now
+from pipeline.core.migrations import upgrade_database
+from pipeline.core.settings import StorySettings
+from pipeline.core.stages import Stage, StageContext
+from pipeline.core.topology import Topics
+from pipeline.core.transport.base import Record, Transport
 from processors.datelines import dateline_span
 from processors.gazetteer import REGION_KINDS, Gazetteer, load_gazetteer
 from processors.gist import gist

@@ -28,11 +28,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import JSON, Column, Connection, Engine, Float, Index, Integer, MetaData, String, Table, Text, select, text
 from sqlalchemy.exc import SQLAlchemyError
 
-from pipeline.db import UTCDateTime, insert_missing
-from pipeline.errors import MessageRejected, SinkError
-from pipeline.files import replace_file
-from pipeline.messages import Alert, utc_now
-from pipeline.sink import SinkContext, SqlSink
+from pipeline.core.db import UTCDateTime, insert_missing
+from pipeline.core.errors import MessageRejected, SinkError
+from pipeline.core.files import replace_file
+from pipeline.core.messages import Alert, utc_now
+from pipeline.core.sink import SinkContext, SqlSink
 
 log = logging.getLogger(__name__)
 

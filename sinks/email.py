@@ -54,15 +54,15 @@ import sqlalchemy as sa
 from apscheduler.triggers.cron import CronTrigger
 from sqlalchemy import Engine
 
-from pipeline.db import UTCDateTime, insert_missing
-from pipeline.errors import ConfigError, SinkError
-from pipeline.guard import AddressPolicy, Network, resolve
-from pipeline.messages import Alert, utc_now
-from pipeline.settings import EmailSettings
-from pipeline.sink import SinkContext
-from pipeline.subscriptions import DigestSchedule, Subscription, SubscriptionsWatcher, smtp_problems, subscriptions_path
-from pipeline.topology import Topics
-from pipeline.transport.base import Producer
+from pipeline.core.db import UTCDateTime, insert_missing
+from pipeline.core.errors import ConfigError, SinkError
+from pipeline.core.guard import AddressPolicy, Network, resolve
+from pipeline.core.messages import Alert, utc_now
+from pipeline.core.settings import EmailSettings
+from pipeline.core.sink import SinkContext
+from pipeline.core.subscriptions import DigestSchedule, Subscription, SubscriptionsWatcher, smtp_problems, subscriptions_path
+from pipeline.core.topology import Topics
+from pipeline.core.transport.base import Producer
 from sinks.outbox import UPDATED, OutboxOptions, OutboxSink, delivery_columns, matching, outbox_row
 from sinks.rendering import story_html, story_text
 

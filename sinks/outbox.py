@@ -37,17 +37,17 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Engine
 from tenacity import RetryCallState, wait_exponential_jitter
 
-from pipeline.db import UTCDateTime, insert_missing
-from pipeline.dead_letters import DeadLetters
-from pipeline.errors import SinkError
-from pipeline.messages import Alert, utc_now
-from pipeline.metrics import CHANNEL_DELIVERIES
-from pipeline.migrations import upgrade_database
-from pipeline.redaction import redact
-from pipeline.sink import BatchingSink
-from pipeline.subscriptions import Subscription, SubscriptionsWatcher
-from pipeline.topology import Topics
-from pipeline.transport.base import Producer
+from pipeline.core.db import UTCDateTime, insert_missing
+from pipeline.core.dead_letters import DeadLetters
+from pipeline.core.errors import SinkError
+from pipeline.core.messages import Alert, utc_now
+from pipeline.core.metrics import CHANNEL_DELIVERIES
+from pipeline.core.migrations import upgrade_database
+from pipeline.core.redaction import redact
+from pipeline.core.sink import BatchingSink
+from pipeline.core.subscriptions import Subscription, SubscriptionsWatcher
+from pipeline.core.topology import Topics
+from pipeline.core.transport.base import Producer
 
 __all__ = [
     "CREATED", "DELIVERED", "MERGED", "PARKED", "PENDING", "UPDATED", "OutboxOptions", "OutboxSink", "delivery_columns",

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from sqlalchemy import JSON, Boolean, Column, Float, MetaData, String, Table, Text
 
-from pipeline.db import UTCDateTime
-from pipeline.messages import Classified, utc_now
-from pipeline.sink import NoOptions, SinkContext, SqlSink
+from pipeline.core.db import UTCDateTime
+from pipeline.core.messages import Classified, utc_now
+from pipeline.core.sink import NoOptions, SinkContext, SqlSink
 
 metadata = MetaData()
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import html
 from collections.abc import Sequence
 
-from pipeline.messages import SECTOR_LABELS, Alert
+from pipeline.core.messages import SECTOR_LABELS, Alert
 
 __all__ = ["story_html", "story_text"]
 

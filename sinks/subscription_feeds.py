@@ -28,9 +28,9 @@ from feedgen.feed import FeedGenerator
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Engine
 
-from pipeline.messages import SECTOR_LABELS, Alert, utc_now
-from pipeline.sink import SinkContext
-from pipeline.subscriptions import Subscription, SubscriptionsWatcher, subscriptions_path
+from pipeline.core.messages import SECTOR_LABELS, Alert, utc_now
+from pipeline.core.sink import SinkContext
+from pipeline.core.subscriptions import Subscription, SubscriptionsWatcher, subscriptions_path
 from sinks.alert_feed import StoredAlertsSink, write_atomically, xml_text
 from sinks.rendering import story_html, story_text
 

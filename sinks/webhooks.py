@@ -17,7 +17,7 @@ replay) is never an update. When a story it got is merged into another, it gets
 ``story.merged`` (the retired story's last version, whose ``merged_into`` names the
 survivor), whether or not it asks for updates.
 
-**A POST** goes through the destination guard (:mod:`pipeline.guard`,
+**A POST** goes through the destination guard (:mod:`pipeline.core.guard`,
 ``fetch.allow_networks``) with no proxy from the environment, must be answered within
 ``timeout_seconds`` in all (a deadline, not a per-read timeout: an endpoint dripping a byte
 at a time is cut off), follows no redirect, and its answer's body is never read; closing
@@ -47,13 +47,13 @@ import httpx
 import sqlalchemy as sa
 from sqlalchemy import Engine
 
-from pipeline.errors import ConfigError, SinkError
-from pipeline.guard import AddressPolicy, GuardedTransport, Network
-from pipeline.messages import Alert, utc_now
-from pipeline.sink import SinkContext
-from pipeline.subscriptions import Subscription, SubscriptionsWatcher, secret_problems, signing_key, subscriptions_path
-from pipeline.topology import Topics
-from pipeline.transport.base import Producer
+from pipeline.core.errors import ConfigError, SinkError
+from pipeline.core.guard import AddressPolicy, GuardedTransport, Network
+from pipeline.core.messages import Alert, utc_now
+from pipeline.core.sink import SinkContext
+from pipeline.core.subscriptions import Subscription, SubscriptionsWatcher, secret_problems, signing_key, subscriptions_path
+from pipeline.core.topology import Topics
+from pipeline.core.transport.base import Producer
 from sinks.outbox import OutboxOptions, OutboxSink, delivery_columns
 
 __all__ = ["WebhooksOptions", "WebhooksSink", "sign"]

@@ -16,11 +16,11 @@ from uuid import uuid4
 import pytest
 
 from pipeline.app.logs import QUIET_LIBRARIES
-from pipeline.errors import TransportError
-from pipeline.settings import KafkaSettings
-from pipeline.transport.base import Transport
-from pipeline.transport.embedded import EmbeddedTransport
-from pipeline.transport.kafka import KafkaTransport
+from pipeline.core.errors import TransportError
+from pipeline.core.settings import KafkaSettings
+from pipeline.core.transport.base import Transport
+from pipeline.core.transport.embedded import EmbeddedTransport
+from pipeline.core.transport.kafka import KafkaTransport
 from tests.support.databases import database_url  # noqa: F401 - every SQL test runs on SQLite and PostgreSQL
 
 KAFKA_CHECK_TIMEOUT = 10.0

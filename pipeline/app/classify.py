@@ -13,8 +13,8 @@ from pathlib import Path
 
 from connectors.extract import extract_article
 from connectors.fetch import Fetcher
-from pipeline.errors import AmurError
-from pipeline.settings import AmurSettings
+from pipeline.core.errors import AmurError
+from pipeline.core.settings import AmurSettings
 from processors.analyze import Analyzer, synthetic_article
 
 JSONL_BATCH = 64

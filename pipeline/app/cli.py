@@ -11,10 +11,10 @@ from typing import Annotated, Optional
 
 import typer
 
-from pipeline.config_check import check_config
-from pipeline.errors import AmurError, ConfigError, ConfigProblem
-from pipeline.settings import DEFAULT_CONFIG_PATH, AmurSettings, load_settings, load_sources, sources_path
-from pipeline.topology import roles
+from pipeline.app.config_check import check_config
+from pipeline.core.errors import AmurError, ConfigError, ConfigProblem
+from pipeline.core.settings import DEFAULT_CONFIG_PATH, AmurSettings, load_settings, load_sources, sources_path
+from pipeline.core.topology import roles
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Amur: alerts on Russia–China cooperation news.")
 config_app = typer.Typer(no_args_is_help=True, help="Check configuration files.")
@@ -49,7 +49,7 @@ def _errors_end_the_command(prefix: str = "", settings: AmurSettings | None = No
     """A broken configuration exits 2 with every problem; any other Amur error exits 1 with its
     message, and so does a local file that cannot be written (a full disk, a read-only place),
     with the fix and, given the ``settings``, the files it may be."""
-    from pipeline.db import storage_hint
+    from pipeline.core.db import storage_hint
 
     try:
         yield
@@ -113,7 +113,7 @@ def run(
 ) -> None:
     """Run the pipeline: all roles in one process, or one role of a scaled-out deployment."""
     from pipeline.app.roles import Runtime, run_forever, run_once
-    from pipeline.stages import until_reachable
+    from pipeline.core.stages import until_reachable
 
     if role is not None and role not in roles():
         raise typer.BadParameter(f"unknown role {role!r}; choose one of: {', '.join(roles())}", param_hint="ROLE")
@@ -131,7 +131,7 @@ def run(
         typer.echo("note: a single role on the embedded transport only makes sense with --once", err=True)
     chosen = (role,) if role else roles()
     if metrics_port is not None:
-        from pipeline.metrics import serve as serve_metrics
+        from pipeline.core.metrics import serve as serve_metrics
 
         try:
             serve_metrics(metrics_port)
@@ -185,8 +185,8 @@ def _supervise(
 
 def _background_server(settings: AmurSettings, config: Path, host: Optional[str], port: Optional[int]):
     from pipeline.app.web.server import BackgroundServer, make_server
-    from pipeline.db import make_engine
-    from pipeline.migrations import upgrade_database
+    from pipeline.core.db import make_engine
+    from pipeline.core.migrations import upgrade_database
 
     # The roles would migrate the database as they set up; the server, which never writes,
     # starts first and needs the schema it reads.
@@ -357,8 +357,8 @@ def dlq_replay(
     """Send the chosen letters' values back to their topics after a fix; each letter once."""
     from pipeline.app.dlq import read_letters, replay
     from pipeline.app.roles import Runtime
-    from pipeline.db import make_engine
-    from pipeline.migrations import upgrade_database
+    from pipeline.core.db import make_engine
+    from pipeline.core.migrations import upgrade_database
 
     settings = _settings(config, transport)
     keep = _letter_filter(settings, stage, topic, since, ids or ())
@@ -394,8 +394,8 @@ def db_upgrade(config: ConfigOption = DEFAULT_CONFIG_PATH) -> None:
     """Bring the database to the newest schema revision, keeping every row (also done at start-up)."""
     from sqlalchemy.exc import SQLAlchemyError
 
-    from pipeline.db import make_engine
-    from pipeline.migrations import current_revision, head_revision, upgrade_database
+    from pipeline.core.db import make_engine
+    from pipeline.core.migrations import current_revision, head_revision, upgrade_database
 
     settings = _settings(config)
     with _errors_end_the_command():
@@ -414,11 +414,11 @@ def db_upgrade(config: ConfigOption = DEFAULT_CONFIG_PATH) -> None:
 
 @schemas_app.command("export")
 def schemas_export(
-    directory: Annotated[Path, typer.Argument(help="Where to write the .schema.json files.")] = Path("pipeline/schemas"),
+    directory: Annotated[Path, typer.Argument(help="Where to write the .schema.json files.")] = Path("pipeline/core/schemas"),
     check: Annotated[bool, typer.Option("--check", help="Fail if the files differ from the models.")] = False,
 ) -> None:
     """Write one JSON Schema per topic message, generated from the models."""
-    from pipeline.schemas import export_schemas
+    from pipeline.core.schemas import export_schemas
 
     stale = export_schemas(directory, check=check)
     if check and stale:

@@ -21,13 +21,13 @@ import sqlalchemy as sa
 from sqlalchemy import Engine
 
 from pipeline.app.roles import group_name
-from pipeline.db import UTCDateTime, chunked, upsert
-from pipeline.dead_letters import PAYLOAD_LIMIT, RAW_PAYLOAD_LIMIT
-from pipeline.errors import MessageError
-from pipeline.messages import DeadLetter, decode, utc_now
-from pipeline.settings import AmurSettings
-from pipeline.topology import Topics
-from pipeline.transport.base import Transport
+from pipeline.core.db import UTCDateTime, chunked, upsert
+from pipeline.core.dead_letters import PAYLOAD_LIMIT, RAW_PAYLOAD_LIMIT
+from pipeline.core.errors import MessageError
+from pipeline.core.messages import DeadLetter, decode, utc_now
+from pipeline.core.settings import AmurSettings
+from pipeline.core.topology import Topics
+from pipeline.core.transport.base import Transport
 
 __all__ = ["LetterFilter", "ReplayReport", "dead_letter_replays", "format_letters", "parse_since", "read_letters", "replay"]
 

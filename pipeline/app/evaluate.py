@@ -19,11 +19,11 @@ import sqlalchemy as sa
 
 from connectors.fetch import canonical_url
 from pipeline.app.roles import Runtime, run_once
-from pipeline.db import make_engine
-from pipeline.errors import ConfigError, ConfigProblem
-from pipeline.messages import article_id
-from pipeline.settings import AmurSettings, EmbeddedSettings, SinkConfig
-from pipeline.topology import roles
+from pipeline.core.db import make_engine
+from pipeline.core.errors import ConfigError, ConfigProblem
+from pipeline.core.messages import article_id
+from pipeline.core.settings import AmurSettings, EmbeddedSettings, SinkConfig
+from pipeline.core.topology import roles
 from processors.evaluate import EvalReport, LabeledArticle, Outcome, StoryTags, read_labeled, score
 from processors.stories import stories, story_articles
 from sinks.records import articles

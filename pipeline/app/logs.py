@@ -19,7 +19,7 @@ import threading
 import time
 from datetime import UTC, datetime
 
-from pipeline.redaction import redact
+from pipeline.core.redaction import redact
 
 __all__ = ["LEVELS", "QUIET_LIBRARIES", "configure_logging"]
 

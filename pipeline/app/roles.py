@@ -1,9 +1,9 @@
-"""Wiring of the roles — connectors and the stages of :mod:`pipeline.topology` — from settings.
+"""Wiring of the roles — connectors and the stages of :mod:`pipeline.core.topology` — from settings.
 
 ``amur run`` starts every role in one process (the embedded quick start); ``amur run ROLE``
 starts one, so each role scales out as more processes in the same consumer group. With
 ``once`` every source is polled one time and each stage drains its input in flow order,
-then exits. Connectors, stages and sinks are found by name in :mod:`pipeline.registry`.
+then exits. Connectors, stages and sinks are found by name in :mod:`pipeline.core.registry`.
 """
 
 from __future__ import annotations
@@ -17,17 +17,17 @@ from datetime import timedelta
 from functools import partial
 from pathlib import Path
 
-from pipeline import registry
 from pipeline.app.vocabulary import vocabulary
-from pipeline.connector import ConnectorContext
-from pipeline.db import make_engine
-from pipeline.polling import ConnectorRunner
-from pipeline.settings import AmurSettings, SourceConfig, load_sources, sources_path
-from pipeline.stages import Stage, StageContext, until_reachable
-from pipeline.state import StateStore
-from pipeline.topology import CONNECTORS_ROLE, Topics, flow_order, stage_for
-from pipeline.transport import make_transport
-from pipeline.transport.base import Transport
+from pipeline.core import registry
+from pipeline.core.connector import ConnectorContext
+from pipeline.core.db import make_engine
+from pipeline.core.polling import ConnectorRunner
+from pipeline.core.settings import AmurSettings, SourceConfig, load_sources, sources_path
+from pipeline.core.stages import Stage, StageContext, until_reachable
+from pipeline.core.state import StateStore
+from pipeline.core.topology import CONNECTORS_ROLE, Topics, flow_order, stage_for
+from pipeline.core.transport import make_transport
+from pipeline.core.transport.base import Transport
 
 log = logging.getLogger(__name__)
 

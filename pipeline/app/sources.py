@@ -15,13 +15,13 @@ from pathlib import Path
 from sqlalchemy import Engine
 
 from pipeline.app.roles import make_connector_factory
-from pipeline.connector import ConnectorContext
-from pipeline.db import make_engine
-from pipeline.errors import ConfigError, ConfigProblem
-from pipeline.messages import Article, Classification, utc_now
-from pipeline.redaction import redact
-from pipeline.settings import AmurSettings, SourceConfig, load_sources, sources_path
-from pipeline.state import EMITTED, EMITTED_WITHOUT_PAGE, FAILED, RETRYING, ItemTally, Silence, SourceState, StateStore
+from pipeline.core.connector import ConnectorContext
+from pipeline.core.db import make_engine
+from pipeline.core.errors import ConfigError, ConfigProblem
+from pipeline.core.messages import Article, Classification, utc_now
+from pipeline.core.redaction import redact
+from pipeline.core.settings import AmurSettings, SourceConfig, load_sources, sources_path
+from pipeline.core.state import EMITTED, EMITTED_WITHOUT_PAGE, FAILED, RETRYING, ItemTally, Silence, SourceState, StateStore
 
 _PAGE_FAILED = (FAILED, RETRYING, EMITTED_WITHOUT_PAGE)
 
@@ -52,7 +52,7 @@ class SourceHealth:
 
     @property
     def silent(self) -> bool:
-        """Nothing new for several times the source's usual gap (:class:`~pipeline.state.Silence`)."""
+        """Nothing new for several times the source's usual gap (:class:`~pipeline.core.state.Silence`)."""
         return self.silence is not None and self.silence.is_silent(utc_now(), self.source.poll_interval_seconds)
 
     @property

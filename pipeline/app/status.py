@@ -18,8 +18,8 @@ import sqlalchemy as sa
 from pipeline.app.dlq import read_letters
 from pipeline.app.roles import Runtime, pipeline_lag
 from pipeline.app.sources import SourceHealth, source_health
-from pipeline.db import make_engine
-from pipeline.migrations import upgrade_database
+from pipeline.core.db import make_engine
+from pipeline.core.migrations import upgrade_database
 from sinks.alert_feed import alerts
 
 __all__ = ["PipelineStatus", "format_status", "pipeline_status"]

@@ -11,11 +11,11 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from pipeline.app.vocabulary import vocabulary
-from pipeline.db import make_engine
-from pipeline.errors import ConfigError, ConfigProblem
-from pipeline.messages import Alert
-from pipeline.settings import AmurSettings
-from pipeline.subscriptions import Subscription, load_subscriptions, subscriptions_path
+from pipeline.core.db import make_engine
+from pipeline.core.errors import ConfigError, ConfigProblem
+from pipeline.core.messages import Alert
+from pipeline.core.settings import AmurSettings
+from pipeline.core.subscriptions import Subscription, load_subscriptions, subscriptions_path
 from sinks.alert_feed import alerts, newest_alerts
 
 RECENT_STORIES = 500

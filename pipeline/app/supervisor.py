@@ -25,9 +25,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pipeline.errors import ConfigError, ConfigProblem
-from pipeline.settings import AmurSettings
-from pipeline.topology import roles as all_roles
+from pipeline.core.errors import ConfigError, ConfigProblem
+from pipeline.core.settings import AmurSettings
+from pipeline.core.topology import roles as all_roles
 
 __all__ = ["STOP_GRACE_SECONDS", "SUPERVISOR_PID_ENV", "Worker", "parse_workers", "stop_when_orphaned", "supervise"]
 

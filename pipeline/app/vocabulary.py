@@ -9,8 +9,8 @@ from __future__ import annotations
 from functools import cache
 from pathlib import Path
 
-from pipeline.settings import AmurSettings
-from pipeline.subscriptions import Vocabulary
+from pipeline.core.settings import AmurSettings
+from pipeline.core.subscriptions import Vocabulary
 from processors.gazetteer import REGION_KINDS, Gazetteer, load_gazetteer
 from processors.languages import DETECTABLE
 

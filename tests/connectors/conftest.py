@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from connectors.fetch import Fetcher
-from pipeline.db import make_engine
-from pipeline.settings import FetchSettings
-from pipeline.state import StateStore
+from pipeline.core.db import make_engine
+from pipeline.core.settings import FetchSettings
+from pipeline.core.state import StateStore
 from tests.support.local_site import LOOPBACK, LocalSite
 
 RESOURCES = Path(__file__).resolve().parent.parent / "resources"

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from connectors.extract import count_words, extract_article
-from pipeline.errors import ExtractionError
+from pipeline.core.errors import ExtractionError
 
 PAGES = Path(__file__).resolve().parent.parent / "resources" / "pages"
 

@@ -13,10 +13,10 @@ import pytest
 import connectors.feed
 from connectors.feed import FeedConnector
 from connectors.fetch import FetchResult, decode_body
-from pipeline.errors import ExtractionError, FeedParseError, FetchError
-from pipeline.messages import article_id
-from pipeline.settings import SourceConfig
-from pipeline.state import EMITTED, EMITTED_WITHOUT_PAGE
+from pipeline.core.errors import ExtractionError, FeedParseError, FetchError
+from pipeline.core.messages import article_id
+from pipeline.core.settings import SourceConfig
+from pipeline.core.state import EMITTED, EMITTED_WITHOUT_PAGE
 
 RSS = "application/rss+xml; charset=utf-8"
 PAGES = ("ferry-line", "grain-terminal", "university-exchange")

@@ -13,8 +13,8 @@ import httpx
 import pytest
 
 from connectors.fetch import ACCEPT_FEED, Fetcher, canonical_url, decode_body, parse_retry_after
-from pipeline.errors import FetchError
-from pipeline.settings import FetchSettings
+from pipeline.core.errors import FetchError
+from pipeline.core.settings import FetchSettings
 from tests.support.local_site import LOOPBACK, delayed, drop_connection, redirect_to, streamed
 
 RUSSIAN_TITLE = "Мост через Светлую откроют в июле"

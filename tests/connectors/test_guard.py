@@ -19,9 +19,9 @@ import pytest
 
 from connectors.feed import FeedConnector
 from connectors.fetch import Fetcher
-from pipeline.errors import FetchError
-from pipeline.guard import AddressPolicy, GuardedTransport
-from pipeline.settings import FetchSettings, SourceConfig
+from pipeline.core.errors import FetchError
+from pipeline.core.guard import AddressPolicy, GuardedTransport
+from pipeline.core.settings import FetchSettings, SourceConfig
 from tests.support.local_site import redirect_to
 
 ONLY_THE_SITE = ["127.0.0.1/32"]

@@ -10,8 +10,8 @@ import pytest
 from connectors.feed import FeedConnector, JsonFeedConnector
 from connectors.fetch import FetchResult, decode_body
 from connectors.jsonfeed import json_feed_items
-from pipeline.errors import FeedParseError
-from pipeline.settings import SourceConfig
+from pipeline.core.errors import FeedParseError
+from pipeline.core.settings import SourceConfig
 
 PEER_FEEDS = Path(__file__).resolve().parents[3] / "shared" / "peer-feeds"
 NOT_FEEDS = {

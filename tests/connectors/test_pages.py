@@ -10,10 +10,10 @@ import pytest
 from connectors.feed import FeedConnector
 from connectors.fetch import Fetcher
 from connectors.pages import article_from_page, article_url, publication_date
-from pipeline.connector import Item
-from pipeline.errors import FetchError
-from pipeline.messages import article_id
-from pipeline.settings import SourceConfig
+from pipeline.core.connector import Item
+from pipeline.core.errors import FetchError
+from pipeline.core.messages import article_id
+from pipeline.core.settings import SourceConfig
 from tests.support.local_site import redirect_to
 
 PAGE = (Path(__file__).resolve().parent.parent / "resources" / "pages" / "ferry-line.html").read_text(encoding="utf-8")

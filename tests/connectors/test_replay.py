@@ -11,9 +11,9 @@ from warcio.statusandheaders import StatusAndHeaders
 from warcio.warcwriter import WARCWriter
 
 from connectors.replay import ReplayConnector
-from pipeline.connector import BACKLOG_POLL_SECONDS
-from pipeline.errors import ConfigError, SourceError
-from pipeline.settings import SourceConfig, SourcesFile, validate_file
+from pipeline.core.connector import BACKLOG_POLL_SECONDS
+from pipeline.core.errors import ConfigError, SourceError
+from pipeline.core.settings import SourceConfig, SourcesFile, validate_file
 
 RESOURCES = Path(__file__).resolve().parent.parent / "resources"
 PAGES = ("ferry-line", "grain-terminal", "university-exchange")

@@ -12,9 +12,9 @@ import pytest
 
 from connectors.fetch import ACCEPT_SITEMAP
 from connectors.sitemap import MAX_CHILD_SITEMAPS, SitemapConnector, parse_sitemap
-from pipeline.errors import FeedParseError, FetchError
-from pipeline.messages import utc_now
-from pipeline.settings import SourceConfig
+from pipeline.core.errors import FeedParseError, FetchError
+from pipeline.core.messages import utc_now
+from pipeline.core.settings import SourceConfig
 
 PEER_FEEDS = Path(__file__).resolve().parents[3] / "shared" / "peer-feeds"
 XML = "application/xml; charset=utf-8"

@@ -30,7 +30,7 @@ import feedparser
 import pytest
 import sqlalchemy as sa
 
-from pipeline.topology import Topics
+from pipeline.core.topology import Topics
 from sinks.webhooks import sign
 from tests.support.corpus import synthetic_articles
 from tests.support.databases import postgres_schema_url

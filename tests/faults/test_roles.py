@@ -8,7 +8,7 @@ import signal
 
 import pytest
 
-from pipeline.topology import roles
+from pipeline.core.topology import roles
 from tests.faults.conftest import SETTLE_SECONDS, Drill, process_alive, running
 from tests.support.webhook_receiver import WebhookReceiver
 

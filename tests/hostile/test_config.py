@@ -2,10 +2,10 @@
 
 import pytest
 
-from pipeline import registry as registry_module
-from pipeline.config_check import check_config
-from pipeline.errors import ConfigError
-from pipeline.settings import load_sources
+from pipeline.app.config_check import check_config
+from pipeline.core import registry as registry_module
+from pipeline.core.errors import ConfigError
+from pipeline.core.settings import load_sources
 
 
 @pytest.mark.parametrize("nested", ["[" * 5_000 + "]" * 5_000, "a:\n" + "".join(" " * n + f"k{n}:\n" for n in range(1, 3_000))])

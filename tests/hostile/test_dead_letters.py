@@ -5,13 +5,13 @@ from __future__ import annotations
 from typer.testing import CliRunner
 
 from pipeline.app.cli import app
-from pipeline.dead_letters import DeadLetters
-from pipeline.errors import MessageError
-from pipeline.messages import DeadLetter, decode
-from pipeline.settings import load_settings
-from pipeline.topology import Topics
-from pipeline.transport import make_transport
-from pipeline.transport.base import Record
+from pipeline.core.dead_letters import DeadLetters
+from pipeline.core.errors import MessageError
+from pipeline.core.messages import DeadLetter, decode
+from pipeline.core.settings import load_settings
+from pipeline.core.topology import Topics
+from pipeline.core.transport import make_transport
+from pipeline.core.transport.base import Record
 
 NOT_TEXT = b"\xff\xfe{\"title\": \"\xd0\x9c\xd0\xbe\xd1\x81\x00\x80\x81\"}"  # Latin-1 bytes, a cut Cyrillic letter, a NUL
 

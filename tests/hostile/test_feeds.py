@@ -11,14 +11,14 @@ import pytest
 from connectors.feed import FeedConnector
 from connectors.fetch import Fetcher
 from connectors.pages import publication_date
-from pipeline.connector import plausible_publication
-from pipeline.db import make_engine
-from pipeline.messages import Article, decode
-from pipeline.polling import ConnectorRunner
-from pipeline.settings import FetchSettings, load_sources
-from pipeline.state import StateStore
-from pipeline.topology import Topics
-from pipeline.transport.embedded import EmbeddedTransport
+from pipeline.core.connector import plausible_publication
+from pipeline.core.db import make_engine
+from pipeline.core.messages import Article, decode
+from pipeline.core.polling import ConnectorRunner
+from pipeline.core.settings import FetchSettings, load_sources
+from pipeline.core.state import StateStore
+from pipeline.core.topology import Topics
+from pipeline.core.transport.embedded import EmbeddedTransport
 from tests.support.local_site import LocalSite
 
 TOPICS = Topics("t.")

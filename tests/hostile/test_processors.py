@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.messages import Classified, DeadLetter, decode, encode
-from pipeline.settings import ModelSettings
-from pipeline.topology import Topics
-from pipeline.transport.embedded import EmbeddedTransport
+from pipeline.core.messages import Classified, DeadLetter, decode, encode
+from pipeline.core.settings import ModelSettings
+from pipeline.core.topology import Topics
+from pipeline.core.transport.embedded import EmbeddedTransport
 from processors.analyze import Analyzer
 from processors.stage import ClassifyStage
 from tests.support.messages import make_article

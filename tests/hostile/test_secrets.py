@@ -14,10 +14,10 @@ from typer.testing import CliRunner
 from pipeline.app.cli import app
 from pipeline.app.logs import configure_logging
 from pipeline.app.web.app import create_app
-from pipeline.db import make_engine
-from pipeline.messages import DeadLetter, decode
-from pipeline.redaction import redact
-from pipeline.settings import load_settings
+from pipeline.core.db import make_engine
+from pipeline.core.messages import DeadLetter, decode
+from pipeline.core.redaction import redact
+from pipeline.core.settings import load_settings
 from sinks.webhooks import webhook_deliveries
 from tests.support.local_site import LocalSite
 from tests.support.webhook_receiver import WebhookReceiver

@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from pipeline.db import make_engine, storage_hint
-from pipeline.errors import StorageUnusable, TransportError
-from pipeline.messages import utc_now
-from pipeline.state import StateStore
-from pipeline.transport.embedded import EmbeddedTransport
+from pipeline.core.db import make_engine, storage_hint
+from pipeline.core.errors import StorageUnusable, TransportError
+from pipeline.core.messages import utc_now
+from pipeline.core.state import StateStore
+from pipeline.core.transport.embedded import EmbeddedTransport
 
 AMUR = Path(sys.executable).parent / "amur"
 FULL_PAGES = 64  # SQLite's own "database or disk is full", at this many pages, stands in for a full disk

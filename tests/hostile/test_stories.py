@@ -6,11 +6,11 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-from pipeline.db import make_engine
-from pipeline.messages import Alert, DeadLetter, decode, encode
-from pipeline.settings import StorySettings
-from pipeline.topology import Topics
-from pipeline.transport.embedded import EmbeddedTransport
+from pipeline.core.db import make_engine
+from pipeline.core.messages import Alert, DeadLetter, decode, encode
+from pipeline.core.settings import StorySettings
+from pipeline.core.topology import Topics
+from pipeline.core.transport.embedded import EmbeddedTransport
 from processors.gazetteer import load_gazetteer
 from processors.stories import MAX_OUTLETS, StoryIndex, StoryStage
 from tests.support.messages import make_article, make_classified

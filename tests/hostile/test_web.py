@@ -21,10 +21,10 @@ from fastapi.testclient import TestClient
 from pipeline.app.web.app import create_app
 from pipeline.app.web.cancellation import Cancellation, CancelOnDisconnect, QueryCancelled, cancellable, current
 from pipeline.app.web.server import BackgroundServer, make_server
-from pipeline.db import make_engine
-from pipeline.errors import ConfigError
-from pipeline.migrations import upgrade_database
-from pipeline.settings import AmurSettings
+from pipeline.core.db import make_engine
+from pipeline.core.errors import ConfigError
+from pipeline.core.migrations import upgrade_database
+from pipeline.core.settings import AmurSettings
 from tests.pipeline.app.test_web_api import STORIES, dated, served  # noqa: F401 - served: the application over a filled database
 
 

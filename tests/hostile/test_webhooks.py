@@ -8,10 +8,10 @@ import time
 import pytest
 import sqlalchemy as sa
 
-from pipeline.db import make_engine
-from pipeline.errors import ConfigError
-from pipeline.settings import AmurSettings
-from pipeline.subscriptions import SubscriptionsWatcher
+from pipeline.core.db import make_engine
+from pipeline.core.errors import ConfigError
+from pipeline.core.settings import AmurSettings
+from pipeline.core.subscriptions import SubscriptionsWatcher
 from sinks.webhooks import webhook_deliveries
 from tests.support.webhook_receiver import WebhookReceiver
 from tests.support.webhooks import FAST, STORY, embedded_log, secret, subscriptions_file, webhooks  # noqa: F401 - secret: the autouse signing key

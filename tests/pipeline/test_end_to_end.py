@@ -23,10 +23,10 @@ import httpx
 import pytest
 
 from pipeline.app.roles import group_name
-from pipeline.errors import TransportError
-from pipeline.settings import load_settings
-from pipeline.topology import Topics, roles
-from pipeline.transport import make_transport
+from pipeline.core.errors import TransportError
+from pipeline.core.settings import load_settings
+from pipeline.core.topology import Topics, roles
+from pipeline.core.transport import make_transport
 from tests.support.contracts import assert_matches_schema
 from tests.support.databases import postgres_schema_url
 from tests.support.deployment import query, read_topic

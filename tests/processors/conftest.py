@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.settings import ModelSettings
+from pipeline.core.settings import ModelSettings
 from processors.analyze import Analyzer
 from processors.classify import Passage, RulesClassifier, load_classifier_config
 from processors.gazetteer import Gazetteer, load_gazetteer

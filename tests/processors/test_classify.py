@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline.errors import ConfigError
-from pipeline.messages import SECTORS, article_id
+from pipeline.core.errors import ConfigError
+from pipeline.core.messages import SECTORS, article_id
 from processors.classify import Passage, load_classifier_config
 
 # --- stories that are cooperation -----------------------------------------------------

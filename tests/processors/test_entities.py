@@ -6,7 +6,7 @@ import pytest
 import spacy
 from spacy.tokens import Span
 
-from pipeline.errors import ConfigError
+from pipeline.core.errors import ConfigError
 from processors.entities import gazetteer_entities, load_pipeline, merge_entities, sentence_spans
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.errors import ConfigError
+from pipeline.core.errors import ConfigError
 from processors.evaluate import Outcome, StoryTags, format_report, read_labeled, score
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.errors import ConfigError
+from pipeline.core.errors import ConfigError
 from processors.gazetteer import PhraseIndex, load_gazetteer, tokenize
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.messages import Figure
+from pipeline.core.messages import Figure
 from processors.gist import amount, gist
 from tests.processors.test_stories import SIGNED_ON, _report, index, stories_of  # noqa: F401 - index: the story index fixture
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import opencc
 import pytest
 
-from pipeline.errors import ConfigError
+from pipeline.core.errors import ConfigError
 from processors.analyze import synthetic_article
 from processors.gazetteer import load_gazetteer
 from processors.languages import CachedForms, chinese_short_names, detect_language, load_language_profiles, name_forms

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 
 from connectors.extract import extract_article
-from pipeline.db import make_engine
-from pipeline.messages import Alert, Classified, DeadLetter, Entity, decode, encode
-from pipeline.settings import StorySettings
-from pipeline.topology import Topics
-from pipeline.transport.embedded import EmbeddedTransport
+from pipeline.core.db import make_engine
+from pipeline.core.messages import Alert, Classified, DeadLetter, Entity, decode, encode
+from pipeline.core.settings import StorySettings
+from pipeline.core.topology import Topics
+from pipeline.core.transport.embedded import EmbeddedTransport
 from processors.gazetteer import load_gazetteer
 from processors.stories import (
     EventFacts,

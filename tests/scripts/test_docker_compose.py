@@ -8,7 +8,7 @@ import yaml
 from typer.testing import CliRunner
 
 from pipeline.app.cli import app
-from pipeline.topology import roles
+from pipeline.core.topology import roles
 
 COMPOSE = Path(__file__).resolve().parents[2] / "docker-compose.yml"
 

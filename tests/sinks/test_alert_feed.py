@@ -1,8 +1,8 @@
 import feedparser
 import sqlalchemy as sa
 
-from pipeline.db import make_engine
-from pipeline.messages import Outlet
+from pipeline.core.db import make_engine
+from pipeline.core.messages import Outlet
 from processors.stories import alert_for
 from sinks.alert_feed import AlertFeedSink, AtomFeedOptions, alerts
 from tests.support.messages import make_article, make_classified

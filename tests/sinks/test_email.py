@@ -12,11 +12,11 @@ from zoneinfo import ZoneInfo
 import pytest
 import sqlalchemy as sa
 
-from pipeline.config_check import check_config
-from pipeline.db import make_engine
-from pipeline.errors import ConfigError
-from pipeline.settings import AmurSettings, EmailSettings
-from pipeline.subscriptions import DigestSchedule, SubscriptionsWatcher, load_subscriptions
+from pipeline.app.config_check import check_config
+from pipeline.core.db import make_engine
+from pipeline.core.errors import ConfigError
+from pipeline.core.settings import AmurSettings, EmailSettings
+from pipeline.core.subscriptions import DigestSchedule, SubscriptionsWatcher, load_subscriptions
 from sinks.email import EmailOptions, EmailSink, email_deliveries, period_end
 from tests.support.messages import make_story
 from tests.support.smtp import SmtpServer

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.db import make_engine
-from pipeline.settings import AmurSettings
-from pipeline.subscriptions import SubscriptionsWatcher
+from pipeline.core.db import make_engine
+from pipeline.core.settings import AmurSettings
+from pipeline.core.subscriptions import SubscriptionsWatcher
 from sinks.subscription_feeds import FeedsOptions, SubscriptionFeedsSink
 from tests.support.messages import make_story
 from tests.support.newsboat import first_entry_as_shown

@@ -11,10 +11,10 @@ import feedparser
 from fastapi.testclient import TestClient
 
 from pipeline.app.web.app import create_app
-from pipeline.db import make_engine
-from pipeline.messages import encode
-from pipeline.settings import AmurSettings
-from pipeline.stages import SinkStage
+from pipeline.core.db import make_engine
+from pipeline.core.messages import encode
+from pipeline.core.settings import AmurSettings
+from pipeline.core.stages import SinkStage
 from sinks.alert_feed import AlertFeedSink, AtomFeedOptions
 from sinks.subscription_feeds import FeedsOptions, SubscriptionFeedsSink
 from sinks.webhooks import WebhooksSink

@@ -1,8 +1,8 @@
 import pytest
 import sqlalchemy as sa
 
-from pipeline.db import make_engine
-from pipeline.errors import SinkError
+from pipeline.core.db import make_engine
+from pipeline.core.errors import SinkError
 from sinks.records import RecordsSink, articles
 from tests.support.messages import make_article, make_classified
 

@@ -11,9 +11,9 @@ import feedparser
 import jsonschema
 import pytest
 
-from pipeline.db import make_engine
-from pipeline.settings import AmurSettings
-from pipeline.subscriptions import SubscriptionsWatcher
+from pipeline.core.db import make_engine
+from pipeline.core.settings import AmurSettings
+from pipeline.core.subscriptions import SubscriptionsWatcher
 from sinks.subscription_feeds import FeedsOptions, SubscriptionFeedsSink
 from tests.support.messages import make_story
 
@@ -144,7 +144,7 @@ def test_an_edited_subscriptions_file_is_applied_and_a_bad_edit_keeps_the_old_on
     ]
     time.sleep(0.01)
     subscriptions.write_text("subscriptions:\n  - name: Bad Name\n")
-    with caplog.at_level(logging.ERROR, logger="pipeline.subscriptions"):
+    with caplog.at_level(logging.ERROR, logger="pipeline.core.subscriptions"):
         sink.add(RAIL_BRIDGE)
         sink.flush()
     assert "subscriptions not reloaded" in caplog.text and "subscriptions.0.name" in caplog.text

@@ -13,10 +13,10 @@ import feedparser
 import pytest
 import sqlalchemy as sa
 
-from pipeline.db import make_engine
-from pipeline.errors import ConfigError
-from pipeline.messages import DeadLetter, decode, encode
-from pipeline.stages import SinkStage
+from pipeline.core.db import make_engine
+from pipeline.core.errors import ConfigError
+from pipeline.core.messages import DeadLetter, decode, encode
+from pipeline.core.stages import SinkStage
 from sinks.subscription_feeds import FeedsOptions, SubscriptionFeedsSink
 from sinks.webhooks import WebhooksSink, sign, webhook_deliveries
 from tests.support.webhook_receiver import WebhookReceiver

@@ -6,7 +6,7 @@ import json
 
 import jsonschema
 
-from pipeline.schemas import load_schema
+from pipeline.core.schemas import load_schema
 
 
 def assert_matches_schema(topic_kind: str, value: bytes) -> dict:

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from pipeline.settings import load_settings
-from pipeline.transport import make_transport
+from pipeline.core.settings import load_settings
+from pipeline.core.transport import make_transport
 
 
 def query(database_url: str, sql: str) -> list:

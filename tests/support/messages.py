@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from pipeline.messages import Alert, Article, Classification, Classified, Entity, Outlet, article_id
+from pipeline.core.messages import Alert, Article, Classification, Classified, Entity, Outlet, article_id
 from processors.stories import alert_for
 
 
@@ -64,7 +64,7 @@ def backdate_emissions(store, source: str, moments) -> None:
     """Record one emitted article of ``source`` first seen at each of ``moments`` (a history)."""
     import sqlalchemy as sa
 
-    from pipeline.state import seen_articles
+    from pipeline.core.state import seen_articles
 
     items = [(f"{index:032x}", f"https://history.example/{source}/{index}") for index, _ in enumerate(moments)]
     store.mark_emitted(source, items)

@@ -8,11 +8,11 @@ from ipaddress import ip_network
 
 import pytest
 
-from pipeline.db import make_engine
-from pipeline.settings import AmurSettings
-from pipeline.subscriptions import SubscriptionsWatcher
-from pipeline.topology import Topics
-from pipeline.transport.embedded import EmbeddedTransport
+from pipeline.core.db import make_engine
+from pipeline.core.settings import AmurSettings
+from pipeline.core.subscriptions import SubscriptionsWatcher
+from pipeline.core.topology import Topics
+from pipeline.core.transport.embedded import EmbeddedTransport
 from sinks.webhooks import WebhooksOptions, WebhooksSink
 from tests.support.messages import make_story
 

@@ -28,7 +28,7 @@ from pipeline.app.web.queries import (
     story_versions,
     survivor_of,
 )
-from pipeline.messages import Alert, Classification, Entity, Figure
+from pipeline.core.messages import Alert, Classification, Entity, Figure
 
 router = APIRouter(prefix="/api", tags=["stories"])
 

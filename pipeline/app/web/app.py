@@ -36,11 +36,11 @@ from pipeline.app.sources import source_health
 from pipeline.app.web import api, feeds, pages
 from pipeline.app.web.cancellation import QUERY_SECONDS, CancelOnDisconnect, QueryCancelled
 from pipeline.app.web.context import HERE, WebContext
-from pipeline.db import make_engine
-from pipeline.errors import ConfigError, ConfigProblem, allowed_like
-from pipeline.messages import utc_now
-from pipeline.migrations import current_revision, head_revision
-from pipeline.settings import AmurSettings
+from pipeline.core.db import make_engine
+from pipeline.core.errors import ConfigError, ConfigProblem, allowed_like
+from pipeline.core.messages import utc_now
+from pipeline.core.migrations import current_revision, head_revision
+from pipeline.core.settings import AmurSettings
 from sinks.alert_feed import alerts
 from sinks.records import articles
 

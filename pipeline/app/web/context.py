@@ -21,12 +21,12 @@ from pipeline.app.roles import pipeline_lag
 from pipeline.app.vocabulary import region_centres, vocabulary
 from pipeline.app.web.cancellation import cancellable
 from pipeline.app.web.queries import StoryFilter
-from pipeline.errors import TransportError
-from pipeline.messages import SECTORS
-from pipeline.settings import AmurSettings
-from pipeline.subscriptions import SubscriptionsWatcher, Vocabulary, subscriptions_path
-from pipeline.transport import make_transport
-from pipeline.transport.base import Transport
+from pipeline.core.errors import TransportError
+from pipeline.core.messages import SECTORS
+from pipeline.core.settings import AmurSettings
+from pipeline.core.subscriptions import SubscriptionsWatcher, Vocabulary, subscriptions_path
+from pipeline.core.transport import make_transport
+from pipeline.core.transport.base import Transport
 
 __all__ = ["HERE", "WebContext", "context_of"]
 

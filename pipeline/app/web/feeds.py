@@ -20,8 +20,8 @@ from fastapi.responses import Response
 
 from pipeline.app.web.context import WebContext, context_of
 from pipeline.app.web.queries import StoryFilter, find_stories
-from pipeline.messages import Alert
-from pipeline.subscriptions import Subscription
+from pipeline.core.messages import Alert
+from pipeline.core.subscriptions import Subscription
 from sinks.subscription_feeds import FeedsOptions, atom_feed, json_feed_bytes
 
 router = APIRouter(prefix="/feeds", tags=["feeds"])

@@ -38,7 +38,7 @@ from pipeline.app.web.queries import (
     weekly_counts,
     weekly_main_sectors,
 )
-from pipeline.messages import SECTOR_LABELS
+from pipeline.core.messages import SECTOR_LABELS
 
 router = APIRouter(include_in_schema=False)
 

@@ -23,9 +23,9 @@ from typing import Annotated
 import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from pipeline.messages import Alert, Level, Sector
-from pipeline.settings import SourceName
-from pipeline.subscriptions import Filters, Region, Subscription, Vocabulary
+from pipeline.core.messages import Alert, Level, Sector
+from pipeline.core.settings import SourceName
+from pipeline.core.subscriptions import Filters, Region, Subscription, Vocabulary
 from sinks.alert_feed import alert_tags, alert_versions, alerts, story_redirects
 from sinks.records import articles
 

@@ -18,8 +18,8 @@ from pathlib import Path
 import uvicorn
 
 from pipeline.app.web.app import create_app
-from pipeline.errors import AmurError, ConfigError, ConfigProblem
-from pipeline.settings import AmurSettings
+from pipeline.core.errors import AmurError, ConfigError, ConfigProblem
+from pipeline.core.settings import AmurSettings
 
 __all__ = ["BackgroundServer", "make_server"]
 

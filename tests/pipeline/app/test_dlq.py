@@ -10,13 +10,13 @@ from typer.testing import CliRunner
 
 from pipeline.app.cli import app
 from pipeline.app.dlq import parse_since
-from pipeline.dead_letters import PAYLOAD_LIMIT, DeadLetters
-from pipeline.errors import MessageError, SinkError
-from pipeline.messages import Article, article_id, encode, utc_now
-from pipeline.settings import load_settings
-from pipeline.topology import Topics
-from pipeline.transport import make_transport
-from pipeline.transport.base import Record
+from pipeline.core.dead_letters import PAYLOAD_LIMIT, DeadLetters
+from pipeline.core.errors import MessageError, SinkError
+from pipeline.core.messages import Article, article_id, encode, utc_now
+from pipeline.core.settings import load_settings
+from pipeline.core.topology import Topics
+from pipeline.core.transport import make_transport
+from pipeline.core.transport.base import Record
 
 
 @pytest.fixture(params=["embedded", pytest.param("kafka", marks=pytest.mark.kafka)])

@@ -10,16 +10,16 @@ from pipeline.app.logs import LibraryRepeats, configure_logging
 
 def test_json_lines_carry_time_level_logger_message_and_the_traceback(isolated_logging, capsys):
     configure_logging("info", "json")
-    logging.getLogger("pipeline.polling").info("source polled: source=%s", "tass")
+    logging.getLogger("pipeline.core.polling").info("source polled: source=%s", "tass")
     logging.getLogger("httpx").info("HTTP Request: GET https://tass.example/rss")  # held at WARNING
     try:
         raise ValueError("bad value")
     except ValueError:
-        logging.getLogger("pipeline.stages").exception("stage crashed")
+        logging.getLogger("pipeline.core.stages").exception("stage crashed")
     lines = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
     assert [(line["level"], line["logger"], line["message"]) for line in lines] == [
-        ("info", "pipeline.polling", "source polled: source=tass"),
-        ("error", "pipeline.stages", "stage crashed"),
+        ("info", "pipeline.core.polling", "source polled: source=tass"),
+        ("error", "pipeline.core.stages", "stage crashed"),
     ]
     assert "ValueError: bad value" in lines[1]["error"] and lines[0]["time"].endswith("+00:00")
 
@@ -50,7 +50,7 @@ def test_a_library_line_repeated_is_written_once_per_window_with_the_count():
     assert repeats.filter(line("kafka.coordinator", dead))
     assert not any(repeats.filter(line("kafka.coordinator", dead)) for _ in range(500))
     assert repeats.filter(line("kafka.coordinator", "Heartbeat failed"))  # another line is its own
-    assert all(repeats.filter(line("pipeline.stages", "stage=sinks batch not written")) for _ in range(3))  # Amur's own: never dropped
+    assert all(repeats.filter(line("pipeline.core.stages", "stage=sinks batch not written")) for _ in range(3))  # Amur's own: never dropped
     now[0] = 31.0
     again = line("kafka.coordinator", dead)
     assert repeats.filter(again) and again.getMessage() == f"{dead} (and 500 more like it in 30 s)"

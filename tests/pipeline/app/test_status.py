@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from typer.testing import CliRunner
 
 from pipeline.app.cli import app
-from pipeline.db import make_engine
+from pipeline.core.db import make_engine
 from sinks.alert_feed import AlertFeedSink, AtomFeedOptions
 from tests.support.messages import make_story
 

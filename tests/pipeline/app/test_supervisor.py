@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from pipeline.app.supervisor import SUPERVISOR_PID_ENV, check_plan, parse_workers, stop_when_orphaned
-from pipeline.errors import ConfigError
-from pipeline.settings import AmurSettings, KafkaSettings
+from pipeline.core.errors import ConfigError
+from pipeline.core.settings import AmurSettings, KafkaSettings
 
 
 def test_named_roles_get_their_workers_and_the_others_one():

@@ -16,9 +16,9 @@ from openapi_spec_validator import validate
 
 from pipeline.app.web.app import create_app
 from pipeline.app.web.server import make_server
-from pipeline.db import make_engine
-from pipeline.errors import ConfigError
-from pipeline.settings import AmurSettings
+from pipeline.core.db import make_engine
+from pipeline.core.errors import ConfigError
+from pipeline.core.settings import AmurSettings
 from sinks.alert_feed import AlertFeedSink, AtomFeedOptions
 from sinks.records import RecordsSink
 from tests.support.messages import make_article, make_classified, make_story
