@@ -1,8 +1,7 @@
 """The classify stage: articles in, every result to ``classified``.
 
-Registered as stage ``classify`` (pyproject.toml's ``amur.stages`` entry points) and run
-by the ``processors`` role of :mod:`pipeline.core.topology`; the stories stage makes alerts of
-the cooperation articles. An article that cannot be decoded, or that makes the analyzer
+Registered as the ``processors`` role (pyproject.toml's ``amur.stages`` entry points); the
+stories stage makes alerts of the cooperation articles. An article that cannot be decoded, or that makes the analyzer
 fail, becomes a dead letter; the rest of the batch goes on.
 """
 
@@ -14,30 +13,27 @@ from collections.abc import Sequence
 from pipeline.core.errors import MessageError
 from pipeline.core.messages import Article, Classified, decode, encode
 from pipeline.core.stages import Stage, StageContext
-from pipeline.core.topology import Topics
-from pipeline.core.transport.base import Record, Transport
+from pipeline.core.transport.base import Record
 
 log = logging.getLogger(__name__)
 
 
 class ClassifyStage(Stage):
-    """Classifies articles with an :class:`~processors.analyze.Analyzer`."""
+    """Classifies articles with an :class:`~processors.analyze.Analyzer`.
 
-    name = "processors"
+    :param analyzer: what classifies; by default the settings' model (loading spaCy).
+    """
 
-    def __init__(self, transport: Transport, topics: Topics, group: str, batch_size: int, analyzer, **options):
-        super().__init__(transport, topics, group, batch_size, **options)
+    inputs = ("articles",)
+    outputs = {"classified": Classified}
+
+    def __init__(self, context: StageContext, *, analyzer=None):
+        super().__init__(context)
+        if analyzer is None:
+            from processors.analyze import Analyzer  # loads spaCy: only in a process that classifies
+
+            analyzer = Analyzer.from_settings(context.settings.model)
         self.analyzer = analyzer
-
-    @classmethod
-    def build(cls, context: StageContext) -> ClassifyStage:
-        from processors.analyze import Analyzer  # loads spaCy: only in a process that classifies
-
-        settings = context.settings
-        return cls(
-            context.transport, context.topics, context.group, settings.batch_size,
-            Analyzer.from_settings(settings.model), name=context.spec.role, inputs=context.spec.inputs,
-        )
 
     def setup(self) -> None:
         self.analyzer.warm_up()

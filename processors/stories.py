@@ -77,8 +77,7 @@ from pipeline.core.messages import Alert, Classified, Entity, Figure, Outlet, de
 from pipeline.core.migrations import upgrade_database
 from pipeline.core.settings import StorySettings
 from pipeline.core.stages import Stage, StageContext
-from pipeline.core.topology import Topics
-from pipeline.core.transport.base import Record, Transport
+from pipeline.core.transport.base import Record
 from processors.datelines import dateline_span
 from processors.gazetteer import REGION_KINDS, Gazetteer, load_gazetteer
 from processors.gist import gist
@@ -674,26 +673,21 @@ def _outlet(result: Classified) -> Outlet:
 
 
 class StoryStage(Stage):
-    """Turns cooperation articles into story alerts through a :class:`StoryIndex`."""
+    """Turns cooperation articles into story alerts through a :class:`StoryIndex`.
 
-    name = "stories"
+    :param index: the story index; by default one on the settings' database and gazetteer.
+    """
 
-    def __init__(
-        self, transport: Transport, topics: Topics, group: str, batch_size: int, index: StoryIndex, min_score: float,
-        **options,
-    ):
-        super().__init__(transport, topics, group, batch_size, **options)
-        self.index = index
-        self.min_score = min_score
+    inputs = ("classified",)
+    outputs = {"alerts": Alert}
 
-    @classmethod
-    def build(cls, context: StageContext) -> StoryStage:
+    def __init__(self, context: StageContext, *, index: StoryIndex | None = None):
+        super().__init__(context)
         settings = context.settings
-        index = StoryIndex(make_engine(settings.database_url), settings.stories, load_gazetteer(settings.model.gazetteer_dir))
-        return cls(
-            context.transport, context.topics, context.group, settings.batch_size, index, settings.alerts.min_score,
-            name=context.spec.role, inputs=context.spec.inputs,
-        )
+        if index is None:
+            index = StoryIndex(make_engine(settings.database_url), settings.stories, load_gazetteer(settings.model.gazetteer_dir))
+        self.index = index
+        self.min_score = settings.alerts.min_score
 
     def setup(self) -> None:
         self.index.setup()

@@ -25,7 +25,7 @@ from pipeline.core.polling import ConnectorRunner
 from pipeline.core.settings import AmurSettings, SourceConfig, load_sources, sources_path
 from pipeline.core.stages import Stage, StageContext, until_reachable
 from pipeline.core.state import StateStore
-from pipeline.core.topology import CONNECTORS_ROLE, Topics, flow_order, stage_for
+from pipeline.core.topology import CONNECTORS_ROLE, Topics, flow_order
 from pipeline.core.transport import make_transport
 from pipeline.core.transport.base import Transport
 
@@ -96,12 +96,11 @@ class Runtime:
         )
 
     def stage(self, role: str) -> Stage:
-        """The stage of ``role``, built by its registered class and set up."""
-        spec = stage_for(role)
+        """The stage of ``role``, made by its registered class and set up."""
         context = StageContext(
-            self.settings, self.transport, self.topics, spec, self.group(role), self.config_path, vocabulary(self.settings),
+            self.settings, self.transport, self.topics, role, self.group(role), self.config_path, vocabulary(self.settings),
         )
-        stage = registry.stages.get(spec.stage).build(context)
+        stage = registry.stages.get(role)(context)
         stage.setup()
         return stage
 

@@ -15,8 +15,9 @@ committed past an unwritten record. While it waits the stage pauses its partitio
 keeps polling, so on Kafka it stays in its group through an outage of any length instead
 of being evicted after ``max.poll.interval.ms`` and having its commit refused.
 
-A stage is declared in :mod:`pipeline.core.topology` and its class registered by name in
-:data:`pipeline.core.registry.stages`; :meth:`Stage.build` makes it from a :class:`StageContext`.
+A stage is one class registered by its role in :data:`pipeline.core.registry.stages`; it
+declares the topics it reads and writes (``inputs``, ``outputs``), from which
+:mod:`pipeline.core.topology` assembles the graph, and is made from a :class:`StageContext`.
 """
 
 from __future__ import annotations
@@ -26,10 +27,10 @@ import threading
 import time
 from abc import ABC, abstractmethod
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import ClassVar, TypeVar
 
 from pipeline.core import metrics, registry
 from pipeline.core.dead_letters import DeadLetters
@@ -39,7 +40,7 @@ from pipeline.core.messages import Message, decode
 from pipeline.core.settings import DEFAULT_CONFIG_PATH, AmurSettings
 from pipeline.core.sink import Sink, SinkContext
 from pipeline.core.subscriptions import Vocabulary
-from pipeline.core.topology import StageSpec, Topics, stage_for
+from pipeline.core.topology import Topics
 from pipeline.core.transport.base import Consumer, Headers, Producer, Record, Transport, next_offsets
 
 log = logging.getLogger(__name__)
@@ -56,12 +57,12 @@ STRANDED_SECONDS = 60.0
 
 @dataclass(frozen=True)
 class StageContext:
-    """What a stage is built from: the settings, the transport and its place in the topology."""
+    """What a stage is made from: the settings, the transport, its role and consumer group."""
 
     settings: AmurSettings
     transport: Transport
     topics: Topics
-    spec: StageSpec
+    role: str
     group: str
     config_path: Path = DEFAULT_CONFIG_PATH
     vocabulary: Vocabulary | None = None  # the regions and languages a subscription's filters may name
@@ -89,37 +90,32 @@ def until_reachable(what: str, action: Callable[[], T], stop: threading.Event) -
 class Stage(ABC):
     """A consumer-group member that turns batches of input records into outputs.
 
-    :param name: the role running it (dead letters and logs name it); the class's
-        ``name`` by default.
-    :param inputs: the topic kinds it reads; those declared for its role in
-        :mod:`pipeline.core.topology` by default.
+    A subclass declares its place in the graph and takes nothing but the context; what it
+    needs beyond that (a model, an index, sinks) it builds from ``context.settings``.
+
+    :cvar inputs: the topic kinds it reads.
+    :cvar outputs: the topic kinds it writes, each with its message model; a kind no other
+        stage writes is a new topic.
     """
 
-    name: str
+    inputs: ClassVar[tuple[str, ...]]
+    outputs: ClassVar[Mapping[str, type[Message]]] = {}
 
-    def __init__(
-        self, transport: Transport, topics: Topics, group: str, batch_size: int, *,
-        name: str | None = None, inputs: Sequence[str] | None = None,
-    ):
-        self.transport = transport
-        self.topics = topics
-        self.group = group
-        self.batch_size = batch_size
-        self.name = name or type(self).name
-        kinds = inputs if inputs is not None else stage_for(self.name).inputs
-        self.inputs = [topics.name(kind) for kind in kinds]
-        self.producer = CountedProducer(transport.producer(), self.name)
-        self.dead_letters = DeadLetters(self.producer, topics, self.name)
-
-    @classmethod
-    @abstractmethod
-    def build(cls, context: StageContext) -> Stage:
-        """Make the stage for ``context.spec`` from the settings."""
+    def __init__(self, context: StageContext):
+        self.context = context
+        self.transport = context.transport
+        self.topics = context.topics
+        self.group = context.group
+        self.batch_size = context.settings.batch_size
+        self.name = context.role
+        self.reads = [context.topics.name(kind) for kind in self.inputs]
+        self.producer = CountedProducer(context.transport.producer(), self.name)
+        self.dead_letters = DeadLetters(self.producer, context.topics, self.name)
 
     @property
     def input_topics(self) -> list[str]:
         """The topics this stage consumes."""
-        return self.inputs
+        return self.reads
 
     def setup(self) -> None:
         """Prepare what the stage writes to (databases, files); called once before ``run``."""
@@ -359,32 +355,20 @@ class SinkStage(Stage):
 
     A sink that rejects a message (bad data) has it sent to the dead-letter topic with the
     sink's name; the other sinks still get it, and the batch goes on.
+
+    :param sinks: the sinks to feed; by default those under ``sinks:`` in the settings.
     """
 
-    name = "sinks"
+    inputs = ("classified", "alerts")
 
-    def __init__(self, transport: Transport, topics: Topics, group: str, batch_size: int, sinks: Sequence[Sink], **options):
-        super().__init__(transport, topics, group, batch_size, **options)
-        self.sinks = list(sinks)
+    def __init__(self, context: StageContext, *, sinks: Sequence[Sink] | None = None):
+        super().__init__(context)
+        self.sinks = list(configured_sinks(context) if sinks is None else sinks)
         self._sinks_by_topic = {
-            topic: [sink for sink in self.sinks if topics.name(sink.topic) == topic] for topic in self.inputs
+            topic: [sink for sink in self.sinks if self.topics.name(sink.topic) == topic] for topic in self.reads
         }
         self._records: dict[int, Record] = {}  # id(message) → its record, for this batch's rejections
         self._added: Counter = Counter()  # sink name → messages added since the last report
-
-    @classmethod
-    def build(cls, context: StageContext) -> SinkStage:
-        sink_context = SinkContext(context.settings, context.config_path, context.transport, context.topics, context.vocabulary)
-        sinks = []
-        for config in context.settings.sinks:
-            sink_class = registry.sinks.get(config.type)
-            sink = sink_class.from_config(sink_class.Options.model_validate(config.options), sink_context)
-            sink.name = config.name or config.type
-            sinks.append(sink)
-        return cls(
-            context.transport, context.topics, context.group, context.settings.batch_size, sinks,
-            name=context.spec.role, inputs=context.spec.inputs,
-        )
 
     @property
     def input_topics(self) -> list[str]:
@@ -430,3 +414,15 @@ class SinkStage(Stage):
         for sink in self.sinks:
             sink.close()
         super().close()
+
+
+def configured_sinks(context: StageContext) -> list[Sink]:
+    """The sinks under ``sinks:`` in the settings, in order, each made by its registered class."""
+    sink_context = SinkContext(context.settings, context.config_path, context.transport, context.topics, context.vocabulary)
+    sinks = []
+    for config in context.settings.sinks:
+        sink_class = registry.sinks.get(config.type)
+        sink = sink_class.from_config(sink_class.Options.model_validate(config.options), sink_context)
+        sink.name = config.name or config.type
+        sinks.append(sink)
+    return sinks

@@ -15,6 +15,7 @@ from pipeline.core.transport.embedded import EmbeddedTransport
 from processors.analyze import Analyzer
 from processors.stage import ClassifyStage
 from tests.support.messages import make_article
+from tests.support.stages import stage_context
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -36,7 +37,7 @@ def test_an_article_too_big_to_pass_on_is_a_dead_letter_and_the_rest_flows(tmp_p
         gazetteer_dir=str(REPO / "config" / "gazetteer"), classifier_config=str(REPO / "config" / "classifier.yaml"),
         languages_dir=str(REPO / "config" / "languages"),
     ))
-    stage = ClassifyStage(log, topics, "processors", 100, analyzer)
+    stage = ClassifyStage(stage_context(log, topics, "processors"), analyzer=analyzer)
     assert stage.run(threading.Event(), once=True) == 2  # handled once each, not retried forever
     stage.close()
 

@@ -8,12 +8,13 @@ from pathlib import Path
 
 from pipeline.core.db import make_engine
 from pipeline.core.messages import Alert, DeadLetter, decode, encode
-from pipeline.core.settings import StorySettings
+from pipeline.core.settings import AmurSettings, StorySettings
 from pipeline.core.topology import Topics
 from pipeline.core.transport.embedded import EmbeddedTransport
 from processors.gazetteer import load_gazetteer
 from processors.stories import MAX_OUTLETS, StoryIndex, StoryStage
 from tests.support.messages import make_article, make_classified
+from tests.support.stages import stage_context
 
 GAZETTEER = load_gazetteer(Path(__file__).resolve().parents[2] / "config" / "gazetteer")
 TEXT = ("The Irkutsk region government and Heilongjiang province signed an agreement on timber processing. "
@@ -30,7 +31,8 @@ def _copies(count: int, source: str) -> list:
 
 def _stage(tmp_path: Path, log: EmbeddedTransport, topics: Topics) -> StoryStage:
     engine = make_engine(f"sqlite:///{tmp_path / 'amur.sqlite'}")
-    stage = StoryStage(log, topics, "stories", 500, StoryIndex(engine, StorySettings(), GAZETTEER), min_score=0.5)
+    settings = AmurSettings(batch_size=500)
+    stage = StoryStage(stage_context(log, topics, "stories", settings=settings), index=StoryIndex(engine, StorySettings(), GAZETTEER))
     stage.setup()
     return stage
 

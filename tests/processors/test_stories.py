@@ -27,6 +27,7 @@ from processors.stories import (
     signature,
 )
 from tests.support.messages import make_article, make_classified
+from tests.support.stages import stage_context
 
 STORIES = Path(__file__).resolve().parents[1] / "resources" / "stories"
 RESOURCES_E2E = Path(__file__).resolve().parents[1] / "resources" / "e2e"
@@ -137,7 +138,7 @@ def test_the_stage_alerts_cooperation_stories_only_and_dead_letters_poison(tmp_p
     producer.produce(topics.classified, b"poison", b"{broken")
     producer.flush()
     engine = make_engine(f"sqlite:///{tmp_path / 'amur.sqlite'}")
-    stage = StoryStage(log, topics, "stories", 100, StoryIndex(engine, StorySettings(), GAZETTEER), min_score=0.5)
+    stage = StoryStage(stage_context(log, topics, "stories"), index=StoryIndex(engine, StorySettings(), GAZETTEER))
     stage.setup()
 
     assert stage.run(threading.Event(), once=True) == 5

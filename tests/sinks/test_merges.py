@@ -19,6 +19,7 @@ from sinks.alert_feed import AlertFeedSink, AtomFeedOptions
 from sinks.subscription_feeds import FeedsOptions, SubscriptionFeedsSink
 from sinks.webhooks import WebhooksSink
 from tests.support.messages import make_story
+from tests.support.stages import stage_context
 from tests.support.webhook_receiver import WebhookReceiver
 from tests.support.webhooks import FAST, LOOPBACK, TOPICS, embedded_log, secret, subscriptions_file  # noqa: F401 - secret: the autouse signing key
 
@@ -45,7 +46,7 @@ def _sink_stage(database_url, tmp_path, log, receiver_url):
         SubscriptionFeedsSink(engine, FeedsOptions(directory=str(tmp_path / "feeds")), watcher),
         WebhooksSink(engine, FAST, watcher, log.producer(), TOPICS, LOOPBACK),
     ]
-    stage = SinkStage(log, TOPICS, "sinks", 100, sinks)
+    stage = SinkStage(stage_context(log, TOPICS, "sinks"), sinks=sinks)
     stage.setup()
     return stage
 

@@ -19,6 +19,7 @@ from pipeline.core.messages import DeadLetter, decode, encode
 from pipeline.core.stages import SinkStage
 from sinks.subscription_feeds import FeedsOptions, SubscriptionFeedsSink
 from sinks.webhooks import WebhooksSink, sign, webhook_deliveries
+from tests.support.stages import stage_context
 from tests.support.webhook_receiver import WebhookReceiver
 from tests.support.webhooks import FAST, LOOPBACK, SECRET, STORY, TOPICS, embedded_log, secret, subscriptions_file, webhooks  # noqa: F401 - secret: the autouse signing key
 
@@ -90,7 +91,7 @@ def test_a_dead_endpoint_parks_the_delivery_on_the_dlq_while_the_feeds_update(da
         watcher = subscriptions_file(tmp_path, receiver.url)
         feeds = SubscriptionFeedsSink(make_engine(database_url), FeedsOptions(directory=str(tmp_path / "feeds")), watcher)
         hooks = WebhooksSink(make_engine(database_url), FAST, watcher, log.producer(), TOPICS, LOOPBACK)
-        stage = SinkStage(log, TOPICS, "sinks", 100, [feeds, hooks])
+        stage = SinkStage(stage_context(log, TOPICS, "sinks"), sinks=[feeds, hooks])
         stage.setup()
         assert stage.run(threading.Event(), once=True) == 1
         assert [entry.link for entry in feedparser.parse((tmp_path / "feeds" / "partners.atom").read_bytes()).entries] == [

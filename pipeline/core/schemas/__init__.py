@@ -1,4 +1,4 @@
-"""JSON Schemas of the topic messages, generated from :mod:`pipeline.core.messages` for the topics of :mod:`pipeline.core.topology`.
+"""JSON Schemas of the topic messages, generated from each topic's model in :mod:`pipeline.core.topology`.
 
 The ``*.schema.json`` files beside this module are what downstream consumers read; a test
 fails when they drift from the models (regenerate with ``amur schemas export``).
@@ -9,15 +9,16 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from pipeline.core.topology import TOPIC_MODELS
+from pipeline.core.topology import topic_models
 
 SCHEMA_DIR = Path(__file__).parent
 
 
 def schema_for(topic_kind: str) -> dict:
     """The JSON Schema (draft 2020-12) of the messages of one topic kind (``articles``, …)."""
-    schema = TOPIC_MODELS[topic_kind].model_json_schema(mode="serialization")
-    version = TOPIC_MODELS[topic_kind].model_fields["schema_version"].default
+    model = topic_models()[topic_kind]
+    schema = model.model_json_schema(mode="serialization")
+    version = model.model_fields["schema_version"].default
     return {"$schema": "https://json-schema.org/draft/2020-12/schema", "$id": f"urn:amur:schema:{topic_kind}:v{version}", **schema}
 
 
@@ -32,7 +33,7 @@ def load_schema(topic_kind: str) -> dict:
 def export_schemas(directory: Path = SCHEMA_DIR, *, check: bool = False) -> list[str]:
     """Write every schema (or, with ``check``, only compare); returns the kinds that differed."""
     stale = []
-    for kind in TOPIC_MODELS:
+    for kind in topic_models():
         path = schema_path(kind, directory)
         text = json.dumps(schema_for(kind), indent=2, ensure_ascii=False) + "\n"
         if not path.exists() or path.read_text(encoding="utf-8") != text:

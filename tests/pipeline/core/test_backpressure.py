@@ -27,6 +27,7 @@ from sinks.records import RecordsSink, articles
 from tests.support.databases import postgres_schema_url
 from tests.support.messages import make_article, make_classified
 from tests.support.proxy import TcpProxy
+from tests.support.stages import stage_context
 
 pytestmark = [pytest.mark.kafka, pytest.mark.postgres, pytest.mark.slow]
 
@@ -60,7 +61,7 @@ def test_a_database_outage_longer_than_the_poll_interval_keeps_the_member_in_its
             proxied_url = url.set(port=proxy.port).render_as_string(hide_password=False)
             sink = RecordsSink(make_engine(proxied_url))
             sink.setup()
-            stage = SinkStage(transport, topics, group, 100, [sink])
+            stage = SinkStage(stage_context(transport, topics, "sinks", group=group), sinks=[sink])
             proxy.cut()
             producer = transport.producer()
             for n in range(3):
@@ -87,7 +88,7 @@ def test_a_database_outage_longer_than_the_poll_interval_keeps_the_member_in_its
             assert refused == [], "the member was evicted during the outage"
             assert "not written, retrying" in caplog.text
             # The group's offsets moved past the batch: a new member has nothing to do.
-            again = SinkStage(transport, topics, group, 100, [RecordsSink(make_engine(direct_url))])
+            again = SinkStage(stage_context(transport, topics, "sinks", group=group), sinks=[RecordsSink(make_engine(direct_url))])
             assert again.run(threading.Event(), once=True) == 0
             again.close()
     transport.close()

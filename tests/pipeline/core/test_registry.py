@@ -5,17 +5,19 @@ from __future__ import annotations
 import pytest
 
 from pipeline.core import registry
+from pipeline.core.messages import Alert, Classified, Message
 from pipeline.core.settings import SourceConfig
-from pipeline.core.topology import STAGES, StageSpec, flow_order, roles
+from pipeline.core.stages import Stage
+from pipeline.core.topology import StageSpec, Topics, TopologyError, flow_order, roles, stage_specs, topic_models
 
 
 def test_the_shipped_names_are_declared_as_entry_points():
     assert registry.connectors.names() == ["jsonfeed", "replay", "rss", "sitemap"]
     assert registry.sinks.names() == ["atom", "email", "feeds", "records", "webhooks"]
-    assert registry.stages.names() == ["classify", "sinks", "stories"]
+    assert registry.stages.names() == ["processors", "sinks", "stories"]
     assert registry.connectors.get("rss").__name__ == "FeedConnector"
     assert registry.sinks.get("atom").__name__ == "AlertFeedSink"
-    assert registry.stages.get("classify").__name__ == "ClassifyStage"
+    assert registry.stages.get("processors").__name__ == "ClassifyStage"
 
 
 def test_an_unknown_name_lists_the_known_ones():
@@ -37,16 +39,62 @@ def test_a_class_registered_at_run_time_is_a_valid_kind():
         SourceConfig(name="x", kind="static-list", url="https://a.example/")
 
 
-def test_every_declared_stage_is_registered():
-    assert {spec.stage for spec in STAGES} <= set(registry.stages.names())
-
-
-def test_roles_come_in_flow_order_and_a_new_stage_finds_its_place():
+def test_the_graph_is_assembled_from_what_the_stages_declare():
+    assert {spec.role: (spec.inputs, dict(spec.outputs)) for spec in stage_specs()} == {
+        "processors": (("articles",), {"classified": Classified}),
+        "stories": (("classified",), {"alerts": Alert}),
+        "sinks": (("classified", "alerts"), {}),
+    }
+    assert list(topic_models()) == ["articles", "classified", "alerts", "dlq"]
     assert roles() == ("connectors", "processors", "stories", "sinks")
-    stories = StageSpec(role="stories", stage="stories", inputs=("classified",), outputs=("alerts",))
-    classify = StageSpec(role="processors", stage="classify", inputs=("articles",), outputs=("classified",))
-    sinks = StageSpec(role="sinks", stage="sinks", inputs=("classified", "alerts"))
+
+
+class Digest(Message):
+    schema_version: int = 1
+    story_ids: list[str]
+
+
+def test_a_stage_registered_at_run_time_adds_its_topic_and_finds_its_place():
+    @registry.stages.register("digests")
+    class DigestStage(Stage):
+        inputs = ("alerts",)
+        outputs = {"digests": Digest}
+
+        def handle(self, records):
+            pass
+
+    try:
+        assert roles() == ("connectors", "processors", "stories", "digests", "sinks")
+        assert Topics("t.").all() == ["t.articles", "t.classified", "t.alerts", "t.digests", "t.dlq"]
+        assert Topics("t.").model_for("t.digests") is Digest
+    finally:
+        registry.stages.unregister("digests")
+    assert "digests" not in topic_models()
+
+
+def test_a_stage_that_declares_no_topics_is_named():
+    @registry.stages.register("vague")
+    class Vague(Stage):
+        def handle(self, records):
+            pass
+
+    try:
+        with pytest.raises(TopologyError, match=r"stage 'vague' \(.*Vague\) must declare 'inputs'"):
+            stage_specs()
+    finally:
+        registry.stages.unregister("vague")
+
+
+def test_a_topic_read_by_none_written_twice_or_in_a_cycle_is_refused():
+    stories = StageSpec(role="stories", inputs=("classified",), outputs={"alerts": Alert})
+    classify = StageSpec(role="processors", inputs=("articles",), outputs={"classified": Classified})
+    sinks = StageSpec(role="sinks", inputs=("classified", "alerts"))
     assert [spec.role for spec in flow_order((sinks, stories, classify))] == ["processors", "stories", "sinks"]
-    echo = StageSpec(role="echo", stage="echo", inputs=("alerts",), outputs=("classified",))
-    with pytest.raises(ValueError, match="cycle among: stories, echo"):
+    echo = StageSpec(role="echo", inputs=("alerts",), outputs={"classified": Classified})
+    with pytest.raises(TopologyError, match="cycle among: stories, echo"):
         flow_order((stories, echo))
+    with pytest.raises(TopologyError, match="stage 'sinks' reads 'alerts', which no stage writes"):
+        topic_models((classify, sinks))
+    other = StageSpec(role="other", inputs=("articles",), outputs={"alerts": Classified})
+    with pytest.raises(TopologyError, match="topic 'alerts' is declared with two models: Classified and Alert"):
+        topic_models((stories, other, classify))

@@ -23,6 +23,7 @@ from processors.stories import alert_for
 from sinks.alert_feed import AlertFeedSink, AtomFeedOptions
 from sinks.records import RecordsSink, articles
 from tests.support.messages import make_article, make_classified
+from tests.support.stages import stage_context
 
 TOPICS = Topics("t.")
 
@@ -82,7 +83,7 @@ def test_processor_sends_poison_and_crashing_articles_to_the_dlq_and_goes_on(cap
     unrelated = make_article("https://news.example/other", text="Football results from the weekend.")
     produce(log, TOPICS.articles, [encode(good), (b"poison", b"{not json"), encode(crashing), encode(unrelated)])
 
-    stage = ClassifyStage(log, TOPICS, "processors", 100, KeywordAnalyzer())
+    stage = ClassifyStage(stage_context(log, TOPICS, "processors"), analyzer=KeywordAnalyzer())
     assert stage.run(threading.Event(), once=True) == 4
 
     classified = [decode(Classified, r.value) for r in read_all(log, TOPICS.classified)]
@@ -92,7 +93,7 @@ def test_processor_sends_poison_and_crashing_articles_to_the_dlq_and_goes_on(cap
     assert {(letter.offset, letter.error_type) for letter in letters} == {(1, "MessageError"), (2, "RuntimeError")}
     assert all(letter.topic == TOPICS.articles and letter.stage == "processors" for letter in letters)
     # Everything was committed: a restarted processor has nothing left to do.
-    assert ClassifyStage(log, TOPICS, "processors", 100, KeywordAnalyzer()).run(threading.Event(), once=True) == 0
+    assert ClassifyStage(stage_context(log, TOPICS, "processors"), analyzer=KeywordAnalyzer()).run(threading.Event(), once=True) == 0
     # What the batch wrote is said once, at INFO, with the stage as a field for log shippers.
     [report] = [record for record in caplog.records if "committed" in record.getMessage()]
     assert report.getMessage() == f"stage=processors committed 4 record(s), wrote 2 to {TOPICS.classified}, 2 to {TOPICS.dlq}"
@@ -104,11 +105,11 @@ def test_sink_stage_retries_a_batch_under_backpressure_and_commits_after_the_wri
     log = transport()
     produce(log, TOPICS.alerts, [encode(alert_for(make_classified(make_article(f"https://news.example/{n}")))) for n in range(3)])
     sink = ListSink(fail_times=2)
-    stage = SinkStage(log, TOPICS, "sinks", 100, [sink])
+    stage = SinkStage(stage_context(log, TOPICS, "sinks"), sinks=[sink])
     stage.setup()
     assert stage.run(threading.Event(), once=True) == 3
     assert len(sink.written) == 3
-    assert SinkStage(log, TOPICS, "sinks", 100, [ListSink()]).run(threading.Event(), once=True) == 0
+    assert SinkStage(stage_context(log, TOPICS, "sinks"), sinks=[ListSink()]).run(threading.Event(), once=True) == 0
     # The report counts what the batch wrote, not what each attempt tried to.
     [report] = [record.getMessage() for record in caplog.records if "committed" in record.getMessage()]
     assert report == "stage=sinks committed 3 record(s), wrote 3 to sink list"
@@ -137,7 +138,7 @@ def test_records_polled_when_the_lag_cannot_be_measured_are_still_handled(caplog
     log.ensure_topics(TOPICS.all())
     produce(log, TOPICS.alerts, [encode(alert_for(make_classified(make_article(f"https://news.example/{n}")))) for n in range(3)])
     sink = ListSink()
-    stage = SinkStage(log, TOPICS, "sinks", 100, [sink])
+    stage = SinkStage(stage_context(log, TOPICS, "sinks"), sinks=[sink])
     stage.setup()
     assert stage.run(threading.Event(), once=True) == 3
     assert len(sink.written) == 3
@@ -154,10 +155,10 @@ def test_a_stop_during_sink_retries_leaves_the_batch_uncommitted():
             stop.set()
             raise SinkBackpressure("down", retry_after=5)
 
-    stage = SinkStage(log, TOPICS, "sinks", 100, [StoppingSink()])
+    stage = SinkStage(stage_context(log, TOPICS, "sinks"), sinks=[StoppingSink()])
     stage.run(stop)
     retry = ListSink()
-    SinkStage(log, TOPICS, "sinks", 100, [retry]).run(threading.Event(), once=True)
+    SinkStage(stage_context(log, TOPICS, "sinks"), sinks=[retry]).run(threading.Event(), once=True)
     assert len(retry.written) == 1
 
 
@@ -165,7 +166,7 @@ def test_sink_stage_dead_letters_an_invalid_alert():
     log = transport()
     produce(log, TOPICS.alerts, [(b"k", b'{"id": "short"}'), encode(alert_for(make_classified()))])
     sink = ListSink()
-    SinkStage(log, TOPICS, "sinks", 100, [sink]).run(threading.Event(), once=True)
+    SinkStage(stage_context(log, TOPICS, "sinks"), sinks=[sink]).run(threading.Event(), once=True)
     assert len(sink.written) == 1
     (letter,) = [decode(DeadLetter, r.value) for r in read_all(log, TOPICS.dlq)]
     assert letter.stage == "sinks" and letter.offset == 0 and '"short"' in letter.payload
@@ -187,7 +188,7 @@ def test_alerts_the_feed_cannot_show_are_dead_lettered_and_the_rest_is_written(d
     produce(log, TOPICS.alerts, [encode(untitled), encode(good), encode(scripted)])
     produce(log, TOPICS.classified, [encode(make_classified(make_article("https://news.example/bridge")))])
 
-    stage = SinkStage(log, TOPICS, "sinks", 100, real_sinks(database_url, tmp_path))
+    stage = SinkStage(stage_context(log, TOPICS, "sinks"), sinks=real_sinks(database_url, tmp_path))
     stage.setup()
     assert stage.run(threading.Event(), once=True) == 4
     stage.close()
@@ -201,7 +202,7 @@ def test_alerts_the_feed_cannot_show_are_dead_lettered_and_the_rest_is_written(d
     with make_engine(database_url).connect() as connection:
         assert connection.execute(sa.select(sa.func.count()).select_from(articles)).scalar_one() == 1
     # Everything was committed: a restarted sinks role does not meet the bad alerts again.
-    again = SinkStage(log, TOPICS, "sinks", 100, real_sinks(database_url, tmp_path))
+    again = SinkStage(stage_context(log, TOPICS, "sinks"), sinks=real_sinks(database_url, tmp_path))
     again.setup()
     assert again.run(threading.Event(), once=True) == 0
 
@@ -212,7 +213,7 @@ def test_a_value_the_database_refuses_rejects_only_that_article(database_url, tm
     fine = make_classified(make_article("https://news.example/fine"))
     produce(log, TOPICS.classified, [encode(with_nul), encode(fine)])
 
-    stage = SinkStage(log, TOPICS, "sinks", 100, real_sinks(database_url, tmp_path))
+    stage = SinkStage(stage_context(log, TOPICS, "sinks"), sinks=real_sinks(database_url, tmp_path))
     stage.setup()
     assert stage.run(threading.Event(), once=True) == 2
 
@@ -238,7 +239,7 @@ def test_a_sink_that_crashes_on_one_message_gets_it_dead_lettered():
             super().write(batch)
 
     sink = BuggySink()
-    assert SinkStage(log, TOPICS, "sinks", 100, [sink]).run(threading.Event(), once=True) == 3
+    assert SinkStage(stage_context(log, TOPICS, "sinks"), sinks=[sink]).run(threading.Event(), once=True) == 3
     assert sorted(alert.url for alert in sink.written) == ["https://news.example/0", "https://news.example/2"]
     (letter,) = [decode(DeadLetter, r.value) for r in read_all(log, TOPICS.dlq)]
     assert (letter.offset, letter.error_type, letter.sink) == (1, "KeyError", "list")
@@ -279,7 +280,7 @@ def test_a_member_stranded_without_partitions_while_records_wait_joins_again(mon
     log.ensure_topics(TOPICS.all())
     produce(log, TOPICS.alerts, [encode(alert_for(make_classified(make_article(f"https://news.example/{n}")))) for n in range(3)])
     sink = ListSink()
-    stage = SinkStage(log, TOPICS, "sinks", 100, [sink])
+    stage = SinkStage(stage_context(log, TOPICS, "sinks"), sinks=[sink])
     stage.setup()
     run_until(stage, lambda: len(sink.written) == 3)
     assert len(sink.written) == 3
@@ -293,7 +294,7 @@ def test_a_member_without_partitions_stays_when_nothing_waits(monkeypatch):
     monkeypatch.setattr(stages, "STRANDED_SECONDS", 0.2)
     log = FirstMemberStranded(":memory:")
     log.ensure_topics(TOPICS.all())
-    stage = SinkStage(log, TOPICS, "sinks", 100, [ListSink()])
+    stage = SinkStage(stage_context(log, TOPICS, "sinks"), sinks=[ListSink()])
     stage.setup()
     run_until(stage, lambda: False, seconds=1)  # five stranding windows
     assert log.members == ["sinks"]
