@@ -71,7 +71,7 @@ import sqlalchemy as sa
 from datasketch import MinHash
 from sqlalchemy import Engine
 
-from pipeline.core.db import UTCDateTime, advisory_lock, insert_missing, make_engine
+from pipeline.core.db import UTCDateTime, advisory_lock, insert_missing, make_engine, metadata
 from pipeline.core.errors import MessageError, SinkError
 from pipeline.core.messages import Alert, Classified, Entity, Figure, Outlet, decode, encode, utc_now
 from pipeline.core.migrations import upgrade_database
@@ -132,8 +132,6 @@ MATCH_ATTEMPTS = 3
 _WORD = re.compile(r"\w+")
 # Kana and Han: Japanese and Chinese, written without spaces between words.
 _CJK = re.compile(f"[\u3040-\u30ff{HAN_RANGES}]")
-
-metadata = sa.MetaData()
 
 stories = sa.Table(
     "stories", metadata,

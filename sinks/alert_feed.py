@@ -25,10 +25,10 @@ from pathlib import Path
 
 from feedgen.feed import FeedGenerator
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import JSON, Column, Connection, Engine, Float, Index, Integer, MetaData, String, Table, Text, select, text
+from sqlalchemy import JSON, Column, Connection, Engine, Float, Index, Integer, String, Table, Text, select, text
 from sqlalchemy.exc import SQLAlchemyError
 
-from pipeline.core.db import UTCDateTime, insert_missing
+from pipeline.core.db import UTCDateTime, insert_missing, metadata
 from pipeline.core.errors import MessageRejected, SinkError
 from pipeline.core.files import replace_file
 from pipeline.core.messages import Alert, utc_now
@@ -38,8 +38,6 @@ log = logging.getLogger(__name__)
 
 FEED_FILE_MODE = 0o644
 _NOT_XML = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff\ud800-\udfff]")
-
-metadata = MetaData()
 
 alerts = Table(
     "alerts",

@@ -54,7 +54,7 @@ import sqlalchemy as sa
 from apscheduler.triggers.cron import CronTrigger
 from sqlalchemy import Engine
 
-from pipeline.core.db import UTCDateTime, insert_missing
+from pipeline.core.db import UTCDateTime, insert_missing, metadata
 from pipeline.core.errors import ConfigError, SinkError
 from pipeline.core.guard import AddressPolicy, Network, resolve
 from pipeline.core.messages import Alert, utc_now
@@ -69,8 +69,6 @@ from sinks.rendering import story_html, story_text
 __all__ = ["EmailOptions", "EmailSink", "compose", "compose_digest", "email_deliveries", "email_digest_items", "period_end"]
 
 log = logging.getLogger(__name__)
-
-metadata = sa.MetaData()
 
 email_deliveries = sa.Table(
     "email_deliveries", metadata,

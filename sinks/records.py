@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from sqlalchemy import JSON, Boolean, Column, Float, MetaData, String, Table, Text
+from sqlalchemy import JSON, Boolean, Column, Float, String, Table, Text
 
-from pipeline.core.db import UTCDateTime
+from pipeline.core.db import UTCDateTime, metadata
 from pipeline.core.messages import Classified, utc_now
 from pipeline.core.sink import NoOptions, SinkContext, SqlSink
-
-metadata = MetaData()
 
 articles = Table(
     "articles",

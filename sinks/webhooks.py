@@ -47,6 +47,7 @@ import httpx
 import sqlalchemy as sa
 from sqlalchemy import Engine
 
+from pipeline.core.db import metadata
 from pipeline.core.errors import ConfigError, SinkError
 from pipeline.core.guard import AddressPolicy, GuardedTransport, Network
 from pipeline.core.messages import Alert, utc_now
@@ -57,8 +58,6 @@ from pipeline.core.transport.base import Producer
 from sinks.outbox import OutboxOptions, OutboxSink, delivery_columns
 
 __all__ = ["WebhooksOptions", "WebhooksSink", "sign"]
-
-metadata = sa.MetaData()
 
 webhook_deliveries = sa.Table(
     "webhook_deliveries", metadata,

@@ -21,27 +21,17 @@ import sqlalchemy as sa
 from sqlalchemy import Engine
 
 from pipeline.app.roles import group_name
-from pipeline.core.db import UTCDateTime, chunked, upsert
-from pipeline.core.dead_letters import PAYLOAD_LIMIT, RAW_PAYLOAD_LIMIT
+from pipeline.core.db import chunked, upsert
+from pipeline.core.dead_letters import PAYLOAD_LIMIT, RAW_PAYLOAD_LIMIT, dead_letter_replays
 from pipeline.core.errors import MessageError
 from pipeline.core.messages import DeadLetter, decode, utc_now
 from pipeline.core.settings import AmurSettings
 from pipeline.core.topology import Topics
 from pipeline.core.transport.base import Transport
 
-__all__ = ["LetterFilter", "ReplayReport", "dead_letter_replays", "format_letters", "parse_since", "read_letters", "replay"]
+__all__ = ["LetterFilter", "ReplayReport", "format_letters", "parse_since", "read_letters", "replay"]
 
 READ_TIMEOUT_SECONDS = 60.0
-
-metadata = sa.MetaData()
-
-dead_letter_replays = sa.Table(
-    "dead_letter_replays", metadata,
-    sa.Column("letter_id", sa.String(512), primary_key=True),
-    sa.Column("topic", sa.String(255), nullable=False),
-    sa.Column("replayed_at", UTCDateTime, nullable=False),
-)
-
 
 @dataclass(frozen=True)
 class LetterFilter:

@@ -1,8 +1,9 @@
 """One SQLAlchemy engine per database URL: SQLite by default, PostgreSQL in production.
 
-Tables are SQLAlchemy Core tables owned by the module that uses them
-(:mod:`pipeline.core.state`, :mod:`sinks.records`, :mod:`sinks.atom`); each creates its own on
-``setup``. Upserts use the dialect's ``INSERT … ON CONFLICT`` so replays change nothing.
+Tables are SQLAlchemy Core tables, each defined once, by the module that uses them
+(:mod:`pipeline.core.state`, :mod:`sinks.records`, a plugin's own module), on the one shared
+:data:`metadata`; the migrations create them (:mod:`pipeline.core.migrations`, which checks
+that the two agree). Upserts use the dialect's ``INSERT … ON CONFLICT`` so replays change nothing.
 """
 
 from __future__ import annotations
@@ -17,6 +18,10 @@ from sqlalchemy import Engine, Table, create_engine, event
 from sqlalchemy.dialects import postgresql, sqlite
 
 from pipeline.core.errors import ConfigError, ConfigProblem, StorageUnusable
+
+# Every table of Amur and of its plugins, declared where it is used; Alembic compares this
+# with what the revisions build.
+metadata = sa.MetaData()
 
 IN_CLAUSE_SIZE = 500  # values per IN (...) clause, well below every driver's parameter limit
 

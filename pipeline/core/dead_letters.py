@@ -1,7 +1,8 @@
 """Dead letters: inputs a stage cannot handle go to the dead-letter topic, with where and why.
 
 Every role writes them through :class:`DeadLetters` on its own producer, so they become
-durable with the stage's outputs, before its input offsets are committed.
+durable with the stage's outputs, before its input offsets are committed. ``amur dlq
+replay`` keeps the letters it sent back in :data:`dead_letter_replays`.
 """
 
 from __future__ import annotations
@@ -9,6 +10,9 @@ from __future__ import annotations
 import base64
 import logging
 
+import sqlalchemy as sa
+
+from pipeline.core.db import UTCDateTime, metadata
 from pipeline.core.messages import DeadLetter, encode, utc_now
 from pipeline.core.metrics import DEAD_LETTERS
 from pipeline.core.redaction import redact
@@ -20,6 +24,14 @@ log = logging.getLogger(__name__)
 PAYLOAD_LIMIT = 64 * 1024
 # Bytes of a value that is not text which a letter keeps: base64 makes them PAYLOAD_LIMIT.
 RAW_PAYLOAD_LIMIT = PAYLOAD_LIMIT // 4 * 3
+
+# The letters replayed, so that one is not sent back twice unless asked.
+dead_letter_replays = sa.Table(
+    "dead_letter_replays", metadata,
+    sa.Column("letter_id", sa.String(512), primary_key=True),
+    sa.Column("topic", sa.String(255), nullable=False),
+    sa.Column("replayed_at", UTCDateTime, nullable=False),
+)
 
 
 class DeadLetters:

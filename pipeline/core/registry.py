@@ -98,5 +98,7 @@ class Registry(Generic[T]):
 
 
 connectors: Registry = Registry("connector kind", "amur.connectors")
+# A plugin with tables of its own names the package of its Alembic revisions here.
+migrations: Registry = Registry("migrations package", "amur.migrations")
 sinks: Registry = Registry("sink type", "amur.sinks")
 stages: Registry = Registry("stage", "amur.stages")

@@ -34,19 +34,17 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 from sqlalchemy import Engine
 
-from pipeline.core.db import UTCDateTime, accumulate, chunked, upsert
+from pipeline.core.db import UTCDateTime, accumulate, chunked, metadata, upsert
 from pipeline.core.messages import utc_now
 from pipeline.core.migrations import upgrade_database
 from pipeline.core.redaction import redact
 
 __all__ = [
-    "MAX_ERROR_CHARS", "SourceState", "StateStore", "done_rows", "metadata", "seen_articles", "source_item_counts", "source_state",
+    "MAX_ERROR_CHARS", "SourceState", "StateStore", "done_rows", "seen_articles", "source_item_counts", "source_state",
 ]
 
 MAX_ERROR_CHARS = 2000  # a reason longer than this is cut; it is for people, not parsers
 
-
-metadata = sa.MetaData()
 
 source_state = sa.Table(
     "source_state", metadata,

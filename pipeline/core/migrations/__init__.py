@@ -12,17 +12,24 @@ A database made before migrations existed (its tables created directly by an ear
 is brought forward without losing rows: the first revision creates only the tables that
 are missing.
 
-A new revision goes in ``versions/`` as ``NNNN_what_it_does.py`` with ``down_revision`` set
-to the previous one; ``tests/pipeline/core/test_migrations.py`` checks that the revisions create
-exactly the tables the code defines, on SQLite and on PostgreSQL.
+A table is defined once, on the shared :data:`pipeline.core.db.metadata`, by the module
+that uses it; a revision creates it. Amur's revisions go in ``versions/`` as
+``NNNN_what_it_does.py`` with ``down_revision`` set to the previous one. A plugin with tables
+of its own keeps its revisions in a package of its own, named under the ``amur.migrations``
+entry points, as a branch (``branch_labels``) of its own: the database is brought to every
+branch's head. ``tests/pipeline/core/test_migrations.py`` checks, with Alembic's
+autogenerate comparison against :func:`declared_metadata`, that the revisions create exactly
+the tables the code defines, on SQLite and on PostgreSQL.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 import weakref
+from collections.abc import Sequence
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -32,10 +39,11 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine
 
-from pipeline.core.db import storage_hint
+from pipeline.core import registry
+from pipeline.core.db import metadata, storage_hint
 from pipeline.core.errors import StorageUnusable
 
-__all__ = ["current_revision", "head_revision", "upgrade_database"]
+__all__ = ["current_revision", "declared_metadata", "head_revision", "upgrade_database"]
 
 SCRIPT_LOCATION = Path(__file__).parent
 # Alembic tells at INFO what dialect it found, at every start-up; upgrade_database logs the
@@ -50,21 +58,48 @@ _upgraded: weakref.WeakSet[Engine] = weakref.WeakSet()  # engines already at hea
 _lock = threading.Lock()
 
 
+def version_locations() -> list[Path]:
+    """Amur's revisions, then each installed plugin's (``amur.migrations`` entry points)."""
+    locations = [SCRIPT_LOCATION / "versions"]
+    for name in registry.migrations.names():
+        package = registry.migrations.get(name)
+        locations.append(Path(package.__file__).parent)
+    return locations
+
+
 def _config() -> Config:
     config = Config()
     config.set_main_option("script_location", str(SCRIPT_LOCATION))
+    config.set_main_option("path_separator", "os")
+    config.set_main_option("version_locations", os.pathsep.join(str(path) for path in version_locations()))
     return config
 
 
+def declared_metadata() -> sa.MetaData:
+    """Every table the code defines: the core's and those of every installed plugin, whose
+    modules declare them on the shared metadata when loaded."""
+    from pipeline.core import dead_letters, state  # noqa: F401 - the core's own tables
+
+    for plugins in (registry.connectors, registry.stages, registry.sinks):
+        for name in plugins.names():
+            plugins.get(name)
+    return metadata
+
+
+def _revision(heads: Sequence[str]) -> str | None:
+    # One branch's head as before ("0015"); with a plugin's branch too, every head ("0015+digest_0001").
+    return "+".join(sorted(heads)) or None
+
+
 def head_revision() -> str:
-    """The newest revision the code knows."""
-    return ScriptDirectory.from_config(_config()).get_current_head()
+    """The newest revision the code knows (of every branch)."""
+    return _revision(ScriptDirectory.from_config(_config()).get_heads())
 
 
 def current_revision(engine: Engine) -> str | None:
     """The revision the database is at; ``None`` before the first upgrade."""
     with engine.connect() as connection:
-        return MigrationContext.configure(connection).get_current_revision()
+        return _revision(MigrationContext.configure(connection).get_current_heads())
 
 
 def upgrade_database(engine: Engine) -> None:
@@ -95,12 +130,12 @@ def _upgrade(connection: sa.Connection, config: Config, *, transaction_per_revis
     """Run the revisions on ``connection``; the revision before and after. With
     ``transaction_per_revision`` the read of the revision is committed first, or Alembic takes
     its transaction for the caller's and runs every revision in it."""
-    before = MigrationContext.configure(connection).get_current_revision()
+    before = _revision(MigrationContext.configure(connection).get_current_heads())
     if transaction_per_revision:
         connection.commit()
     config.attributes["connection"] = connection
-    command.upgrade(config, "head")
-    return before, MigrationContext.configure(connection).get_current_revision()
+    command.upgrade(config, "heads")
+    return before, _revision(MigrationContext.configure(connection).get_current_heads())
 
 
 def _upgrade_postgresql(engine: Engine, config: Config) -> tuple[str | None, str | None]:
