@@ -38,7 +38,7 @@ from connectors.pages import article_from_page
 from pipeline.core.connector import ConnectorContext, Item, Listing, PollingConnector
 from pipeline.core.errors import FeedParseError
 from pipeline.core.messages import Article, primary_language
-from pipeline.core.settings import SourceConfig
+from pipeline.core.settings import SourceConfig, UrlOptions
 from pipeline.core.state import StateStore
 
 __all__ = ["FeedConnector", "JsonFeedConnector", "parse_feed"]
@@ -57,6 +57,8 @@ class FeedConnector(PollingConnector):
     :param fetcher: the shared HTTP client.
     :param state: the shared state store (tables set up).
     """
+
+    Options = UrlOptions
 
     accept = ACCEPT_FEED
 

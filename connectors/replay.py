@@ -38,7 +38,7 @@ from connectors.pages import article_url, publication_date
 from pipeline.core.connector import ConnectorContext, Item, Listing, PollingConnector
 from pipeline.core.errors import ExtractionError, FeedParseError, SourceError, error_key
 from pipeline.core.messages import Article, article_id, utc_now
-from pipeline.core.settings import SourceConfig
+from pipeline.core.settings import SourceConfig, SourceOptions
 from pipeline.core.state import StateStore
 
 __all__ = ["ArchivedArticle", "ReplayConnector"]
@@ -79,15 +79,26 @@ class _Entry:
     line: int = 0
 
 
+class ReplayOptions(SourceOptions):
+    path: Path = Field(
+        examples=["archive/2026-11.warc.gz"],
+        description="What a replay source reads: a folder of saved HTML pages, a .jsonl file of articles, or a .warc/.warc.gz file",
+    )
+
+    @property
+    def location(self) -> str:
+        return str(self.path)
+
+
 class ReplayConnector(PollingConnector):
     """Reads one archive: a folder of pages, a JSONL file or a WARC file (see the module docstring)."""
 
-    reads = "path"
+    Options = ReplayOptions
     drains_backlog = True
 
     def __init__(self, source: SourceConfig, state: StateStore, max_bytes: int):
         super().__init__(source, state)
-        self.path = Path(source.path)
+        self.path = source.options.path
         self.max_bytes = max_bytes
         self._entries: dict[str, _Entry] = {}  # item url → where it is
         self._listed: tuple[str, list[Item]] | None = None  # the last listing and the stamp it was made at

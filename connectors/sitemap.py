@@ -41,7 +41,7 @@ from connectors.pages import article_from_page
 from pipeline.core.connector import ConnectorContext, Item, Listing, PollingConnector, newest_first
 from pipeline.core.errors import FeedParseError, SourceError
 from pipeline.core.messages import Article, primary_language, utc_now
-from pipeline.core.settings import SourceConfig
+from pipeline.core.settings import SourceConfig, UrlOptions
 from pipeline.core.state import StateStore
 
 __all__ = ["MAX_CHILD_SITEMAPS", "Sitemap", "SitemapConnector", "SitemapEntry", "parse_sitemap"]
@@ -79,6 +79,8 @@ class Sitemap:
 
 class SitemapConnector(PollingConnector):
     """Polls one sitemap or sitemap index (see the module docstring)."""
+
+    Options = UrlOptions
 
     default_max_age_days = 3
 

@@ -173,7 +173,7 @@ def dry_run(
     scratch.setup()
     context = ConnectorContext(settings, scratch)
     source = sources[name]
-    progress(f"polling {name}: {redact(str(source.url or source.path))} (at least {settings.fetch.per_host_delay_seconds:g} s between pages of one host)")
+    progress(f"polling {name}: {redact(source.location)} (at least {settings.fetch.per_host_delay_seconds:g} s between pages of one host)")
     try:
         # The scratch state takes what the poll marks emitted as it goes: nothing is kept.
         result = make_connector_factory(context)(source).poll(lambda article: progress(f"  extracted: {article.title}"))

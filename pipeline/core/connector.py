@@ -94,7 +94,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from pipeline.core.errors import FetchError, SourceError, TransportError
 from pipeline.core.failpoints import failpoint
 from pipeline.core.messages import Article, article_id, utc_now
-from pipeline.core.settings import AmurSettings, SourceConfig
+from pipeline.core.settings import AmurSettings, SourceConfig, SourceOptions
 from pipeline.core.state import StateStore
 
 __all__ = [
@@ -206,7 +206,9 @@ class Connector(ABC):
 
     name: str
     next_poll_in: float = 0.0
-    reads: ClassVar[str] = "url"  # which key of its SourceConfig says where the source is: "url" or "path"
+    # The kind's own keys under a source's entry (``url:``, ``path:``, …), validated with the
+    # source; the connector reads them as ``source.options``.
+    Options: ClassVar[type[SourceOptions]] = SourceOptions
 
     @classmethod
     @abstractmethod

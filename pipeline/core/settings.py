@@ -24,7 +24,20 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, HttpUrl, IPvAnyNetwork, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    HttpUrl,
+    IPvAnyNetwork,
+    ModelWrapValidatorHandler,
+    PrivateAttr,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import ErrorDetails, InitErrorDetails, PydanticCustomError
 
 from pipeline.core import registry
 from pipeline.core.errors import ConfigError, ConfigProblem, allowed_like, error_key
@@ -257,18 +270,39 @@ class AmurSettings(_Frozen):
 SourceName = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")]
 
 
+class SourceOptions(BaseModel):
+    """What a connector kind reads under a source's entry besides the keys every source has;
+    each connector class names its own subclass as ``Options``."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    @property
+    def location(self) -> str:
+        """What the source reads, for logs, operator views and spotting a source listed twice."""
+        return ""
+
+
+class UrlOptions(SourceOptions):
+    """A source read over HTTP(S) from one URL: feeds and sitemaps."""
+
+    url: HttpUrl = Field(examples=["https://example.org/rss.xml"], description="Where the source is read")
+
+    @property
+    def location(self) -> str:
+        return str(self.url)
+
+
 class SourceConfig(_Frozen):
-    """One news source to watch."""
+    """One news source to watch: the keys every source has, and its connector kind's own
+    (``url:`` for feeds and sitemaps, ``path:`` for a replay), which the kind's ``Options``
+    model validates in the same pass, each error under its own key."""
+
+    model_config = ConfigDict(frozen=True, extra="allow")
 
     name: SourceName = Field(examples=["tass-world"])
     kind: str = Field(
         "rss",
         description="A connector kind from the registry: rss (RSS 0.9x/1.0/2.0, Atom, JSON Feed), jsonfeed, sitemap, replay",
-    )
-    url: HttpUrl | None = Field(None, examples=["https://example.org/rss.xml"], description="Where the source is read (every kind but replay)")
-    path: Path | None = Field(
-        None, examples=["archive/2026-11.warc.gz"],
-        description="What a replay source reads: a folder of saved HTML pages, a .jsonl file of articles, or a .warc/.warc.gz file",
     )
     poll_interval_seconds: int = Field(300, ge=30, le=86_400, description="The interval, or the first one when adaptive")
     min_interval_seconds: int | None = Field(
@@ -291,20 +325,40 @@ class SourceConfig(_Frozen):
             raise ValueError("min_interval_seconds ≤ poll_interval_seconds ≤ max_interval_seconds must hold")
         return self
 
-    @model_validator(mode="after")
-    def _one_location(self) -> SourceConfig:
-        reads = getattr(registry.connectors.get(self.kind), "reads", "url") if self.kind in registry.connectors else "url"
-        wanted, other = ("path", "url") if reads == "path" else ("url", "path")
-        if getattr(self, wanted) is None:
-            raise ValueError(f"a {self.kind} source needs '{wanted}:'")
-        if getattr(self, other) is not None:
-            raise ValueError(f"a {self.kind} source reads its '{wanted}:', not a '{other}:'; remove '{other}:'")
-        return self
+    _options: SourceOptions = PrivateAttr(default_factory=SourceOptions)
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _kind_options(cls, data: Any, handler: ModelWrapValidatorHandler[SourceConfig]) -> SourceConfig:
+        errors: list[ErrorDetails] = []
+        try:
+            source = handler(data)
+        except ValidationError as exc:
+            errors.extend(exc.errors())
+            source = None
+        options = None
+        kind = data.get("kind", cls.model_fields["kind"].default) if isinstance(data, Mapping) else None
+        if isinstance(kind, str) and kind in registry.connectors:
+            own = {key: value for key, value in data.items() if key not in cls.model_fields}
+            try:
+                options = options_model(kind).model_validate(own)
+            except ValidationError as exc:
+                errors.extend(exc.errors())
+        if errors:
+            raise ValidationError.from_exception_data(cls.__name__, [_init_details(error) for error in errors])
+        if options is not None:
+            source._options = options
+        return source
+
+    @property
+    def options(self) -> SourceOptions:
+        """The connector kind's own keys, validated by its ``Options`` model."""
+        return self._options
 
     @property
     def location(self) -> str:
         """What the source reads, for logs and operator views: its URL, or a replay's path."""
-        return str(self.url if self.url is not None else self.path)
+        return self.options.location
 
     @property
     def adaptive(self) -> bool:
@@ -325,6 +379,18 @@ class SourceConfig(_Frozen):
             known = registry.connectors.names()
             raise ValueError(f"unknown connector kind {kind!r}; known kinds: {', '.join(map(repr, known)) or 'none'}")
         return kind
+
+
+def options_model(kind: str) -> type[SourceOptions]:
+    """The ``Options`` model of a registered connector kind; :class:`SourceOptions` (no keys of its own) when it declares none."""
+    return getattr(registry.connectors.get(kind), "Options", SourceOptions)
+
+
+def _init_details(error: ErrorDetails) -> InitErrorDetails:
+    """An error of a validation, to be raised again in another (a ValueError's message kept as written)."""
+    if error["type"] in ("value_error", "assertion_error"):
+        return InitErrorDetails(type=PydanticCustomError(error["type"], error["msg"]), loc=error["loc"], input=error["input"])
+    return InitErrorDetails(type=error["type"], loc=error["loc"], input=error["input"], ctx=error.get("ctx", {}))
 
 
 class SourcesFile(_Frozen):

@@ -18,7 +18,7 @@ from pipeline.core.db import make_engine
 from pipeline.core.errors import FetchError
 from pipeline.core.messages import Article, DeadLetter, article_id, decode, utc_now
 from pipeline.core.polling import ConnectorRunner
-from pipeline.core.settings import AmurSettings, SourceConfig
+from pipeline.core.settings import AmurSettings, SourceConfig, UrlOptions
 from pipeline.core.state import StateStore
 from pipeline.core.topology import Topics
 from pipeline.core.transport.embedded import EmbeddedTransport
@@ -29,6 +29,8 @@ BROKEN = {"https://memory.example/broken"}
 
 
 class MemoryConnector(PollingConnector):
+    Options = UrlOptions
+
     @classmethod
     def from_source(cls, source, context):
         return cls(source, context.state)

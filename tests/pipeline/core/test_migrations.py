@@ -21,6 +21,7 @@ from pipeline.core.migrations import SCRIPT_LOCATION, current_revision, declared
 from pipeline.core.state import StateStore
 from tests.support.messages import make_article, make_classified
 
+
 def test_the_revisions_create_exactly_the_tables_the_code_defines(database_url):
     engine = make_engine(database_url)
     assert current_revision(engine) is None

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from pydantic import Field, HttpUrl, ValidationError
 
 from pipeline.core import registry
 from pipeline.core.messages import Alert, Classified, Message
-from pipeline.core.settings import SourceConfig
+from pipeline.core.settings import SourceConfig, SourceOptions
 from pipeline.core.stages import Stage
 from pipeline.core.topology import StageSpec, Topics, TopologyError, flow_order, roles, stage_specs, topic_models
 
@@ -25,18 +26,27 @@ def test_an_unknown_name_lists_the_known_ones():
         registry.sinks.get("fax")
 
 
-def test_a_class_registered_at_run_time_is_a_valid_kind():
+def test_a_class_registered_at_run_time_is_a_valid_kind_with_its_own_options():
+    class StaticListOptions(SourceOptions):
+        items: list[HttpUrl] = Field(min_length=1)
+
     @registry.connectors.register("static-list")
     class StaticList:
-        pass
+        Options = StaticListOptions
 
     try:
-        assert SourceConfig(name="x", kind="static-list", url="https://a.example/").kind == "static-list"
+        source = SourceConfig(name="x", kind="static-list", items=["https://a.example/1", "https://a.example/2"])
+        assert [str(url) for url in source.options.items] == ["https://a.example/1", "https://a.example/2"]
         assert registry.connectors.get("static-list") is StaticList
+        with pytest.raises(ValidationError) as refused:
+            SourceConfig(name="x", kind="static-list", items=[], url="https://a.example/")
+        assert {(error["loc"], error["type"]) for error in refused.value.errors()} == {
+            (("items",), "too_short"), (("url",), "extra_forbidden"),
+        }
     finally:
         registry.connectors.unregister("static-list")
     with pytest.raises(ValueError, match="unknown connector kind 'static-list'; known kinds: 'jsonfeed', 'replay', 'rss', 'sitemap'"):
-        SourceConfig(name="x", kind="static-list", url="https://a.example/")
+        SourceConfig(name="x", kind="static-list", items=["https://a.example/1"])
 
 
 def test_the_graph_is_assembled_from_what_the_stages_declare():
