@@ -18,7 +18,7 @@ COPY processors ./processors
 COPY sinks ./sinks
 RUN pip install ".[model,postgres]"
 
-# Relative paths in config/amur.yaml (gazetteer, var/alerts.atom) resolve against /app.
+# Relative paths in config/amur.yaml (gazetteer, var/feeds) resolve against /app.
 COPY config ./config
 RUN useradd --create-home --uid 10001 amur \
     && mkdir -p /app/var \

@@ -33,7 +33,7 @@ from pipeline.app.roles import Runtime, run_forever
 from pipeline.core.db import make_engine
 from pipeline.core.settings import load_settings
 from pipeline.core.topology import roles
-from sinks.alert_feed import alerts
+from sinks.alerts import alerts
 from sinks.records import articles
 from tests.support.corpus import synthetic_articles
 from tests.support.local_site import LocalSite
@@ -78,7 +78,7 @@ def write_config(root: Path, bootstrap: str, feed_urls: list[str]) -> Path:
         f"database_url: sqlite:///{root / 'amur.sqlite'}\n"
         f"kafka:\n  bootstrap_servers: {bootstrap}\n  topic_prefix: {prefix}\n  group_prefix: {prefix}g\n"
         "fetch:\n  per_host_delay_seconds: 0\n  allow_networks: [127.0.0.0/8]\n"
-        f"sinks:\n  - type: records\n  - type: atom\n    path: {root / 'alerts.atom'}\n"
+        f"sinks:\n  - type: records\n  - type: alerts\n"
     )
     sources = "".join(
         f"  - name: feed-{n}\n    url: {url}\n    poll_interval_seconds: 3600\n" for n, url in enumerate(feed_urls)

@@ -71,7 +71,7 @@ from pipeline.core.topology import Topics, roles
 from pipeline.core.transport import make_transport
 from processors.gazetteer import load_gazetteer
 from processors.stories import NUM_PERM, StoryIndex, bands, signature, stories, story_bands
-from sinks.alert_feed import alerts
+from sinks.alerts import alerts
 from sinks.records import articles
 from tests.support.corpus import synthetic_articles
 from tests.support.local_site import LocalSite

@@ -31,7 +31,7 @@ import sqlalchemy as sa
 from pipeline.core.db import make_engine
 from pipeline.core.messages import SECTORS, Alert, Outlet
 from pipeline.core.migrations import upgrade_database
-from sinks.alert_feed import AlertFeedSink, AtomFeedOptions, alert_tags, alert_versions, alerts, story_tags
+from sinks.alerts import AlertsSink, alert_tags, alert_versions, alerts, story_tags
 
 RUSSIAN = ["RU-PRI", "RU-KHA", "RU-AMU", "RU-ZAB", "RU-IRK", "RU-BU", "RU-YEV", "RU-SAK", "RU-NVS", "RU-KYA",
            "RU-TA", "RU-MOW", "RU-SPE", "RU-SVE", "RU-YAR", "RU-KGD", "RU-ALT", "RU-OMS", "RU-TOM", "RU-SA"]
@@ -79,7 +79,7 @@ def fill(engine: sa.Engine, count: int) -> None:
     """``count`` stories as the alerts sinks store them: rows, tags and first versions."""
     rng = random.Random(7)
     now = datetime.now(UTC)
-    sink = AlertFeedSink(engine, AtomFeedOptions())
+    sink = AlertsSink(engine)
     for start in range(0, count, CHUNK):
         batch = [synthetic_story(rng, number, now) for number in range(start, min(count, start + CHUNK))]
         rows = [sink.row(story) for story in batch]

@@ -93,7 +93,7 @@ def deployment(root: Path, feed_url: str, cache: Path) -> None:
         f"model:\n  gazetteer_dir: {CONFIG / 'gazetteer'}\n  classifier_config: {CONFIG / 'classifier.yaml'}\n"
         f"  languages_dir: {CONFIG / 'languages'}\n  cache_dir: {cache}\n"
         "fetch:\n  allow_networks: [127.0.0.0/8]\n"
-        f"sinks:\n  - type: records\n  - type: atom\n    path: {root / 'alerts.atom'}\n"
+        f"sinks:\n  - type: records\n  - type: alerts\n"
     )
     (root / "sources.yaml").write_text(f"sources:\n  - name: bench\n    url: {feed_url}\n    poll_interval_seconds: 600\n")
 

@@ -9,9 +9,10 @@ Each entry shows, in the text a reader displays, the parties and regions by name
 sectors, level, score, figures, evidence and every outlet's link; its summary is the
 story's lead. A story's entry is keyed by story id, so an update replaces it.
 
-Stories are stored in the ``alerts`` table like the ``atom`` sink does (upsert by story id,
-the newest version wins), so the feeds are rendered from the database and survive restarts.
-A batch rewrites only the files of the subscriptions one of its stories matches (and of any
+The feeds are rendered from the alerts store (:mod:`sinks.alerts`, listed before this sink
+under ``sinks:``, which flushes first), so they survive restarts and every feed shows a
+story as the store has it; the ``all`` subscription's feed holds every story. A batch
+rewrites only the files of the subscriptions one of its stories matches (and of any
 subscription added or edited since its files were written): the others are as they were.
 The subscriptions file is read again when it changes (:class:`SubscriptionsWatcher`); an
 invalid edit is logged with its file, key and fix, and the feeds go on with the
@@ -21,23 +22,30 @@ subscriptions they had.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
 from feedgen.feed import FeedGenerator
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
 
+from pipeline.core.errors import SinkError
+from pipeline.core.files import replace_file
 from pipeline.core.messages import SECTOR_LABELS, Alert, utc_now
-from pipeline.core.sink import SinkContext
+from pipeline.core.migrations import upgrade_database
+from pipeline.core.sink import BatchingSink, SinkContext
 from pipeline.core.subscriptions import Subscription, SubscriptionsWatcher, subscriptions_path
-from sinks.alert_feed import StoredAlertsSink, write_atomically, xml_text
+from sinks.alerts import newest_alerts
 from sinks.rendering import story_html, story_text
 
 __all__ = ["FeedsOptions", "SubscriptionFeedsSink", "atom_feed", "json_feed", "json_feed_bytes"]
 
 JSON_FEED_VERSION = "https://jsonfeed.org/version/1.1"
 STORIES_CONSIDERED = 2_000  # newest stories a feed is chosen from
+FEED_FILE_MODE = 0o644
+_NOT_XML = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff\ud800-\udfff]")
 
 
 class FeedsOptions(BaseModel):
@@ -55,14 +63,17 @@ class FeedsOptions(BaseModel):
     author: str = "Amur news monitor"
 
 
-class SubscriptionFeedsSink(StoredAlertsSink):
-    """Stores stories and writes each subscription's feeds (see the module docstring)."""
+class SubscriptionFeedsSink(BatchingSink):
+    """Writes each subscription's feeds from the alerts store (see the module docstring)."""
 
+    topic = "alerts"
     name = "feeds"
     Options = FeedsOptions
+    needs = ("alerts",)
 
     def __init__(self, engine: Engine, options: FeedsOptions, subscriptions: SubscriptionsWatcher):
-        super().__init__(engine)
+        super().__init__()
+        self.engine = engine
         self.options = options
         self.subscriptions = subscriptions
         self._rendered: dict[str, Subscription] = {}  # each subscription as its files were last written
@@ -72,7 +83,19 @@ class SubscriptionFeedsSink(StoredAlertsSink):
         path = subscriptions_path(context.config_path, context.settings)
         return cls(context.engine(), options, SubscriptionsWatcher(path, context.settings, vocabulary=context.vocabulary))
 
+    def setup(self) -> None:
+        try:
+            upgrade_database(self.engine)
+        except SQLAlchemyError as exc:
+            raise SinkError(f"{self.name}: cannot prepare the database: {exc.__class__.__name__}: {exc}") from exc
+        self.render()
+
+    def write(self, batch: Sequence[Alert]) -> None:
+        self.render(batch)
+
     def render(self, changed: Sequence[Alert] | None = None) -> None:
+        """Write the feeds of the subscriptions the ``changed`` stories (a batch's new versions
+        and retirements) appear in, or every feed (``None``, at start)."""
         # A subscription none of the changed stories match, written as it is now, has the same
         # stories as before (a retired story is matched by its last version): its files stay.
         subscriptions = [
@@ -81,7 +104,12 @@ class SubscriptionFeedsSink(StoredAlertsSink):
         ]
         if not subscriptions:
             return
-        stories = [Alert.model_validate(dict(row)) for row in self.newest_rows(STORIES_CONSIDERED)]
+        try:
+            with self.engine.connect() as connection:
+                rows = newest_alerts(connection, STORIES_CONSIDERED)
+        except SQLAlchemyError as exc:
+            raise SinkError(f"{self.name}: cannot read the stored alerts: {exc.__class__.__name__}: {exc}") from exc
+        stories = [Alert.model_validate(dict(row)) for row in rows]
         directory = Path(self.options.directory)
         for subscription in subscriptions:
             chosen = [story for story in stories if subscription.match(story)][: self.options.max_entries]
@@ -190,3 +218,17 @@ def _json_item(story: Alert) -> dict:
     if story.language:
         item["language"] = story.language
     return item
+
+
+def xml_text(text: str) -> str:
+    """``text`` without the characters XML 1.0 cannot hold (control characters, NUL), which
+    pages and feeds do carry and which would make the whole document unwritable."""
+    return _NOT_XML.sub("", text)
+
+
+def write_atomically(path: Path, content: bytes, mode: int = FEED_FILE_MODE) -> None:
+    """Replace ``path`` with ``content`` at once, readable by other users (a web server)."""
+    try:
+        replace_file(path, content, mode)
+    except OSError as exc:
+        raise SinkError(f"cannot write {path}: {exc}") from exc

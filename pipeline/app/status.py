@@ -20,7 +20,7 @@ from pipeline.app.roles import Runtime, pipeline_lag
 from pipeline.app.sources import SourceHealth, source_health
 from pipeline.core.db import make_engine
 from pipeline.core.migrations import upgrade_database
-from sinks.alert_feed import alerts
+from sinks.alerts import alerts
 
 __all__ = ["PipelineStatus", "format_status", "pipeline_status"]
 

@@ -16,7 +16,7 @@ from pipeline.core.errors import ConfigError, ConfigProblem
 from pipeline.core.messages import Alert
 from pipeline.core.settings import AmurSettings
 from pipeline.core.subscriptions import Subscription, load_subscriptions, subscriptions_path
-from sinks.alert_feed import alerts, newest_alerts
+from sinks.alerts import alerts, newest_alerts
 
 RECENT_STORIES = 500
 

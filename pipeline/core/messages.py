@@ -263,7 +263,7 @@ class DeadLetter(Message):
 
     id: str = Field(description="'<topic>:<partition>:<offset>' (':<sink>' when a sink rejected it) or '<source>:<url>'")
     stage: str = Field(examples=["processors", "sinks", "connectors"])
-    sink: str | None = Field(None, description="The sink that rejected the message, when a sink did", examples=["atom"])
+    sink: str | None = Field(None, description="The sink that rejected the message, when a sink did", examples=["webhooks"])
     error_type: str = Field(examples=["MessageError", "FetchError"])
     reason: str
     topic: str | None = None

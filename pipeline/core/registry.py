@@ -1,6 +1,6 @@
 """Registries that find connectors, stages and sinks by the names configuration uses.
 
-``kind: rss`` in sources.yaml, ``- type: atom`` under ``sinks:`` in amur.yaml and the role
+``kind: rss`` in sources.yaml, ``- type: feeds`` under ``sinks:`` in amur.yaml and the role
 of ``amur run processors`` name a class that this core never imports.
 Classes are found through Python entry points, the way spaCy finds its factories: Amur's
 own are declared in ``pyproject.toml``, and an operator's package adds its own connector by

@@ -219,7 +219,7 @@ class SinkConfig(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="allow")
 
-    type: str = Field(examples=["records", "atom"])
+    type: str = Field(examples=["records", "alerts"])
     name: str | None = Field(None, description="Names the sink in logs and dead letters; its type by default")
 
     @property
@@ -228,7 +228,7 @@ class SinkConfig(BaseModel):
 
 
 DEFAULT_SINKS = (
-    SinkConfig(type="records"), SinkConfig(type="atom"), SinkConfig(type="feeds"), SinkConfig(type="webhooks"),
+    SinkConfig(type="records"), SinkConfig(type="alerts"), SinkConfig(type="feeds"), SinkConfig(type="webhooks"),
 )
 
 
@@ -452,11 +452,12 @@ def read_yaml(path: Path) -> Any:
 
 
 # Keys of amur.yaml that moved, and where to.
+_EVERY_STORY = "every story is the 'all' subscription's feed (<feeds directory>/all.atom): set the feeds' options under '- type: feeds'"
 _MOVED = {
-    ("alerts", "atom_path"): "list the feed under 'sinks:' as '- type: atom' with 'path:'",
-    ("alerts", "feed_title"): "list the feed under 'sinks:' as '- type: atom' with 'title:'",
-    ("alerts", "feed_id"): "list the feed under 'sinks:' as '- type: atom' with 'feed_id:'",
-    ("alerts", "max_entries"): "list the feed under 'sinks:' as '- type: atom' with 'max_entries:'",
+    ("alerts", "atom_path"): _EVERY_STORY,
+    ("alerts", "feed_title"): _EVERY_STORY,
+    ("alerts", "feed_id"): _EVERY_STORY,
+    ("alerts", "max_entries"): _EVERY_STORY,
 }
 
 
@@ -478,8 +479,10 @@ def problems_from(path: Path, exc: ValidationError, prefix: str = "") -> list[Co
 
 
 def sink_problems(path: Path, settings: AmurSettings) -> list[ConfigProblem]:
-    """Problems of the ``sinks:`` entries: unknown types, and options their sink refuses."""
+    """Problems of the ``sinks:`` entries: unknown types, options their sink refuses, and a
+    sink listed before one it reads from (its ``needs``: the feeds render from the alerts store)."""
     problems = []
+    listed: set[str] = set()
     for index, sink in enumerate(settings.sinks):
         try:
             sink_class = registry.sinks.get(sink.type)
@@ -490,6 +493,13 @@ def sink_problems(path: Path, settings: AmurSettings) -> list[ConfigProblem]:
             sink_class.Options.model_validate(sink.options)
         except ValidationError as exc:
             problems.extend(problems_from(path, exc, prefix=f"sinks.{index}."))
+        for needed in getattr(sink_class, "needs", ()):
+            if needed not in listed:
+                problems.append(ConfigProblem(
+                    str(path), f"sinks.{index}", f"the {sink.type} sink reads what the {needed} sink writes in the same batch",
+                    f"list '- type: {needed}' before it under 'sinks:'",
+                ))
+        listed.add(sink.type)
     return problems
 
 

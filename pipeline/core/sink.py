@@ -20,8 +20,9 @@ Sinks are built from amur.yaml's ``sinks:`` list through :data:`pipeline.core.re
 
     sinks:
       - type: records
-      - type: atom
-        path: var/alerts.atom
+      - type: alerts
+      - type: feeds
+        directory: var/feeds
 
 Most sinks subclass :class:`BatchingSink` and implement ``write(batch)``; SQL sinks subclass
 :class:`SqlSink` and implement only ``row(message)``::
@@ -107,6 +108,9 @@ class Sink(ABC):
 
     topic: ClassVar[str]
     Options: ClassVar[type[BaseModel]] = NoOptions
+    # Sink types that must come before this one under ``sinks:``: what they write in a batch,
+    # this one reads in the same batch (sinks flush in the order listed).
+    needs: ClassVar[tuple[str, ...]] = ()
     name: str = ""
 
     @classmethod

@@ -53,8 +53,8 @@ OUTLETS = 4
 PAGE_DELAY_SECONDS = 1.0
 HOOK_SECRET = "fault-drill-secret"
 SETTLE_SECONDS = 240
-# The feed files of the drill's sinks: the atom sink's, and the default subscription's two.
-FEEDS = ["alerts.atom", "feeds/all.atom", "feeds/all.json"]
+# The feed files of the drill's sinks: the default subscription's two.
+FEEDS = ["feeds/all.atom", "feeds/all.json"]
 
 
 @dataclass(frozen=True)
@@ -154,7 +154,7 @@ class Drill:
             f"  partitions: 2\n  replication_factor: {replication_factor}\n  timeout_seconds: 10\n"
             "  max_message_bytes: 16777216\n"
             "fetch:\n  per_host_delay_seconds: 0\n  timeout_seconds: 10\n  allow_networks: [127.0.0.0/8]\n"
-            f"sinks:\n  - type: records\n  - type: atom\n    path: {root / 'alerts.atom'}\n"
+            f"sinks:\n  - type: records\n  - type: alerts\n"
             f"  - type: feeds\n    directory: {root / 'feeds'}\n"
             "  - type: webhooks\n    first_retry_seconds: 0.2\n    max_retry_seconds: 2\n    max_attempts: 50\n"
             "    poll_seconds: 0.1\n"

@@ -78,7 +78,7 @@ class Deployment:
         self.root = root
         self.config = root / "amur.yaml"
         self.database_url = database_url or f"sqlite:///{root / 'amur.sqlite'}"
-        self.atom = root / "alerts.atom"
+        self.atom = root / "feeds" / "all.atom"  # every story: the default subscription's feed
         self.topics = Topics(prefix)
         self.environment: dict[str, str] = {}
         self.smtp_port = free_port()  # where a test's SMTP server listens, when it starts one
@@ -88,7 +88,7 @@ class Deployment:
             f"kafka:\n  bootstrap_servers: {bootstrap}\n  topic_prefix: {prefix}\n  group_prefix: {prefix}g\n"
             f"embedded:\n  path: {root / 'log.sqlite'}\n  partitions: 2\n"
             f"fetch:\n  per_host_delay_seconds: 0\n  timeout_seconds: 5\n  allow_networks: [127.0.0.0/8]\n"
-            f"sinks:\n  - type: records\n  - type: atom\n    path: {self.atom}\n"
+            f"sinks:\n  - type: records\n  - type: alerts\n"
             f"  - type: feeds\n    directory: {root / 'feeds'}\n"
             f"  - type: webhooks\n    first_retry_seconds: 0.1\n    poll_seconds: 0.1\n"
             f"  - type: email\n    first_retry_seconds: 0.1\n    poll_seconds: 0.1\n"

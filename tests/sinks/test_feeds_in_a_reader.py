@@ -8,7 +8,8 @@ import pytest
 from pipeline.core.db import make_engine
 from pipeline.core.settings import AmurSettings
 from pipeline.core.subscriptions import SubscriptionsWatcher
-from sinks.subscription_feeds import FeedsOptions, SubscriptionFeedsSink
+from sinks.subscription_feeds import FeedsOptions
+from tests.support.feeds import StoredFeeds
 from tests.support.messages import make_story
 from tests.support.newsboat import first_entry_as_shown
 
@@ -26,7 +27,7 @@ def test_a_reader_shows_the_names_sectors_and_links_of_an_entry_titled_with_amp_
     (tmp_path / "subscriptions.yaml").write_text(
         "subscriptions:\n  - name: heilongjiang\n    filters: {regions: [CN-HL]}\n    channels: [{type: atom}, {type: jsonfeed}]\n"
     )
-    sink = SubscriptionFeedsSink(
+    sink = StoredFeeds(
         make_engine(f"sqlite:///{tmp_path / 'amur.sqlite'}"), FeedsOptions(directory=str(tmp_path / "feeds")),
         SubscriptionsWatcher(tmp_path / "subscriptions.yaml", AmurSettings()),
     )

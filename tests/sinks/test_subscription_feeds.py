@@ -14,7 +14,8 @@ import pytest
 from pipeline.core.db import make_engine
 from pipeline.core.settings import AmurSettings
 from pipeline.core.subscriptions import SubscriptionsWatcher
-from sinks.subscription_feeds import FeedsOptions, SubscriptionFeedsSink
+from sinks.subscription_feeds import FeedsOptions
+from tests.support.feeds import StoredFeeds
 from tests.support.messages import make_story
 
 NAMES = {"RU-PRI": "Primorsky Krai", "CN-HL": "Heilongjiang", "CN-JL": "Jilin", "RU-AMU": "Amur Oblast"}
@@ -71,7 +72,7 @@ def feeds(database_url, tmp_path):
     subscriptions = tmp_path / "subscriptions.yaml"
     subscriptions.write_text(SUBSCRIPTIONS)
     options = FeedsOptions(directory=str(tmp_path / "feeds"), base_url="https://amur.example.org/feeds/")
-    sink = SubscriptionFeedsSink(make_engine(database_url), options, SubscriptionsWatcher(subscriptions, AmurSettings()))
+    sink = StoredFeeds(make_engine(database_url), options, SubscriptionsWatcher(subscriptions, AmurSettings()))
     sink.setup()
     for story in (POWER_LINE, TOUR_BUSES, RAIL_BRIDGE):
         sink.add(story)

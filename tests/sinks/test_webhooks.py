@@ -17,6 +17,7 @@ from pipeline.core.db import make_engine
 from pipeline.core.errors import ConfigError
 from pipeline.core.messages import DeadLetter, decode, encode
 from pipeline.core.stages import SinkStage
+from sinks.alerts import AlertsSink
 from sinks.subscription_feeds import FeedsOptions, SubscriptionFeedsSink
 from sinks.webhooks import WebhooksSink, sign, webhook_deliveries
 from tests.support.stages import stage_context
@@ -89,9 +90,10 @@ def test_a_dead_endpoint_parks_the_delivery_on_the_dlq_while_the_feeds_update(da
     producer.flush()
     with WebhookReceiver(default_status=500) as receiver:
         watcher = subscriptions_file(tmp_path, receiver.url)
+        store = AlertsSink(make_engine(database_url))
         feeds = SubscriptionFeedsSink(make_engine(database_url), FeedsOptions(directory=str(tmp_path / "feeds")), watcher)
         hooks = WebhooksSink(make_engine(database_url), FAST, watcher, log.producer(), TOPICS, LOOPBACK)
-        stage = SinkStage(stage_context(log, TOPICS, "sinks"), sinks=[feeds, hooks])
+        stage = SinkStage(stage_context(log, TOPICS, "sinks"), sinks=[store, feeds, hooks])
         stage.setup()
         assert stage.run(threading.Event(), once=True) == 1
         assert [entry.link for entry in feedparser.parse((tmp_path / "feeds" / "partners.atom").read_bytes()).entries] == [

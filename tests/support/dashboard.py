@@ -60,7 +60,7 @@ class ServedDeployment:
             f"database_url: '{self.database_url}'\n"
             f"embedded:\n  path: {self.root / 'log.sqlite'}\n"
             f"fetch:\n  per_host_delay_seconds: 0\n  timeout_seconds: 5\n  allow_networks: [127.0.0.0/8]\n"
-            f"sinks:\n  - type: records\n  - type: atom\n    path: {self.root / 'alerts.atom'}\n"
+            f"sinks:\n  - type: records\n  - type: alerts\n"
             f"  - type: feeds\n    directory: {self.root / 'feeds'}\n"
         )
         (self.root / "sources.yaml").write_text(

@@ -41,7 +41,7 @@ from pipeline.core.errors import ConfigError, ConfigProblem, allowed_like
 from pipeline.core.messages import utc_now
 from pipeline.core.migrations import current_revision, head_revision
 from pipeline.core.settings import AmurSettings
-from sinks.alert_feed import alerts
+from sinks.alerts import alerts
 from sinks.records import articles
 
 __all__ = ["create_app"]

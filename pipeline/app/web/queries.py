@@ -1,7 +1,7 @@
 """Reading stories for the dashboard, the JSON API and the HTTP feeds.
 
 Everything here reads the tables the sinks write — ``alerts`` (the newest version of each
-story), ``alert_versions``, ``alert_tags`` (:mod:`sinks.alert_feed`) and ``articles``
+story), ``alert_versions``, ``alert_tags`` (:mod:`sinks.alerts`) and ``articles``
 (:mod:`sinks.records`) — and never writes. A :class:`StoryFilter` is the one description
 of "which stories" that the pages, the API and the ad-hoc feeds share; it is turned into
 SQL here, so a filtered page is an index range over ``alert_tags`` rather than a scan.
@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pipeline.core.messages import Alert, Level, Sector
 from pipeline.core.settings import SourceName
 from pipeline.core.subscriptions import Filters, Region, Subscription, Vocabulary
-from sinks.alert_feed import alert_tags, alert_versions, alerts, story_redirects
+from sinks.alerts import alert_tags, alert_versions, alerts, story_redirects
 from sinks.records import articles
 
 __all__ = [

@@ -8,7 +8,7 @@ from typer.testing import CliRunner
 
 from pipeline.app.cli import app
 from pipeline.core.db import make_engine
-from sinks.alert_feed import AlertFeedSink, AtomFeedOptions
+from sinks.alerts import AlertsSink
 from tests.support.messages import make_story
 
 
@@ -16,7 +16,7 @@ def test_the_last_alert_is_the_last_written_an_update_included(tmp_path):
     database_url = f"sqlite:///{tmp_path / 'amur.sqlite'}"
     (tmp_path / "amur.yaml").write_text(f"database_url: '{database_url}'\nembedded:\n  path: {tmp_path / 'log.sqlite'}\n")
     (tmp_path / "sources.yaml").write_text("sources: []\n")
-    sink = AlertFeedSink(make_engine(database_url), AtomFeedOptions(path=str(tmp_path / "alerts.atom")))
+    sink = AlertsSink(make_engine(database_url))
     sink.setup()
 
     def story(url: str, title: str, alerted: datetime):

@@ -19,7 +19,7 @@ from pipeline.app.web.server import make_server
 from pipeline.core.db import make_engine
 from pipeline.core.errors import ConfigError
 from pipeline.core.settings import AmurSettings
-from sinks.alert_feed import AlertFeedSink, AtomFeedOptions
+from sinks.alerts import AlertsSink
 from sinks.records import RecordsSink
 from tests.support.messages import make_article, make_classified, make_story
 
@@ -68,7 +68,7 @@ subscriptions:
 def served(database_url, tmp_path):
     """A client of the application over a database filled by the atom and records sinks."""
     engine = make_engine(database_url)
-    stories = AlertFeedSink(engine, AtomFeedOptions(path=str(tmp_path / "alerts.atom")))
+    stories = AlertsSink(engine)
     stories.setup()
     for story in STORIES.values():
         stories.add(story)
@@ -345,7 +345,7 @@ def test_health_and_metrics(served):
 
 def test_a_configured_token_guards_everything_but_healthz(database_url, tmp_path):
     engine = make_engine(database_url)
-    AlertFeedSink(engine, AtomFeedOptions(path=str(tmp_path / "alerts.atom"))).setup()
+    AlertsSink(engine).setup()
     (tmp_path / "sources.yaml").write_text("sources: []\n")
     client = TestClient(
         create_app(AmurSettings(database_url=database_url), tmp_path / "amur.yaml", access_token="s3cret"), base_url="http://127.0.0.1",

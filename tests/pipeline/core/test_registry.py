@@ -14,15 +14,15 @@ from pipeline.core.topology import StageSpec, Topics, TopologyError, flow_order,
 
 def test_the_shipped_names_are_declared_as_entry_points():
     assert registry.connectors.names() == ["jsonfeed", "replay", "rss", "sitemap"]
-    assert registry.sinks.names() == ["atom", "email", "feeds", "records", "webhooks"]
+    assert registry.sinks.names() == ["alerts", "email", "feeds", "records", "webhooks"]
     assert registry.stages.names() == ["processors", "sinks", "stories"]
     assert registry.connectors.get("rss").__name__ == "FeedConnector"
-    assert registry.sinks.get("atom").__name__ == "AlertFeedSink"
+    assert registry.sinks.get("alerts").__name__ == "AlertsSink"
     assert registry.stages.get("processors").__name__ == "ClassifyStage"
 
 
 def test_an_unknown_name_lists_the_known_ones():
-    with pytest.raises(registry.UnknownName, match="no sink type named 'fax'; known: atom, email, feeds, records, webhooks"):
+    with pytest.raises(registry.UnknownName, match="no sink type named 'fax'; known: alerts, email, feeds, records, webhooks"):
         registry.sinks.get("fax")
 
 

@@ -121,32 +121,33 @@ def test_valid_sources_load(tmp_path):
 # --- sinks from configuration -------------------------------------------------------------
 
 
-def test_the_default_sinks_are_the_records_the_atom_feed_and_the_subscription_feeds(tmp_path):
+def test_the_default_sinks_are_the_records_the_alerts_store_and_the_subscription_feeds(tmp_path):
     settings = load_settings(write(tmp_path / "amur.yaml", ""), environ={})
-    assert [(sink.type, sink.options) for sink in settings.sinks] == [("records", {}), ("atom", {}), ("feeds", {}), ("webhooks", {})]
+    assert [(sink.type, sink.options) for sink in settings.sinks] == [("records", {}), ("alerts", {}), ("feeds", {}), ("webhooks", {})]
 
 
 def test_sink_problems_name_the_entry_the_key_and_the_fix(tmp_path):
     path = write(tmp_path / "amur.yaml", (
-        "sinks:\n  - type: records\n  - type: atom\n    max_entries: 0\n    colour: red\n  - type: carrier-pigeon\n"
+        "sinks:\n  - type: records\n  - type: feeds\n    max_entries: 0\n    colour: red\n  - type: carrier-pigeon\n"
     ))
     with pytest.raises(ConfigError) as caught:
         load_settings(path, environ={})
     problems = {problem.key: problem for problem in caught.value.problems}
-    assert set(problems) == {"sinks.1.max_entries", "sinks.1.colour", "sinks.2.type"}
-    assert "no sink type named 'carrier-pigeon'; known: atom, email, feeds, records, webhooks" in problems["sinks.2.type"].message
+    assert set(problems) == {"sinks.1", "sinks.1.max_entries", "sinks.1.colour", "sinks.2.type"}
+    assert "no sink type named 'carrier-pigeon'; known: alerts, email, feeds, records, webhooks" in problems["sinks.2.type"].message
+    assert problems["sinks.1"].hint == "list '- type: alerts' before it under 'sinks:'"
     assert problems["sinks.1.colour"].hint.startswith("remove the key")
 
 
 def test_two_sinks_of_one_type_need_names(tmp_path):
-    path = write(tmp_path / "amur.yaml", "sinks:\n  - type: atom\n  - type: atom\n    path: var/b.atom\n")
+    path = write(tmp_path / "amur.yaml", "sinks:\n  - type: alerts\n  - type: feeds\n  - type: feeds\n    directory: var/b\n")
     with pytest.raises(ConfigError, match="sink names must be unique"):
         load_settings(path, environ={})
-    path.write_text("sinks:\n  - type: atom\n  - type: atom\n    name: atom-b\n    path: var/b.atom\n")
-    assert [sink.name for sink in load_settings(path, environ={}).sinks] == [None, "atom-b"]
+    path.write_text("sinks:\n  - type: alerts\n  - type: feeds\n  - type: feeds\n    name: feeds-b\n    directory: var/b\n")
+    assert [sink.name for sink in load_settings(path, environ={}).sinks] == [None, None, "feeds-b"]
 
 
 def test_a_moved_key_says_where_it_went(tmp_path):
     path = write(tmp_path / "amur.yaml", "alerts:\n  atom_path: var/x.atom\n")
     (problem,) = check_config(path)
-    assert problem.key == "alerts.atom_path" and "'- type: atom' with 'path:'" in problem.hint
+    assert problem.key == "alerts.atom_path" and "the 'all' subscription's feed" in problem.hint

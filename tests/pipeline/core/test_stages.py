@@ -7,7 +7,6 @@ import logging
 import threading
 import time
 
-import feedparser
 import sqlalchemy as sa
 
 from pipeline.core import stages
@@ -20,7 +19,7 @@ from pipeline.core.topology import Topics
 from pipeline.core.transport.embedded import EmbeddedTransport
 from processors.stage import ClassifyStage
 from processors.stories import alert_for
-from sinks.alert_feed import AlertFeedSink, AtomFeedOptions
+from sinks.alerts import AlertsSink, alerts
 from sinks.records import RecordsSink, articles
 from tests.support.messages import make_article, make_classified
 from tests.support.stages import stage_context
@@ -177,7 +176,7 @@ def test_sink_stage_dead_letters_an_invalid_alert():
 
 def real_sinks(database_url, tmp_path):
     engine = make_engine(database_url)
-    return [RecordsSink(engine), AlertFeedSink(engine, AtomFeedOptions(path=str(tmp_path / "alerts.atom")))]
+    return [RecordsSink(engine), AlertsSink(engine)]
 
 
 def test_alerts_the_feed_cannot_show_are_dead_lettered_and_the_rest_is_written(database_url, tmp_path):
@@ -195,11 +194,10 @@ def test_alerts_the_feed_cannot_show_are_dead_lettered_and_the_rest_is_written(d
 
     letters = {letter.offset: letter for letter in (decode(DeadLetter, r.value) for r in read_all(log, TOPICS.dlq))}
     assert set(letters) == {0, 2}
-    assert all(letter.sink == "atom" and letter.topic == TOPICS.alerts and letter.partition == 0 for letter in letters.values())
+    assert all(letter.sink == "alerts" and letter.topic == TOPICS.alerts and letter.partition == 0 for letter in letters.values())
     assert "empty title" in letters[0].reason and "not an http(s) URL" in letters[2].reason
-    parsed = feedparser.parse((tmp_path / "alerts.atom").read_bytes())
-    assert not parsed.bozo and [entry.link for entry in parsed.entries] == ["https://news.example/bridge"]
     with make_engine(database_url).connect() as connection:
+        assert connection.execute(sa.select(alerts.c.url)).scalars().all() == ["https://news.example/bridge"]
         assert connection.execute(sa.select(sa.func.count()).select_from(articles)).scalar_one() == 1
     # Everything was committed: a restarted sinks role does not meet the bad alerts again.
     again = SinkStage(stage_context(log, TOPICS, "sinks"), sinks=real_sinks(database_url, tmp_path))

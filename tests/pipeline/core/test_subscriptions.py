@@ -12,7 +12,7 @@ from pipeline.core.db import make_engine
 from pipeline.core.errors import ConfigError
 from pipeline.core.settings import AmurSettings
 from pipeline.core.subscriptions import DEFAULT_NAME, Filters, SubscriptionsWatcher, load_subscriptions
-from sinks.alert_feed import AlertFeedSink, AtomFeedOptions
+from sinks.alerts import AlertsSink
 from tests.support.messages import make_story
 
 STORIES = {
@@ -118,7 +118,7 @@ def test_the_cli_lists_subscriptions_and_tests_one_against_stored_stories(tmp_pa
     (tmp_path / "subscriptions.yaml").write_text(
         "subscriptions:\n  - name: energy\n    filters: {sectors: [energy], min_score: 0.5}\n"
     )
-    sink = AlertFeedSink(make_engine(f"sqlite:///{tmp_path / 'amur.sqlite'}"), AtomFeedOptions(path=str(tmp_path / "a.atom")))
+    sink = AlertsSink(make_engine(f"sqlite:///{tmp_path / 'amur.sqlite'}"))
     sink.setup()
     for alert in STORIES.values():
         sink.add(alert)

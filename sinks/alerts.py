@@ -1,13 +1,14 @@
-"""Atom alert feed sink (``type: atom``): alerts stored by story id and published as an Atom file.
+"""The alerts store (``type: alerts``): every story's newest version, written once per batch.
 
 Alerts are upserted into the ``alerts`` table keyed by story id — the newest version wins —
 so a story delivered twice (a replay after a crash, a broker restart) or updated as outlets
-join stays one alert; the Atom document is then rendered from the table and replaced
-atomically, so a reader never sees a half-written file. :class:`StoredAlertsSink` is the
-storing half, shared with the feeds per subscription (:mod:`sinks.subscription_feeds`).
+join stays one alert. In the same transaction every version is kept (``alert_versions``: the
+story page's history) and the story's tags replaced (``alert_tags``: what filtered pages and
+the cooperation map read). The feeds (:mod:`sinks.subscription_feeds`), the dashboard, the
+API, ``amur status`` and ``amur subscriptions test`` all read from here.
 
-An alert the feed could not show — no title, a link that is not http(s) — is rejected
-before it is stored (it goes to the dead-letter topic), so it can never break a later render.
+An alert no feed could show — no title, a link that is not http(s) — is rejected before it
+is stored (it goes to the dead-letter topic), so it can never break a later render.
 
 A story merged into another (its last version names the survivor in ``merged_into``) leaves
 ``alerts`` and its tags, so every feed and list drops it; ``story_redirects`` keeps where it
@@ -17,27 +18,16 @@ stored again.
 
 from __future__ import annotations
 
-import logging
 import re
-from abc import abstractmethod
 from collections.abc import Sequence
-from pathlib import Path
 
-from feedgen.feed import FeedGenerator
-from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import JSON, Column, Connection, Engine, Float, Index, Integer, String, Table, Text, select, text
+from sqlalchemy import JSON, Column, Connection, Float, Index, Integer, String, Table, Text, select, text
 from sqlalchemy.exc import SQLAlchemyError
 
 from pipeline.core.db import UTCDateTime, insert_missing, metadata
 from pipeline.core.errors import MessageRejected, SinkError
-from pipeline.core.files import replace_file
 from pipeline.core.messages import Alert, utc_now
-from pipeline.core.sink import SinkContext, SqlSink
-
-log = logging.getLogger(__name__)
-
-FEED_FILE_MODE = 0o644
-_NOT_XML = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff\ud800-\udfff]")
+from pipeline.core.sink import NoOptions, SinkContext, SqlSink
 
 alerts = Table(
     "alerts",
@@ -136,35 +126,21 @@ def story_date(alert: Alert):
     return alert.alerted_at
 
 
-class AtomFeedOptions(BaseModel):
-    """Options of ``- type: atom`` in amur.yaml's ``sinks:``."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    path: str = Field("var/alerts.atom", examples=["/srv/www/amur/alerts.atom"])
-    title: str = "Amur: Russia–China cooperation alerts"
-    feed_id: str = "urn:amur:alerts"
-    max_entries: int = Field(200, ge=1, le=10_000)
-
-
-class StoredAlertsSink(SqlSink):
-    """Stores alerts in the ``alerts`` table, then renders feeds from it (``render``).
-
-    An alert the feeds could not show is rejected before it is stored, so it can never
-    break a later render.
-    """
+class AlertsSink(SqlSink):
+    """Stores each batch's alerts once: rows, versions, tags and retirements (see the module docstring)."""
 
     topic = "alerts"
     table = alerts
     what = "alert"
+    name = "alerts"
     # The first write of a story keeps its times: a replay or an update must not move it up
     # the feed; and an older version arriving late never overwrites a newer one.
     keep = ("alerted_at", "written_at", "story_at")
     newest = "version"
 
-    def setup(self) -> None:
-        super().setup()
-        self.render()
+    @classmethod
+    def from_config(cls, options: NoOptions, context: SinkContext) -> AlertsSink:
+        return cls(context.engine())
 
     def check(self, alert: Alert) -> None:
         if not alert.title.strip():
@@ -210,7 +186,6 @@ class StoredAlertsSink(SqlSink):
             raise SinkError(f"{self.name}: cannot retire merged stories: {exc.__class__.__name__}: {exc}") from exc
         if live:
             super().write(live)
-        self.render(batch)
 
     def _keep_versions(self, connection: Connection, batch: Sequence[Alert]) -> None:
         """Store each story version of ``batch`` once, as the alerts topic carried it."""
@@ -235,101 +210,9 @@ class StoredAlertsSink(SqlSink):
             connection.execute(alert_tags.delete().where(alert_tags.c.story_id.in_(ids)))
             connection.execute(alerts.delete().where(alerts.c.id.in_(ids)))
 
-    @abstractmethod
-    def render(self, changed: Sequence[Alert] | None = None) -> None:
-        """Write the feeds from the stored alerts: those the ``changed`` stories (a batch's new
-        versions and retirements) appear in, or every feed (``None``, at start)."""
-
-    def newest_rows(self, limit: int) -> Sequence:
-        try:
-            with self.engine.connect() as connection:
-                return newest_alerts(connection, limit)
-        except SQLAlchemyError as exc:
-            raise SinkError(f"{self.name}: cannot read alerts: {exc}") from exc
-
-
-class AlertFeedSink(StoredAlertsSink):
-    """Keeps one Atom feed of the newest ``max_entries`` alerts up to date."""
-
-    name = "atom"
-    Options = AtomFeedOptions
-
-    def __init__(self, engine: Engine, options: AtomFeedOptions):
-        super().__init__(engine)
-        self.options = options
-
-    @classmethod
-    def from_config(cls, options: AtomFeedOptions, context: SinkContext) -> AlertFeedSink:
-        return cls(context.engine(), options)
-
-    def render(self, changed: Sequence[Alert] | None = None) -> None:
-        rows = self.newest_rows(self.options.max_entries)  # every story is in the one feed
-        write_atomically(Path(self.options.path), render_atom(rows, self.options))
-
 
 def newest_alerts(connection, limit: int) -> Sequence:
     """The ``limit`` alert rows written last, newest first (first writes: updates keep their place)."""
     return connection.execute(
         select(alerts).order_by(alerts.c.written_at.desc(), alerts.c.id).limit(limit)
     ).mappings().all()
-
-
-def render_atom(rows: Sequence, options: AtomFeedOptions) -> bytes:
-    """An Atom 1.0 document with one entry per alert row, newest first.
-
-    A stored row the feed cannot show (written before alerts were checked) is left out
-    with a warning rather than stopping every later render.
-    """
-    feed = FeedGenerator()
-    feed.id(options.feed_id)
-    feed.title(options.title)
-    feed.link(href=options.feed_id, rel="self")
-    feed.updated(rows[0]["written_at"] if rows else utc_now())
-    # feedgen prepends entries, so add the oldest first.
-    for row in reversed(rows):
-        entry = feed.add_entry()
-        try:
-            _fill_entry(entry, row)
-        except ValueError as exc:
-            log.warning("alert %s left out of %s: %s", row["id"], options.path, exc)
-            feed.remove_entry(entry)
-    return feed.atom_str(pretty=True)
-
-
-def _fill_entry(entry, row) -> None:
-    entry.id(f"urn:amur:alert:{row['id']}")
-    entry.title(xml_text(row.get("headline") or row["title"]))
-    entry.link(href=xml_text(row["url"]))
-    entry.published(row["published_at"] or row["alerted_at"])
-    entry.updated(row["updated_at"] or row["written_at"])
-    parties = ", ".join([*row["russian_parties"], *row["chinese_parties"]])
-    summary = f"{row['summary']}\n\nscore {row['score']:.2f}; level {row['level'] or 'unknown'}; parties {parties}"
-    if row.get("gist_en"):
-        summary = f"In English: {row['gist_en']}\n\n{summary}"
-    if row.get("headline") and row["headline"] != row["title"]:
-        summary = f"Original title: {row['title']}\n\n{summary}"
-    others = [
-        f"{outlet['source']}{f' [{language}]' if (language := outlet.get('language')) else ''} ({outlet['url']})"
-        for outlet in row["outlets"][1:]
-    ]
-    if others:
-        summary += "\nalso reported by: " + ", ".join(others)
-    entry.summary(xml_text(summary))
-    for sector in row["sectors"]:
-        entry.category(term=xml_text(sector), scheme="urn:amur:sector")
-    for party in [*row["russian_parties"], *row["chinese_parties"]]:
-        entry.category(term=xml_text(party), scheme="urn:amur:party")
-
-
-def xml_text(text: str) -> str:
-    """``text`` without the characters XML 1.0 cannot hold (control characters, NUL), which
-    pages and feeds do carry and which would make the whole document unwritable."""
-    return _NOT_XML.sub("", text)
-
-
-def write_atomically(path: Path, content: bytes, mode: int = FEED_FILE_MODE) -> None:
-    """Replace ``path`` with ``content`` at once, readable by other users (a web server)."""
-    try:
-        replace_file(path, content, mode)
-    except OSError as exc:
-        raise SinkError(f"cannot write {path}: {exc}") from exc
