@@ -1,0 +1,1 @@
+"""The plugin's own Alembic revisions: a branch of their own beside Amur's."""
