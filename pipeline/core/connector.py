@@ -8,21 +8,22 @@ producer, the schedule and the loop.
 
 The contract, step by step, for one poll of one connector:
 
-1. ``result = connector.poll(emit)`` fetches what is new since the last commit. A connector
-   that streams hands each article to ``emit`` as soon as it has it; ``emit`` produces it
-   to the ``articles`` topic (key = article id) and returns only once the producer has
-   **flushed** it, and only then does the connector record that article as emitted, so the
-   first alert does not wait for the last page of a poll. A connector that does not stream
-   (or a dry run, ``emit=None``) only returns its articles; it marks nothing as seen.
-2. The runtime produces every article of ``result.articles`` not already emitted and
+1. ``result = connector.poll(emit)`` fetches what is new since the last commit and hands each
+   article to ``emit`` as soon as it has it; ``emit`` produces it to the ``articles`` topic
+   (key = article id) and returns only once the producer has **flushed** it, and only then
+   does the connector record that article as emitted, so the first alert does not wait for
+   the last page of a poll. ``emit`` is the one way an article reaches the topic, and the
+   connector the one writer of what is seen.
+2. The runtime sends the failures the connector ``gave_up`` on to the dead-letter topic and
    **flushes** the producer; a flush that raises ends this round here.
-3. **Only then** the runtime calls ``connector.commit(result.articles)``, which records
-   them as emitted in the state store, so the next poll skips them. Commit after every
-   poll that returned, even with no articles: a connector may store more than articles
-   then (the feed connector stores its ETag / Last-Modified only at commit, once the
-   whole poll has been emitted).
-4. The runtime logs ``result.failures`` and sends those it ``gave_up`` on to the
-   dead-letter topic, and polls again after ``result.next_poll_in`` seconds.
+3. **Only then** the runtime calls ``connector.commit()``, which records what the poll dealt
+   with besides its articles — listed items that turned out to be an article already emitted
+   — and the listing's validators (ETag / Last-Modified), so the next poll skips them all.
+   Commit after every poll that returned, even with no articles.
+4. The runtime polls again after ``result.next_poll_in`` seconds.
+
+A dry run (``amur sources test``) polls with ``emit=None``: the connector only returns its
+articles, records nothing as seen, and is never committed.
 
 Most connectors subclass :class:`PollingConnector`, which does everything above that every
 source shares — the conditional request's validators, dedup against the seen store, the
@@ -31,8 +32,8 @@ the validators only once every item of the listing is dealt with. A subclass onl
 to list a source's items (:meth:`PollingConnector.list_items`) and how to turn one item into
 an article (:meth:`PollingConnector.fetch_article`).
 
-A crash between 1 and 3 leaves the articles unrecorded: the next poll fetches and produces
-them again. Delivery is at-least-once; nothing is lost, and the sinks upsert by id, so a
+A crash inside ``emit`` (before its flush returned) or before 3 leaves what was not yet
+recorded unrecorded: the next poll fetches and produces it again. Delivery is at-least-once; nothing is lost, and the sinks upsert by id, so a
 duplicate changes nothing. Commit before polling again, or the next poll returns the same
 articles a second time. One connector is polled by one thread at a time; different
 connectors may be polled in parallel (the fetcher and the state store are thread-safe).
@@ -48,31 +49,25 @@ Errors are split the bytewax way (``oks``/``errs``):
 Example — the runtime loop for one connector::
 
     connector = registry.connectors.get(source.kind).from_source(source, context)
-    emitted = set()
 
     def emit(article):
         producer.produce(topics.articles, *encode(article))
         producer.flush()
-        emitted.add(article.id)
 
     connector.start()
     try:
         while running:
             try:
-                result = connector.poll(emit)  # emit: produce one article and flush
+                result = connector.poll(emit)
             except SourceError as exc:
                 log.warning("source failed", extra={"source": connector.name, "reason": str(exc)})
                 wait(connector.next_poll_in)
                 continue
-            for article in result.articles:
-                if article.id not in emitted:
-                    producer.produce(topics.articles, *encode(article))
-            producer.flush()
-            connector.commit(result.articles)
-            emitted.clear()
             for failure in result.failures:
                 if failure.gave_up:  # a retryable one comes back on a later poll
                     dead_letter(failure)
+            producer.flush()
+            connector.commit()
             wait(result.next_poll_in)
     finally:
         connector.close()
@@ -234,8 +229,9 @@ class Connector(ABC):
         """Stop the poll in progress soon: the runtime is shutting down. What was emitted stays emitted."""
 
     @abstractmethod
-    def commit(self, articles: Sequence[Article]) -> None:
-        """Record ``articles`` as delivered. Call only after the producer has flushed them."""
+    def commit(self) -> None:
+        """Record what the last poll dealt with besides the articles it emitted (and its
+        validators). Call only after the producer has flushed the poll's dead letters."""
 
     def close(self) -> None:
         """Release what the connector holds. May be skipped after a crash, so keep no state here."""
@@ -320,7 +316,6 @@ class PollingConnector(Connector):
         self.state = state
         self.next_poll_in = float(source.poll_interval_seconds)
         self._delivery: _Delivery | None = None
-        self._streamed: set[str] = set()  # ids this poll already marked emitted, right after emit
         self._cancelled = threading.Event()
 
     @abstractmethod
@@ -366,7 +361,6 @@ class PollingConnector(Connector):
 
     def _poll(self, previous, emit: Emit | None) -> PollResult:
         self._delivery = None
-        self._streamed = set()
         sent = (None, None) if self.source.ignore_validators else (previous.etag, previous.last_modified)
         listing = self.list_items(*sent)
         todo = [] if listing.not_modified else self._unseen_items(listing.items)
@@ -382,22 +376,16 @@ class PollingConnector(Connector):
         articles, failures, item_urls, complete = self._new_articles(todo, emit)
         # Validators only when nothing is left for later; else the next poll must see the items again.
         validators = (listing.etag, listing.last_modified) if complete else (None, None)
-        self._delivery = _Delivery(item_urls, validators)
+        self._delivery = _Delivery(item_urls, validators) if emit is not None else None
         log.debug("source polled: source=%s items=%d new=%d", self.name, len(listing.items), len(todo))
         return PollResult(articles=articles, failures=failures, next_poll_in=self.next_poll_in)
 
-    def commit(self, articles: Sequence[Article]) -> None:
-        fresh = [article for article in articles if article.id not in self._streamed]
-        delivered = {article.id: article.url for article in fresh}
-        if self._delivery is not None:
-            delivered = {**self._delivery.item_urls, **delivered}
-        self.state.mark_emitted(self.name, list(delivered.items()))
-        for article in fresh:
-            if article.page_error is not None:  # made from the feed's summary: health counts its page as failed
-                self.state.mark_emitted(self.name, [(article.id, article.url)], page_error=article.page_error)
-        if self._delivery is not None:
-            self.state.set_validators(self.name, *self._delivery.validators)
-            self._delivery = None
+    def commit(self) -> None:
+        if self._delivery is None:  # a dry run, or a poll that failed
+            return
+        self.state.mark_emitted(self.name, list(self._delivery.item_urls.items()))
+        self.state.set_validators(self.name, *self._delivery.validators)
+        self._delivery = None
 
     def _unseen_items(self, items: list[Item]) -> list[tuple[str, Item]]:
         """``(seen-store id, item)`` of the listing's items still to fetch, newest first; items
@@ -449,13 +437,11 @@ class PollingConnector(Connector):
                 item_urls[key] = item.url
                 continue
             articles[article.id] = article
-            if emit is None:
-                item_urls[key] = item.url
+            if emit is None:  # a dry run: nothing is recorded
                 continue
             emit(article)  # returns once the article is flushed to the topic
             failpoint("connectors.before_commit")
             self.state.mark_emitted(self.name, [(key, item.url), (article.id, article.url)], page_error=page_error)
-            self._streamed.update((key, article.id))
         return list(articles.values()), failures, item_urls, complete
 
     def article_without_page(self, item: Item, error: SourceError) -> Article | None:

@@ -15,6 +15,7 @@ from pipeline.core.errors import FetchError
 from pipeline.core.messages import article_id
 from pipeline.core.settings import SourceConfig
 from tests.support.local_site import redirect_to
+from tests.support.messages import discard
 
 PAGE = (Path(__file__).resolve().parent.parent / "resources" / "pages" / "ferry-line.html").read_text(encoding="utf-8")
 
@@ -57,8 +58,8 @@ def test_one_article_behind_two_links_is_emitted_once(local_site, fetcher, state
     local_site.add("/feed.rss", feed.encode(), "application/rss+xml")
     source = FeedConnector(SourceConfig(name="courier", url=local_site.url("/feed.rss")), fetcher, state)
 
-    first = source.poll()
-    source.commit(first.articles)
+    first = source.poll(discard)
+    source.commit()
     assert [article.url for article in first.articles] == [local_site.url("/story/ferry")]
 
     local_site.add("/feed.rss", feed.replace("Courier", "Courier, updated").encode(), "application/rss+xml")

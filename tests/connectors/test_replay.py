@@ -14,6 +14,7 @@ from connectors.replay import ReplayConnector
 from pipeline.core.connector import BACKLOG_POLL_SECONDS
 from pipeline.core.errors import ConfigError, SourceError
 from pipeline.core.settings import SourceConfig, SourcesFile, validate_file
+from tests.support.messages import discard
 
 RESOURCES = Path(__file__).resolve().parent.parent / "resources"
 PAGES = ("ferry-line", "grain-terminal", "university-exchange")
@@ -32,8 +33,8 @@ def drain(connector: ReplayConnector) -> list:
     """Poll and commit until the archive has nothing new; every article emitted."""
     emitted = []
     for _ in range(20):
-        result = connector.poll()
-        connector.commit(result.articles)
+        result = connector.poll(discard)
+        connector.commit()
         emitted += result.articles
         if not result.articles:
             return emitted
@@ -52,8 +53,8 @@ def test_a_folder_of_saved_pages_is_emitted_once_at_each_page_s_canonical_addres
     (folder / "notes.txt").write_text("not a page", encoding="utf-8")
     connector = replay(folder, state)
 
-    first = connector.poll()
-    connector.commit(first.articles)
+    first = connector.poll(discard)
+    connector.commit()
 
     assert sorted(article.url for article in first.articles) == sorted([
         "https://courier.example/ferry", (folder / "grain.htm").as_uri(),
@@ -93,8 +94,8 @@ def test_a_jsonl_archive_emits_each_article_once_and_names_the_bad_lines(tmp_pat
     archive.write_text("\n".join(lines) + "\n", encoding="utf-8")
     connector = replay(archive, state)
 
-    result = connector.poll()
-    connector.commit(result.articles)
+    result = connector.poll(discard)
+    connector.commit()
 
     articles = {article.url: article for article in result.articles}
     assert sorted(articles) == ["https://courier.example/a", "https://courier.example/c"]
@@ -117,8 +118,8 @@ def test_a_large_archive_is_read_through_in_quick_polls(tmp_path, state):
 
     intervals, total = [], 0
     for _ in range(3):
-        result = connector.poll()
-        connector.commit(result.articles)
+        result = connector.poll(discard)
+        connector.commit()
         intervals.append(result.next_poll_in)
         total += len(result.articles)
 
@@ -151,8 +152,8 @@ def test_a_warc_file_gives_its_html_pages_answered_200(tmp_path, state, name):
     ])
     connector = replay(archive, state)
 
-    result = connector.poll()
-    connector.commit(result.articles)
+    result = connector.poll(discard)
+    connector.commit()
 
     assert sorted(article.url for article in result.articles) == ["https://courier.example/exchange", "https://courier.example/ferry"]
     assert result.failures == []

@@ -74,3 +74,8 @@ def backdate_emissions(store, source: str, moments) -> None:
                 sa.update(seen_articles).where(seen_articles.c.source == source, seen_articles.c.article_id == key)
                 .values(first_seen_at=moment, updated_at=moment)
             )
+
+
+def discard(article: Article) -> None:
+    """An ``emit`` that sends the article nowhere: for a connector under test, it counts as
+    produced and flushed, so the connector records it as emitted."""

@@ -22,6 +22,7 @@ from pipeline.core.settings import AmurSettings, SourceConfig, UrlOptions
 from pipeline.core.state import StateStore
 from pipeline.core.topology import Topics
 from pipeline.core.transport.embedded import EmbeddedTransport
+from tests.support.messages import discard
 
 TOPICS = Topics("t.")
 LISTINGS: dict[str, Listing] = {}
@@ -117,7 +118,8 @@ def run_polls(connector: MemoryConnector, polls: int, new_per_poll: int, hint: f
     for number in range(polls):
         LISTINGS[connector.name] = Listing(items(*(f"{connector.name}-{number}-{n}" for n in range(new_per_poll))),
                                            update_hint=hint)
-        connector.commit(connector.poll().articles)
+        connector.poll(discard)
+        connector.commit()
         chosen.append(connector.state.get(connector.name).interval_seconds)
         assert 0.9 * chosen[-1] <= connector.next_poll_in <= 1.1 * chosen[-1]  # jittered around it
     return chosen
@@ -138,14 +140,16 @@ def test_a_feed_s_own_hint_floors_the_interval_and_a_fixed_source_never_moves(me
     assert hinted == [1800.0] * 6  # it says it changes every 30 min: polling faster is waste
     fixed = adaptive_connector(tmp_path, "fixed")
     LISTINGS["fixed"] = Listing(items("a", "b", "c"))
-    fixed.commit(fixed.poll().articles)
+    fixed.poll(discard)
+    fixed.commit()
     assert fixed.next_poll_in == 600 and fixed.state.get("fixed").interval_seconds == 600
 
 
 def test_ignore_validators_always_fetches_the_listing_in_full(memory_kind, tmp_path):
     connector = adaptive_connector(tmp_path, "liar")
     LISTINGS["liar"] = Listing(items("first"), etag='"same"')
-    connector.commit(connector.poll().articles)
+    connector.poll(discard)
+    connector.commit()
     LISTINGS["liar"] = Listing(items("first", "second"), etag='"same"')  # changed, but the ETag did not
     assert connector.poll().articles == []  # the stored ETag hides the change: a 304
     honest = MemoryConnector(connector.source.model_copy(update={"ignore_validators": True}), connector.state)
