@@ -32,9 +32,10 @@ import feedparser
 import lxml.html
 from lxml import etree
 
-from connectors.fetch import ACCEPT_FEED, ACCEPT_JSON_FEED, Fetcher, FetchResult, canonical_url, shared_fetcher
+from connectors.fetch import ACCEPT_FEED, ACCEPT_JSON_FEED, Fetcher, FetchResult, shared_fetcher
 from connectors.jsonfeed import is_json_feed, json_feed_items
 from connectors.pages import article_from_page
+from connectors.urls import canonical_url
 from pipeline.core.connector import ConnectorContext, Item, Listing, PollingConnector
 from pipeline.core.errors import FeedParseError
 from pipeline.core.messages import Article, primary_language

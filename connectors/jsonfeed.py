@@ -17,7 +17,8 @@ from urllib.parse import urljoin
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from connectors.dates import iso_datetime
-from connectors.fetch import FetchResult, canonical_url
+from connectors.fetch import FetchResult
+from connectors.urls import canonical_url
 from pipeline.core.connector import Item
 from pipeline.core.errors import FeedParseError, error_key
 from pipeline.core.messages import primary_language

@@ -14,7 +14,8 @@ from datetime import datetime, timedelta
 from urllib.parse import urljoin
 
 from connectors.extract import extract_article
-from connectors.fetch import ACCEPT_HTML, Fetcher, canonical_url, same_site
+from connectors.fetch import ACCEPT_HTML, Fetcher
+from connectors.urls import canonical_url, same_site
 from pipeline.core.connector import Item, plausible_publication
 from pipeline.core.messages import Article, article_id, utc_now
 

@@ -32,9 +32,10 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationErro
 from warcio.archiveiterator import ArchiveIterator
 from warcio.exceptions import ArchiveLoadFailed
 
+from connectors.decoding import decode_body
 from connectors.extract import extract_article
-from connectors.fetch import canonical_url, decode_body
 from connectors.pages import article_url, publication_date
+from connectors.urls import canonical_url
 from pipeline.core.connector import ConnectorContext, Item, Listing, PollingConnector
 from pipeline.core.errors import ExtractionError, FeedParseError, SourceError, error_key
 from pipeline.core.messages import Article, article_id, utc_now

@@ -36,8 +36,9 @@ from urllib.parse import urljoin, urlsplit
 from lxml import etree
 
 from connectors.dates import iso_datetime
-from connectors.fetch import ACCEPT_SITEMAP, Fetcher, FetchResult, canonical_url, shared_fetcher
+from connectors.fetch import ACCEPT_SITEMAP, Fetcher, FetchResult, shared_fetcher
 from connectors.pages import article_from_page
+from connectors.urls import canonical_url
 from pipeline.core.connector import ConnectorContext, Item, Listing, PollingConnector, newest_first
 from pipeline.core.errors import FeedParseError, SourceError
 from pipeline.core.messages import Article, primary_language, utc_now

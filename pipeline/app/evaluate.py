@@ -17,7 +17,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from connectors.fetch import canonical_url
+from connectors.urls import canonical_url
 from pipeline.app.roles import Runtime, run_once
 from pipeline.core.db import make_engine
 from pipeline.core.errors import ConfigError, ConfigProblem

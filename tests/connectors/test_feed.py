@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 
 import connectors.feed
+from connectors.decoding import decode_body
 from connectors.feed import FeedConnector
-from connectors.fetch import FetchResult, decode_body
+from connectors.fetch import FetchResult
 from pipeline.core.errors import ExtractionError, FeedParseError, FetchError
 from pipeline.core.messages import article_id
 from pipeline.core.settings import SourceConfig

@@ -13,7 +13,7 @@ from types import SimpleNamespace
 import httpx
 import pytest
 
-from connectors.fetch import ACCEPT_FEED, Fetcher, canonical_url, decode_body, parse_retry_after
+from connectors.fetch import ACCEPT_FEED, Fetcher, parse_retry_after
 from pipeline.core.errors import FetchError
 from pipeline.core.settings import FetchSettings
 from tests.support.local_site import LOOPBACK, delayed, drop_connection, redirect_to, streamed
@@ -37,36 +37,6 @@ def closed_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
-
-
-# --- canonical_url --------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(("url", "expected"), [
-    ("HTTP://News.Example.ORG/Path/Story", "http://news.example.org/Path/Story"),
-    ("https://news.example:443/a", "https://news.example/a"),
-    ("http://news.example:80/a", "http://news.example/a"),
-    ("http://news.example:8080/a", "http://news.example:8080/a"),
-    ("http://news.example:443/a", "http://news.example:443/a"),
-    ("https://news.example", "https://news.example/"),
-    ("https://news.example?b=1", "https://news.example/?b=1"),
-    ("https://news.example/a/#section-2", "https://news.example/a/"),
-    ("https://news.example/a/", "https://news.example/a/"),
-    ("https://news.example/a?utm_source=rss&utm_Medium=x&id=7&fbclid=abc&gclid=1", "https://news.example/a?id=7"),
-    ("https://news.example/a?yclid=1&mc_cid=2&mc_eid=3&ref=home&from=rss&rss=1", "https://news.example/a"),
-    ("https://news.example/a?z=1&a=2&m=3", "https://news.example/a?a=2&m=3&z=1"),
-    ("https://news.example/a?q=%D0%BC%D0%BE%D1%81%D1%82&x=a+b", "https://news.example/a?q=%D0%BC%D0%BE%D1%81%D1%82&x=a+b"),
-    ("https://news.example/a?", "https://news.example/a"),
-    ("http://[::1]:80/a", "http://[::1]/a"),
-    ("  https://news.example/a  ", "https://news.example/a"),
-])
-def test_canonical_url(url, expected):
-    assert canonical_url(url) == expected
-
-
-def test_canonical_url_keeps_what_it_cannot_parse():
-    assert canonical_url("http://news.example:notaport/a") == "http://news.example:notaport/a"
-    assert canonical_url("mailto:desk@news.example") == "mailto:desk@news.example"
 
 
 # --- successful fetches ---------------------------------------------------------------------
@@ -355,13 +325,6 @@ def test_unknown_charset_does_not_crash(local_site, fetcher):
     assert fetcher.fetch(url).text == "<p>Новости</p>"
 
 
-def test_decode_body_never_raises():
-    assert decode_body(b"\xef\xbb\xbf<p>bom</p>", "text/html; charset=latin-1") == ("<p>bom</p>", "utf-8-sig")
-    assert decode_body('<?xml version="1.0" encoding="koi8-r"?><a>мост</a>'.encode("koi8-r"), None)[0].endswith("<a>мост</a>")
-    text, _ = decode_body(bytes(range(1, 256)) * 3, "text/plain; charset=utf-8")
-    assert isinstance(text, str) and text
-
-
 # --- politeness -----------------------------------------------------------------------------------
 
 
@@ -383,7 +346,7 @@ def arrival_recorder(local_site, path: str) -> list[float]:
 def test_politeness_delay_between_requests_to_one_host(local_site, monkeypatch):
     """The fetcher's waits are recorded, not slept: a busy machine cannot blur "no wait" and "a wait"."""
     waits: list[float] = []
-    monkeypatch.setattr("connectors.fetch.time", SimpleNamespace(monotonic=time.monotonic, sleep=waits.append))
+    monkeypatch.setattr("connectors.politeness.time", SimpleNamespace(monotonic=time.monotonic, sleep=waits.append))
     arrival_recorder(local_site, "/page")
     other_host = local_site.url("/page").replace("127.0.0.1", "localhost")
 

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from connectors.decoding import decode_body
 from connectors.feed import FeedConnector, JsonFeedConnector
-from connectors.fetch import FetchResult, decode_body
+from connectors.fetch import FetchResult
 from connectors.jsonfeed import json_feed_items
 from pipeline.core.errors import FeedParseError
 from pipeline.core.settings import SourceConfig
