@@ -113,7 +113,7 @@ def run(
 ) -> None:
     """Run the pipeline: all roles in one process, or one role of a scaled-out deployment."""
     from pipeline.app.roles import Runtime, run_forever, run_once
-    from pipeline.core.stages import until_reachable
+    from pipeline.core.membership import until_reachable
 
     if role is not None and role not in roles():
         raise typer.BadParameter(f"unknown role {role!r}; choose one of: {', '.join(roles())}", param_hint="ROLE")

@@ -21,9 +21,10 @@ from pipeline.app.vocabulary import vocabulary
 from pipeline.core import registry
 from pipeline.core.connector import ConnectorContext
 from pipeline.core.db import make_engine
+from pipeline.core.membership import until_reachable
 from pipeline.core.polling import ConnectorRunner
 from pipeline.core.settings import AmurSettings, SourceConfig, load_sources, sources_path
-from pipeline.core.stages import Stage, StageContext, until_reachable
+from pipeline.core.stages import Stage, StageContext
 from pipeline.core.state import StateStore
 from pipeline.core.topology import CONNECTORS_ROLE, Topics, flow_order
 from pipeline.core.transport import make_transport

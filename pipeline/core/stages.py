@@ -27,32 +27,25 @@ import threading
 import time
 from abc import ABC, abstractmethod
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar, TypeVar
+from typing import ClassVar
 
 from pipeline.core import metrics, registry
 from pipeline.core.dead_letters import DeadLetters
-from pipeline.core.errors import EmbeddedLogBusy, MessageError, SinkBackpressure, SinkError, TransportError
+from pipeline.core.errors import MessageError, SinkBackpressure, SinkError, TransportError
 from pipeline.core.failpoints import failpoint
+from pipeline.core.membership import MAX_RETRY_DELAY, RETRY_DELAY, GroupMember
 from pipeline.core.messages import Message, decode
 from pipeline.core.settings import DEFAULT_CONFIG_PATH, AmurSettings
 from pipeline.core.sink import Sink, SinkContext
 from pipeline.core.subscriptions import Vocabulary
 from pipeline.core.topology import Topics
-from pipeline.core.transport.base import Consumer, Headers, Producer, Record, Transport, next_offsets
+from pipeline.core.transport.base import Headers, Producer, Record, Transport, next_offsets
 
 log = logging.getLogger(__name__)
 
-NO_PARTITIONS_TIMEOUT = 60.0
-RETRY_DELAY = 1.0
-# Once a database or broker is back, a stage writes again within this; a retry is one attempt, cheap to repeat.
-MAX_RETRY_DELAY = 15.0
-PAUSED_POLL_SECONDS = 1.0  # how often a paused stage polls to stay in its group
-LAG_EVERY_SECONDS = 5.0  # how often the lag gauge is refreshed: on Kafka, asking costs a round trip
-# A running member without partitions this long, while its group's backlog does not shrink, joins again.
-STRANDED_SECONDS = 60.0
 
 
 @dataclass(frozen=True)
@@ -66,25 +59,6 @@ class StageContext:
     group: str
     config_path: Path = DEFAULT_CONFIG_PATH
     vocabulary: Vocabulary | None = None  # the regions and languages a subscription's filters may name
-
-
-T = TypeVar("T")
-
-
-def until_reachable(what: str, action: Callable[[], T], stop: threading.Event) -> T | None:
-    """``action()``, tried again with back-off while the transport is unreachable (a broker
-    restarting while a role starts or joins its group); ``None`` once ``stop`` is set."""
-    delay = RETRY_DELAY
-    while True:
-        try:
-            return action()
-        except EmbeddedLogBusy:
-            raise  # not an outage: waiting would not end it
-        except TransportError as exc:
-            log.error("%s: the transport is unreachable, retrying in %.0f s: %s", what, delay, exc)
-        if stop.wait(delay):
-            return None
-        delay = min(delay * 2, MAX_RETRY_DELAY)
 
 
 class Stage(ABC):
@@ -147,104 +121,30 @@ class Stage(ABC):
 
         Returns the number of records handled.
         """
-        consumer = until_reachable(f"stage={self.name} joining group {self.group}", lambda: self.transport.consumer(self.group, self.input_topics), stop)
-        if consumer is None:
+        member = GroupMember(self.transport, self.group, self.input_topics, self.name)
+        if not member.join(stop):
             return 0  # stopped before the broker came back
         handled = 0
-        unassigned_since = time.monotonic()
-        lag_measured = 0.0
-        stranding = _Stranding()
         try:
             while not stop.is_set():
                 try:
-                    records = consumer.poll(self.batch_size, poll_timeout)
+                    records = member.poll(self.batch_size, poll_timeout)
                 except TransportError as exc:
                     log.error("stage=%s poll failed, retrying in %.0f s: %s", self.name, RETRY_DELAY, exc)
                     stop.wait(RETRY_DELAY)
                     continue
-                if time.monotonic() - lag_measured > LAG_EVERY_SECONDS:
-                    lag_measured = time.monotonic()
-                    has_partitions = self._measure_lag(consumer)
-                    if not once and has_partitions is not None:
-                        consumer = self._rejoin_if_stranded(consumer, has_partitions, stranding, stop)
+                member.tend(stop, rejoin=not once)
                 if records:
-                    self._checkpoint(consumer, records, stop)
+                    self._checkpoint(member, records, stop)
                     handled += len(records)
                     continue
-                if not once:
-                    continue
-                lag = consumer.lag()
-                if lag == 0:
+                if once and member.drained():
                     break
-                if lag is None and time.monotonic() - unassigned_since > NO_PARTITIONS_TIMEOUT:
-                    raise TransportError(f"{self.name}: no partitions assigned after {NO_PARTITIONS_TIMEOUT:.0f} s")
         finally:
-            consumer.close()
+            member.close()
         return handled
 
-    def _measure_lag(self, consumer: Consumer) -> bool | None:
-        """Update the lag gauge; returns whether the member has partitions, ``None`` when the
-        lag could not be read. A failure leaves the gauge as it was: the records just polled
-        are handled all the same (dropping them here would commit past them with the next batch)."""
-        try:
-            lag = consumer.lag()
-        except TransportError as exc:
-            log.warning("stage=%s lag not measured: %s", self.name, exc)
-            return None
-        if lag is None:
-            return False
-        metrics.STAGE_LAG.labels(self.name).set(lag)
-        return True
-
-    def _rejoin_if_stranded(
-        self, consumer: Consumer, has_partitions: bool, stranding: _Stranding, stop: threading.Event,
-    ) -> Consumer:
-        """The consumer to go on with: a new member in place of one stranded without partitions.
-
-        A kafka-python member has been seen to end up with no partitions for good after one
-        broker of three was SIGKILLed (a fault drill): it never rejoined, and its input waited
-        for ever while the other roles went on. A member with no partitions for
-        :data:`STRANDED_SECONDS` while its group's backlog has not shrunk joins again. A spare
-        member of a group that keeps up (more members than partitions) is left alone.
-        """
-        if has_partitions:
-            stranding.since = None
-            return consumer
-        now = time.monotonic()
-        if stranding.since is None:
-            stranding.since, stranding.backlog = now, self._group_backlog()
-            return consumer
-        if now - stranding.since < STRANDED_SECONDS:
-            return consumer
-        backlog, before = self._group_backlog(), stranding.backlog
-        stranding.since, stranding.backlog = now, backlog
-        if not backlog or before is None or backlog < before:
-            return consumer  # nothing waits, or the other members are working through it
-        log.warning(
-            "stage=%s had no partitions for %.0f s while %d record(s) waited: joining its group again as a new member",
-            self.name, STRANDED_SECONDS, backlog,
-        )
-        try:
-            consumer.close()
-        except TransportError as exc:  # the lost member may not be able to leave cleanly
-            log.warning("stage=%s stranded member did not leave cleanly: %s", self.name, exc)
-        while True:
-            try:
-                return self.transport.consumer(self.group, self.input_topics)
-            except TransportError as exc:
-                log.error("stage=%s could not join its group again, retrying in %.0f s: %s", self.name, RETRY_DELAY, exc)
-                if stop.wait(RETRY_DELAY):
-                    return consumer  # closed; the stage is stopping and polls it no more
-
-    def _group_backlog(self) -> int | None:
-        """Records of the inputs that the group has not committed; ``None`` when not known."""
-        try:
-            return self.transport.group_lag(self.group, self.input_topics)
-        except TransportError as exc:
-            log.warning("stage=%s backlog not measured: %s", self.name, exc)
-            return None
-
-    def _checkpoint(self, consumer: Consumer, records: list[Record], stop: threading.Event) -> None:
+    def _checkpoint(self, member: GroupMember, records: list[Record], stop: threading.Event) -> None:
         delay = RETRY_DELAY
         paused = False
         try:
@@ -264,17 +164,17 @@ class Stage(ABC):
                         self.name, len(records), retry_after, exc,
                     )
                     if not paused:
-                        consumer.pause()
+                        member.pause()
                         paused = True
-                    if self._wait_in_group(consumer, retry_after, stop):
+                    if member.wait_paused(retry_after, stop):
                         return  # stopping: leave the batch uncommitted so the next member replays it
                     delay = min(delay * 2, MAX_RETRY_DELAY)
         finally:
             if paused:
-                consumer.resume()
+                member.resume()
         failpoint(f"{self.name}.before_commit")
         try:
-            consumer.commit(next_offsets(records))
+            member.commit(next_offsets(records))
         except TransportError as exc:
             # The outputs are durable; an uncommitted batch is only delivered again (after a
             # rebalance or a broker restart), which the idempotent sinks absorb.
@@ -299,30 +199,8 @@ class Stage(ABC):
             if record.timestamp_ms:
                 latency.observe(max(0.0, (now_ms - record.timestamp_ms) / 1000))
 
-    @staticmethod
-    def _wait_in_group(consumer: Consumer, seconds: float, stop: threading.Event) -> bool:
-        """Wait ``seconds`` polling the paused consumer; returns whether ``stop`` was set."""
-        deadline = time.monotonic() + seconds
-        while not stop.is_set():
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return False
-            try:
-                consumer.poll(0, min(remaining, PAUSED_POLL_SECONDS))
-            except TransportError:
-                stop.wait(min(remaining, PAUSED_POLL_SECONDS))  # the broker is away too
-        return True
-
     def close(self) -> None:
         self.producer.close()
-
-
-@dataclass
-class _Stranding:
-    """Since when a member has had no partitions, and its group's backlog then."""
-
-    since: float | None = None
-    backlog: int | None = None
 
 
 class CountedProducer(Producer):

@@ -5,15 +5,12 @@ The analyzer here is a keyword rule so the tests pin the stage's behaviour, not 
 
 import logging
 import threading
-import time
 
 import sqlalchemy as sa
 
-from pipeline.core import stages
 from pipeline.core.db import make_engine
 from pipeline.core.errors import SinkBackpressure, TransportError
 from pipeline.core.messages import Classified, DeadLetter, decode, encode
-from pipeline.core.sink import BatchingSink
 from pipeline.core.stages import SinkStage
 from pipeline.core.topology import Topics
 from pipeline.core.transport.embedded import EmbeddedTransport
@@ -22,7 +19,7 @@ from processors.stories import alert_for
 from sinks.alerts import AlertsSink, alerts
 from sinks.records import RecordsSink, articles
 from tests.support.messages import make_article, make_classified
-from tests.support.stages import stage_context
+from tests.support.stages import ListSink, produce, stage_context
 
 TOPICS = Topics("t.")
 
@@ -34,37 +31,10 @@ class KeywordAnalyzer:
         return [make_classified(article, cooperation="Heilongjiang" in article.text) for article in articles]
 
 
-class ListSink(BatchingSink):
-    topic = "alerts"
-    name = "list"
-
-    def __init__(self, fail_times=0):
-        super().__init__()
-        self.written: list = []
-        self.fail_times = fail_times
-
-    @classmethod
-    def from_config(cls, options, context):
-        return cls()
-
-    def write(self, batch):
-        if self.fail_times:
-            self.fail_times -= 1
-            raise SinkBackpressure("webhook answered 429", retry_after=0.01)
-        self.written.extend(batch)
-
-
 def transport():
     log = EmbeddedTransport(":memory:")
     log.ensure_topics(TOPICS.all())
     return log
-
-
-def produce(log, topic, values):
-    producer = log.producer()
-    for key, value in values:
-        producer.produce(topic, key, value)
-    producer.flush()
 
 
 def read_all(log, topic, group="reader"):
@@ -241,58 +211,3 @@ def test_a_sink_that_crashes_on_one_message_gets_it_dead_lettered():
     assert sorted(alert.url for alert in sink.written) == ["https://news.example/0", "https://news.example/2"]
     (letter,) = [decode(DeadLetter, r.value) for r in read_all(log, TOPICS.dlq)]
     assert (letter.offset, letter.error_type, letter.sink) == (1, "KeyError", "list")
-
-
-class FirstMemberStranded(EmbeddedTransport):
-    """As kafka-python once left a member after one broker of three was SIGKILLed: the first
-    member of each group holds no partitions and never gets any; members made later work."""
-
-    def __init__(self, path):
-        super().__init__(path)
-        self.members: list[str] = []
-
-    def consumer(self, group, topics):
-        consumer = super().consumer(group, topics)
-        if group not in self.members:
-            consumer.poll = lambda max_records=500, timeout=1.0: time.sleep(min(timeout, 0.01)) or []
-            consumer.lag = lambda: None
-        self.members.append(group)
-        return consumer
-
-
-def run_until(stage, condition, seconds=10):
-    stop = threading.Event()
-    worker = threading.Thread(target=stage.run, args=(stop,), kwargs={"poll_timeout": 0.01})
-    worker.start()
-    deadline = time.monotonic() + seconds
-    while not condition() and time.monotonic() < deadline:
-        time.sleep(0.01)
-    stop.set()
-    worker.join(10)
-
-
-def test_a_member_stranded_without_partitions_while_records_wait_joins_again(monkeypatch, caplog):
-    monkeypatch.setattr(stages, "LAG_EVERY_SECONDS", 0.05)
-    monkeypatch.setattr(stages, "STRANDED_SECONDS", 0.2)
-    log = FirstMemberStranded(":memory:")
-    log.ensure_topics(TOPICS.all())
-    produce(log, TOPICS.alerts, [encode(alert_for(make_classified(make_article(f"https://news.example/{n}")))) for n in range(3)])
-    sink = ListSink()
-    stage = SinkStage(stage_context(log, TOPICS, "sinks"), sinks=[sink])
-    stage.setup()
-    run_until(stage, lambda: len(sink.written) == 3)
-    assert len(sink.written) == 3
-    assert log.members == ["sinks", "sinks"]
-    assert "had no partitions for 0 s while 3 record(s) waited: joining its group again" in caplog.text
-    assert log.group_lag("sinks", [TOPICS.alerts]) == 0
-
-
-def test_a_member_without_partitions_stays_when_nothing_waits(monkeypatch):
-    monkeypatch.setattr(stages, "LAG_EVERY_SECONDS", 0.05)
-    monkeypatch.setattr(stages, "STRANDED_SECONDS", 0.2)
-    log = FirstMemberStranded(":memory:")
-    log.ensure_topics(TOPICS.all())
-    stage = SinkStage(stage_context(log, TOPICS, "sinks"), sinks=[ListSink()])
-    stage.setup()
-    run_until(stage, lambda: False, seconds=1)  # five stranding windows
-    assert log.members == ["sinks"]
