@@ -31,7 +31,8 @@ from pipeline.core.errors import ConfigError, ConfigProblem
 from pipeline.core.messages import SECTORS, Classification, Country, Figure, Level
 from pipeline.core.settings import problems_from, read_yaml
 from processors.datelines import report_opening
-from processors.gazetteer import PLACE_KINDS, Gazetteer, Mention, PhraseHit, PhraseIndex, Tokens, phrase_key, tokenize
+from processors.gazetteer import PLACE_KINDS, Gazetteer, Mention
+from processors.phrases import PhraseHit, PhraseIndex, Tokens, phrase_key, tokenize
 from processors.venues import is_venue
 
 # --- config/classifier.yaml ------------------------------------------------------------

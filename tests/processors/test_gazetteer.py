@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.core.errors import ConfigError
-from processors.gazetteer import PhraseIndex, load_gazetteer, tokenize
+from processors.gazetteer import load_gazetteer
 
 
 def ids(gazetteer, text: str) -> list[str]:
@@ -132,15 +132,6 @@ def test_mentions_carry_offsets_into_the_original_text(gazetteer):
 def test_a_phrase_does_not_run_across_a_line_break_or_a_comma(gazetteer):
     assert ids(gazetteer, "trade with Amur\nRegion officials") == ["RU-AMU"]  # bare "Amur" only
     assert ids(gazetteer, "Inner, Mongolia") == []
-
-
-# --- the phrase index ----------------------------------------------------------------
-
-
-def test_phrase_index_prefers_the_longest_phrase_and_honours_prefixes():
-    index = PhraseIndex({"joint": "weak", "joint venture*": "strong", "invest*": "weak"})
-    hits = index.find(tokenize("A joint ventures deal, joint plans and investors."))
-    assert [(hit.value, hit.first, hit.last) for hit in hits] == [("strong", 1, 3), ("weak", 4, 5), ("weak", 7, 8)]
 
 
 # --- validation --------------------------------------------------------------------------
