@@ -119,6 +119,12 @@ class ConnectorRunner:
         with self._lock:
             return list(self._connectors)
 
+    @property
+    def in_flight(self) -> list[str]:
+        """The sources being polled right now (continuous mode)."""
+        with self._lock:
+            return sorted(self._in_flight)
+
     def poll(self, name: str) -> tuple[PollSummary, float]:
         """Poll one source once; returns the summary and the seconds until its next poll."""
         with self._lock:
@@ -306,8 +312,8 @@ class ConnectorRunner:
         ends the requests still waiting on a server, so a stop takes seconds, not a timeout.
         """
         if self._scheduler is not None:
+            in_flight = self.in_flight
             with self._lock:
-                in_flight = sorted(self._in_flight)
                 for connector in self._connectors.values():
                     connector.cancel()
             if in_flight:

@@ -19,6 +19,7 @@ from pipeline.core.settings import AmurSettings, EmailSettings
 from pipeline.core.subscriptions import DigestSchedule, SubscriptionsWatcher, load_subscriptions
 from sinks.email import EmailOptions, EmailSink, email_deliveries, period_end
 from tests.support.messages import make_story
+from tests.support.outbox import settled
 from tests.support.smtp import SmtpServer
 from tests.support.webhooks import LOOPBACK, TOPICS, embedded_log
 
@@ -87,8 +88,8 @@ def test_a_replay_sends_nothing_and_an_update_only_when_asked(database_url, tmp_
         quiet.add(POWER)  # the same version again: a replay
         quiet.add(POWER.model_copy(update={"version": 2}))  # an update nobody asked for
         quiet.flush()
+        assert len(settled(database_url, email_deliveries)) == 1  # neither made a delivery
         quiet.close()
-        time.sleep(0.3)  # what a wrong second send would take, once the outbox was read at close
         assert len(server.messages) == 1
 
         (tmp_path / "updates").mkdir()

@@ -20,6 +20,7 @@ from pipeline.core.stages import SinkStage
 from sinks.alerts import AlertsSink
 from sinks.subscription_feeds import FeedsOptions, SubscriptionFeedsSink
 from sinks.webhooks import WebhooksSink, sign, webhook_deliveries
+from tests.support.outbox import settled
 from tests.support.stages import stage_context
 from tests.support.webhook_receiver import WebhookReceiver
 from tests.support.webhooks import FAST, LOOPBACK, SECRET, STORY, TOPICS, embedded_log, secret, subscriptions_file, webhooks  # noqa: F401 - secret: the autouse signing key
@@ -41,7 +42,7 @@ def test_an_endpoint_that_fails_twice_gets_the_story_once_correctly_signed(datab
         sink.add(STORY)
         assert sink.flush() == []
         receiver.wait_for(accepted=1)
-        time.sleep(0.3)  # nothing more arrives
+        settled(database_url, webhook_deliveries)  # nothing is left to send
         sink.close()
     assert [request.status for request in receiver.requests] == [500, 503, 200]
     assert len({request.headers["webhook-id"] for request in receiver.requests}) == 1  # one delivery, retried
@@ -65,7 +66,7 @@ def test_a_replayed_story_and_an_update_without_updates_asked_deliver_nothing_mo
         for alert in (STORY, STORY.model_copy(update={"version": 2})):
             again.add(alert)
             again.flush()
-        time.sleep(0.5)
+        assert len(settled(database_url, webhook_deliveries)) == 1  # neither made a delivery
         again.close()
     assert len(receiver.requests) == 1
 
@@ -77,7 +78,7 @@ def test_updates_are_delivered_when_the_subscription_asks(database_url, tmp_path
             sink.add(alert)
             sink.flush()
         receiver.wait_for(accepted=2)
-        time.sleep(0.3)
+        assert len(settled(database_url, webhook_deliveries)) == 2  # the repeated version 2 made none
         sink.close()
     events = [(json.loads(r.body)["type"], json.loads(r.body)["data"]["version"]) for r in receiver.requests]
     assert events == [("story.created", 1), ("story.updated", 2)]

@@ -79,7 +79,8 @@ def test_a_database_outage_longer_than_the_poll_interval_keeps_the_member_in_its
                 while count_rows(direct_url) < 3 and time.monotonic() < deadline:
                     time.sleep(0.5)
                 assert count_rows(direct_url) == 3
-                time.sleep(2)  # the commit follows the write
+                while transport.group_lag(group, [topics.classified]) and time.monotonic() < deadline:
+                    time.sleep(0.1)  # the commit follows the write
                 stop.set()
                 runner.join(timeout=60)
             stage.close()

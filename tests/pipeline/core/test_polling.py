@@ -172,7 +172,7 @@ def test_an_edit_takes_effect_within_seconds_while_every_poll_worker_is_busy(wor
             f"  - name: busy-{n}\n    url: {busy}?n={n}\n" for n in range(6)))  # more than the pool's workers
         runner.start()
         try:
-            time.sleep(0.5)  # every worker now waits on a held-back page
+            assert wait_for(lambda: len(runner.in_flight) == runner.poll_workers)  # every worker is busy
             write_sources("freight")
             assert wait_for(lambda: runner.names == ["freight"], timeout=5)
         finally:
