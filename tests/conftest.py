@@ -17,7 +17,7 @@ import pytest
 
 from pipeline.app.logs import QUIET_LIBRARIES
 from pipeline.core.errors import TransportError
-from pipeline.core.settings import KafkaSettings
+from pipeline.core.settings import EnvironmentOverrides, KafkaSettings
 from pipeline.core.transport.base import Transport
 from pipeline.core.transport.embedded import EmbeddedTransport
 from pipeline.core.transport.kafka import KafkaTransport
@@ -30,6 +30,14 @@ HOW_TO_START_KAFKA = (
 )
 
 TransportFactory = Callable[[], Transport]
+
+
+@pytest.fixture(autouse=True)
+def _no_settings_from_the_environment(monkeypatch):
+    """Settings come from each test's own files: an ``AMUR_*`` override in the developer's or
+    CI's environment (``AMUR_DATABASE_URL``, say) must not reach them."""
+    for field in EnvironmentOverrides.model_fields:
+        monkeypatch.delenv(f"AMUR_{field.upper()}", raising=False)
 
 
 def _first_port_accepts(bootstrap: str) -> bool:

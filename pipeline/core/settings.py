@@ -17,7 +17,6 @@ Environment variables override the values that differ per deployment:
 
 from __future__ import annotations
 
-import os
 from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
@@ -38,19 +37,13 @@ from pydantic import (
     model_validator,
 )
 from pydantic_core import ErrorDetails, InitErrorDetails, PydanticCustomError
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from pipeline.core import registry
 from pipeline.core.errors import ConfigError, ConfigProblem, allowed_like, error_key
 
 DEFAULT_CONFIG_PATH = Path("config/amur.yaml")
 
-ENV_OVERRIDES: dict[str, tuple[str, ...]] = {
-    "AMUR_TRANSPORT": ("transport",),
-    "AMUR_KAFKA_BOOTSTRAP_SERVERS": ("kafka", "bootstrap_servers"),
-    "AMUR_KAFKA_SASL_PASSWORD": ("kafka", "sasl_password"),
-    "AMUR_DATABASE_URL": ("database_url",),
-    "AMUR_MODEL_NAME": ("model", "name"),
-}
 
 
 class _Frozen(BaseModel):
@@ -514,23 +507,37 @@ def validate_file(model: type[BaseModel], path: Path, data: Any, context: Mappin
         raise ConfigError(problems_from(path, exc)) from None
 
 
-def _apply_env_overrides(data: dict[str, Any], environ: dict[str, str]) -> dict[str, Any]:
-    for variable, key_path in ENV_OVERRIDES.items():
-        if variable not in environ:
-            continue
-        node = data
-        for key in key_path[:-1]:
-            node = node.setdefault(key, {})
-        node[key_path[-1]] = environ[variable]
-    return data
+class EnvironmentOverrides(BaseSettings):
+    """The keys of amur.yaml an ``AMUR_*`` environment variable overrides: what a container or a
+    secret store sets rather than a file. A field is the key's dotted path with ``_`` for the
+    dot (``kafka_bootstrap_servers`` is ``kafka.bootstrap_servers``, set by
+    ``AMUR_KAFKA_BOOTSTRAP_SERVERS``); other ``AMUR_*`` variables are not settings."""
+
+    model_config = SettingsConfigDict(env_prefix="AMUR_", extra="ignore", frozen=True)
+
+    transport: str | None = None
+    kafka_bootstrap_servers: str | None = None
+    kafka_sasl_password: str | None = None
+    database_url: str | None = None
+    model_name: str | None = None
+
+    def apply(self, data: dict[str, Any]) -> dict[str, Any]:
+        """``data`` (amur.yaml as read) with every variable that is set written over its key."""
+        for field, value in self.model_dump(exclude_none=True).items():
+            section, _, key = field.partition("_")
+            if field not in AmurSettings.model_fields and key:
+                data.setdefault(section, {})[key] = value
+            else:
+                data[field] = value
+        return data
 
 
-def load_settings(path: Path | str = DEFAULT_CONFIG_PATH, environ: dict[str, str] | None = None) -> AmurSettings:
-    """Read and validate amur.yaml, then apply ``AMUR_*`` environment overrides."""
+def load_settings(path: Path | str = DEFAULT_CONFIG_PATH) -> AmurSettings:
+    """Read and validate amur.yaml, with the :class:`EnvironmentOverrides` applied."""
     path = Path(path)
     data = read_yaml(path)
     if isinstance(data, dict):
-        data = _apply_env_overrides(data, dict(os.environ if environ is None else environ))
+        data = EnvironmentOverrides().apply(data)
     settings = validate_file(AmurSettings, path, data)
     problems = sink_problems(path, settings)
     if problems:

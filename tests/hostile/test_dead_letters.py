@@ -23,7 +23,7 @@ def test_a_value_that_is_not_utf8_is_replayed_byte_for_byte(tmp_path):
         "kafka:\n  topic_prefix: h.\n"
     )
     (tmp_path / "sources.yaml").write_text("sources: []\n")
-    transport = make_transport(load_settings(config, environ={}))
+    transport = make_transport(load_settings(config))
     topics = Topics("h.")
     transport.ensure_topics(topics.all())
     producer = transport.producer()

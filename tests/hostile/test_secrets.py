@@ -59,7 +59,7 @@ def test_a_feed_password_is_in_no_log_line_health_report_or_page(tmp_path, capfd
     status = amur("sources", "status")
     listing = amur("sources", "list")
     assert "404" in status.output and "reader:***@" in listing.output
-    with TestClient(create_app(load_settings(config, environ={}), config), base_url="http://localhost") as client:
+    with TestClient(create_app(load_settings(config), config), base_url="http://localhost") as client:
         page = client.get("/sources").text
     assert "404" in page
     for shown in (logged, status.output, listing.output, page):

@@ -210,7 +210,7 @@ def test_a_sink_killed_after_writing_but_before_commit_writes_nothing_twice(depl
 
 
 def test_a_poison_message_is_dead_lettered_once_and_the_stream_goes_on(deployment):
-    transport = make_transport(load_settings(deployment.config, environ={}))
+    transport = make_transport(load_settings(deployment.config))
     transport.ensure_topics(deployment.topics.all())
     producer = transport.producer()
     producer.produce(deployment.topics.articles, b"poison", b"\x00\x9f{ this is not an article")
@@ -237,7 +237,7 @@ def test_poison_on_every_input_topic_is_dead_lettered_with_its_reason_and_the_st
     and alerts: each reader sends each to the dead-letter topic once, and the stories still
     flow."""
     newer = json.dumps({"schema_version": 99, "id": "f" * 32, "note": "written by a future Amur"}).encode()
-    transport = make_transport(load_settings(deployment.config, environ={}))
+    transport = make_transport(load_settings(deployment.config))
     transport.ensure_topics(deployment.topics.all())
     producer = transport.producer()
     for kind in ("articles", "classified", "alerts"):
@@ -454,7 +454,7 @@ def _restart_broker() -> None:
 
 def _wait_for_members(config: Path, roles: Sequence[str], processes: Sequence[subprocess.Popen], seconds: float = 180) -> None:
     """Until every role's consumer group is stable with a member (each role has joined)."""
-    settings = load_settings(config, environ={})
+    settings = load_settings(config)
     transport = make_transport(settings)
     deadline = time.monotonic() + seconds
     try:

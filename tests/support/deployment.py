@@ -24,7 +24,7 @@ def query(database_url: str, sql: str) -> list:
 
 def read_topic(config: Path, topic: str, group: str, seconds: float = 60) -> list[bytes]:
     """Every value on ``topic`` up to its end, read as the new consumer group ``group``."""
-    transport = make_transport(load_settings(config, environ={}))
+    transport = make_transport(load_settings(config))
     consumer = transport.consumer(group, [topic])
     values: list[bytes] = []
     deadline = time.monotonic() + seconds

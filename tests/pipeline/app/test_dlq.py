@@ -31,7 +31,7 @@ def deployment(request, tmp_path, topic_prefix):
         f"embedded:\n  path: {tmp_path / 'log.sqlite'}\n"
     )
     (tmp_path / "sources.yaml").write_text("sources: []\n")
-    settings = load_settings(config, environ={})
+    settings = load_settings(config)
     topics = Topics(topic_prefix)
     transport = make_transport(settings)
     transport.ensure_topics(topics.all())

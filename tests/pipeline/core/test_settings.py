@@ -19,28 +19,30 @@ def test_shipped_config_is_valid():
 
 
 def test_defaults_apply_to_an_empty_file(tmp_path):
-    settings = load_settings(write(tmp_path / "amur.yaml", ""), environ={})
+    settings = load_settings(write(tmp_path / "amur.yaml", ""))
     assert settings.transport == "embedded"
     assert settings.kafka.topic_prefix == "amur."
 
 
-def test_environment_overrides_bootstrap_servers_and_secrets(tmp_path):
+def test_environment_overrides_bootstrap_servers_and_secrets(tmp_path, monkeypatch):
     path = write(tmp_path / "amur.yaml", "transport: embedded\nkafka:\n  bootstrap_servers: a:1\n")
-    settings = load_settings(path, environ={
-        "AMUR_TRANSPORT": "kafka",
-        "AMUR_KAFKA_BOOTSTRAP_SERVERS": "b:2",
-        "AMUR_KAFKA_SASL_PASSWORD": "s3cret",
-    })
+    monkeypatch.setenv("AMUR_TRANSPORT", "kafka")
+    monkeypatch.setenv("AMUR_KAFKA_BOOTSTRAP_SERVERS", "b:2")
+    monkeypatch.setenv("AMUR_KAFKA_SASL_PASSWORD", "s3cret")
+    monkeypatch.setenv("AMUR_SERVE_TOKEN", "not a setting")  # the dashboard's token, read where it is used
+    monkeypatch.setenv("AMUR_DATABASE_URL", "sqlite:///elsewhere.sqlite")
+    settings = load_settings(path)
     assert settings.transport == "kafka"
     assert settings.kafka.bootstrap_servers == "b:2"
     assert settings.kafka.sasl_password.get_secret_value() == "s3cret"
     assert "s3cret" not in repr(settings)
+    assert settings.database_url == "sqlite:///elsewhere.sqlite"
 
 
 def test_invalid_yaml_names_file_line_and_fix(tmp_path):
     path = write(tmp_path / "amur.yaml", "transport: embedded\nkafka: [unclosed\n")
     with pytest.raises(ConfigError) as caught:
-        load_settings(path, environ={})
+        load_settings(path)
     problem = caught.value.problems[0]
     assert problem.file == str(path)
     assert problem.key.startswith("line ")
@@ -51,7 +53,7 @@ def test_invalid_yaml_names_file_line_and_fix(tmp_path):
 def test_every_problem_is_reported_with_its_key(tmp_path):
     path = write(tmp_path / "amur.yaml", "transport: rabbit\nkafka:\n  partitions: 0\n  bootstrapservers: x\n")
     with pytest.raises(ConfigError) as caught:
-        load_settings(path, environ={})
+        load_settings(path)
     keys = {problem.key for problem in caught.value.problems}
     assert keys == {"transport", "kafka.partitions", "kafka.bootstrapservers"}
     text = str(caught.value)
@@ -122,7 +124,7 @@ def test_valid_sources_load(tmp_path):
 
 
 def test_the_default_sinks_are_the_records_the_alerts_store_and_the_subscription_feeds(tmp_path):
-    settings = load_settings(write(tmp_path / "amur.yaml", ""), environ={})
+    settings = load_settings(write(tmp_path / "amur.yaml", ""))
     assert [(sink.type, sink.options) for sink in settings.sinks] == [("records", {}), ("alerts", {}), ("feeds", {}), ("webhooks", {})]
 
 
@@ -131,7 +133,7 @@ def test_sink_problems_name_the_entry_the_key_and_the_fix(tmp_path):
         "sinks:\n  - type: records\n  - type: feeds\n    max_entries: 0\n    colour: red\n  - type: carrier-pigeon\n"
     ))
     with pytest.raises(ConfigError) as caught:
-        load_settings(path, environ={})
+        load_settings(path)
     problems = {problem.key: problem for problem in caught.value.problems}
     assert set(problems) == {"sinks.1", "sinks.1.max_entries", "sinks.1.colour", "sinks.2.type"}
     assert "no sink type named 'carrier-pigeon'; known: alerts, email, feeds, records, webhooks" in problems["sinks.2.type"].message
@@ -142,9 +144,9 @@ def test_sink_problems_name_the_entry_the_key_and_the_fix(tmp_path):
 def test_two_sinks_of_one_type_need_names(tmp_path):
     path = write(tmp_path / "amur.yaml", "sinks:\n  - type: alerts\n  - type: feeds\n  - type: feeds\n    directory: var/b\n")
     with pytest.raises(ConfigError, match="sink names must be unique"):
-        load_settings(path, environ={})
+        load_settings(path)
     path.write_text("sinks:\n  - type: alerts\n  - type: feeds\n  - type: feeds\n    name: feeds-b\n    directory: var/b\n")
-    assert [sink.name for sink in load_settings(path, environ={}).sinks] == [None, None, "feeds-b"]
+    assert [sink.name for sink in load_settings(path).sinks] == [None, None, "feeds-b"]
 
 
 def test_a_moved_key_says_where_it_went(tmp_path):
