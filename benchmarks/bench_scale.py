@@ -285,7 +285,7 @@ def write_config(root: Path, bootstrap: str, database_url: str, run: str, site: 
         # in flight to it as the connectors' poll threads make to different hosts.
         "fetch:\n  per_host_delay_seconds: 0\n  max_connections_per_host: 8\n  allow_networks: [127.0.0.0/8]\n"
         "connectors:\n  poll_workers: 8\n"
-        f"sinks:\n  - type: records\n  - type: feeds\n    directory: {root / 'feeds'}\n"
+        f"sinks:\n  - type: records\n  - type: alerts\n  - type: feeds\n    directory: {root / 'feeds'}\n"
     )
     sources = "".join(
         f"  - name: {feed}\n    url: {site.url(f'/{run}/{feed}.xml')}\n    poll_interval_seconds: {POLL_SECONDS}\n"

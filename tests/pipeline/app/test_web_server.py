@@ -30,7 +30,7 @@ def test_the_pipeline_serves_its_own_stories_while_it_runs_and_stops_on_sigterm(
             f"embedded:\n  path: {tmp_path / 'log.sqlite'}\n"
             f"fetch:\n  per_host_delay_seconds: 0\n  allow_networks: [127.0.0.0/8]\n"
             f"serve:\n  port: {free_port()}\n"  # --port overrides it
-            f"sinks:\n  - type: records\n  - type: feeds\n    directory: {tmp_path / 'feeds'}\n"
+            f"sinks:\n  - type: records\n  - type: alerts\n  - type: feeds\n    directory: {tmp_path / 'feeds'}\n"
         )
         (tmp_path / "sources.yaml").write_text(f"sources:\n  - name: borderland\n    url: {site.url('/feed.xml')}\n")
         environment = {name: value for name, value in os.environ.items() if not name.startswith("AMUR_")}
