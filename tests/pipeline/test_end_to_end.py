@@ -603,7 +603,7 @@ def test_one_event_reported_in_three_languages_is_one_story_whoever_handles_each
 
     with WebhookReceiver() as receiver:
         subscriptions = (
-            "subscriptions:\n  - name: all\n    channels:\n"
+            "subscriptions:\n  - name: all\n    channels:\n      - type: atom\n"
             f"      - type: webhook\n        url: {receiver.url}\n        secret_env: AMUR_E2E_HOOK_SECRET\n"
         )
         if setup == "embedded":
@@ -647,7 +647,7 @@ def test_killed_at_any_failpoint_and_run_again_each_story_version_is_one_deliver
     Message-ID (a repeat may come, never a new id)."""
     with WebhookReceiver() as receiver, SmtpServer(port=deployment.smtp_port) as mailbox:
         (deployment.root / "subscriptions.yaml").write_text(
-            "subscriptions:\n  - name: all\n    channels:\n"
+            "subscriptions:\n  - name: all\n    channels:\n      - type: atom\n"
             f"      - type: webhook\n        url: {receiver.url}\n        secret_env: AMUR_E2E_HOOK_SECRET\n        updates: true\n"
             "      - type: email\n        to: [desk@example.org]\n        updates: true\n"
         )
