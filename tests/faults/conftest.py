@@ -135,7 +135,7 @@ class Drill:
     def __init__(
         self, root: Path, stream: Stream, bootstrap: str, database_url: str, hook_url: str, topic_prefix: str,
         *, replication_factor: int = 1, workers: str = "processors=2", failpoints: Collection[str] = (),
-        updates: bool = False,
+        updates: bool = False, smtp_port: int | None = None, email: str = "",
     ):
         self.root = root
         self.workers = workers
@@ -158,6 +158,11 @@ class Drill:
             f"  - type: feeds\n    directory: {root / 'feeds'}\n"
             "  - type: webhooks\n    first_retry_seconds: 0.2\n    max_retry_seconds: 2\n    max_attempts: 50\n"
             "    poll_seconds: 0.1\n"
+            + (
+                "  - type: email\n    first_retry_seconds: 0.2\n    max_retry_seconds: 2\n    max_attempts: 50\n"
+                f"    poll_seconds: 0.1\nemail:\n  host: 127.0.0.1\n  port: {smtp_port}\n  security: none\n"
+                "  sender: amur@example.org\n" if smtp_port else ""
+            )
         )
         (root / "sources.yaml").write_text("sources:\n" + "".join(
             f"  - name: {name}\n    url: {url}\n    poll_interval_seconds: 30\n" for name, url in stream.feeds.items()
@@ -166,6 +171,7 @@ class Drill:
             "subscriptions:\n  - name: all\n  - name: partners\n    channels:\n"
             f"      - type: webhook\n        url: {hook_url}\n        secret_env: AMUR_DRILL_HOOK_SECRET\n"
             f"        updates: {str(updates).lower()}\n"
+            + "".join(f"      {line}\n" for line in email.splitlines())  # the partners' email channel, if any
         )
 
     # -- running ---------------------------------------------------------------------------
@@ -343,7 +349,8 @@ def running(drill: Drill) -> Iterator[Drill]:
 
 @pytest.fixture
 def make_drill(tmp_path, stream, topic_prefix) -> Callable[..., Drill]:
-    """Makes the drill's deployment: ``make_drill(bootstrap, database_url, hook_url, replication_factor=1)``."""
+    """Makes the drill's deployment: ``make_drill(bootstrap, database_url, hook_url, replication_factor=1)``;
+    ``smtp_port`` and ``email`` (the channel's YAML) give the partners an email channel too."""
 
     def make(bootstrap: str, database_url: str, hook_url: str, **options) -> Drill:
         return Drill(tmp_path, stream, bootstrap, database_url, hook_url, topic_prefix, **options)
