@@ -97,6 +97,7 @@ class WebhooksSink(OutboxSink):
         super().__init__(engine, options, subscriptions, producer, topics)
         self.policy = AddressPolicy(allow_networks)
         self._posting: set[GuardedTransport] = set()  # the transports of the POSTs in flight
+        self._posting_lock = threading.Lock()
 
     @classmethod
     def from_config(cls, options: WebhooksOptions, context: SinkContext) -> WebhooksSink:
@@ -158,7 +159,7 @@ class WebhooksSink(OutboxSink):
             transport.backend.abort()
 
         timer = threading.Timer(self.options.timeout_seconds, cut_off)
-        with self._lock:
+        with self._posting_lock:
             self._posting.add(transport)
         timer.start()
         try:
@@ -168,17 +169,17 @@ class WebhooksSink(OutboxSink):
         except httpx.HTTPError as exc:
             if deadline_passed.is_set():
                 return f"no answer within {self.options.timeout_seconds:g} s"
-            if self._stop.is_set():
+            if self.courier.stopping:
                 return "cut short: the sinks role is stopping"
             return f"{type(exc).__name__}: {exc}"
         finally:
             timer.cancel()
-            with self._lock:
+            with self._posting_lock:
                 self._posting.discard(transport)
         return None if 200 <= status < 300 else f"HTTP {status}"
 
     def cut_short(self) -> None:
-        with self._lock:
+        with self._posting_lock:
             posting = list(self._posting)
         for transport in posting:
             transport.backend.abort()
