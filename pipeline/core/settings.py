@@ -398,6 +398,8 @@ class SourcesFile(_Frozen):
         first: dict[str, str] = {}
         for source in sources:
             location = source.location
+            if not location:  # a kind whose options name no place to read (its sources may be alike)
+                continue
             if location in first:
                 raise ValueError(f"source {source.name} reads the same {location} as source {first[location]}; list a source once")
             first[location] = source.name

@@ -7,7 +7,7 @@ from pydantic import Field, HttpUrl, ValidationError
 
 from pipeline.core import registry
 from pipeline.core.messages import Alert, Classified, Message
-from pipeline.core.settings import SourceConfig, SourceOptions
+from pipeline.core.settings import SourceConfig, SourceOptions, SourcesFile
 from pipeline.core.stages import Stage
 from pipeline.core.topology import StageSpec, Topics, TopologyError, flow_order, roles, stage_specs, topic_models
 
@@ -34,7 +34,12 @@ def test_a_class_registered_at_run_time_is_a_valid_kind_with_its_own_options():
     class StaticList:
         Options = StaticListOptions
 
+    @registry.connectors.register("clock")
+    class Clock:  # no options, so no location: two of its sources are not one listed twice
+        pass
+
     try:
+        assert len(SourcesFile.model_validate({"sources": [{"name": "a", "kind": "clock"}, {"name": "b", "kind": "clock"}]}).sources) == 2
         source = SourceConfig(name="x", kind="static-list", items=["https://a.example/1", "https://a.example/2"])
         assert [str(url) for url in source.options.items] == ["https://a.example/1", "https://a.example/2"]
         assert registry.connectors.get("static-list") is StaticList
@@ -45,6 +50,7 @@ def test_a_class_registered_at_run_time_is_a_valid_kind_with_its_own_options():
         }
     finally:
         registry.connectors.unregister("static-list")
+        registry.connectors.unregister("clock")
     with pytest.raises(ValueError, match="unknown connector kind 'static-list'; known kinds: 'jsonfeed', 'replay', 'rss', 'sitemap'"):
         SourceConfig(name="x", kind="static-list", items=["https://a.example/1"])
 
