@@ -88,7 +88,7 @@ def write_config(root: Path, bootstrap: str, feed_urls: list[str]) -> Path:
 
 
 def run_pipeline(config: Path, expected: int, timeout: float) -> dict:
-    settings = load_settings(config, environ={})
+    settings = load_settings(config)
     runtime = Runtime.from_settings(settings, config)
     engine = make_engine(settings.database_url)
     stop = threading.Event()

@@ -391,7 +391,7 @@ def stage_once(args, database_url: str, workers: int) -> dict:
     with tempfile.TemporaryDirectory() as scratch:
         root = Path(scratch)
         config = write_config(root, args.bootstrap, database_url, run, None, [])
-        settings = load_settings(config, environ={})
+        settings = load_settings(config)
         topics = Topics(settings.kafka.topic_prefix)
         transport = make_transport(settings)
         backlog = [  # made before the processors start, so making it takes no CPU from them
