@@ -180,7 +180,7 @@ def fill_state(engine: sa.Engine, count: int) -> None:
 
     def story_rows():
         for number in range(count):
-            yield (f"{number:032x}", 1, json.dumps(hashes[number % len(hashes)]), template, now, now)
+            yield (f"{number:032x}", 1, json.dumps(hashes[number % len(hashes)]), template, now, now, "[]", now, now, None, None)
 
     def band_rows():
         for number in range(count):
