@@ -30,8 +30,7 @@ from pipeline.core.db import UTCDateTime, insert_missing
 from pipeline.core.dead_letters import DeadLetters
 from pipeline.core.errors import SinkError
 from pipeline.core.messages import Alert, utc_now
-from pipeline.core.migrations import upgrade_database
-from pipeline.core.sink import BatchingSink
+from pipeline.core.sink import BatchingSink, prepare_database
 from pipeline.core.subscriptions import Subscription, SubscriptionsWatcher
 from pipeline.core.topology import Topics
 from pipeline.core.transport.base import Producer
@@ -96,10 +95,7 @@ class OutboxSink(BatchingSink):
         self.courier = Courier(self)
 
     def setup(self) -> None:
-        try:
-            upgrade_database(self.engine)
-        except sa.exc.SQLAlchemyError as exc:
-            raise SinkError(f"{self.name}: cannot prepare the database: {exc}") from exc
+        prepare_database(self.name, self.engine)
         self.courier.start()
 
     def subscribed(self) -> list[Subscription]:

@@ -34,8 +34,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from pipeline.core.errors import SinkError
 from pipeline.core.files import replace_file
 from pipeline.core.messages import SECTOR_LABELS, Alert, utc_now
-from pipeline.core.migrations import upgrade_database
-from pipeline.core.sink import BatchingSink, SinkContext
+from pipeline.core.sink import BatchingSink, SinkContext, prepare_database
 from pipeline.core.subscriptions import Subscription, SubscriptionsWatcher, subscriptions_path
 from sinks.alerts import newest_alerts
 from sinks.rendering import story_html, story_text
@@ -84,10 +83,7 @@ class SubscriptionFeedsSink(BatchingSink):
         return cls(context.engine(), options, SubscriptionsWatcher(path, context.settings, vocabulary=context.vocabulary))
 
     def setup(self) -> None:
-        try:
-            upgrade_database(self.engine)
-        except SQLAlchemyError as exc:
-            raise SinkError(f"{self.name}: cannot prepare the database: {exc.__class__.__name__}: {exc}") from exc
+        prepare_database(self.name, self.engine)
         self.render()
 
     def write(self, batch: Sequence[Alert]) -> None:

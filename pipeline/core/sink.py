@@ -208,10 +208,7 @@ class SqlSink(BatchingSink):
         self.engine = engine
 
     def setup(self) -> None:
-        try:
-            upgrade_database(self.engine)
-        except SQLAlchemyError as exc:
-            raise SinkError(f"{self.name}: cannot prepare the database: {exc.__class__.__name__}: {exc}") from exc
+        prepare_database(self.name, self.engine)
 
     @abstractmethod
     def row(self, message: Message) -> dict:
@@ -234,3 +231,12 @@ class SqlSink(BatchingSink):
 
     def close(self) -> None:
         self.engine.dispose()
+
+
+def prepare_database(sink: str, engine: Engine) -> None:
+    """Bring the database a sink writes or reads to the newest revision; a database that
+    cannot be reached or migrated is the sink being down (:class:`SinkError`)."""
+    try:
+        upgrade_database(engine)
+    except SQLAlchemyError as exc:
+        raise SinkError(f"{sink}: cannot prepare the database: {exc.__class__.__name__}: {exc}") from exc
