@@ -17,7 +17,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 from collections import Counter
@@ -34,7 +33,7 @@ from pipeline.core.topology import Topics
 from sinks.webhooks import sign
 from tests.support.corpus import synthetic_articles
 from tests.support.databases import postgres_schema_url
-from tests.support.deployment import query, read_topic
+from tests.support.deployment import AMUR, query, read_topic
 from tests.support.local_site import LocalSite, delayed
 from tests.support.ports import free_port
 from tests.support.webhook_receiver import WebhookReceiver
@@ -42,7 +41,6 @@ from tests.support.webhook_receiver import WebhookReceiver
 REPO = Path(__file__).resolve().parents[2]
 KAFKA_DEV = REPO / "scripts" / "kafka-dev"
 POSTGRES_DEV = REPO / "scripts" / "postgres-dev"
-AMUR = [sys.executable, "-c", "from pipeline.app.cli import app; app()"]
 
 RESOURCES = REPO / "tests" / "resources"
 GENERAL_NEWS = 26

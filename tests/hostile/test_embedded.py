@@ -11,7 +11,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from tests.support.dashboard import AMUR
+from tests.support.deployment import AMUR
 
 
 def _deployment(tmp_path: Path) -> Path:

@@ -12,7 +12,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Sequence
@@ -29,7 +28,7 @@ from pipeline.core.topology import Topics, roles
 from pipeline.core.transport import make_transport
 from tests.support.contracts import assert_matches_schema
 from tests.support.databases import postgres_schema_url
-from tests.support.deployment import query, read_topic
+from tests.support.deployment import AMUR, query, read_topic
 from tests.support.local_site import LocalSite, delayed
 from tests.support.ports import free_port
 from tests.support.smtp import SmtpServer
@@ -38,7 +37,6 @@ from tests.support.webhook_receiver import WebhookReceiver
 pytestmark = pytest.mark.slow
 
 RESOURCES = Path(__file__).resolve().parents[1] / "resources" / "e2e"
-AMUR = [sys.executable, "-c", "from pipeline.app.cli import app; app()"]
 STORIES = {"amur-heilongjiang-freight.html", "primorye-jilin-tourism.html"}
 UNRELATED = "salmon-prices.html"
 

@@ -15,11 +15,11 @@ import pytest
 import sqlalchemy as sa
 
 from pipeline.core.transport.embedded import EmbeddedTransport
+from tests.support.deployment import AMUR
 
 pytestmark = pytest.mark.slow
 
 PLUGIN = Path(__file__).resolve().parents[1] / "resources" / "outside_plugin"
-AMUR = [sys.executable, "-c", "from pipeline.app.cli import app; app()"]
 BRIDGE = (
     "Amur Oblast and Heilongjiang Province signed an agreement on Monday to open a second road bridge between "
     "Blagoveshchensk and Heihe. The governor of Amur Oblast and the vice-governor of Heilongjiang agreed that "

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import httpx
 
+from tests.support.deployment import AMUR
 from tests.support.local_site import LocalSite
 from tests.support.ports import free_port
 
@@ -33,7 +34,6 @@ PAGES = {
     "khabarovsk-harbin-campus.html": RESOURCES / "web",
     "amur-heilongjiang-power.html": RESOURCES / "web",
 }
-AMUR = [sys.executable, "-c", "from pipeline.app.cli import app; app()"]
 CHROMIUM = os.environ.get("AMUR_CHROMIUM", "/usr/bin/chromium")
 CHROMEDRIVER = os.environ.get("AMUR_CHROMEDRIVER", "/usr/bin/chromedriver")
 

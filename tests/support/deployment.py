@@ -3,6 +3,7 @@ rows and the records on its topics, through the deployment's own configuration f
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 
@@ -10,6 +11,9 @@ import sqlalchemy as sa
 
 from pipeline.core.settings import load_settings
 from pipeline.core.transport import make_transport
+
+# The amur command as this interpreter runs it, whatever is on PATH.
+AMUR = [sys.executable, "-c", "from pipeline.app.cli import app; app()"]
 
 
 def query(database_url: str, sql: str) -> list:

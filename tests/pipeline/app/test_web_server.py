@@ -10,7 +10,8 @@ import time
 import httpx
 import pytest
 
-from tests.support.dashboard import AMUR, PAGES, RESOURCES
+from tests.support.dashboard import PAGES, RESOURCES
+from tests.support.deployment import AMUR
 from tests.support.local_site import LocalSite
 from tests.support.ports import free_port
 
