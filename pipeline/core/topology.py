@@ -108,14 +108,6 @@ def roles(stages: tuple[StageSpec, ...] | None = None) -> tuple[str, ...]:
     return (CONNECTORS_ROLE, *(spec.role for spec in flow_order(stages)))
 
 
-def stage_for(role: str, stages: tuple[StageSpec, ...] | None = None) -> StageSpec:
-    """The declaration of a role's stage; ``KeyError`` for connectors or an unknown role."""
-    for spec in stage_specs() if stages is None else stages:
-        if spec.role == role:
-            return spec
-    raise KeyError(role)
-
-
 @dataclass(frozen=True)
 class Topics:
     """Topic names under one prefix (``kafka.topic_prefix``): ``topics.articles`` is ``amur.articles``.
