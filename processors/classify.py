@@ -30,7 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 from pipeline.core.errors import ConfigError, ConfigProblem
 from pipeline.core.messages import SECTORS, Classification, Country, Figure, Level
 from pipeline.core.settings import problems_from, read_yaml
-from processors.datelines import report_opening
+from processors.datelines import dateline_span, report_opening
 from processors.gazetteer import PLACE_KINDS, Gazetteer, Mention
 from processors.phrases import PhraseHit, PhraseIndex, Tokens, phrase_key, tokenize
 from processors.venues import is_venue
@@ -82,6 +82,7 @@ class ContextConfig(_Strict):
     municipal_words: list[str]
     company_words: list[str]
     border_crossings: list[str]
+    figures_of_speech: list[str]
 
 
 class ActsConfig(_Strict):
@@ -293,7 +294,9 @@ class RulesClassifier:
         for unit in headline:
             unit.in_title = True
         priced = {figure.sentence for figure in figures if figure.kind == "money"}
-        units = headline + self._sentences(body, sentences)
+        # The dateline says where and by whom the report was filed ("俄罗斯卫星通讯社北京6月6日电":
+        # Sputnik is the "satellite" agency): the fields named there are not the cooperation's.
+        units = headline + self._sentences(body, sentences, unread=dateline_span(body.text, title.text))
         for unit in units:
             unit.states_sum = unit.text in priced
         pairs = [unit for unit in units if unit.is_pair] + self._neighbour_pairs(units)
@@ -301,7 +304,8 @@ class RulesClassifier:
             unit.score = self._score(unit)
         return self._decide(units, pairs)
 
-    def _sentences(self, passage: Passage, spans: Sequence[tuple[int, int]]) -> list[_Sentence]:
+    def _sentences(self, passage: Passage, spans: Sequence[tuple[int, int]], unread: tuple[int, int] = (0, 0)) -> list[_Sentence]:
+        """The sentences of ``passage`` at ``spans``; no field is read in the ``unread`` span."""
         cues, context, sectors, acts = (index.find(passage.tokens) for index in (self._cues, self._context, self._sectors, self._acts))
         mentions = list(passage.mentions)
         # A country named inside a multilateral body's or programme's name ("the China-Mongolia-
@@ -310,7 +314,11 @@ class RulesClassifier:
         mentions = [m for m in mentions if not multilateral.holds(m.start, m.end)]
         # A name is not a topic: the Export-Import Bank of China lends, it does not trade.
         names = _Spans((m.start, m.end) for m in mentions if m.kind in ("company", "institution"))
-        sectors = [hit for hit in sectors if not names.holds(hit.start, hit.start + 1)]
+        figures = _Spans((hit.start, hit.end) for hit in context if hit.value == "figures_of_speech")
+        sectors = [
+            hit for hit in sectors
+            if not names.holds(hit.start, hit.start + 1) and not figures.holds(hit.start, hit.start + 1) and not unread[0] <= hit.start < unread[1]
+        ]
         units = []
         for start, end in spans:
             text = passage.text[start:end].strip()

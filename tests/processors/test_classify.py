@@ -115,6 +115,31 @@ def test_a_field_named_in_passing_beside_the_main_one_is_no_sector(analyzer):
     assert result.is_cooperation and result.sectors == ["energy"], result.sectors
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize(("title", "text"), [
+    ("", "Amur Oblast and Heilongjiang agreed to hold joint youth festivals and theatre tours every summer. "
+         "The governor called the festivals a bridge of friendship between the two regions."),
+    ("", "Амурская область и провинция Хэйлунцзян договорились проводить совместные молодёжные фестивали и гастроли театров. "
+         "Губернатор назвал фестивали мостом дружбы между регионами."),
+    ("", "黑龙江省与俄罗斯阿穆尔州签署协议,每年夏天共同举办青年文化节和剧团巡演。省长表示,文化节架起了两地友谊的桥梁。"),
+])
+def test_a_bridge_of_friendship_is_no_transport(analyzer, title, text):
+    result = analyzer.analyze_text(text, title=title).classification
+    assert result.is_cooperation and "culture_humanitarian" in result.sectors, result.sectors
+    assert "transport_logistics" not in result.sectors, result.sectors
+
+
+@pytest.mark.slow
+def test_a_field_in_the_agency_s_name_of_a_dateline_is_no_sector(analyzer):
+    """Sputnik's Chinese name is "the satellite news agency"; the deal is about timber."""
+    result = analyzer.analyze_text(
+        "俄罗斯卫星通讯社哈尔滨3月2日电 黑龙江省与俄罗斯哈巴罗夫斯克边疆区签署协议,共同建设木材加工园区,扩大木材和林产品合作。",
+        title="黑龙江与哈巴罗夫斯克边疆区签署木材合作协议",
+    ).classification
+    assert result.is_cooperation and "forestry_timber" in result.sectors, result.sectors
+    assert "science_space" not in result.sectors, result.sectors
+
+
 def test_important_is_no_import(classify_text):
     result = classify_text(
         "Amur Oblast and Heilongjiang signed an agreement on a new grain terminal in Blagoveshchensk. "
