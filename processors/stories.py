@@ -66,9 +66,9 @@ import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
-from datasketch import MinHash
 from sqlalchemy import Engine
 
 from pipeline.core.db import UTCDateTime, advisory_lock, insert_missing, make_engine, metadata
@@ -84,6 +84,9 @@ from processors.gist import gist
 from processors.languages import HAN_RANGES
 from processors.lead import lead
 from processors.venues import is_venue, names_city_body
+
+if TYPE_CHECKING:
+    from datasketch import MinHash
 
 __all__ = ["EventFacts", "Placement", "StoryIndex", "StoryStage", "alert_for", "entity_overlap", "event_facts", "event_similarity", "regions_of", "signature"]
 
@@ -180,8 +183,18 @@ def shingles(text: str) -> set[str]:
     return {" ".join(units[index:index + SHINGLE]) for index in range(len(units) - SHINGLE + 1)}
 
 
+def minhash_of(hashvalues: Sequence[int] | None = None) -> MinHash:
+    """An empty signature, or the stored one of ``hashvalues``."""
+    # Imported here: every role reads the stages' specs from their classes, and the connectors
+    # and the sinks need not load the story index's numerics (datasketch brings numpy and
+    # scipy, some 50 MB a process).
+    from datasketch import MinHash
+
+    return MinHash(num_perm=NUM_PERM, hashvalues=hashvalues, scheme=MINHASH_SCHEME)
+
+
 def signature(text: str) -> MinHash:
-    minhash = MinHash(num_perm=NUM_PERM, scheme=MINHASH_SCHEME)
+    minhash = minhash_of()
     minhash.update_batch([shingle.encode("utf-8") for shingle in shingles(text)])
     return minhash
 
@@ -530,7 +543,7 @@ class StoryIndex:
         article_acts = result.classification.acts
         matched = []
         for candidate in candidates:
-            stored = MinHash(num_perm=NUM_PERM, hashvalues=candidate["signature"], scheme=MINHASH_SCHEME)
+            stored = minhash_of(candidate["signature"])
             text = minhash.jaccard(stored)
             title = max(
                 title_similarity(result.article.title, outlet["title"]) for outlet in candidate["alert"]["outlets"]

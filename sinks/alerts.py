@@ -21,13 +21,14 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from sqlalchemy import JSON, Column, Connection, Float, Index, Integer, String, Table, Text, select, text
+from sqlalchemy import JSON, Column, ColumnElement, Connection, Float, Index, Integer, String, Table, Text, and_, exists, or_, select, text
 from sqlalchemy.exc import SQLAlchemyError
 
 from pipeline.core.db import UTCDateTime, insert_missing, metadata
 from pipeline.core.errors import MessageRejected, SinkError
 from pipeline.core.messages import Alert, utc_now
 from pipeline.core.sink import NoOptions, SinkContext, SqlSink
+from pipeline.core.subscriptions import Filters
 
 alerts = Table(
     "alerts",
@@ -211,8 +212,43 @@ class AlertsSink(SqlSink):
             connection.execute(alerts.delete().where(alerts.c.id.in_(ids)))
 
 
-def newest_alerts(connection, limit: int) -> Sequence:
-    """The ``limit`` alert rows written last, newest first (first writes: updates keep their place)."""
-    return connection.execute(
-        select(alerts).order_by(alerts.c.written_at.desc(), alerts.c.id).limit(limit)
-    ).mappings().all()
+def tagged(kind: str, values: Sequence[str], story_id: ColumnElement = alerts.c.id) -> ColumnElement[bool]:
+    """The story ``story_id`` has a tag of ``kind`` with one of ``values``."""
+    # Correlated, so each candidate story costs one probe of the tags' primary key.
+    return exists().where(alert_tags.c.story_id == story_id, alert_tags.c.kind == kind, alert_tags.c.value.in_(list(values)))
+
+
+def filter_conditions(filters: Filters, story_id: ColumnElement = alerts.c.id) -> list[ColumnElement[bool]]:
+    """The WHERE clauses that select the stories passing ``filters``, but for their keywords and
+    excluded sources, which only :meth:`Filters.match` checks; ``alerts`` must be in the query
+    when a level, a score or a language is filtered."""
+    where = [tagged(kind, values, story_id) for kind, values in (
+        ("region", filters.regions), ("pair", [f"{russian}:{chinese}" for russian, chinese in filters.pairs]),
+        ("sector", filters.sectors), ("source", filters.sources)) if values]
+    if filters.levels:
+        where.append(alerts.c.level.in_(filters.levels))
+    if filters.min_score is not None:
+        where.append(alerts.c.score >= filters.min_score)
+    if filters.languages:
+        where.append(alerts.c.language.in_(filters.languages))
+    return where
+
+
+def newest_matching(connection: Connection, filters: Filters, limit: int, page: int = 200) -> list[Alert]:
+    """The ``limit`` stories passing ``filters`` written first most recently, newest first (an
+    update keeps a story's place). SQL selects by the tags and columns; the keywords and
+    excluded sources are checked on each row, a page at a time, until ``limit`` pass."""
+    found: list[Alert] = []
+    after: tuple | None = None
+    where = filter_conditions(filters)
+    while len(found) < limit:
+        query = select(alerts).where(*where).order_by(alerts.c.written_at.desc(), alerts.c.id).limit(page)
+        if after is not None:
+            written_at, story_id = after
+            query = query.where(or_(alerts.c.written_at < written_at, and_(alerts.c.written_at == written_at, alerts.c.id > story_id)))
+        rows = connection.execute(query).mappings().all()
+        found += [story for story in map(Alert.model_validate, map(dict, rows)) if filters.match(story)]
+        if len(rows) < page:
+            break
+        after = (rows[-1]["written_at"], rows[-1]["id"])
+    return found[:limit]

@@ -14,6 +14,9 @@ under ``sinks:``, which flushes first), so they survive restarts and every feed 
 story as the store has it; the ``all`` subscription's feed holds every story. A batch
 rewrites only the files of the subscriptions one of its stories matches (and of any
 subscription added or edited since its files were written): the others are as they were.
+A feed reads only its own stories from the store, selected by their tags (regions, pairs,
+sectors, sources) and columns, however many other stories were written since
+(:func:`sinks.alerts.newest_matching`).
 The subscriptions file is read again when it changes (:class:`SubscriptionsWatcher`); an
 invalid edit is logged with its file, key and fix, and the feeds go on with the
 subscriptions they had.
@@ -36,13 +39,12 @@ from pipeline.core.files import replace_file
 from pipeline.core.messages import SECTOR_LABELS, Alert, utc_now
 from pipeline.core.sink import BatchingSink, SinkContext, prepare_database
 from pipeline.core.subscriptions import Subscription, SubscriptionsWatcher, subscriptions_path
-from sinks.alerts import newest_alerts
+from sinks.alerts import newest_matching
 from sinks.rendering import story_html, story_text
 
 __all__ = ["FeedsOptions", "SubscriptionFeedsSink", "atom_feed", "json_feed", "json_feed_bytes"]
 
 JSON_FEED_VERSION = "https://jsonfeed.org/version/1.1"
-STORIES_CONSIDERED = 2_000  # newest stories a feed is chosen from
 FEED_FILE_MODE = 0o644
 _NOT_XML = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff\ud800-\udfff]")
 
@@ -100,20 +102,20 @@ class SubscriptionFeedsSink(BatchingSink):
         ]
         if not subscriptions:
             return
+        directory = Path(self.options.directory)
         try:
             with self.engine.connect() as connection:
-                rows = newest_alerts(connection, STORIES_CONSIDERED)
+                chosen = {subscription.name: newest_matching(connection, subscription.filters, self.options.max_entries)
+                          for subscription in subscriptions}
         except SQLAlchemyError as exc:
             raise SinkError(f"{self.name}: cannot read the stored alerts: {exc.__class__.__name__}: {exc}") from exc
-        stories = [Alert.model_validate(dict(row)) for row in rows]
-        directory = Path(self.options.directory)
         for subscription in subscriptions:
-            chosen = [story for story in stories if subscription.match(story)][: self.options.max_entries]
+            stories = chosen[subscription.name]
             for channel in subscription.channels:
                 if channel.type == "atom":
-                    write_atomically(directory / f"{subscription.name}.atom", atom_feed(subscription, chosen, self.options))
+                    write_atomically(directory / f"{subscription.name}.atom", atom_feed(subscription, stories, self.options))
                 elif channel.type == "jsonfeed":
-                    write_atomically(directory / f"{subscription.name}.json", json_feed_bytes(subscription, chosen, self.options))
+                    write_atomically(directory / f"{subscription.name}.json", json_feed_bytes(subscription, stories, self.options))
             self._rendered[subscription.name] = subscription
 
 

@@ -16,9 +16,7 @@ from pipeline.core.errors import ConfigError, ConfigProblem
 from pipeline.core.messages import Alert
 from pipeline.core.settings import AmurSettings
 from pipeline.core.subscriptions import Subscription, load_subscriptions, subscriptions_path
-from sinks.alerts import alerts, newest_alerts
-
-RECENT_STORIES = 500
+from sinks.alerts import alerts, newest_matching
 
 
 def configured(settings: AmurSettings, config_path: Path) -> list[Subscription]:
@@ -60,11 +58,9 @@ def matching_stories(settings: AmurSettings, config_path: Path, name: str, limit
         with engine.connect() as connection:
             if not sa.inspect(connection).has_table(alerts.name):
                 return []
-            rows = newest_alerts(connection, RECENT_STORIES)
+            return newest_matching(connection, subscriptions[name].filters, limit)
     finally:
         engine.dispose()
-    stories = (Alert.model_validate(dict(row)) for row in rows)
-    return [story for story in stories if subscriptions[name].match(story)][:limit]
 
 
 def format_stories(stories: list[Alert]) -> str:

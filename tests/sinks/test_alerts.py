@@ -11,13 +11,13 @@ from pipeline.core.db import make_engine
 from pipeline.core.messages import Outlet, encode
 from pipeline.core.settings import AmurSettings, SinkConfig, sink_problems
 from pipeline.core.stages import SinkStage
-from pipeline.core.subscriptions import SubscriptionsWatcher
+from pipeline.core.subscriptions import Filters, SubscriptionsWatcher
 from pipeline.core.topology import Topics
 from pipeline.core.transport.embedded import EmbeddedTransport
 from processors.stories import alert_for
-from sinks.alerts import AlertsSink, alert_tags, alert_versions, alerts
+from sinks.alerts import AlertsSink, alert_tags, alert_versions, alerts, newest_matching
 from sinks.subscription_feeds import FeedsOptions, SubscriptionFeedsSink
-from tests.support.messages import make_article, make_classified
+from tests.support.messages import make_article, make_classified, make_story
 from tests.support.stages import stage_context
 
 TOPICS = Topics("t.")
@@ -101,3 +101,25 @@ def test_the_feeds_must_come_after_the_store_they_render_from(tmp_path):
     [problem] = sink_problems(tmp_path / "amur.yaml", settings)
     assert problem.key == "sinks.0" and "reads what the alerts sink writes" in problem.message
     assert problem.hint == "list '- type: alerts' before it under 'sinks:'"
+
+
+def test_a_subscription_s_newest_stories_are_selected_by_their_tags_and_then_by_their_words(database_url):
+    """Stories of other regions written since do not crowd a region's out, and the keywords and
+    excluded sources, which no index knows, are checked page by page until enough pass."""
+    store, engine = make_store(database_url)
+    stories = [
+        make_story(f"https://news.example/{n}", regions=["RU-AMU", "CN-HL"] if n % 3 == 0 else ["RU-PRI", "CN-JL"],
+                   sectors=["energy"], level="interregional", score=0.8, language="en",
+                   sources=["tass"] if n % 2 else ["xinhua"], title=f"Story {n}: power line" if n % 6 == 0 else f"Story {n}")
+        for n in range(30)
+    ]
+    for story in stories:  # one batch each: the written order is the list's
+        store.add(story)
+        assert store.flush() == []
+
+    wanted = Filters(regions=["CN-HL"], keywords=["power line"], exclude_sources=["tass"])
+    with engine.connect() as connection:
+        found = newest_matching(connection, wanted, limit=3, page=2)
+        everything = newest_matching(connection, Filters(), limit=100, page=7)
+    assert [story.url for story in found] == ["https://news.example/24", "https://news.example/18", "https://news.example/12"]
+    assert [story.url for story in everything] == [story.url for story in reversed(stories)]

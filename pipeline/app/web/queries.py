@@ -15,7 +15,7 @@ from __future__ import annotations
 import base64
 import binascii
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Annotated
@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pipeline.core.messages import Alert, Level, Sector
 from pipeline.core.settings import SourceName
 from pipeline.core.subscriptions import Filters, Region, Subscription, Vocabulary
-from sinks.alerts import alert_tags, alert_versions, alerts, story_redirects
+from sinks.alerts import alert_tags, alert_versions, alerts, filter_conditions, story_redirects
 from sinks.records import articles
 
 __all__ = [
@@ -96,14 +96,7 @@ class StoryFilter(BaseModel):
         """The WHERE clauses that select exactly the filtered stories, over rows whose story id
         and date are ``story_id`` and ``story_at`` (the ``alerts`` table's, or a tag's); with
         :meth:`needs_story_row`, ``alerts`` must be joined in too."""
-        where = [_tagged(kind, values, story_id) for kind, values in (
-            ("region", self.region), ("pair", self.pair), ("sector", self.sector), ("source", self.source)) if values]
-        if self.level:
-            where.append(alerts.c.level.in_(self.level))
-        if self.min_score is not None:
-            where.append(alerts.c.score >= self.min_score)
-        if self.language:
-            where.append(alerts.c.language.in_(self.language))
+        where = filter_conditions(self.as_filters(), story_id)
         if self.since:
             where.append(story_at >= _day_start(self.since))
         if self.until:
@@ -145,13 +138,6 @@ class StoryFilter(BaseModel):
                 pairs.append((name, item.isoformat() if isinstance(item, date) else str(item)))
         return pairs
 
-
-
-def _tagged(kind: str, values: Sequence[str], story_id: sa.ColumnElement) -> sa.ColumnElement[bool]:
-    # Correlated, so each candidate story costs one probe of the tags' primary key.
-    return sa.exists().where(
-        alert_tags.c.story_id == story_id, alert_tags.c.kind == kind, alert_tags.c.value.in_(list(values)),
-    )
 
 
 def _day_start(day: date) -> datetime:
