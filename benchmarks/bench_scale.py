@@ -44,6 +44,7 @@ import argparse
 import json
 import os
 import random
+import re
 import signal
 import statistics
 import subprocess
@@ -52,6 +53,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -204,6 +206,8 @@ class Role:
     process: subprocess.Popen
     samples: list[tuple[float, float]] = field(default_factory=list)  # (wall clock, CPU seconds)
     peak_rss_mb: float = 0.0
+    profiler: subprocess.Popen | None = None
+    profile: Path | None = None
 
     def sample(self) -> None:
         try:
@@ -223,11 +227,46 @@ class Role:
         return at(end) - at(start)
 
 
-def start_role(role: str, config: Path, log: Path) -> Role:
-    """``amur run ROLE`` as a process of its own, its output to ``log``; no AMUR_ variable of ours leaks in."""
+def start_role(role: str, config: Path, log: Path, profile: Path | None = None) -> Role:
+    """``amur run ROLE`` as a process of its own, its output to ``log``; no AMUR_ variable of ours
+    leaks in. With ``profile``, py-spy samples it (every thread, 100 times a second, busy ones
+    only) into that file as collapsed stacks."""
     env = {key: value for key, value in os.environ.items() if not key.startswith("AMUR_")}
     process = subprocess.Popen([*AMUR, "run", role, "--config", str(config)], env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
-    return Role(role, process)
+    if profile is None:
+        return Role(role, process)
+    profiler = subprocess.Popen(
+        [str(Path(sys.executable).with_name("py-spy")), "record", "--pid", str(process.pid), "--rate", "100", "--format", "raw",
+         "--output", str(profile), "--nonblocking"],
+        stdout=subprocess.DEVNULL, stderr=log.with_suffix(".py-spy.log").open("wb"),
+    )
+    return Role(role, process, profiler=profiler, profile=profile)
+
+
+_LINE = re.compile(r":\d+\)$")
+
+
+def profile_summary(role: str, path: Path, top: int = 12) -> list[str]:
+    """The functions ``role`` spent its busy samples in, by share: inclusive (anywhere on the
+    stack) and self (on top of it), from py-spy's collapsed stacks."""
+    inclusive: Counter = Counter()
+    own: Counter = Counter()
+    total = 0
+    for line in path.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        frames = [_LINE.sub(")", frame) for frame in stack.split(";")]  # one entry per function, not per line
+        if not frames or not count.isdigit():
+            continue
+        samples = int(count)
+        total += samples
+        for frame in set(frames):
+            inclusive[frame] += samples
+        own[frames[-1]] += samples
+    if not total:
+        return [f"  {role}: no samples"]
+    lines = [f"  {role}: {total} busy samples; self% incl% function (file)"]
+    lines += [f"    {own[frame] / total:5.1%} {inclusive[frame] / total:5.1%}  {frame[:150]}" for frame, _ in own.most_common(top)]
+    return lines
 
 
 class Sampler(threading.Thread):
@@ -344,7 +383,11 @@ def run_once(args, engine: sa.Engine, database_url: str, workers: int) -> dict:
             for feed in feeds
         })
         plan = [role for role in roles() for _ in range(workers if role == "processors" else 1)]
-        started = [start_role(role, config, args.logs / f"{run}-{role}-{number}.log") for number, role in enumerate(plan)]
+        started = [
+            start_role(role, config, args.logs / f"{run}-{role}-{number}.log",
+                       args.profile / f"{run}-{role}-{number}.txt" if args.profile else None)
+            for number, role in enumerate(plan)
+        ]
         watch = FeedWatch(root / "feeds" / "all.json")
         watch.start()
         sampler = Sampler(started)
@@ -374,6 +417,12 @@ def run_once(args, engine: sa.Engine, database_url: str, workers: int) -> dict:
                     role.process.wait(timeout=20)
                 except subprocess.TimeoutExpired:
                     role.process.kill()
+                if role.profiler is not None:
+                    role.profiler.wait(timeout=60)
+        if args.profile:
+            print(f"where each role's CPU went (py-spy, {workers} processor(s)):")
+            for role in started:
+                print("\n".join(profile_summary(role.name, role.profile)))
         every = recorded(engine, run)
         stories = alerted(engine, run)
     return summarise(burst, steady, every, stories, watch.first_seen, started, burst_done, workers)
@@ -606,7 +655,11 @@ def main() -> None:
     parser.add_argument("--workers", default="1,2", help="processor processes to try, comma-separated")
     parser.add_argument("--timeout", type=float, default=180)
     parser.add_argument("--logs", type=Path, help="where each role process writes its log (default: a new temporary directory)")
+    parser.add_argument("--profile", type=Path, help="sample each role with py-spy into this directory and print where its CPU went "
+                        "(py-spy is not a dependency: pip install py-spy; sampling costs some CPU itself)")
     args = parser.parse_args()
+    if args.profile:
+        args.profile.mkdir(parents=True, exist_ok=True)
     args.logs = args.logs or Path(tempfile.mkdtemp(prefix="amur-bench-"))
     args.logs.mkdir(parents=True, exist_ok=True)
     print(f"role logs in {args.logs}")

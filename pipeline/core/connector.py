@@ -8,12 +8,15 @@ producer, the schedule and the loop.
 
 The contract, step by step, for one poll of one connector:
 
-1. ``result = connector.poll(emit)`` fetches what is new since the last commit and hands each
-   article to ``emit`` as soon as it has it; ``emit`` produces it to the ``articles`` topic
-   (key = article id) and returns only once the producer has **flushed** it, and only then
-   does the connector record that article as emitted, so the first alert does not wait for
-   the last page of a poll. ``emit`` is the one way an article reaches the topic, and the
-   connector the one writer of what is seen.
+1. ``result = connector.poll(emit)`` fetches what is new since the last commit and hands its
+   articles to ``emit`` a few at a time, as soon as it has them: ``emit(articles)`` produces
+   them to the ``articles`` topic (key = article id) and returns only once the producer has
+   **flushed** them, and only then does the connector record those articles as emitted.
+   :class:`PollingConnector` hands over at most :data:`EMIT_BATCH` articles at once, and an
+   article waits at most :data:`EMIT_WAIT_SECONDS` for others: one flush and one write of
+   the seen store serve them all, and the first alert does not wait for the last page of a
+   poll. ``emit`` is the one way an article reaches the topic, and the connector the one
+   writer of what is seen.
 2. The runtime sends the failures the connector ``gave_up`` on to the dead-letter topic and
    **flushes** the producer; a flush that raises ends this round here.
 3. **Only then** the runtime calls ``connector.commit()``, which records what the poll dealt
@@ -50,8 +53,9 @@ Example — the runtime loop for one connector::
 
     connector = registry.connectors.get(source.kind).from_source(source, context)
 
-    def emit(article):
-        producer.produce(topics.articles, *encode(article))
+    def emit(articles):
+        for article in articles:
+            producer.produce(topics.articles, *encode(article))
         producer.flush()
 
     connector.start()
@@ -78,8 +82,11 @@ from __future__ import annotations
 import logging
 import random
 import threading
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, ClassVar, TypeVar
@@ -118,7 +125,11 @@ def plausible_publication(moment: datetime | None, now: datetime) -> datetime | 
 
 R = TypeVar("R")
 T = TypeVar("T")
-Emit = Callable[[Article], None]
+# Produces the articles and returns once they are flushed to the topic (see the module docstring).
+Emit = Callable[[Sequence[Article]], None]
+# Articles handed to ``emit`` at once, and the longest one waits for others before it goes.
+EMIT_BATCH = 16
+EMIT_WAIT_SECONDS = 0.5
 
 
 @dataclass(frozen=True)
@@ -410,38 +421,40 @@ class PollingConnector(Connector):
         articles: dict[str, Article] = {}
         item_urls: dict[str, str] = {}
         failures: list[ItemFailure] = []
-        for key, item in todo[:limit]:
-            if self._cancelled.is_set():
-                log.info("poll cut short by shutdown: source=%s; the rest comes next time", self.name)
-                complete = False
-                break
-            page_error = None
-            try:
-                article = self.fetch_article(item)
-            except SourceError as exc:
+        batch = _EmitBatch(self, emit)
+        # Pages are fetched on a thread of their own, so that the articles already fetched go
+        # out on time while a slow page is awaited; the poll's thread alone produces and flushes.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"fetch-{self.name}") as fetching:
+            for key, item in todo[:limit]:
                 if self._cancelled.is_set():
+                    log.info("poll cut short by shutdown: source=%s; the rest comes next time", self.name)
                     complete = False
                     break
-                gave_up = self.state.record_item_failure(
-                    self.name, key, item.url, str(exc), permanent=not exc.retryable, max_attempts=self.max_item_attempts,
-                )
-                complete = complete and gave_up
-                failures.append(ItemFailure(item.url, exc, gave_up=gave_up))
-                log.warning("item failed: source=%s url=%s gave_up=%s reason=%s", self.name, item.url, gave_up, exc.reason)
-                fallback = self.article_without_page(item, exc) if gave_up else None
-                if fallback is None:
+                page_error = None
+                try:
+                    article = batch.sending_while(fetching.submit(self.fetch_article, item))
+                except SourceError as exc:
+                    if self._cancelled.is_set():
+                        complete = False
+                        break
+                    gave_up = self.state.record_item_failure(
+                        self.name, key, item.url, str(exc), permanent=not exc.retryable, max_attempts=self.max_item_attempts,
+                    )
+                    complete = complete and gave_up
+                    failures.append(ItemFailure(item.url, exc, gave_up=gave_up))
+                    log.warning("item failed: source=%s url=%s gave_up=%s reason=%s", self.name, item.url, gave_up, exc.reason)
+                    fallback = self.article_without_page(item, exc) if gave_up else None
+                    if fallback is None:
+                        continue
+                    article, page_error = fallback, exc.reason
+                if article.id != key and (article.id in articles or not self.state.unseen(self.name, [article.id])):
+                    log.info("item is an article already emitted: source=%s url=%s article=%s", self.name, item.url, article.url)
+                    item_urls[key] = item.url
                     continue
-                article, page_error = fallback, exc.reason
-            if article.id != key and (article.id in articles or not self.state.unseen(self.name, [article.id])):
-                log.info("item is an article already emitted: source=%s url=%s article=%s", self.name, item.url, article.url)
-                item_urls[key] = item.url
-                continue
-            articles[article.id] = article
-            if emit is None:  # a dry run: nothing is recorded
-                continue
-            emit(article)  # returns once the article is flushed to the topic
-            failpoint("connectors.before_commit")
-            self.state.mark_emitted(self.name, [(key, item.url), (article.id, article.url)], page_error=page_error)
+                articles[article.id] = article
+                if emit is not None:  # else a dry run: nothing is recorded
+                    batch.add(article, [(key, item.url), (article.id, article.url)], page_error)
+        batch.send()  # what was fetched before a shutdown cut the poll short is kept too
         return list(articles.values()), failures, item_urls, complete
 
     def article_without_page(self, item: Item, error: SourceError) -> Article | None:
@@ -470,6 +483,45 @@ class PollingConnector(Connector):
             "source failed: source=%s url=%s failures=%d retry_in=%.0fs reason=%s",
             self.name, self.url, failures, self.next_poll_in, exc.reason,
         )
+
+
+class _EmitBatch:
+    """A poll's articles on their way to ``emit``, recorded as emitted once flushed: they go
+    :data:`EMIT_BATCH` at a time, when the first has waited :data:`EMIT_WAIT_SECONDS`, and at
+    the poll's end."""
+
+    def __init__(self, connector: PollingConnector, emit: Emit | None):
+        self.connector = connector
+        self.emit = emit
+        self.articles: list[Article] = []
+        self.marks: dict[str | None, list[tuple[str, str]]] = {}  # (id, url) to record, by page error
+        self.since = 0.0
+
+    def sending_while(self, fetch: Future[Article]) -> Article:
+        """The fetched article (or the fetch's error), sending what has waited long enough meanwhile."""
+        while True:
+            wait = max(0.0, self.since + EMIT_WAIT_SECONDS - time.monotonic()) if self.articles else None
+            try:
+                return fetch.result(timeout=wait)
+            except FutureTimeout:
+                self.send()
+
+    def add(self, article: Article, marks: list[tuple[str, str]], page_error: str | None) -> None:
+        if not self.articles:
+            self.since = time.monotonic()
+        self.articles.append(article)
+        self.marks.setdefault(page_error, []).extend(marks)
+        if len(self.articles) >= EMIT_BATCH:
+            self.send()
+
+    def send(self) -> None:
+        if not self.articles or self.emit is None:
+            return
+        self.emit(self.articles)  # returns once the articles are flushed to the topic
+        failpoint("connectors.before_commit")
+        for page_error, marks in self.marks.items():
+            self.connector.state.mark_emitted(self.connector.name, marks, page_error=page_error)
+        self.articles, self.marks = [], {}
 
 
 def newest_first(items: Sequence[T], moment: Callable[[T], datetime | None]) -> list[T]:

@@ -1,7 +1,8 @@
 """The connectors role: poll every source on its own schedule and emit new articles, at least once.
 
-For each poll: each article is produced and flushed as soon as the connector has it (its
-``emit``, the one way to the topic), and only then recorded as emitted by the connector;
+For each poll: the articles are produced and flushed as soon as the connector hands them
+over, a few at a time (its ``emit``, the one way to the topic), and only then recorded as
+emitted by the connector;
 item failures it gave up on become dead letters; at the end of the poll the connector
 commits (the feed's validators, once everything is emitted). Continuous mode
 schedules one APScheduler job per source that reschedules itself after the interval the
@@ -131,10 +132,11 @@ class ConnectorRunner:
             connector = self._connectors[name]
         summary = PollSummary(name)
 
-        def emit(article: Article) -> None:
-            self.producer.produce(self.topics.articles, *encode(article))
+        def emit(articles: Sequence[Article]) -> None:
+            for article in articles:
+                self.producer.produce(self.topics.articles, *encode(article))
             self.producer.flush()
-            summary.emitted += 1
+            summary.emitted += len(articles)
 
         try:
             result = connector.poll(emit)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from pipeline.core.messages import Alert, Article, Classification, Classified, Entity, Outlet, article_id
@@ -76,6 +77,6 @@ def backdate_emissions(store, source: str, moments) -> None:
             )
 
 
-def discard(article: Article) -> None:
-    """An ``emit`` that sends the article nowhere: for a connector under test, it counts as
-    produced and flushed, so the connector records it as emitted."""
+def discard(articles: Sequence[Article]) -> None:
+    """An ``emit`` that sends the articles nowhere: for a connector under test, they count as
+    produced and flushed, so the connector records them as emitted."""

@@ -13,7 +13,7 @@ import pytest
 
 from pipeline.app.roles import make_connector_factory
 from pipeline.core import registry
-from pipeline.core.connector import ConnectorContext, Item, Listing, PollingConnector
+from pipeline.core.connector import EMIT_BATCH, ConnectorContext, Item, Listing, PollingConnector
 from pipeline.core.db import make_engine
 from pipeline.core.errors import FetchError
 from pipeline.core.messages import Article, DeadLetter, article_id, decode, utc_now
@@ -102,6 +102,28 @@ def test_the_per_poll_cap_holds_the_validators_back_until_every_item_is_done(mem
     assert (first.emitted, second.emitted, third.emitted) == (2, 1, 0)  # newest first: c, b, then a
     assert [article.title for article in topic_values(log, TOPICS.articles, Article)] == ["c", "b", "a"]
     runner.stop()
+
+
+def test_a_burst_is_flushed_and_recorded_a_batch_at_a_time_each_batch_once_flushed(memory_kind, tmp_path):
+    """One flush and one write of the seen store serve up to EMIT_BATCH articles; what a batch
+    holds is recorded as emitted only after its emit returned."""
+    names = [f"n{n:02}" for n in range(EMIT_BATCH + 4)]
+    LISTINGS["mem"] = Listing(items(*names))
+    state = StateStore(make_engine(f"sqlite:///{tmp_path / 'state.sqlite'}"))
+    state.setup()
+    connector = MemoryConnector(SourceConfig(name="mem", kind="memory", url="https://memory.example/"), state)
+    handed: list[list[str]] = []
+
+    def emit(articles):
+        recorded = state.item_statuses("mem")
+        assert all(recorded.get(article.id) != "emitted" for article in articles)  # not before its flush
+        handed.append([article.title for article in articles])
+
+    result = connector.poll(emit)
+
+    assert [len(batch) for batch in handed] == [EMIT_BATCH, 4]
+    assert sorted(title for batch in handed for title in batch) == names == sorted(article.title for article in result.articles)
+    assert set(state.item_statuses("mem").values()) == {"emitted"}
 
 
 def adaptive_connector(tmp_path, name: str, **intervals) -> MemoryConnector:
