@@ -85,7 +85,8 @@ class Courier:
                     log.info("sink=%s reads the outbox again", self.channel.name)
                     wait = self.channel.options.poll_seconds
 
-    def _deliver_due(self) -> None:
+    def _deliver_due(self) -> int:
+        """Send what is due, one delivery at a time per subscription; how many were due."""
         table = self.channel.table
         now = utc_now()
         unclaimed = sa.or_(table.c.claimed_until.is_(None), table.c.claimed_until < now)
@@ -104,6 +105,7 @@ class Courier:
             else:  # another sinks worker has it
                 with self._lock:
                     self._in_flight.discard(row["subscription"])
+        return len(due)
 
     def _claim(self, delivery_id: str) -> bool:
         """Take the delivery for this worker for a lease longer than one send can last."""
@@ -163,18 +165,26 @@ class Courier:
         self.channel.producer.flush()  # this thread's dead letter only: flush vouches for its caller's records
 
     def stop(self) -> None:
-        """Stop, after one last round of the deliveries due now (``amur run --once`` delivers
-        too). What is still in flight after :data:`SHUTDOWN_GRACE_SECONDS` is cut short and
-        stays pending for the next run, so a slow endpoint cannot hold a shutdown."""
+        """Stop, once the deliveries due now are done (``amur run --once`` delivers too), one at
+        a time per subscription as ever. What is still due or in flight after
+        :data:`SHUTDOWN_GRACE_SECONDS` is cut short and stays pending for the next run, so a
+        slow endpoint cannot hold a shutdown."""
         self._stop.set()
+        grace_ends = time.monotonic() + SHUTDOWN_GRACE_SECONDS
         if self._worker is not None:
             self._worker.join(timeout=10)
-            try:
-                self.channel.prepare_due()
-                self._deliver_due()
-            except Exception:  # noqa: BLE001 - the outbox keeps them for the next run
-                log.exception("sink=%s could not read the outbox while stopping", self.channel.name)
-        grace_ends = time.monotonic() + SHUTDOWN_GRACE_SECONDS
+            # A subscription's deliveries go one after another: a single round would send only
+            # the first of each and leave the rest for a next run that a cron job may not make.
+            while time.monotonic() < grace_ends:
+                try:
+                    self.channel.prepare_due()
+                    due = self._deliver_due()
+                except Exception:  # noqa: BLE001 - the outbox keeps them for the next run
+                    log.exception("sink=%s could not read the outbox while stopping", self.channel.name)
+                    break
+                if not due and not self._in_flight:
+                    break
+                time.sleep(0.05)
         while self._in_flight and time.monotonic() < grace_ends:
             time.sleep(0.05)
         self.channel.cut_short()

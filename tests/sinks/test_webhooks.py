@@ -84,6 +84,19 @@ def test_updates_are_delivered_when_the_subscription_asks(database_url, tmp_path
     assert events == [("story.created", 1), ("story.updated", 2)]
 
 
+def test_a_stopping_sink_sends_every_delivery_due_one_after_another(database_url, tmp_path):
+    """``amur run --once``: the outbox is never looked at in the background (a minute between
+    looks), yet closing the sink sends each of the subscription's five versions, in turn."""
+    with WebhookReceiver() as receiver:
+        once = FAST.model_copy(update={"poll_seconds": 60})
+        sink = webhooks(database_url, subscriptions_file(tmp_path, receiver.url, updates=True), embedded_log(tmp_path), options=once)
+        for version in range(1, 6):
+            sink.add(STORY.model_copy(update={"version": version}))
+        assert sink.flush() == []
+        sink.close()
+        assert [json.loads(request.body)["data"]["version"] for request in receiver.accepted] == [1, 2, 3, 4, 5]
+
+
 def test_a_dead_endpoint_parks_the_delivery_on_the_dlq_while_the_feeds_update(database_url, tmp_path):
     log = embedded_log(tmp_path)
     producer = log.producer()
