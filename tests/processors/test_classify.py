@@ -140,6 +140,19 @@ def test_a_field_in_the_agency_s_name_of_a_dateline_is_no_sector(analyzer):
     assert "science_space" not in result.sectors, result.sectors
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize(("title", "text"), [
+    ("Rosneft to supply more oil to Heilongjiang", "Rosneft signed an agreement with Heilongjiang to supply the province with "
+     "two million tonnes of oil a year. The oil will be delivered by rail through Zabaikalsk and sold to refineries in Daqing."),
+    ("Роснефть увеличит поставки нефти в Хэйлунцзян", "Роснефть и провинция Хэйлунцзян подписали соглашение: компания будет "
+     "поставлять провинции два миллиона тонн нефти в год. Нефть пойдёт по железной дороге на продажу нефтеперерабатывающим заводам."),
+    ("俄油向黑龙江增供石油", "俄罗斯石油公司与黑龙江省签署协议,每年向黑龙江增供原油两百万吨,原油经铁路运抵大庆并销售给炼油厂。"),
+])
+def test_a_sale_of_oil_between_the_parties_is_trade_as_well_as_energy(analyzer, title, text):
+    result = analyzer.analyze_text(text, title=title).classification
+    assert result.is_cooperation and {"energy", "trade"} <= set(result.sectors), result.sectors
+
+
 def test_important_is_no_import(classify_text):
     result = classify_text(
         "Amur Oblast and Heilongjiang signed an agreement on a new grain terminal in Blagoveshchensk. "
