@@ -153,6 +153,17 @@ def test_a_sale_of_oil_between_the_parties_is_trade_as_well_as_energy(analyzer, 
     assert result.is_cooperation and {"energy", "trade"} <= set(result.sectors), result.sectors
 
 
+@pytest.mark.slow
+def test_days_of_a_province_with_business_meetings_are_culture_and_trade(analyzer):
+    """A region's "days" abroad are a festival; business meetings between the regions are trade."""
+    result = analyzer.analyze_text(
+        "В Благовещенске открылись Дни провинции Хэйлунцзян. Губернатор Амурской области и губернатор провинции "
+        "Хэйлунцзян отметили, что деловые встречи предпринимателей двух регионов помогают сотрудничеству.",
+        title="В Амурской области открылись Дни провинции Хэйлунцзян",
+    ).classification
+    assert result.is_cooperation and {"culture_humanitarian", "trade"} <= set(result.sectors), result.sectors
+
+
 def test_important_is_no_import(classify_text):
     result = classify_text(
         "Amur Oblast and Heilongjiang signed an agreement on a new grain terminal in Blagoveshchensk. "
