@@ -164,27 +164,31 @@ class Courier:
         )
         self.channel.producer.flush()  # this thread's dead letter only: flush vouches for its caller's records
 
+    def _deliver_due_until(self, deadline: float) -> None:
+        # A subscription's deliveries go one after another: a single round would send only the
+        # first of each and leave the rest for a next run that a cron job may not make.
+        while time.monotonic() < deadline:
+            try:
+                self.channel.prepare_due()
+                due = self._deliver_due()
+            except Exception:  # noqa: BLE001 - the outbox keeps them for the next run
+                log.exception("sink=%s could not read the outbox while stopping", self.channel.name)
+                return
+            if not due and not self._in_flight:
+                return
+            time.sleep(0.05)
+
     def stop(self) -> None:
         """Stop, once the deliveries due now are done (``amur run --once`` delivers too), one at
         a time per subscription as ever. What is still due or in flight after
         :data:`SHUTDOWN_GRACE_SECONDS` is cut short and stays pending for the next run, so a
         slow endpoint cannot hold a shutdown."""
         self._stop.set()
-        grace_ends = time.monotonic() + SHUTDOWN_GRACE_SECONDS
         if self._worker is not None:
             self._worker.join(timeout=10)
-            # A subscription's deliveries go one after another: a single round would send only
-            # the first of each and leave the rest for a next run that a cron job may not make.
-            while time.monotonic() < grace_ends:
-                try:
-                    self.channel.prepare_due()
-                    due = self._deliver_due()
-                except Exception:  # noqa: BLE001 - the outbox keeps them for the next run
-                    log.exception("sink=%s could not read the outbox while stopping", self.channel.name)
-                    break
-                if not due and not self._in_flight:
-                    break
-                time.sleep(0.05)
+        grace_ends = time.monotonic() + SHUTDOWN_GRACE_SECONDS  # from the background loop's end
+        if self._worker is not None:
+            self._deliver_due_until(grace_ends)
         while self._in_flight and time.monotonic() < grace_ends:
             time.sleep(0.05)
         self.channel.cut_short()
