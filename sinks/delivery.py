@@ -17,7 +17,7 @@ import logging
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
@@ -85,14 +85,14 @@ class Courier:
                     log.info("sink=%s reads the outbox again", self.channel.name)
                     wait = self.channel.options.poll_seconds
 
-    def _deliver_due(self) -> int:
-        """Send what is due, one delivery at a time per subscription; how many were due."""
+    def _deliver_due(self, due_by: datetime | None = None) -> int:
+        """Send the deliveries due by ``due_by`` (now), one at a time per subscription; how many were due."""
         table = self.channel.table
         now = utc_now()
         unclaimed = sa.or_(table.c.claimed_until.is_(None), table.c.claimed_until < now)
         with self.channel.engine.connect() as connection:
             due = connection.execute(
-                sa.select(table).where(table.c.status == PENDING, table.c.next_attempt_at <= now, unclaimed)
+                sa.select(table).where(table.c.status == PENDING, table.c.next_attempt_at <= (due_by or now), unclaimed)
                 .order_by(table.c.next_attempt_at).limit(200)
             ).mappings().all()
         for row in due:
@@ -164,13 +164,14 @@ class Courier:
         )
         self.channel.producer.flush()  # this thread's dead letter only: flush vouches for its caller's records
 
-    def _deliver_due_until(self, deadline: float) -> None:
+    def _deliver_due_until(self, due_by: datetime, deadline: float) -> None:
         # A subscription's deliveries go one after another: a single round would send only the
-        # first of each and leave the rest for a next run that a cron job may not make.
+        # first of each and leave the rest for a next run that a cron job may not make. Only
+        # what was due when the stop began: one failing now waits for its retry in the next run.
         while time.monotonic() < deadline:
             try:
                 self.channel.prepare_due()
-                due = self._deliver_due()
+                due = self._deliver_due(due_by)
             except Exception:  # noqa: BLE001 - the outbox keeps them for the next run
                 log.exception("sink=%s could not read the outbox while stopping", self.channel.name)
                 return
@@ -183,12 +184,13 @@ class Courier:
         a time per subscription as ever. What is still due or in flight after
         :data:`SHUTDOWN_GRACE_SECONDS` is cut short and stays pending for the next run, so a
         slow endpoint cannot hold a shutdown."""
+        due_by = utc_now()
         self._stop.set()
         if self._worker is not None:
             self._worker.join(timeout=10)
         grace_ends = time.monotonic() + SHUTDOWN_GRACE_SECONDS  # from the background loop's end
         if self._worker is not None:
-            self._deliver_due_until(grace_ends)
+            self._deliver_due_until(due_by, grace_ends)
         while self._in_flight and time.monotonic() < grace_ends:
             time.sleep(0.05)
         self.channel.cut_short()

@@ -174,9 +174,14 @@ def dry_run(
     context = ConnectorContext(settings, scratch)
     source = sources[name]
     progress(f"polling {name}: {redact(source.location)} (at least {settings.fetch.per_host_delay_seconds:g} s between pages of one host)")
+
+    def show(articles) -> None:
+        for article in articles:
+            progress(f"  extracted: {article.title}")
+
     try:
         # The scratch state takes what the poll marks emitted as it goes: nothing is kept.
-        result = make_connector_factory(context)(source).poll(lambda article: progress(f"  extracted: {article.title}"))
+        result = make_connector_factory(context)(source).poll(show)
     finally:
         context.close()
     verdicts = {}
