@@ -212,6 +212,9 @@ class AlertsSink(SqlSink):
             connection.execute(alerts.delete().where(alerts.c.id.in_(ids)))
 
 
+MATCHING_PAGE = 200  # rows read at a time when words or excluded sources are checked on each
+
+
 def tagged(kind: str, values: Sequence[str], story_id: ColumnElement = alerts.c.id) -> ColumnElement[bool]:
     """The story ``story_id`` has a tag of ``kind`` with one of ``values``."""
     # Correlated, so each candidate story costs one probe of the tags' primary key.
@@ -234,13 +237,15 @@ def filter_conditions(filters: Filters, story_id: ColumnElement = alerts.c.id) -
     return where
 
 
-def newest_matching(connection: Connection, filters: Filters, limit: int, page: int = 200) -> list[Alert]:
+def newest_matching(connection: Connection, filters: Filters, limit: int, page: int | None = None) -> list[Alert]:
     """The ``limit`` stories passing ``filters`` written first most recently, newest first (an
     update keeps a story's place). SQL selects by the tags and columns; the keywords and
-    excluded sources are checked on each row, a page at a time, until ``limit`` pass."""
+    excluded sources are checked on each row, ``page`` rows at a time (``limit`` when SQL
+    decides alone), until ``limit`` pass."""
     found: list[Alert] = []
     after: tuple | None = None
     where = filter_conditions(filters)
+    page = page or (limit if not (filters.keywords or filters.exclude_sources) else max(limit, MATCHING_PAGE))
     while len(found) < limit:
         query = select(alerts).where(*where).order_by(alerts.c.written_at.desc(), alerts.c.id).limit(page)
         if after is not None:

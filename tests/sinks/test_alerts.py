@@ -121,5 +121,7 @@ def test_a_subscription_s_newest_stories_are_selected_by_their_tags_and_then_by_
     with engine.connect() as connection:
         found = newest_matching(connection, wanted, limit=3, page=2)
         everything = newest_matching(connection, Filters(), limit=100, page=7)
+        heilongjiang = newest_matching(connection, Filters(regions=["CN-HL"]), limit=4)  # SQL alone: one page of 4
     assert [story.url for story in found] == ["https://news.example/24", "https://news.example/18", "https://news.example/12"]
     assert [story.url for story in everything] == [story.url for story in reversed(stories)]
+    assert [story.url for story in heilongjiang] == [f"https://news.example/{n}" for n in (27, 24, 21, 18)]
