@@ -76,9 +76,9 @@ from processors.stories import NUM_PERM, StoryIndex, bands, signature, stories, 
 from sinks.alerts import alerts
 from sinks.records import articles
 from tests.support.corpus import synthetic_articles
+from tests.support.deployment import AMUR
 from tests.support.local_site import LocalSite
 
-AMUR = [sys.executable, "-c", "from pipeline.app.cli import app; app()"]
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 POLL_SECONDS = 30  # the least poll interval a source may have
 WARMUP_SECONDS = 20  # processes start, load their models and join their groups before the first poll
@@ -255,7 +255,7 @@ def profile_summary(role: str, path: Path, top: int = 12) -> list[str]:
     for line in path.read_text().splitlines():
         stack, _, count = line.rpartition(" ")
         frames = [_LINE.sub(")", frame) for frame in stack.split(";")]  # one entry per function, not per line
-        if not frames or not count.isdigit():
+        if not count.isdigit():
             continue
         samples = int(count)
         total += samples

@@ -18,7 +18,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 from datetime import UTC, datetime
@@ -27,9 +26,9 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
+from tests.support.deployment import AMUR
 from tests.support.local_site import LocalSite
 
-AMUR = [sys.executable, "-c", "from pipeline.app.cli import app; app()"]
 CONFIG = Path(__file__).resolve().parents[1] / "config"
 
 
