@@ -231,8 +231,8 @@ class _Sentence:
 _SIDE_TIERS = ("company", "region", "city", "national")
 # Gaps that tie a country name to a generic word: "Russian regions", "China's provinces",
 # "Russian and Chinese companies" (after the name); "regions of the Russian Federation",
-# "northeast China" (before it).
-_GAP_AFTER = re.compile(r"(?:['’]s)?\s+(?:and\s+\w+\s+)?", re.IGNORECASE)
+# "northeast China" (before it). Chinese writes no space: "中国企业".
+_GAP_AFTER = re.compile(r"(?:['’]s)?\s*(?:and\s+\w+\s+)?", re.IGNORECASE)
 _GAP_BEFORE = re.compile(r"\s+of\s+(?:the\s+)?|[\s-]+", re.IGNORECASE)
 # A wire's slug left at a sentence's start once the splitter cut the dateline off: "/TASS/.", "/ТАСС/."
 
@@ -437,6 +437,10 @@ class RulesClassifier:
         # A sentence stating a sum says what a deal is worth and in what field ("the Chinese
         # side invests 2.6 billion yuan"): its fields count, though named once.
         chosen |= {s for u in units if u.states_sum for s in u.sector_hits}
+        # A company of one side building with or on the other's side ("a Chinese corporation
+        # will build a logistics complex in the Jewish Autonomous Region") invests there.
+        if any(unit.act_hits["construction"] and _company_builds_abroad(unit) for unit in evidence):
+            chosen.add("investment")
         return sorted(chosen, key=lambda s: (-weights[s], SECTORS.index(s)))
 
 
@@ -486,6 +490,13 @@ def _within(hits: list, start: int, end: int) -> list:
     """The hits (sorted by offset) that start inside [start, end)."""
     starts = [hit.start for hit in hits]
     return hits[bisect_left(starts, start) : bisect_left(starts, end)]
+
+
+def _company_builds_abroad(unit: _Sentence) -> bool:
+    """A company on one side, and on the other a place or a government but no company (two
+    companies building together are a joint project, invested in or not)."""
+    companies = {country: any(party.tier == "company" for party in unit.side(country)) for country in ("RU", "CN")}
+    return companies["RU"] != companies["CN"]
 
 
 def _generic_tier(mention: Mention, context: list[PhraseHit[str]], text: str) -> str | None:

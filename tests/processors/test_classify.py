@@ -164,6 +164,27 @@ def test_days_of_a_province_with_business_meetings_are_culture_and_trade(analyze
     assert result.is_cooperation and {"culture_humanitarian", "trade"} <= set(result.sectors), result.sectors
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize(("title", "text"), [
+    ("A Chinese company will build a grain terminal in Primorye", "A Chinese company signed an agreement with the "
+     "government of Primorsky Krai to build a grain terminal in the port of Nakhodka. The terminal will handle grain bound for Dalian."),
+    ("Китайская компания построит зерновой терминал в Приморье", "Китайская компания подписала соглашение с правительством "
+     "Приморского края и построит зерновой терминал в порту Находка. Через терминал пойдёт зерно в Далянь."),
+    ("中国企业将在滨海边疆区建设粮食码头", "一家中国企业与俄罗斯滨海边疆区政府签署协议,将在纳霍德卡港建设粮食码头,经码头运往大连的粮食将增加。"),
+])
+def test_a_company_of_one_side_building_on_the_other_invests_there(analyzer, title, text):
+    result = analyzer.analyze_text(text, title=title).classification
+    assert result.is_cooperation and "investment" in result.sectors, result.sectors
+
+
+def test_two_regions_building_a_bridge_invest_in_nothing_said(classify_text):
+    """Governments building their halves of a crossing are not a company's investment."""
+    result = classify_text(
+        "Amur Oblast and Heilongjiang agreed to build a road bridge between Blagoveshchensk and Heihe. "
+        "Construction of the bridge will start next spring.")
+    assert result.is_cooperation and "investment" not in result.sectors, result.sectors
+
+
 def test_important_is_no_import(classify_text):
     result = classify_text(
         "Amur Oblast and Heilongjiang signed an agreement on a new grain terminal in Blagoveshchensk. "
