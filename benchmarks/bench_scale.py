@@ -644,7 +644,7 @@ def report(size: int, result: dict) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--database-url", required=True, help="PostgreSQL; each size gets a schema of its own, dropped after")
+    parser.add_argument("--database-url", required=True, help="PostgreSQL; each run gets a schema of its own, dropped after")
     parser.add_argument("--bootstrap", default="127.0.0.1:9092")
     parser.add_argument("--articles", type=int, default=600, help="articles in each burst")
     parser.add_argument("--backlog", type=int, default=5000, help="articles the processing stage alone reads")
@@ -687,26 +687,27 @@ def main() -> None:
     print("size = seen URLs = open stories; rates in articles/s; latencies p50 p99 in s to the subscription's feed")
     print(f"{'size':>9} {'proc':>4} {'e2e/s':>7} {'clsf/s':>7} {'burst emit→':>13} | {'steady emit→':>13} {'feed→':>13} recorded")
     for size in (int(value) for value in args.sizes.split(",") if value):
-        schema = f"bench_{uuid.uuid4().hex[:10]}"
-        with admin.begin() as connection:
-            connection.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
-        separator = "&" if "?" in args.database_url else "?"
-        url = f"{args.database_url}{separator}options=-csearch_path%3D{schema}"
-        engine = make_engine(url)
-        try:
-            StateStore(engine).setup()
-            StoryIndex(engine, StorySettings(), gazetteer).setup()
-            filling = time.perf_counter()
-            fill_state(engine, size)
-            print(f"# {size:,} seen URLs and stories filled in {time.perf_counter() - filling:.0f} s", flush=True)
-            for workers in counts:
-                result = run_once(args, engine, url, workers)
-                report(size, result)
-                sys.stdout.flush()
-        finally:
-            engine.dispose()
+        # A schema for each run: the stories of one run must not be open when the next one's
+        # reports of the same templates arrive, or they would join them instead of opening their own.
+        for workers in counts:
+            schema = f"bench_{uuid.uuid4().hex[:10]}"
             with admin.begin() as connection:
-                connection.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+                connection.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+            separator = "&" if "?" in args.database_url else "?"
+            url = f"{args.database_url}{separator}options=-csearch_path%3D{schema}"
+            engine = make_engine(url)
+            try:
+                StateStore(engine).setup()
+                StoryIndex(engine, StorySettings(), gazetteer).setup()
+                filling = time.perf_counter()
+                fill_state(engine, size)
+                print(f"# {size:,} seen URLs and stories filled in {time.perf_counter() - filling:.0f} s", flush=True)
+                report(size, run_once(args, engine, url, workers))
+                sys.stdout.flush()
+            finally:
+                engine.dispose()
+                with admin.begin() as connection:
+                    connection.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
     admin.dispose()
 
 

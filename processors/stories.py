@@ -71,7 +71,7 @@ from typing import TYPE_CHECKING
 import sqlalchemy as sa
 from sqlalchemy import Engine
 
-from pipeline.core.db import UTCDateTime, advisory_lock, insert_missing, make_engine, metadata
+from pipeline.core.db import UTCDateTime, advisory_locks, insert_missing, make_engine, metadata
 from pipeline.core.errors import MessageError, SinkError
 from pipeline.core.messages import Alert, Classified, Entity, Figure, Outlet, decode, encode, utc_now
 from pipeline.core.migrations import upgrade_database
@@ -403,6 +403,7 @@ class StoryIndex:
 
     def setup(self) -> None:
         upgrade_database(self.engine)
+        minhash_of()  # the numerics load now, not while the first story's article waits
 
     def add(self, results: Sequence[Classified]) -> list[Placement]:
         """Put each article in its story; returns where each went, in order."""
@@ -415,8 +416,7 @@ class StoryIndex:
                     _lock_key(entity_id, number)
                     for _, _, facts, moment in prepared for entity_id in facts.entities for number in _buckets_around(moment, window)
                 }
-                for key in sorted(keys):
-                    advisory_lock(connection, key)
+                advisory_locks(connection, keys)
             else:  # SQLite: take the write lock before reading, not at the first write
                 connection.exec_driver_sql("BEGIN IMMEDIATE")
             return [self._add_one(connection, *item) for item in prepared]

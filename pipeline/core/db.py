@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import sqlite3
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -140,9 +141,17 @@ def _insert(engine: Engine, table: Table):
     return (postgresql if engine.dialect.name == "postgresql" else sqlite).insert(table)
 
 
-def advisory_lock(connection: sa.Connection, key: int) -> None:
-    """Hold PostgreSQL's advisory lock ``key`` until the connection's transaction ends."""
-    connection.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
+def advisory_locks(connection: sa.Connection, keys: Iterable[int]) -> None:
+    """Hold PostgreSQL's advisory locks ``keys`` until the connection's transaction ends.
+
+    They are taken in ascending order (so two holders of overlapping sets cannot deadlock), in
+    one round trip: ``unnest`` yields the array's elements in order, and each row takes its lock.
+    """
+    ordered = sorted(set(keys))
+    if ordered:
+        connection.execute(
+            sa.text("SELECT count(pg_advisory_xact_lock(key)) FROM unnest(CAST(:keys AS bigint[])) AS key"), {"keys": ordered},
+        )
 
 
 class UTCDateTime(sa.types.TypeDecorator):

@@ -1,8 +1,9 @@
 """Synthetic news-length articles for benchmarks and the fault drills, written from templates in our own words.
 
 ``synthetic_articles(n, candidate_share)`` returns ``(title, text, is_candidate)`` triples: a
-share of Russia–China cooperation stories among general news that mentions neither country,
-each 350–600 words in paragraphs separated by newlines. Deterministic for a given seed.
+share of Russia–China cooperation stories (each about one Russian region and one Chinese
+province) among general news that mentions neither country, each 350–600 words in paragraphs
+separated by newlines. Deterministic for a given seed.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ RUSSIAN_REGIONS = ["Irkutsk Oblast", "the Amur Region", "Primorsky Krai", "Khaba
 CHINESE_PROVINCES = ["Heilongjiang", "Jilin", "Liaoning", "Inner Mongolia", "Shandong", "Zhejiang",
                      "Guangdong", "Jiangsu", "Sichuan", "Xinjiang"]
 COOPERATION = [
-    "The government of {ru} and the provincial government of {cn} signed {count} agreements on {sector} during a visit of a delegation to {city}.",
+    "The government of {ru} and the provincial government of {cn} signed {count} agreements on {sector} during a visit of a delegation to {cn}.",
     "Officials from {ru} said trade with partners in {cn} rose by {pct} percent last year, reaching {money} billion dollars.",
     "A joint venture between companies from {ru} and {cn} will build a {sector} plant worth {money} billion yuan.",
     "The two sides agreed to open a new freight route across the border and to settle payments in roubles and yuan.",
@@ -22,7 +23,6 @@ COOPERATION = [
     "Tour operators expect more Chinese visitors in {ru} after direct flights from {cn} resume in the spring.",
 ]
 SECTORS = ["timber processing", "agriculture", "energy", "logistics", "tourism", "education", "machinery"]
-CITIES = ["Harbin", "Changchun", "Beijing", "Shenyang", "Hunchun", "Heihe", "Manzhouli"]
 GENERAL = [
     "The city council approved a budget that raises spending on roads and public transport by {pct} percent.",
     "Local farmers reported a strong harvest after a mild summer, although prices for wheat remained low.",
@@ -45,22 +45,26 @@ FILLER = [
 ]
 
 
-def _fill(template: str, rng: random.Random) -> str:
+def _fill(template: str, rng: random.Random, parties: tuple[str, str]) -> str:
+    russian, chinese = parties
     return template.format(
-        ru=rng.choice(RUSSIAN_REGIONS), cn=rng.choice(CHINESE_PROVINCES), city=rng.choice(CITIES),
+        ru=russian, cn=chinese,
         sector=rng.choice(SECTORS), count=rng.randint(2, 12), pct=rng.randint(3, 40), money=rng.randint(1, 9),
     )
 
 
 def _article(rng: random.Random, candidate: bool) -> tuple[str, str, bool]:
+    # A story is about one pair of regions, as a real report is; a story naming every region
+    # would share its places with every other and make one event of them all.
+    parties = (rng.choice(RUSSIAN_REGIONS), rng.choice(CHINESE_PROVINCES))
     paragraphs = []
     for _ in range(rng.randint(7, 11)):
         pool = COOPERATION if candidate and rng.random() < 0.5 else GENERAL
-        sentences = [_fill(rng.choice(pool), rng) for _ in range(2)] + [rng.choice(FILLER) for _ in range(2)]
+        sentences = [_fill(rng.choice(pool), rng, parties) for _ in range(2)] + [rng.choice(FILLER) for _ in range(2)]
         rng.shuffle(sentences)
         paragraphs.append(" ".join(sentences))
     if candidate:
-        paragraphs[0] = _fill(COOPERATION[0], rng) + " " + paragraphs[0]
+        paragraphs[0] = _fill(COOPERATION[0], rng, parties) + " " + paragraphs[0]
     title = paragraphs[0].split(".")[0][:90]
     return title, "\n".join(paragraphs), candidate
 
