@@ -177,6 +177,14 @@ def test_a_company_of_one_side_building_on_the_other_invests_there(analyzer, tit
     assert result.is_cooperation and "investment" in result.sectors, result.sectors
 
 
+def test_two_companies_building_together_invest_in_nothing_said(classify_text):
+    """A company on each side is a joint project: invested in or not, the text must say so."""
+    result = classify_text(
+        "Gazprom and CNPC agreed to build a gas processing plant in Heilongjiang. "
+        "The plant will treat gas from eastern Siberia before it reaches customers in the province.")
+    assert result.is_cooperation and "investment" not in result.sectors, result.sectors
+
+
 def test_two_regions_building_a_bridge_invest_in_nothing_said(classify_text):
     """Governments building their halves of a crossing are not a company's investment."""
     result = classify_text(
