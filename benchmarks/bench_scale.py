@@ -76,6 +76,7 @@ from processors.stories import NUM_PERM, StoryIndex, bands, signature, stories, 
 from sinks.alerts import alerts
 from sinks.records import articles
 from tests.support.corpus import synthetic_articles
+from tests.support.databases import postgres_schema_url
 from tests.support.deployment import AMUR
 from tests.support.local_site import LocalSite
 
@@ -663,7 +664,6 @@ def main() -> None:
     args.logs = args.logs or Path(tempfile.mkdtemp(prefix="amur-bench-"))
     args.logs.mkdir(parents=True, exist_ok=True)
     print(f"role logs in {args.logs}")
-    admin = sa.create_engine(args.database_url)
     gazetteer = load_gazetteer(Path("config/gazetteer"))
     counts = [int(value) for value in args.workers.split(",")]
     print(f"processing stage alone, a backlog of {args.backlog} articles on the articles topic, "
@@ -690,25 +690,18 @@ def main() -> None:
         # A schema for each run: the stories of one run must not be open when the next one's
         # reports of the same templates arrive, or they would join them instead of opening their own.
         for workers in counts:
-            schema = f"bench_{uuid.uuid4().hex[:10]}"
-            with admin.begin() as connection:
-                connection.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
-            separator = "&" if "?" in args.database_url else "?"
-            url = f"{args.database_url}{separator}options=-csearch_path%3D{schema}"
-            engine = make_engine(url)
-            try:
-                StateStore(engine).setup()
-                StoryIndex(engine, StorySettings(), gazetteer).setup()
-                filling = time.perf_counter()
-                fill_state(engine, size)
-                print(f"# {size:,} seen URLs and stories filled in {time.perf_counter() - filling:.0f} s", flush=True)
-                report(size, run_once(args, engine, url, workers))
-                sys.stdout.flush()
-            finally:
-                engine.dispose()
-                with admin.begin() as connection:
-                    connection.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
-    admin.dispose()
+            with postgres_schema_url(args.database_url, prefix="bench") as url:
+                engine = make_engine(url)
+                try:
+                    StateStore(engine).setup()
+                    StoryIndex(engine, StorySettings(), gazetteer).setup()
+                    filling = time.perf_counter()
+                    fill_state(engine, size)
+                    print(f"# {size:,} seen URLs and stories filled in {time.perf_counter() - filling:.0f} s", flush=True)
+                    report(size, run_once(args, engine, url, workers))
+                    sys.stdout.flush()
+                finally:
+                    engine.dispose()
 
 
 if __name__ == "__main__":

@@ -439,7 +439,7 @@ class RulesClassifier:
         chosen |= {s for u in units if u.states_sum for s in u.sector_hits}
         # A company of one side building with or on the other's side ("a Chinese corporation
         # will build a logistics complex in the Jewish Autonomous Region") invests there.
-        if any(unit.act_hits["construction"] and _company_builds_abroad(unit) for unit in evidence):
+        if any(unit.act_hits["construction"] and _company_on_one_side_only(unit) for unit in evidence):
             chosen.add("investment")
         return sorted(chosen, key=lambda s: (-weights[s], SECTORS.index(s)))
 
@@ -492,7 +492,7 @@ def _within(hits: list, start: int, end: int) -> list:
     return hits[bisect_left(starts, start) : bisect_left(starts, end)]
 
 
-def _company_builds_abroad(unit: _Sentence) -> bool:
+def _company_on_one_side_only(unit: _Sentence) -> bool:
     """A company on one side, and on the other a place or a government but no company (two
     companies building together are a joint project, invested in or not)."""
     companies = {country: any(party.tier == "company" for party in unit.side(country)) for country in ("RU", "CN")}

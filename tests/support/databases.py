@@ -26,10 +26,11 @@ def _postgres_url() -> str:
 
 
 @contextmanager
-def postgres_schema_url() -> Iterator[str]:
-    """The URL of a fresh schema of the test server (dropped afterwards); other processes can use it."""
-    base = _postgres_url()
-    schema = f"test_{uuid.uuid4().hex[:12]}"
+def postgres_schema_url(base: str | None = None, prefix: str = "test") -> Iterator[str]:
+    """The URL of a fresh schema (dropped afterwards) of the server at ``base``, by default the
+    test server; other processes can use it."""
+    base = base or _postgres_url()
+    schema = f"{prefix}_{uuid.uuid4().hex[:12]}"
     admin = sa.create_engine(base)
     with admin.begin() as connection:
         connection.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
