@@ -56,7 +56,6 @@ HAN = re.compile(f"[{HAN_RANGES}]")
 _KANA = re.compile(r"[\u3040-\u30ff]")
 _HANGUL = re.compile(r"[\uac00-\ud7af]")
 _CYRILLIC = re.compile(r"[\u0400-\u04ff]")
-_LETTER = re.compile(r"[^\W\d_]")
 _SCRIPTS = {"ru": "cyrillic", "uk": "cyrillic", "be": "cyrillic", "kk": "cyrillic", "ky": "cyrillic", "mn": "cyrillic",
             "bg": "cyrillic", "sr": "cyrillic", "zh": "han", "ja": "han", "ko": "hangul"}  # fmt: skip
 SAMPLE_CHARS = 3_000  # enough text to tell; detection stays cheap on long articles
@@ -112,7 +111,7 @@ def detect_language(text: str, declared: str | None = None) -> str:
     """The language of ``text``: ``declared`` when the text is written in its script, else
     what the text itself says; :data:`DEFAULT_LANGUAGE` for a text with no letters."""
     sample = text[:SAMPLE_CHARS]
-    letters = len(_LETTER.findall(sample))
+    letters = _letters(sample)
     declared = primary_language(declared)
     if not letters:
         return declared or DEFAULT_LANGUAGE
@@ -125,6 +124,12 @@ def detect_language(text: str, declared: str | None = None) -> str:
         return "ko"
     language, _ = _identifier().classify(sample)
     return language
+
+
+def _letters(text: str) -> int:
+    # str.isalpha is what the pattern [^\W\d_] matches, bar numerals that are no digits (²,
+    # ½), at a quarter of its cost: counting a sample's letters was half of the cheap pass.
+    return sum(map(str.isalpha, text))
 
 
 def _script_of(sample: str, letters: int) -> str:
@@ -157,7 +162,7 @@ def name_forms(profiles: dict[str, LanguageProfile]) -> Callable[[str], set[str]
     }
 
     def forms(name: str) -> set[str]:
-        letters = len(_LETTER.findall(name))
+        letters = _letters(name)
         maker = by_script.get(_script_of(name, letters)) if letters else None
         return maker(name) if maker is not None else {name}
 
