@@ -20,9 +20,11 @@ cores, and the stage runs as fast as the connectors feed it.) The counts take tu
 a shared machine one pair can land in a noisy minute, and the median of the rounds says what
 a single pair cannot.
 
-Then, per size and processor count: articles/s end to end (first article fetched → last
-record written) and as classified inside the pipeline (first → last ``classified_at``);
-CPU-s per article and peak RSS of each role (from ``/proc``, over the burst); and latency
+Then, per size, the connectors' ``extract_processes`` (``--extract-processes``, "extr") and
+processor count: articles/s end to end (first article fetched → last record written) and as
+classified inside the pipeline (first → last ``classified_at``); CPU-s per article and peak
+RSS of each role, its child processes included (the connectors' extractors; from ``/proc``,
+over the burst; the RSS is the sum of each process's peak); and latency
 percentiles to the moment a story's article shows up in the default subscription's JSON Feed
 file (``feeds/all.json``, watched every 50 ms): from the article being fetched and emitted,
 and, at the steady rate, from its appearing in its source's feed, which includes the wait
@@ -41,6 +43,7 @@ machine; absolute figures do not. Asserts nothing (benchmarks are never tests)::
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import random
@@ -210,22 +213,48 @@ class Role:
     profiler: subprocess.Popen | None = None
     profile: Path | None = None
 
-    def sample(self) -> None:
-        try:
-            fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-            status = Path(f"/proc/{self.process.pid}/status").read_text()
-        except OSError:
+    def sample(self, processes: dict[int, tuple[int, list[str]]]) -> None:
+        """The CPU and peak RSS of the role's process with its descendants (the connectors'
+        extractor processes, say), from :func:`process_table`."""
+        members, frontier = set(), [self.process.pid]
+        while frontier:
+            pid = frontier.pop()
+            if pid in processes and pid not in members:
+                members.add(pid)
+                frontier.extend(child for child, (parent, _) in processes.items() if parent == pid)
+        if not members:
             return
-        self.samples.append((time.time(), (int(fields[11]) + int(fields[12])) / CLOCK_TICKS))
-        for line in status.splitlines():
-            if line.startswith("VmHWM:"):
-                self.peak_rss_mb = int(line.split()[1]) / 1024
+        # utime, stime and those of the children ended and waited for (/proc/PID/stat)
+        cpu = sum(int(value) for pid in members for value in processes[pid][1][11:15]) / CLOCK_TICKS
+        self.samples.append((time.time(), cpu))
+        self.peak_rss_mb = max(self.peak_rss_mb, sum(_peak_rss_mb(pid) for pid in members))
 
     def cpu_between(self, start: float, end: float) -> float:
         def at(moment: float) -> float:
             before = [cpu for stamp, cpu in self.samples if stamp <= moment]
             return before[-1] if before else self.samples[0][1]
         return at(end) - at(start)
+
+
+def process_table() -> dict[int, tuple[int, list[str]]]:
+    """pid → (parent pid, the fields of /proc/PID/stat after the command) of every process."""
+    table = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            table[int(entry.name)] = (int(fields[1]), fields)
+    return table
+
+
+def _peak_rss_mb(pid: int) -> float:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0.0
+    return next((int(line.split()[1]) / 1024 for line in status.splitlines() if line.startswith("VmHWM:")), 0.0)
 
 
 def start_role(role: str, config: Path, log: Path, profile: Path | None = None) -> Role:
@@ -280,8 +309,9 @@ class Sampler(threading.Thread):
 
     def run(self) -> None:
         while True:
+            processes = process_table()
             for role in self.roles:
-                role.sample()
+                role.sample(processes)
             if self.stopped.wait(0.25):
                 return
 
@@ -315,7 +345,9 @@ class FeedWatch(threading.Thread):
                     self.first_seen.setdefault(outlet["url"], now)
 
 
-def write_config(root: Path, bootstrap: str, database_url: str, run: str, site: LocalSite | None, feeds: list[str]) -> Path:
+def write_config(
+    root: Path, bootstrap: str, database_url: str, run: str, site: LocalSite | None, feeds: list[str], extract_processes: int | None = None,
+) -> Path:
     config = root / "amur.yaml"
     config.write_text(
         "transport: kafka\n"
@@ -325,7 +357,8 @@ def write_config(root: Path, bootstrap: str, database_url: str, run: str, site: 
         # in flight to it as the connectors' poll threads make to different hosts.
         "fetch:\n  per_host_delay_seconds: 0\n  max_connections_per_host: 8\n  allow_networks: [127.0.0.0/8]\n"
         "connectors:\n  poll_workers: 8\n"
-        f"sinks:\n  - type: records\n  - type: alerts\n  - type: feeds\n    directory: {root / 'feeds'}\n"
+        + (f"  extract_processes: {extract_processes}\n" if extract_processes is not None else "")
+        + f"sinks:\n  - type: records\n  - type: alerts\n  - type: feeds\n    directory: {root / 'feeds'}\n"
     )
     sources = "".join(
         f"  - name: {feed}\n    url: {site.url(f'/{run}/{feed}.xml')}\n    poll_interval_seconds: {POLL_SECONDS}\n"
@@ -365,7 +398,7 @@ def alerted(engine: sa.Engine, run: str) -> dict[str, tuple[datetime, datetime]]
         return {url: (made, stored) for url, made, stored in rows}
 
 
-def run_once(args, engine: sa.Engine, database_url: str, workers: int) -> dict:
+def run_once(args, engine: sa.Engine, database_url: str, workers: int, extract_processes: int | None) -> dict:
     run = f"s{uuid.uuid4().hex[:8]}"
     corpus = synthetic_articles(args.articles, 0.05, seed=hash(run) % 10_000)
     with LocalSite() as site, tempfile.TemporaryDirectory() as scratch:
@@ -374,7 +407,7 @@ def run_once(args, engine: sa.Engine, database_url: str, workers: int) -> dict:
         burst = stream.add(corpus, f"{run}-b", 0)
         feeds = [f"{run}-{phase}{number}" for phase in "bs" for number in range(FEEDS)]
         stream.serve_feeds(feeds)
-        config = write_config(root, args.bootstrap, database_url, run, site, feeds)
+        config = write_config(root, args.bootstrap, database_url, run, site, feeds, extract_processes)
         launch = time.time()
         first_burst_poll = launch + WARMUP_SECONDS
         for item in burst:
@@ -426,7 +459,7 @@ def run_once(args, engine: sa.Engine, database_url: str, workers: int) -> dict:
                 print("\n".join(profile_summary(role.name, role.profile)))
         every = recorded(engine, run)
         stories = alerted(engine, run)
-    return summarise(burst, steady, every, stories, watch.first_seen, started, burst_done, workers)
+    return summarise(burst, steady, every, stories, watch.first_seen, started, burst_done, workers) | {"extract_processes": extract_processes}
 
 
 def stage_once(args, database_url: str, workers: int) -> dict:
@@ -629,7 +662,8 @@ def report(size: int, result: dict) -> None:
         return f"{statistics.median(values):6.2f} {percentile(values, 0.99):6.2f}"
     cpu = " ".join(f"{name}={seconds * 1000:.1f}" for name, seconds in result["cpu_per_article"].items())
     rss = " ".join(f"{name}={mb:.0f}" for name, mb in result["peak_rss_mb"].items())
-    print(f"{size:>9,} {result['workers']:>4} {result['rate']:7.1f} {result['processing_rate']:7.1f} "
+    extract = "-" if result["extract_processes"] is None else result["extract_processes"]
+    print(f"{size:>9,} {extract:>4} {result['workers']:>4} {result['rate']:7.1f} {result['processing_rate']:7.1f} "
           f"{pct(result['burst_emit'])} | {pct(result['steady_emit'])} {pct(result['steady_feed'])} "
           f"{result['burst_recorded']}/{result['burst_articles']}+{result['steady_recorded']}/{result['steady_articles']}")
     hops = " ".join(
@@ -654,6 +688,7 @@ def main() -> None:
     parser.add_argument("--steady-seconds", type=float, default=60)
     parser.add_argument("--sizes", default="0,10000,100000,1000000", help="seen URLs and open stories, comma-separated; empty: the processing stage alone")
     parser.add_argument("--workers", default="1,2", help="processor processes to try, comma-separated")
+    parser.add_argument("--extract-processes", help="the connectors' extract_processes to try, comma-separated (default: as shipped)")
     parser.add_argument("--timeout", type=float, default=180)
     parser.add_argument("--logs", type=Path, help="where each role process writes its log (default: a new temporary directory)")
     parser.add_argument("--profile", type=Path, help="sample each role with py-spy into this directory and print where its CPU went "
@@ -666,6 +701,7 @@ def main() -> None:
     print(f"role logs in {args.logs}")
     gazetteer = load_gazetteer(Path("config/gazetteer"))
     counts = [int(value) for value in args.workers.split(",")]
+    extracting = [int(value) for value in args.extract_processes.split(",")] if args.extract_processes else [None]
     print(f"processing stage alone, a backlog of {args.backlog} articles on the articles topic, "
           f"{args.stage_rounds} rounds of {counts} processors in turn; ×1 proc: this rate over the same round's first")
     print(f"{'round':>5} {'proc':>4} {'stage/s':>8} {'×1 proc':>8} {'CPU ms/article':>15} {'peak RSS MB':>12}")
@@ -680,16 +716,16 @@ def main() -> None:
                   f"{stage['cpu_per_article'] * 1000:15.1f} {stage['peak_rss_mb']:12.0f}   "
                   f"({stage['classified']} classified, {stage['measured']} timed after the backlog was produced "
                   f"in {stage['produced_in']:.1f} s)", flush=True)
-    for workers, values in list(ratios.items())[1:]:
+    for workers, values in list(ratios.items())[1:] if args.stage_rounds else []:
         print(f"{workers} proc over {counts[0]}: median ×{statistics.median(values):.2f} of {len(values)} rounds "
               f"(from ×{min(values):.2f} to ×{max(values):.2f})")
     print()
     print("size = seen URLs = open stories; rates in articles/s; latencies p50 p99 in s to the subscription's feed")
-    print(f"{'size':>9} {'proc':>4} {'e2e/s':>7} {'clsf/s':>7} {'burst emit→':>13} | {'steady emit→':>13} {'feed→':>13} recorded")
+    print(f"{'size':>9} {'extr':>4} {'proc':>4} {'e2e/s':>7} {'clsf/s':>7} {'burst emit→':>13} | {'steady emit→':>13} {'feed→':>13} recorded")
     for size in (int(value) for value in args.sizes.split(",") if value):
         # A schema for each run: the stories of one run must not be open when the next one's
         # reports of the same templates arrive, or they would join them instead of opening their own.
-        for workers in counts:
+        for extract_processes, workers in itertools.product(extracting, counts):
             with postgres_schema_url(args.database_url, prefix="bench") as url:
                 engine = make_engine(url)
                 try:
@@ -698,7 +734,7 @@ def main() -> None:
                     filling = time.perf_counter()
                     fill_state(engine, size)
                     print(f"# {size:,} seen URLs and stories filled in {time.perf_counter() - filling:.0f} s", flush=True)
-                    report(size, run_once(args, engine, url, workers))
+                    report(size, run_once(args, engine, url, workers, extract_processes))
                     sys.stdout.flush()
                 finally:
                     engine.dispose()

@@ -7,12 +7,23 @@ classify. A page whose main text is shorter than :data:`MIN_TEXT_CHARS` characte
 :class:`~pipeline.core.errors.ExtractionError` saying how much text the page had, or that its
 paragraphs are all one text repeated (a placeholder or a broken template). Chinese and
 Japanese characters count as one word each, as those scripts do not separate words.
+
+Extraction is most of a connector's CPU, and the poll threads of one process share one
+interpreter lock: :class:`ExtractorProcesses` runs it in worker processes
+(``connectors.extract_processes``), so fetching goes on while pages are read, on every core.
 """
 
 from __future__ import annotations
 
 import logging
+import multiprocessing
+import os
 import re
+import select
+import threading
+from collections.abc import Callable
+from concurrent.futures import CancelledError, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from datetime import datetime
 from urllib.parse import urlsplit
@@ -22,9 +33,12 @@ import trafilatura
 from lxml import etree
 
 from connectors.dates import iso_datetime
+from pipeline.core.connector import ConnectorContext
 from pipeline.core.errors import ExtractionError
 
-__all__ = ["MIN_TEXT_CHARS", "MIN_TEXT_WORDS", "Extracted", "count_words", "extract_article"]
+__all__ = [
+    "MIN_TEXT_CHARS", "MIN_TEXT_WORDS", "Extracted", "ExtractorProcesses", "count_words", "extract_article", "shared_extractor",
+]
 
 MIN_TEXT_CHARS = 200
 MIN_TEXT_WORDS = 30
@@ -84,6 +98,117 @@ def extract_article(html: str, url: str) -> Extracted:
         canonical_url=document.url if document.url and document.url != url else None,
         site_name=_stated_site_name(document.sitename, url),
     )
+
+
+def shared_extractor(context: ConnectorContext) -> ExtractorProcesses:
+    """The one :class:`ExtractorProcesses` of a connectors process (``connectors.extract_processes``)."""
+    return context.shared("extractor", lambda: ExtractorProcesses(context.settings.connectors.extract_processes))
+
+
+class ExtractorProcesses:
+    """:func:`extract_article` in ``processes`` worker processes, started at the first page
+    (0: on the calling thread). Thread-safe: every poll thread of a connectors process shares it.
+
+    :param extract: what the workers run, a module-level function (pickled by its name).
+
+    The workers are forked from a server process that has imported the extractor once, so a
+    worker starts in milliseconds. A worker that dies on a page (lxml crashing, the kernel
+    killing it) breaks the pool and fails the pages it held: the pool is replaced, and each of
+    them is tried once more on the new one, so only a page that kills a worker twice fails,
+    with an :class:`~pipeline.core.errors.ExtractionError` saying so.
+    """
+
+    def __init__(self, processes: int, extract: Callable[[str, str], Extracted] = extract_article):
+        self.processes = processes
+        self._extract = extract
+        self._pool: ProcessPoolExecutor | None = None
+        self._closed = False
+        self._lock = threading.Lock()
+
+    def extract(self, html: str, url: str) -> Extracted:
+        """:func:`extract_article` of the page, in a worker process.
+
+        :raises ExtractionError: the page has no article text, a worker died on it twice, or
+            the extractor was closed (the connectors are shutting down).
+        """
+        if self.processes == 0:
+            return self._extract(html, url)
+        broken = 0
+        while broken < 2:
+            pool = self._running_pool(url)
+            try:
+                future = pool.submit(self._extract, html, url)
+            except BrokenProcessPool:
+                broken += 1
+                self._replace(pool)
+                continue
+            except RuntimeError:  # the pool was shut down since: replaced by another thread, or closed
+                if self._closed:
+                    raise self._closing(url) from None
+                continue
+            try:
+                return future.result()
+            except BrokenProcessPool:
+                broken += 1
+                self._replace(pool)
+            except CancelledError as exc:
+                raise self._closing(url) from exc
+        raise ExtractionError(url, "the extractor process died reading this page, twice")
+
+    def close(self) -> None:
+        """Stop the workers; pages still waiting fail as not extracted."""
+        with self._lock:
+            pool, self._pool, self._closed = self._pool, None, True
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    def _running_pool(self, url: str) -> ProcessPoolExecutor:
+        with self._lock:
+            if self._closed:
+                raise self._closing(url)
+            if self._pool is None:
+                self._pool = ProcessPoolExecutor(
+                    self.processes, mp_context=_worker_context(), initializer=_end_with, initargs=(os.getpid(),),
+                )
+            return self._pool
+
+    @staticmethod
+    def _closing(url: str) -> ExtractionError:
+        return ExtractionError(url, "not extracted: the connectors are shutting down")
+
+    def _replace(self, broken: ProcessPoolExecutor) -> None:
+        with self._lock:
+            if self._pool is broken:  # the first of the threads that saw it break
+                log.warning("an extractor process died; starting new ones")
+                self._pool = None
+        broken.shutdown(wait=False, cancel_futures=True)
+
+
+def _worker_context() -> multiprocessing.context.BaseContext:
+    # Forked from a server process with nothing but the extractor imported: not from the
+    # connectors process, whose threads (Kafka's, the polls') a fork would copy mid-lock.
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload([__name__])
+    return context
+
+
+def _end_with(connectors: int) -> None:
+    """In each worker: exit once the connectors process has ended. Killed (SIGKILL, the OOM
+    killer), it cannot stop its workers, and they would wait for pages for ever, keeping their
+    server process alive, and the output pipes they share with it open."""
+    try:
+        ended = os.pidfd_open(connectors)  # readable once the process has ended, reaped or not
+    except ProcessLookupError:
+        os._exit(0)
+    except OSError as exc:  # a kernel before Linux 5.3
+        log.warning("extractor process cannot watch the connectors process (%s): it ends when told only", exc)
+        return
+
+    def watch() -> None:
+        select.select([ended], [], [])
+        os._exit(0)
+
+    threading.Thread(target=watch, name="end-with-connectors", daemon=True).start()
 
 
 def _stated_site_name(name: str | None, url: str) -> str | None:

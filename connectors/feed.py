@@ -26,12 +26,14 @@ import codecs
 import io
 import logging
 import re
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 import feedparser
 import lxml.html
 from lxml import etree
 
+from connectors.extract import Extracted, extract_article, shared_extractor
 from connectors.fetch import ACCEPT_FEED, ACCEPT_JSON_FEED, Fetcher, FetchResult, shared_fetcher
 from connectors.jsonfeed import is_json_feed, json_feed_items
 from connectors.pages import article_from_page
@@ -56,6 +58,7 @@ class FeedConnector(PollingConnector):
 
     :param source: the source's entry in ``sources.yaml``.
     :param fetcher: the shared HTTP client.
+    :param extract: what reads an article page (the connectors process's shared extractor processes).
     :param state: the shared state store (tables set up).
     """
 
@@ -63,13 +66,16 @@ class FeedConnector(PollingConnector):
 
     accept = ACCEPT_FEED
 
-    def __init__(self, source: SourceConfig, fetcher: Fetcher, state: StateStore):
+    def __init__(
+        self, source: SourceConfig, fetcher: Fetcher, state: StateStore, extract: Callable[[str, str], Extracted] = extract_article,
+    ):
         super().__init__(source, state)
         self.fetcher = fetcher
+        self.extract = extract
 
     @classmethod
     def from_source(cls, source: SourceConfig, context: ConnectorContext) -> FeedConnector:
-        return cls(source, shared_fetcher(context), context.state)
+        return cls(source, shared_fetcher(context), context.state, shared_extractor(context).extract)
 
     def list_items(self, etag: str | None, last_modified: str | None) -> Listing:
         feed = self.fetcher.fetch(self.url, etag=etag, last_modified=last_modified, accept=self.accept)
@@ -102,7 +108,7 @@ class FeedConnector(PollingConnector):
         return items, _update_hint(parsed.feed)
 
     def fetch_article(self, item: Item) -> Article:
-        return article_from_page(self.fetcher, item, self.name)
+        return article_from_page(self.fetcher, item, self.name, self.extract)
 
 
 class JsonFeedConnector(FeedConnector):

@@ -10,10 +10,11 @@ claiming to be another site's article is not believed.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from urllib.parse import urljoin
 
-from connectors.extract import extract_article
+from connectors.extract import Extracted, extract_article
 from connectors.fetch import ACCEPT_HTML, Fetcher
 from connectors.urls import canonical_url, same_site
 from pipeline.core.connector import Item, plausible_publication
@@ -36,14 +37,18 @@ def article_url(final_url: str, declared: str | None) -> str:
     return canonical_url(final_url)
 
 
-def article_from_page(fetcher: Fetcher, item: Item, source: str) -> Article:
+def article_from_page(
+    fetcher: Fetcher, item: Item, source: str, extract: Callable[[str, str], Extracted] = extract_article,
+) -> Article:
     """Fetch and extract the page behind ``item``; the item's own fields fill what the page lacks.
 
+    :param extract: what reads the page (:func:`~connectors.extract.extract_article`, or an
+        :class:`~connectors.extract.ExtractorProcesses`' ``extract``).
     :raises SourceError: the page cannot be fetched (its robots.txt disallows it, say), or has no article text.
     """
     fetcher.check_robots(item.url)
     page = fetcher.fetch(item.url, accept=ACCEPT_HTML)
-    extracted = extract_article(page.text, page.final_url)
+    extracted = extract(page.text, page.final_url)
     url = article_url(page.final_url, extracted.canonical_url)
     return Article(
         id=article_id(url),

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import io
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from urllib.parse import urljoin, urlsplit
@@ -36,6 +37,7 @@ from urllib.parse import urljoin, urlsplit
 from lxml import etree
 
 from connectors.dates import iso_datetime
+from connectors.extract import Extracted, extract_article, shared_extractor
 from connectors.fetch import ACCEPT_SITEMAP, Fetcher, FetchResult, shared_fetcher
 from connectors.pages import article_from_page
 from connectors.urls import canonical_url
@@ -85,13 +87,16 @@ class SitemapConnector(PollingConnector):
 
     default_max_age_days = 3
 
-    def __init__(self, source: SourceConfig, fetcher: Fetcher, state: StateStore):
+    def __init__(
+        self, source: SourceConfig, fetcher: Fetcher, state: StateStore, extract: Callable[[str, str], Extracted] = extract_article,
+    ):
         super().__init__(source, state)
         self.fetcher = fetcher
+        self.extract = extract
 
     @classmethod
     def from_source(cls, source: SourceConfig, context: ConnectorContext) -> SitemapConnector:
-        return cls(source, shared_fetcher(context), context.state)
+        return cls(source, shared_fetcher(context), context.state, shared_extractor(context).extract)
 
     def list_items(self, etag: str | None, last_modified: str | None) -> Listing:
         top = self.fetcher.fetch(self.url, etag=etag, last_modified=last_modified, accept=ACCEPT_SITEMAP, gunzip=True)
@@ -111,7 +116,7 @@ class SitemapConnector(PollingConnector):
         return Listing(items, *validators, retry_after=top.retry_after, update_hint=top.max_age)
 
     def fetch_article(self, item: Item) -> Article:
-        return article_from_page(self.fetcher, item, self.name)
+        return article_from_page(self.fetcher, item, self.name, self.extract)
 
     def _read(self, fetched: FetchResult) -> Sitemap:
         sitemap = parse_sitemap(fetched.body, fetched.final_url)

@@ -91,6 +91,11 @@ class SourceError(AmurError):
         self.reason = reason
         super().__init__(f"{url}: {reason}")
 
+    def __reduce__(self):
+        # Rebuilt from its fields, so that it crosses from an extractor process: by default
+        # pickle would pass __init__ the message alone.
+        return type(self), (self.url, self.reason), self.__dict__
+
 
 class FetchError(SourceError):
     """An HTTP fetch failed: refused URL, status, timeout, oversized or binary body.

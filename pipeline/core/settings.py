@@ -141,6 +141,11 @@ class ConnectorSettings(_Frozen):
         4, ge=1, le=64,
         description="Sources polled at once; a poll waits on the network more than on the CPU, so more than the cores",
     )
+    extract_processes: int = Field(
+        2, ge=0, le=64,
+        description="Processes that extract the text of fetched pages, so that the poll threads fetch on meanwhile "
+                    "and extraction uses every core; 0 extracts on the poll threads",
+    )
 
 
 class AlertSettings(_Frozen):

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from connectors.extract import count_words, extract_article
+from connectors.extract import ExtractorProcesses, count_words, extract_article
 from pipeline.core.errors import ExtractionError
 
 PAGES = Path(__file__).resolve().parent.parent / "resources" / "pages"
@@ -120,3 +125,110 @@ def test_count_words_counts_cjk_characters():
     assert count_words("The ferry starts early") == 4
     assert count_words("中俄合作项目") == 6
     assert count_words("Rosatom 与 中国 sign") == 5
+
+
+def test_extractor_processes_extract_as_the_calling_thread_does():
+    extractor = ExtractorProcesses(2)
+    try:
+        html = page("ferry-line.html")
+        assert extractor.extract(html, "https://courier.example/articles/ferry-line") == extract_article(html, "https://courier.example/articles/ferry-line")
+        with pytest.raises(ExtractionError) as caught:
+            extractor.extract(page("thin.html"), "https://courier.example/photos/spring")
+    finally:
+        extractor.close()
+
+    assert caught.value.url == "https://courier.example/photos/spring"  # the worker's error, whole
+    assert caught.value.reason.startswith("no article text found (main text has 6 words")
+    assert not caught.value.retryable
+
+
+def _killed_by_poison(html: str, url: str):
+    if "poison" in url:
+        os.kill(os.getpid(), signal.SIGKILL)  # as a crash in lxml, or the OOM killer, would
+    return extract_article(html, url)
+
+
+def _killed_by_the_first_page(html: str, url: str):
+    mark = Path(url.split("#", 1)[1])  # the test's temporary file: a worker dies before it exists
+    if not mark.exists():
+        mark.touch()
+        os.kill(os.getpid(), signal.SIGKILL)
+    return extract_article(html, url)
+
+
+def test_a_page_that_kills_the_extractor_twice_fails_and_the_next_one_is_read():
+    extractor = ExtractorProcesses(1, extract=_killed_by_poison)
+    try:
+        with pytest.raises(ExtractionError, match="the extractor process died reading this page, twice"):
+            extractor.extract(page("ferry-line.html"), "https://courier.example/articles/poison")
+        assert extractor.extract(page("ferry-line.html"), "https://courier.example/articles/ferry-line").title
+    finally:
+        extractor.close()
+
+
+def test_a_worker_that_died_once_is_replaced_and_the_page_read(tmp_path):
+    extractor = ExtractorProcesses(1, extract=_killed_by_the_first_page)
+    try:
+        extracted = extractor.extract(page("ferry-line.html"), f"https://courier.example/articles/ferry-line#{tmp_path / 'died'}")
+    finally:
+        extractor.close()
+
+    assert (tmp_path / "died").exists()
+    assert extracted.title == "Summer ferry returns to the Lower Crossing"
+
+
+def test_a_closed_extractor_says_the_page_was_not_extracted():
+    extractor = ExtractorProcesses(1)
+    extractor.close()
+
+    with pytest.raises(ExtractionError, match="not extracted: the connectors are shutting down"):
+        extractor.extract(page("ferry-line.html"), "https://courier.example/articles/ferry-line")
+
+
+def _descendants(pid: int) -> set[int]:
+    parents = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parents[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except OSError:
+                continue
+    found, frontier = set(), [pid]
+    while frontier:
+        parent = frontier.pop()
+        children = {child for child, its_parent in parents.items() if its_parent == parent} - found
+        found |= children
+        frontier.extend(children)
+    return found
+
+
+def test_a_killed_connectors_process_leaves_no_extractor_processes_behind():
+    connectors = subprocess.Popen(
+        [sys.executable, "-c", "from connectors.extract import ExtractorProcesses\n"
+         "extractor = ExtractorProcesses(2)\n"
+         f"print(extractor.extract({page('ferry-line.html')!r}, 'https://courier.example/a').title, flush=True)\n"
+         "import time; time.sleep(600)\n"],
+        stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        assert connectors.stdout.readline().strip() == "Summer ferry returns to the Lower Crossing"
+        helpers = _descendants(connectors.pid)  # the workers' server, a worker, multiprocessing's resource tracker
+        assert len(helpers) >= 2
+        connectors.kill()  # SIGKILL: it cannot stop its workers itself
+        # Not reaped yet, as a parent reading the output pipes it shares with them does not
+        # reap it: the helpers must not wait for that.
+        deadline = time.monotonic() + 60
+        while (alive := {pid for pid in helpers if _running(pid)}) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not alive
+        assert connectors.stdout.read() == ""  # the pipe's end: no helper holds it open
+    finally:
+        connectors.kill()
+        connectors.wait()
+
+
+def _running(pid: int) -> bool:
+    try:
+        return (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"  # a zombie has ended
+    except OSError:
+        return False
