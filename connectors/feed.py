@@ -26,23 +26,20 @@ import codecs
 import io
 import logging
 import re
-from collections.abc import Callable
 from datetime import UTC, datetime
 
 import feedparser
 import lxml.html
 from lxml import etree
 
-from connectors.extract import Extracted, extract_article, shared_extractor
-from connectors.fetch import ACCEPT_FEED, ACCEPT_JSON_FEED, Fetcher, FetchResult, shared_fetcher
+from connectors.fetch import ACCEPT_FEED, ACCEPT_JSON_FEED, FetchResult
 from connectors.jsonfeed import is_json_feed, json_feed_items
-from connectors.pages import article_from_page
+from connectors.pages import PageConnector
 from connectors.urls import canonical_url
-from pipeline.core.connector import ConnectorContext, Item, Listing, PollingConnector
+from pipeline.core.connector import Item, Listing
 from pipeline.core.errors import FeedParseError
-from pipeline.core.messages import Article, primary_language
-from pipeline.core.settings import SourceConfig, UrlOptions
-from pipeline.core.state import StateStore
+from pipeline.core.messages import primary_language
+from pipeline.core.settings import UrlOptions
 
 __all__ = ["FeedConnector", "JsonFeedConnector", "parse_feed"]
 
@@ -53,29 +50,12 @@ _ENCODING_PROBLEMS = (feedparser.CharacterEncodingOverride, feedparser.Character
 log = logging.getLogger(__name__)
 
 
-class FeedConnector(PollingConnector):
-    """Polls one RSS/Atom source (see the module docstring).
-
-    :param source: the source's entry in ``sources.yaml``.
-    :param fetcher: the shared HTTP client.
-    :param extract: what reads an article page (the connectors process's shared extractor processes).
-    :param state: the shared state store (tables set up).
-    """
+class FeedConnector(PageConnector):
+    """Polls one RSS/Atom source (see the module docstring); built as a :class:`PageConnector`."""
 
     Options = UrlOptions
 
     accept = ACCEPT_FEED
-
-    def __init__(
-        self, source: SourceConfig, fetcher: Fetcher, state: StateStore, extract: Callable[[str, str], Extracted] = extract_article,
-    ):
-        super().__init__(source, state)
-        self.fetcher = fetcher
-        self.extract = extract
-
-    @classmethod
-    def from_source(cls, source: SourceConfig, context: ConnectorContext) -> FeedConnector:
-        return cls(source, shared_fetcher(context), context.state, shared_extractor(context).extract)
 
     def list_items(self, etag: str | None, last_modified: str | None) -> Listing:
         feed = self.fetcher.fetch(self.url, etag=etag, last_modified=last_modified, accept=self.accept)
@@ -106,9 +86,6 @@ class FeedConnector(PollingConnector):
                 published_at=_entry_time(entry), authors=tuple(_entry_authors(entry)), language=language,
             ))
         return items, _update_hint(parsed.feed)
-
-    def fetch_article(self, item: Item) -> Article:
-        return article_from_page(self.fetcher, item, self.name, self.extract)
 
 
 class JsonFeedConnector(FeedConnector):

@@ -12,15 +12,18 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from typing import Self
 from urllib.parse import urljoin
 
-from connectors.extract import Extracted, extract_article
-from connectors.fetch import ACCEPT_HTML, Fetcher
+from connectors.extract import Extracted, extract_article, shared_extractor
+from connectors.fetch import ACCEPT_HTML, Fetcher, shared_fetcher
 from connectors.urls import canonical_url, same_site
-from pipeline.core.connector import Item, plausible_publication
+from pipeline.core.connector import ConnectorContext, Item, PollingConnector, plausible_publication
 from pipeline.core.messages import Article, article_id, utc_now
+from pipeline.core.settings import SourceConfig
+from pipeline.core.state import StateStore
 
-__all__ = ["MAX_DATE_LAG", "article_from_page", "article_url", "publication_date"]
+__all__ = ["MAX_DATE_LAG", "PageConnector", "article_from_page", "article_url", "publication_date"]
 
 MAX_DATE_LAG = timedelta(days=365)
 
@@ -63,6 +66,31 @@ def article_from_page(
         published_at=publication_date(item.published_at, extracted.published_at, utc_now()),
         fetched_at=utc_now(),
     )
+
+
+class PageConnector(PollingConnector):
+    """A polling connector whose items link to article pages (a feed's, a sitemap's).
+
+    :param source: the source's entry in ``sources.yaml``.
+    :param fetcher: the shared HTTP client.
+    :param state: the shared state store (tables set up).
+    :param extract: what reads an article page; :meth:`from_source` gives the connectors
+        process's shared extractor processes.
+    """
+
+    def __init__(
+        self, source: SourceConfig, fetcher: Fetcher, state: StateStore, extract: Callable[[str, str], Extracted] = extract_article,
+    ):
+        super().__init__(source, state)
+        self.fetcher = fetcher
+        self.extract = extract
+
+    @classmethod
+    def from_source(cls, source: SourceConfig, context: ConnectorContext) -> Self:
+        return cls(source, shared_fetcher(context), context.state, shared_extractor(context).extract)
+
+    def fetch_article(self, item: Item) -> Article:
+        return article_from_page(self.fetcher, item, self.name, self.extract)
 
 
 def publication_date(listed: datetime | None, stated: datetime | None, now: datetime) -> datetime | None:

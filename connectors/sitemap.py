@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import io
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from urllib.parse import urljoin, urlsplit
@@ -37,15 +36,13 @@ from urllib.parse import urljoin, urlsplit
 from lxml import etree
 
 from connectors.dates import iso_datetime
-from connectors.extract import Extracted, extract_article, shared_extractor
-from connectors.fetch import ACCEPT_SITEMAP, Fetcher, FetchResult, shared_fetcher
-from connectors.pages import article_from_page
+from connectors.fetch import ACCEPT_SITEMAP, FetchResult
+from connectors.pages import PageConnector
 from connectors.urls import canonical_url
-from pipeline.core.connector import ConnectorContext, Item, Listing, PollingConnector, newest_first
+from pipeline.core.connector import Item, Listing, newest_first
 from pipeline.core.errors import FeedParseError, SourceError
-from pipeline.core.messages import Article, primary_language, utc_now
-from pipeline.core.settings import SourceConfig, UrlOptions
-from pipeline.core.state import StateStore
+from pipeline.core.messages import primary_language, utc_now
+from pipeline.core.settings import UrlOptions
 
 __all__ = ["MAX_CHILD_SITEMAPS", "Sitemap", "SitemapConnector", "SitemapEntry", "parse_sitemap"]
 
@@ -80,23 +77,12 @@ class Sitemap:
     problem: str | None = None  # why reading stopped early, when the document is cut short
 
 
-class SitemapConnector(PollingConnector):
+class SitemapConnector(PageConnector):
     """Polls one sitemap or sitemap index (see the module docstring)."""
 
     Options = UrlOptions
 
     default_max_age_days = 3
-
-    def __init__(
-        self, source: SourceConfig, fetcher: Fetcher, state: StateStore, extract: Callable[[str, str], Extracted] = extract_article,
-    ):
-        super().__init__(source, state)
-        self.fetcher = fetcher
-        self.extract = extract
-
-    @classmethod
-    def from_source(cls, source: SourceConfig, context: ConnectorContext) -> SitemapConnector:
-        return cls(source, shared_fetcher(context), context.state, shared_extractor(context).extract)
 
     def list_items(self, etag: str | None, last_modified: str | None) -> Listing:
         top = self.fetcher.fetch(self.url, etag=etag, last_modified=last_modified, accept=ACCEPT_SITEMAP, gunzip=True)
@@ -114,9 +100,6 @@ class SitemapConnector(PollingConnector):
         # A child that failed, or a document cut short, is read again in full next time: no 304 for it.
         validators = (top.etag, top.last_modified) if complete else (None, None)
         return Listing(items, *validators, retry_after=top.retry_after, update_hint=top.max_age)
-
-    def fetch_article(self, item: Item) -> Article:
-        return article_from_page(self.fetcher, item, self.name, self.extract)
 
     def _read(self, fetched: FetchResult) -> Sitemap:
         sitemap = parse_sitemap(fetched.body, fetched.final_url)

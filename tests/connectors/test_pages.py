@@ -7,13 +7,15 @@ from pathlib import Path
 
 import pytest
 
+from connectors.extract import shared_extractor
 from connectors.feed import FeedConnector
 from connectors.fetch import Fetcher
 from connectors.pages import article_from_page, article_url, publication_date
-from pipeline.core.connector import Item
-from pipeline.core.errors import FetchError
+from connectors.sitemap import SitemapConnector
+from pipeline.core.connector import ConnectorContext, Item
+from pipeline.core.errors import ExtractionError, FetchError
 from pipeline.core.messages import article_id
-from pipeline.core.settings import SourceConfig
+from pipeline.core.settings import AmurSettings, ConnectorSettings, SourceConfig
 from tests.support.local_site import redirect_to
 from tests.support.messages import discard
 
@@ -65,6 +67,27 @@ def test_one_article_behind_two_links_is_emitted_once(local_site, fetcher, state
     local_site.add("/feed.rss", feed.replace("Courier", "Courier, updated").encode(), "application/rss+xml")
     again = source.poll()  # both links are known now: neither page is fetched again
     assert again.articles == [] and len(local_site.requests_to("/story/ferry")) == 2
+
+
+def test_connectors_of_one_process_read_pages_in_its_extractor_processes_until_it_closes(local_site, fetch_settings, state):
+    local_site.add("/news/ferry", PAGE.encode())
+    local_site.add("/feed.rss", (
+        "<?xml version='1.0'?><rss version='2.0'><channel><title>Courier</title>"
+        f"<item><title>Ferry</title><link>{local_site.url('/news/ferry')}</link></item></channel></rss>"
+    ).encode(), "application/rss+xml")
+    context = ConnectorContext(AmurSettings(fetch=fetch_settings, connectors=ConnectorSettings(extract_processes=1)), state)
+    feed = FeedConnector.from_source(SourceConfig(name="courier", url=local_site.url("/feed.rss")), context)
+    sitemap = SitemapConnector.from_source(SourceConfig(name="courier-map", kind="sitemap", url=local_site.url("/sitemap.xml")), context)
+    extractor = shared_extractor(context)
+    try:
+        assert feed.extract == sitemap.extract == extractor.extract  # one set of processes for the whole process
+        (article,) = feed.poll(discard).articles
+        assert article.title == "Summer ferry returns to the Lower Crossing"
+    finally:
+        context.close()
+
+    with pytest.raises(ExtractionError, match="not extracted: the connectors are shutting down"):
+        feed.extract(PAGE, local_site.url("/news/ferry"))
 
 
 ROBOTS = b"User-agent: *\nDisallow: /members/\n\nUser-agent: GreedyBot\nDisallow: /\n"
