@@ -20,6 +20,7 @@ import multiprocessing
 import os
 import re
 import select
+import signal
 import threading
 from collections.abc import Callable
 from concurrent.futures import CancelledError, ProcessPoolExecutor
@@ -193,9 +194,13 @@ def _worker_context() -> multiprocessing.context.BaseContext:
 
 
 def _end_with(connectors: int) -> None:
-    """In each worker: exit once the connectors process has ended. Killed (SIGKILL, the OOM
-    killer), it cannot stop its workers, and they would wait for pages for ever, keeping their
-    server process alive, and the output pipes they share with it open."""
+    """In each worker: exit once the connectors process has ended, and only then or when it
+    says so. Killed (SIGKILL, the OOM killer), it cannot stop its workers, and they would wait
+    for pages for ever, keeping their server process alive, and the output pipes they share
+    with it open. Ctrl-C reaches the whole process group: the connectors process stops its
+    polls, and a worker dying under a page would only look like a page that kills it."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     try:
         ended = os.pidfd_open(connectors)  # readable once the process has ended, reaped or not
     except ProcessLookupError:
