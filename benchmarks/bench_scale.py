@@ -82,6 +82,7 @@ from tests.support.corpus import synthetic_articles
 from tests.support.databases import postgres_schema_url
 from tests.support.deployment import AMUR
 from tests.support.local_site import LocalSite
+from tests.support.processes import descendants, process_table
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 POLL_SECONDS = 30  # the least poll interval a source may have
@@ -213,19 +214,14 @@ class Role:
     profiler: subprocess.Popen | None = None
     profile: Path | None = None
 
-    def sample(self, processes: dict[int, tuple[int, list[str]]]) -> None:
+    def sample(self, processes: dict[int, list[str]]) -> None:
         """The CPU and peak RSS of the role's process with its descendants (the connectors'
-        extractor processes, say), from :func:`process_table`."""
-        members, frontier = set(), [self.process.pid]
-        while frontier:
-            pid = frontier.pop()
-            if pid in processes and pid not in members:
-                members.add(pid)
-                frontier.extend(child for child, (parent, _) in processes.items() if parent == pid)
-        if not members:
+        extractor processes, say), from a :func:`~tests.support.processes.process_table`."""
+        if self.process.pid not in processes:
             return
+        members = {self.process.pid} | descendants(self.process.pid, processes)
         # utime, stime and those of the children ended and waited for (/proc/PID/stat)
-        cpu = sum(int(value) for pid in members for value in processes[pid][1][11:15]) / CLOCK_TICKS
+        cpu = sum(int(value) for pid in members for value in processes[pid][11:15]) / CLOCK_TICKS
         self.samples.append((time.time(), cpu))
         self.peak_rss_mb = max(self.peak_rss_mb, sum(_peak_rss_mb(pid) for pid in members))
 
@@ -234,19 +230,6 @@ class Role:
             before = [cpu for stamp, cpu in self.samples if stamp <= moment]
             return before[-1] if before else self.samples[0][1]
         return at(end) - at(start)
-
-
-def process_table() -> dict[int, tuple[int, list[str]]]:
-    """pid → (parent pid, the fields of /proc/PID/stat after the command) of every process."""
-    table = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            table[int(entry.name)] = (int(fields[1]), fields)
-    return table
 
 
 def _peak_rss_mb(pid: int) -> float:

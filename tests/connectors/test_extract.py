@@ -14,6 +14,7 @@ import pytest
 
 from connectors.extract import ExtractorProcesses, count_words, extract_article
 from pipeline.core.errors import ExtractionError
+from tests.support.processes import descendants, running
 
 PAGES = Path(__file__).resolve().parent.parent / "resources" / "pages"
 
@@ -185,23 +186,6 @@ def test_a_closed_extractor_says_the_page_was_not_extracted():
         extractor.extract(page("ferry-line.html"), "https://courier.example/articles/ferry-line")
 
 
-def _descendants(pid: int) -> set[int]:
-    parents = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                parents[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except OSError:
-                continue
-    found, frontier = set(), [pid]
-    while frontier:
-        parent = frontier.pop()
-        children = {child for child, its_parent in parents.items() if its_parent == parent} - found
-        found |= children
-        frontier.extend(children)
-    return found
-
-
 def test_a_killed_connectors_process_leaves_no_extractor_processes_behind():
     connectors = subprocess.Popen(
         [sys.executable, "-c", "from connectors.extract import ExtractorProcesses\n"
@@ -212,13 +196,13 @@ def test_a_killed_connectors_process_leaves_no_extractor_processes_behind():
     )
     try:
         assert connectors.stdout.readline().strip() == "Summer ferry returns to the Lower Crossing"
-        helpers = _descendants(connectors.pid)  # the workers' server, a worker, multiprocessing's resource tracker
+        helpers = descendants(connectors.pid)  # the workers' server, a worker, multiprocessing's resource tracker
         assert len(helpers) >= 2
         connectors.kill()  # SIGKILL: it cannot stop its workers itself
         # Not reaped yet, as a parent reading the output pipes it shares with them does not
         # reap it: the helpers must not wait for that.
         deadline = time.monotonic() + 60
-        while (alive := {pid for pid in helpers if _running(pid)}) and time.monotonic() < deadline:
+        while (alive := {pid for pid in helpers if running(pid)}) and time.monotonic() < deadline:
             time.sleep(0.1)
         assert not alive
         assert connectors.stdout.read() == ""  # the pipe's end: no helper holds it open
@@ -226,9 +210,3 @@ def test_a_killed_connectors_process_leaves_no_extractor_processes_behind():
         connectors.kill()
         connectors.wait()
 
-
-def _running(pid: int) -> bool:
-    try:
-        return (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"  # a zombie has ended
-    except OSError:
-        return False
