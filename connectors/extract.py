@@ -15,6 +15,7 @@ interpreter lock: :class:`ExtractorProcesses` runs it in worker processes
 
 from __future__ import annotations
 
+import itertools
 import logging
 import multiprocessing
 import os
@@ -86,7 +87,7 @@ def extract_article(html: str, url: str) -> Extracted:
         log.warning("trafilatura failed on %s: %r", url, exc)
         raise ExtractionError(url, f"extractor failed: {type(exc).__name__}: {exc}") from exc
     text = (document.text or "").strip() if document is not None else ""
-    words = count_words(text)
+    words = count_words(text, up_to=MIN_TEXT_WORDS)
     if not text or len(text) < MIN_TEXT_CHARS or words < MIN_TEXT_WORDS:
         raise ExtractionError(url, _why_no_text(html, text, words))
     return Extracted(
@@ -102,13 +103,21 @@ def extract_article(html: str, url: str) -> Extracted:
 
 
 def shared_extractor(context: ConnectorContext) -> ExtractorProcesses:
-    """The one :class:`ExtractorProcesses` of a connectors process (``connectors.extract_processes``)."""
-    return context.shared("extractor", lambda: ExtractorProcesses(context.settings.connectors.extract_processes))
+    """The one :class:`ExtractorProcesses` of a connectors process (``connectors.extract_processes``),
+    its workers starting as soon as the first connector that reads pages is built."""
+
+    def start() -> ExtractorProcesses:
+        extractor = ExtractorProcesses(context.settings.connectors.extract_processes)
+        extractor.start()
+        return extractor
+
+    return context.shared("extractor", start)
 
 
 class ExtractorProcesses:
-    """:func:`extract_article` in ``processes`` worker processes, started at the first page
-    (0: on the calling thread). Thread-safe: every poll thread of a connectors process shares it.
+    """:func:`extract_article` in ``processes`` worker processes, started by :meth:`start` or
+    at the first page (0: on the calling thread). Thread-safe: every poll thread of a
+    connectors process shares it.
 
     :param extract: what the workers run, a module-level function (pickled by its name).
 
@@ -136,7 +145,9 @@ class ExtractorProcesses:
             return self._extract(html, url)
         broken = 0
         while broken < 2:
-            pool = self._running_pool(url)
+            pool = self._running_pool()
+            if pool is None:
+                raise self._closing(url)
             try:
                 future = pool.submit(self._extract, html, url)
             except BrokenProcessPool:
@@ -156,6 +167,22 @@ class ExtractorProcesses:
                 raise self._closing(url) from exc
         raise ExtractionError(url, "the extractor process died reading this page, twice")
 
+    def start(self) -> None:
+        """Start the workers now, in the background, so that the first page does not wait the
+        second or so it takes a new server process to import the extractor."""
+        if self.processes:
+            threading.Thread(target=self._start_workers, name="extractor-start", daemon=True).start()
+
+    def _start_workers(self) -> None:
+        pool = self._running_pool()
+        if pool is None:
+            return
+        try:
+            for _ in range(self.processes):  # the pool forks a worker for each task no idle one takes
+                pool.submit(os.getpid)
+        except (BrokenProcessPool, RuntimeError):  # broken or closed since: extract() deals with that
+            pass
+
     def close(self) -> None:
         """Stop the workers; pages still waiting fail as not extracted."""
         with self._lock:
@@ -163,10 +190,11 @@ class ExtractorProcesses:
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
 
-    def _running_pool(self, url: str) -> ProcessPoolExecutor:
+    def _running_pool(self) -> ProcessPoolExecutor | None:
+        """The pool, made if need be; ``None`` once closed."""
         with self._lock:
             if self._closed:
-                raise self._closing(url)
+                return None
             if self._pool is None:
                 self._pool = ProcessPoolExecutor(
                     self.processes, mp_context=_worker_context(), initializer=_end_with, initargs=(os.getpid(),),
@@ -224,9 +252,10 @@ def _stated_site_name(name: str | None, url: str) -> str | None:
     return name if name and name.lower().removeprefix("www.") != host else None
 
 
-def count_words(text: str) -> int:
-    """Words in ``text``: runs of non-space characters, each CJK character counted alone."""
-    return len(_WORD.findall(text))
+def count_words(text: str, up_to: int | None = None) -> int:
+    """Words in ``text``: runs of non-space characters, each CJK character counted alone;
+    counting stops at ``up_to``, all that a threshold needs."""
+    return sum(1 for _ in itertools.islice(_WORD.finditer(text), up_to))
 
 
 def _authors(value: str | None) -> list[str]:

@@ -14,7 +14,7 @@ import pytest
 
 from connectors.extract import ExtractorProcesses, count_words, extract_article
 from pipeline.core.errors import ExtractionError
-from tests.support.processes import descendants, running
+from tests.support.processes import descendants, process_table, running
 
 PAGES = Path(__file__).resolve().parent.parent / "resources" / "pages"
 
@@ -184,6 +184,30 @@ def test_a_closed_extractor_says_the_page_was_not_extracted():
 
     with pytest.raises(ExtractionError, match="not extracted: the connectors are shutting down"):
         extractor.extract(page("ferry-line.html"), "https://courier.example/articles/ferry-line")
+
+
+def test_a_started_extractor_has_its_workers_before_the_first_page():
+    connectors = subprocess.Popen(
+        [sys.executable, "-c", "from connectors.extract import ExtractorProcesses\n"
+         "extractor = ExtractorProcesses(2)\n"
+         "extractor.start()\n"
+         "import time; time.sleep(600)\n"],
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while len(workers := _grandchildren(connectors.pid)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert len(workers) == 2
+    finally:
+        connectors.kill()
+        connectors.wait()
+
+
+def _grandchildren(pid: int) -> set[int]:
+    """The workers of an extractor in process ``pid``: its server's children."""
+    table = process_table()
+    children = {child for child, fields in table.items() if int(fields[1]) == pid}
+    return {grandchild for grandchild, fields in table.items() if int(fields[1]) in children}
 
 
 def test_a_killed_connectors_process_leaves_no_extractor_processes_behind():
