@@ -228,9 +228,9 @@ def fill(engine: sa.Engine, stored: int, size: int) -> int:
                 for number in range(start, min(start + 10_000, size))
             ])
         added = Counter(f"source-{number % SOURCES}" for number in range(stored, size))
-        connection.execute(accumulate(engine, source_item_counts, [
+        connection.execute(accumulate(engine, source_item_counts, key=["source", "tally"], total="articles", latest="latest"), [
             {"source": source, "tally": EMITTED, "articles": count, "latest": now} for source, count in sorted(added.items())
-        ], key=["source", "tally"], total="articles", latest="latest"))
+        ])
         if engine.dialect.name == "postgresql":
             connection.execute(sa.text("ANALYZE"))
     return size

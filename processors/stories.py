@@ -458,10 +458,10 @@ class StoryIndex:
         else:
             raise SinkError(f"stories: article {result.id} kept matching stories other members merged away; the batch is handled again")
         band_rows = [{"band": key, "story_id": alert.id} for key in keys]
-        connection.execute(insert_missing(self.engine, story_bands, band_rows, key=["band", "story_id"]))
+        connection.execute(insert_missing(self.engine, story_bands, key=["band", "story_id"]), band_rows)
         if facts.entities:
             entity_rows = [{"entity_id": entity_id, "bucket": bucket(moment), "story_id": alert.id} for entity_id in sorted(facts.entities)]
-            connection.execute(insert_missing(self.engine, story_entities, entity_rows, key=["entity_id", "bucket", "story_id"]))
+            connection.execute(insert_missing(self.engine, story_entities, key=["entity_id", "bucket", "story_id"]), entity_rows)
         connection.execute(sa.insert(story_articles).values(article_id=result.id, story_id=alert.id))
         return Placement(alert, tuple(retired))
 
@@ -510,7 +510,7 @@ class StoryIndex:
             rows = connection.execute(sa.select(table).where(table.c.story_id == story.id)).mappings().all()
             if rows:
                 moved = [{**row, "story_id": survivor_id} for row in rows]
-                connection.execute(insert_missing(self.engine, table, moved, key=key))
+                connection.execute(insert_missing(self.engine, table, key=key), moved)
                 connection.execute(table.delete().where(table.c.story_id == story.id))
         return last
 

@@ -192,19 +192,19 @@ class AlertsSink(SqlSink):
         """Store each story version of ``batch`` once, as the alerts topic carried it."""
         now = utc_now()
         versions = {(alert.id, alert.version): alert for alert in batch}
-        connection.execute(insert_missing(self.engine, alert_versions, [
+        connection.execute(insert_missing(self.engine, alert_versions, key=["story_id", "version"]), [
             {"story_id": story_id, "version": version, "alert": alert.model_dump(mode="json"), "written_at": now}
             for (story_id, version), alert in versions.items()
-        ], key=["story_id", "version"]))
+        ])
 
     def _retire(self, notices: list[Alert]) -> None:
         now = utc_now()
         ids = sorted(alert.id for alert in notices)
         with self.engine.begin() as connection:
             self._keep_versions(connection, notices)
-            connection.execute(insert_missing(self.engine, story_redirects, [
+            connection.execute(insert_missing(self.engine, story_redirects, key=["story_id"]), [
                 {"story_id": alert.id, "merged_into": alert.merged_into, "merged_at": now} for alert in notices
-            ], key=["story_id"]))
+            ])
             for alert in notices:  # whoever pointed at the retired story now points at its survivor
                 connection.execute(story_redirects.update().where(story_redirects.c.merged_into == alert.id)
                                    .values(merged_into=alert.merged_into))

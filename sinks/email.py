@@ -168,7 +168,7 @@ class EmailSink(OutboxSink):
                     if subscription.channel("email").updates or (subscription.name, alert.id) not in collected
                 }
                 if rows:
-                    connection.execute(insert_missing(self.engine, items, list(rows.values()), key=["subscription", "story_id", "version"]))
+                    connection.execute(insert_missing(self.engine, items, key=["subscription", "story_id", "version"]), list(rows.values()))
         except sa.exc.SQLAlchemyError as exc:
             raise SinkError(f"{self.name}: cannot collect digest stories: {exc.__class__.__name__}: {exc}") from exc
 
@@ -193,7 +193,7 @@ class EmailSink(OutboxSink):
                     subscription.name, key, DIGEST, len(stories), key_version=1,
                     recipients=", ".join(channel.to), message=message.as_string(),
                 )
-                connection.execute(insert_missing(self.engine, self.table, [row], key=["id"]))
+                connection.execute(insert_missing(self.engine, self.table, key=["id"]), [row])
                 connection.execute(sa.update(items).where(*waiting).values(digest=row["id"]))
 
     def contents(self, subscription: Subscription, alert: Alert, event: str) -> dict:

@@ -137,7 +137,7 @@ class OutboxSink(BatchingSink):
                             row = self._delivery(subscription, alert, MERGED)
                             rows.setdefault(row["id"], row)
                 if rows:
-                    connection.execute(insert_missing(self.engine, self.table, list(rows.values()), key=["id"]))
+                    connection.execute(insert_missing(self.engine, self.table, key=["id"]), list(rows.values()))
         except sa.exc.SQLAlchemyError as exc:
             raise SinkError(f"{self.name}: cannot record deliveries: {exc.__class__.__name__}: {exc}") from exc
 

@@ -134,7 +134,7 @@ def replay(
         now = utc_now()
         rows = [{"letter_id": letter.id, "topic": letter.topic, "replayed_at": now} for letter in report.sent]
         with engine.begin() as connection:
-            connection.execute(upsert(engine, dead_letter_replays, rows, key=["letter_id"]))
+            connection.execute(upsert(engine, dead_letter_replays, key=["letter_id"]), rows)
     return report
 
 

@@ -104,13 +104,17 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor.close()
 
 
-def upsert(
-    engine: Engine, table: Table, rows: list[dict], key: list[str], keep: tuple[str, ...] = (), newest: str | None = None,
-):
-    """An INSERT of ``rows`` into ``table`` that, on a ``key`` conflict, updates every column
-    but the key and those in ``keep`` (values that must stay as first written) — and, with
-    ``newest``, only when the row's ``newest`` column is not greater than the new value's."""
-    statement = _insert(engine, table).values(rows)
+# The statements below take their rows at execution, ``connection.execute(statement, rows)``
+# (never an empty list): SQLAlchemy then sends them as multi-row INSERTs from one compiled,
+# cached statement. Rows written into the statement (``.values(rows)``) make it compile anew
+# for every batch: 0.35 ms of CPU a row for the records sink's, against 0.07.
+
+
+def upsert(engine: Engine, table: Table, key: list[str], keep: tuple[str, ...] = (), newest: str | None = None):
+    """An INSERT into ``table`` that, on a ``key`` conflict, updates every column but the key
+    and those in ``keep`` (values that must stay as first written) — and, with ``newest``,
+    only when the row's ``newest`` column is not greater than the new value's."""
+    statement = _insert(engine, table)
     updates = {
         column.name: statement.excluded[column.name]
         for column in table.columns
@@ -120,20 +124,20 @@ def upsert(
     return statement.on_conflict_do_update(index_elements=key, set_=updates, where=where)
 
 
-def accumulate(engine: Engine, table: Table, rows: list[dict], key: list[str], total: str, latest: str):
-    """An INSERT of ``rows`` into ``table`` that, on a ``key`` conflict, adds the row's ``total``
-    to the stored one and takes its ``latest`` unless that is null: counters kept in one
-    statement, so concurrent writers never lose an increment."""
-    statement = _insert(engine, table).values(rows)
+def accumulate(engine: Engine, table: Table, key: list[str], total: str, latest: str):
+    """An INSERT into ``table`` that, on a ``key`` conflict, adds the row's ``total`` to the
+    stored one and takes its ``latest`` unless that is null: counters kept in one statement,
+    so concurrent writers never lose an increment."""
+    statement = _insert(engine, table)
     return statement.on_conflict_do_update(index_elements=key, set_={
         total: table.c[total] + statement.excluded[total],
         latest: sa.func.coalesce(statement.excluded[latest], table.c[latest]),
     })
 
 
-def insert_missing(engine: Engine, table: Table, rows: list[dict], key: list[str]):
-    """An INSERT of ``rows`` into ``table`` that skips the rows whose ``key`` is there already."""
-    return _insert(engine, table).values(rows).on_conflict_do_nothing(index_elements=key)
+def insert_missing(engine: Engine, table: Table, key: list[str]):
+    """An INSERT into ``table`` that skips the rows whose ``key`` is there already."""
+    return _insert(engine, table).on_conflict_do_nothing(index_elements=key)
 
 
 def _insert(engine: Engine, table: Table):

@@ -219,7 +219,7 @@ class SqlSink(BatchingSink):
         rows = list({tuple(row[column] for column in self.key): row for row in map(self.row, batch)}.values())
         try:
             with self.engine.begin() as connection:
-                connection.execute(upsert(self.engine, self.table, rows, key=list(self.key), keep=self.keep, newest=self.newest))
+                connection.execute(upsert(self.engine, self.table, key=list(self.key), keep=self.keep, newest=self.newest), rows)
                 self.write_related(connection, batch)
         except (DataError, IntegrityError) as exc:
             raise MessageRejected(f"{self.name}: the database refused the row: {exc.orig}") from exc

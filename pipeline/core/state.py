@@ -181,7 +181,7 @@ class StateStore:
             consecutive_failures=0, last_error=None, next_poll_at=next_poll_at, interval_seconds=interval_seconds,
         )
         with self.engine.begin() as connection:
-            connection.execute(upsert(self.engine, source_state, [row], key=["name"]))
+            connection.execute(upsert(self.engine, source_state, key=["name"]), [row])
 
     def set_validators(self, name: str, etag: str | None, last_modified: str | None) -> None:
         """Store the ETag / Last-Modified to send on the next poll of ``name`` (``None`` clears them).
@@ -205,7 +205,7 @@ class StateStore:
                 **previous, "last_polled_at": utc_now(), "last_error": _cut(error), "next_poll_at": next_poll_at,
                 "consecutive_failures": previous["consecutive_failures"] + 1,
             }
-            connection.execute(upsert(self.engine, source_state, [row], key=["name"]))
+            connection.execute(upsert(self.engine, source_state, key=["name"]), [row])
         return SourceState(**row)
 
     def health(self) -> list[SourceState]:
@@ -259,7 +259,7 @@ class StateStore:
                 for article_id, url in latest.items()
             ]
             for chunk in chunked(rows):
-                connection.execute(upsert(self.engine, seen_articles, chunk, key=["source", "article_id"]))
+                connection.execute(upsert(self.engine, seen_articles, key=["source", "article_id"]), chunk)
             self._count(connection, [(source, _tally(row)) for row in previous.values()], [(source, _tally(row)) for row in rows], now)
 
     def record_item_failure(
@@ -283,7 +283,7 @@ class StateStore:
                 "last_error": _cut(error), "first_seen_at": previous["first_seen_at"] if previous else now,
                 "updated_at": now,
             }
-            connection.execute(upsert(self.engine, seen_articles, [row], key=["source", "article_id"]))
+            connection.execute(upsert(self.engine, seen_articles, key=["source", "article_id"]), [row])
             self._count(connection, [(source, _tally(previous))] if previous else [], [(source, _tally(row))], now)
         return status == FAILED
 
@@ -346,7 +346,7 @@ class StateStore:
             for (source, tally), change in sorted(changes.items()) if change or (source, tally) in entered
         ]
         for chunk in chunked(rows):
-            connection.execute(accumulate(self.engine, source_item_counts, chunk, key=["source", "tally"], total="articles", latest="latest"))
+            connection.execute(accumulate(self.engine, source_item_counts, key=["source", "tally"], total="articles", latest="latest"), chunk)
 
     def silence(self, source: str, poll_interval_seconds: float) -> Silence | None:
         """When ``source`` last had a new article and its usual gap between new articles (the
