@@ -209,6 +209,7 @@ def fill_state(engine: sa.Engine, count: int) -> None:
 class Role:
     name: str
     process: subprocess.Popen
+    log: Path
     samples: list[tuple[float, float]] = field(default_factory=list)  # (wall clock, CPU seconds)
     peak_rss_mb: float = 0.0
     profiler: subprocess.Popen | None = None
@@ -225,6 +226,13 @@ class Role:
         self.samples.append((time.time(), cpu))
         self.peak_rss_mb = max(self.peak_rss_mb, sum(_peak_rss_mb(pid) for pid in members))
 
+    def settled(self, seconds: float = 1.0, busy: float = 0.05) -> bool:
+        """Whether the role used under ``busy`` of a core over the last ``seconds`` it was sampled."""
+        if not self.samples or self.samples[-1][0] - self.samples[0][0] < seconds:
+            return False
+        now = self.samples[-1][0]
+        return self.cpu_between(now - seconds, now) < busy * seconds
+
     def cpu_between(self, start: float, end: float) -> float:
         def at(moment: float) -> float:
             before = [cpu for stamp, cpu in self.samples if stamp <= moment]
@@ -240,20 +248,29 @@ def _peak_rss_mb(pid: int) -> float:
     return next((int(line.split()[1]) / 1024 for line in status.splitlines() if line.startswith("VmHWM:")), 0.0)
 
 
-def start_role(role: str, config: Path, log: Path, profile: Path | None = None) -> Role:
-    """``amur run ROLE`` as a process of its own, its output to ``log``; no AMUR_ variable of ours
-    leaks in. With ``profile``, py-spy samples it (every thread, 100 times a second, busy ones
-    only) into that file as collapsed stacks."""
+def start_role(role: str, config: Path, log: Path) -> Role:
+    """``amur run ROLE`` as a process of its own, its output to ``log``; no AMUR_ variable of ours leaks in."""
     env = {key: value for key, value in os.environ.items() if not key.startswith("AMUR_")}
     process = subprocess.Popen([*AMUR, "run", role, "--config", str(config)], env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
-    if profile is None:
-        return Role(role, process)
-    profiler = subprocess.Popen(
-        [str(Path(sys.executable).with_name("py-spy")), "record", "--pid", str(process.pid), "--rate", "100", "--format", "raw",
-         "--output", str(profile), "--nonblocking"],
-        stdout=subprocess.DEVNULL, stderr=log.with_suffix(".py-spy.log").open("wb"),
+    return Role(role, process, log=log)
+
+
+def start_profiler(role: Role, profile: Path) -> None:
+    """py-spy sampling ``role``'s process and its children (the connectors' extractors), every
+    thread, 100 times a second, busy ones only, into ``profile`` as collapsed stacks, until
+    :func:`stop_profiler`."""
+    role.profile = profile
+    role.profiler = subprocess.Popen(
+        [str(Path(sys.executable).with_name("py-spy")), "record", "--pid", str(role.process.pid), "--subprocesses",
+         "--rate", "100", "--format", "raw", "--output", str(profile), "--nonblocking"],
+        stdout=subprocess.DEVNULL, stderr=role.log.with_suffix(".py-spy.log").open("wb"),
     )
-    return Role(role, process, profiler=profiler, profile=profile)
+
+
+def stop_profiler(role: Role) -> None:
+    if role.profiler is not None and role.profiler.poll() is None:
+        role.profiler.send_signal(signal.SIGINT)  # py-spy writes its samples and exits
+        role.profiler.wait(timeout=60)
 
 
 _LINE = re.compile(r":\d+\)$")
@@ -400,17 +417,19 @@ def run_once(args, engine: sa.Engine, database_url: str, workers: int, extract_p
             for feed in feeds
         })
         plan = [role for role in roles() for _ in range(workers if role == "processors" else 1)]
-        started = [
-            start_role(role, config, args.logs / f"{run}-{role}-{number}.log",
-                       args.profile / f"{run}-{role}-{number}.txt" if args.profile else None)
-            for number, role in enumerate(plan)
-        ]
+        started = [start_role(role, config, args.logs / f"{run}-{role}-{number}.log") for number, role in enumerate(plan)]
         watch = FeedWatch(root / "feeds" / "all.json")
         watch.start()
         sampler = Sampler(started)
         sampler.start()
         try:
+            if args.profile:  # the burst only: not the imports and model loading before it
+                time.sleep(max(0.0, first_burst_poll - 1 - time.time()))
+                for number, role in enumerate(started):
+                    start_profiler(role, args.profile / f"{run}-{role.name}-{number}.txt")
             burst_done = wait_recorded(engine, run, len(burst), first_burst_poll + args.timeout)
+            for role in started:
+                stop_profiler(role)
             burst_rate = rate(burst_times(burst, recorded(engine, run)))
             steady_rate = burst_rate / 2  # half the capacity just measured
             steady = stream.add(synthetic_articles(int(steady_rate * args.steady_seconds), 0.05, seed=hash(run) % 10_000 + 1),
@@ -434,10 +453,9 @@ def run_once(args, engine: sa.Engine, database_url: str, workers: int, extract_p
                     role.process.wait(timeout=20)
                 except subprocess.TimeoutExpired:
                     role.process.kill()
-                if role.profiler is not None:
-                    role.profiler.wait(timeout=60)
+                stop_profiler(role)
         if args.profile:
-            print(f"where each role's CPU went (py-spy, {workers} processor(s)):")
+            print(f"where each role's CPU went over the burst (py-spy, {workers} processor(s)):")
             for role in started:
                 print("\n".join(profile_summary(role.name, role.profile)))
         every = recorded(engine, run)
@@ -449,7 +467,7 @@ def stage_once(args, database_url: str, workers: int) -> dict:
     """The processing stage alone: ``workers`` processor processes read a backlog of ``--backlog`` articles.
 
     The backlog is produced straight onto the articles topic once every processor has joined
-    the group, and no other role runs, so the stage has the machine to itself; the rate is that
+    the group and gone idle (its models loaded), and no other role runs, so the stage has the machine to itself; the rate is that
     of the articles classified from the moment the backlog is all there (their
     ``classified_at`` on the classified topic) to the last one.
     """
@@ -476,6 +494,10 @@ def stage_once(args, database_url: str, workers: int) -> dict:
                 # Every member holds its partitions before the first article is there, so the
                 # rate is the stage's, not that of a group still joining.
                 watch.wait_stable(workers, deadline)
+                # and has loaded its other languages' models, which it does in the background
+                # once it has joined: otherwise a round's timing can take in a second of loading.
+                while not all(role.settled() for role in started) and time.time() < deadline:
+                    time.sleep(0.25)
                 producing = time.perf_counter()
                 producer = transport.producer()
                 for key, value in backlog:
@@ -674,7 +696,7 @@ def main() -> None:
     parser.add_argument("--extract-processes", help="the connectors' extract_processes to try, comma-separated (default: as shipped)")
     parser.add_argument("--timeout", type=float, default=180)
     parser.add_argument("--logs", type=Path, help="where each role process writes its log (default: a new temporary directory)")
-    parser.add_argument("--profile", type=Path, help="sample each role with py-spy into this directory and print where its CPU went "
+    parser.add_argument("--profile", type=Path, help="sample each role with py-spy over the burst into this directory and print where its CPU went "
                         "(py-spy is not a dependency: pip install py-spy; sampling costs some CPU itself)")
     args = parser.parse_args()
     if args.profile:
