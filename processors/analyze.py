@@ -4,7 +4,10 @@
    — a few hundred microseconds, no model. Most articles of a news stream end here, with
    their gazetteer entities and a negative classification that says why.
 2. The candidate path, on the rest: one batched ``nlp.pipe`` per language over their texts
-   for entities and sentences, then figures and the full classification.
+   for sentences, then figures and the full classification; the model's entities for the
+   cooperation articles among them (the entity recognizer is most of a candidate's cost, and
+   an article the classifier turns away keeps its gazetteer entities, as one the cheap pass
+   turned away does).
 
 Each article is read in its own language, with that language's profile
 (:mod:`processors.languages`).
@@ -29,10 +32,10 @@ from pathlib import Path
 from spacy.language import Language
 from spacy.tokens import Doc
 
-from pipeline.core.messages import Article, Classified, article_id, utc_now
+from pipeline.core.messages import Article, Classification, Classified, Figure, article_id, utc_now
 from pipeline.core.settings import ModelSettings
 from processors.classify import Passage, RulesClassifier, language_config, load_classifier_config
-from processors.entities import gazetteer_entities, load_pipeline, merge_entities, sentence_spans
+from processors.entities import entity_components, gazetteer_entities, load_pipeline, merge_entities, recognise_entities, sentence_spans
 from processors.figures import extract_figures
 from processors.gazetteer import Gazetteer, load_gazetteer
 from processors.languages import DEFAULT_LANGUAGE, CachedForms, detect_language, load_language_profiles, name_forms, simplified_chinese
@@ -162,18 +165,24 @@ class Analyzer:
             candidates = [i for i, (a, verdict) in enumerate(zip(articles, verdicts, strict=True)) if verdict is None and a.language == language]
             # spaCy refuses texts over nlp.max_length; the rare giant page is read up to the limit.
             texts = (articles[index].text[: nlp.max_length] for index in candidates)
-            docs.update(zip(candidates, nlp.pipe(texts, batch_size=self.batch_size, n_process=self.n_process), strict=True))
+            docs.update(zip(candidates, nlp.pipe(texts, batch_size=self.batch_size, n_process=self.n_process, disable=entity_components(nlp)), strict=True))
+        classified: dict[int, tuple[list[Figure], Classification]] = {}
+        for index, doc in docs.items():
+            article, (title, body) = articles[index], prepared[index]
+            sentences = sentence_spans(doc)
+            figures = extract_figures(article.text, sentences, article.language)
+            classified[index] = (figures, self.reader(article.language).classifier.classify(title, body, sentences, figures))
+        for language in sorted({articles[index].language for index in docs}):
+            cooperation = [docs[index] for index, (_, verdict) in classified.items() if verdict.is_cooperation and articles[index].language == language]
+            recognise_entities(self.reader(language).nlp, cooperation, self.batch_size)
         results = []
-        for index, (article, (title, body)) in enumerate(zip(articles, prepared, strict=True)):
-            classifier = self.reader(article.language).classifier
-            if index in docs:
-                sentences = sentence_spans(docs[index])
+        for index, (article, (_, body)) in enumerate(zip(articles, prepared, strict=True)):
+            if index in classified:
+                figures, classification = classified[index]
                 entities = merge_entities(docs[index], body.mentions)
-                figures = extract_figures(article.text, sentences, article.language)
-                classification = classifier.classify(title, body, sentences, figures)
             else:
                 entities, figures = gazetteer_entities(body.mentions), []
-                classification = classifier.reject(verdicts[index])
+                classification = self.reader(article.language).classifier.reject(verdicts[index])
             results.append(Classified(
                 id=article.id, article=article, entities=entities, figures=figures,
                 classification=classification, classified_at=utc_now(),

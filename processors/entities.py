@@ -9,6 +9,11 @@ rather than run the same phrases again inside spaCy (an EntityRuler), :func:`mer
 joins the two by character offsets: a gazetteer mention wins where the two overlap, since it
 carries the canonical id; the model contributes everything the gazetteer does not know
 (people, unknown organisations, dates, amounts).
+
+The recognizer is most of a candidate's cost, and classification needs only the sentences:
+the analyzer splits every candidate into sentences first and runs the components after the
+splitter (:func:`entity_components`) on the cooperation articles alone
+(:func:`recognise_entities`).
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from processors.gazetteer import Mention
 # The components the candidate path runs; whatever feeds them (a shared tok2vec or
 # transformer they listen to) is kept as well.
 _NEEDED = ("ner", "senter")
+_SENTENCE_SPLITTERS = ("senter", "sentencizer")
 BLANK = "blank"
 NATASHA = "natasha"  # Russian: spaCy's tokenizer and sentencizer, and natasha's Slovnet NER for the entities
 NATASHA_LABELS = {"PER": "PERSON", "LOC": "LOC", "ORG": "ORG"}  # in spaCy's names, like the English model's
@@ -71,6 +77,25 @@ def load_pipeline(name: str, *, language: str | None = None) -> Language:
     if "senter" not in nlp.component_names:
         nlp.add_pipe("sentencizer", first=True)
     return nlp
+
+
+def entity_components(nlp: Language) -> list[str]:
+    """The components after the sentence splitter, which only recognise entities: a pipeline
+    run without them still gives each doc its sentences."""
+    names = nlp.pipe_names
+    splitter = max((index for index, name in enumerate(names) if name in _SENTENCE_SPLITTERS), default=-1)
+    return names[splitter + 1:]
+
+
+def recognise_entities(nlp: Language, docs: Sequence[Doc], batch_size: int) -> None:
+    """Run ``nlp``'s :func:`entity_components` over ``docs``, made by ``nlp`` without them:
+    their entities are set in place."""
+    for name in entity_components(nlp):
+        component = nlp.get_pipe(name)
+        if hasattr(component, "pipe"):
+            docs = list(component.pipe(docs, batch_size=batch_size))
+        else:
+            docs = [component(doc) for doc in docs]
 
 
 @Language.factory("amur_natasha_ner")

@@ -7,7 +7,7 @@ import spacy
 from spacy.tokens import Span
 
 from pipeline.core.errors import ConfigError
-from processors.entities import gazetteer_entities, load_pipeline, merge_entities, sentence_spans
+from processors.entities import entity_components, gazetteer_entities, load_pipeline, merge_entities, sentence_spans
 
 
 def test_a_missing_model_names_the_package_to_install(monkeypatch):
@@ -31,6 +31,14 @@ def test_an_unknown_model_name_is_a_config_error():
 @pytest.mark.slow
 def test_the_pipeline_keeps_only_entities_and_sentences(analyzer):
     assert analyzer.nlp.pipe_names == ["senter", "ner"]
+
+
+@pytest.mark.slow
+def test_what_follows_the_sentence_splitter_only_recognises_entities(analyzer):
+    # The analyzer runs these for cooperation articles alone: nothing the classifier reads.
+    assert entity_components(analyzer.nlp) == ["ner"]
+    assert entity_components(analyzer.reader("ru").nlp) == ["amur_natasha_ner"]
+    assert entity_components(load_pipeline("blank", language="zh")) == []
 
 
 def test_sentences_never_span_a_line_break():
