@@ -173,8 +173,8 @@ class Analyzer:
             figures = extract_figures(article.text, sentences, article.language)
             classified[index] = (figures, self.reader(article.language).classifier.classify(title, body, sentences, figures))
         for language in sorted({articles[index].language for index in docs}):
-            cooperation = [docs[index] for index, (_, verdict) in classified.items() if verdict.is_cooperation and articles[index].language == language]
-            recognise_entities(self.reader(language).nlp, cooperation, self.batch_size)
+            cooperation = [index for index, (_, verdict) in classified.items() if verdict.is_cooperation and articles[index].language == language]
+            docs.update(zip(cooperation, recognise_entities(self.reader(language).nlp, [docs[index] for index in cooperation], self.batch_size), strict=True))
         results = []
         for index, (article, (_, body)) in enumerate(zip(articles, prepared, strict=True)):
             if index in classified:

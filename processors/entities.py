@@ -87,15 +87,13 @@ def entity_components(nlp: Language) -> list[str]:
     return names[splitter + 1:]
 
 
-def recognise_entities(nlp: Language, docs: Sequence[Doc], batch_size: int) -> None:
-    """Run ``nlp``'s :func:`entity_components` over ``docs``, made by ``nlp`` without them:
-    their entities are set in place."""
+def recognise_entities(nlp: Language, docs: Sequence[Doc], batch_size: int) -> list[Doc]:
+    """``docs``, made by ``nlp`` without its :func:`entity_components`, run through them."""
+    docs = list(docs)
     for name in entity_components(nlp):
         component = nlp.get_pipe(name)
-        if hasattr(component, "pipe"):
-            docs = list(component.pipe(docs, batch_size=batch_size))
-        else:
-            docs = [component(doc) for doc in docs]
+        docs = list(component.pipe(docs, batch_size=batch_size)) if hasattr(component, "pipe") else [component(doc) for doc in docs]
+    return docs
 
 
 @Language.factory("amur_natasha_ner")
