@@ -470,9 +470,9 @@ def stage_once(args, database_url: str, workers: int) -> dict:
     """The processing stage alone: ``workers`` processor processes read a backlog of ``--backlog`` articles.
 
     The backlog is produced straight onto the articles topic once every processor has joined
-    the group and gone idle (its models loaded), and no other role runs, so the stage has the machine to itself; the rate is that
-    of the articles classified from the moment the backlog is all there (their
-    ``classified_at`` on the classified topic) to the last one.
+    the group and gone idle (its models loaded), and no other role runs, so the stage has the
+    machine to itself; the rate is that of the articles classified from the moment the backlog
+    is all there (their ``classified_at`` on the classified topic) to the last one.
     """
     run = f"p{uuid.uuid4().hex[:8]}"
     with tempfile.TemporaryDirectory() as scratch:
